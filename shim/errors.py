@@ -1,0 +1,214 @@
+"""One exception tree for keyshim; every error knows the XML-RPC fault a script receives.
+
+Legacy scripts match on the ``[Tag]`` at the start of ``faultString`` (and a few on
+``faultCode``), so every failure, ours or upstream's, ends up as one well-formed fault.
+Codes 0-15 are Keap's own; codes from 100 up are keyshim's, chosen so that they never collide
+with a code Keap sends::
+
+    ShimError                         3   [Unexpected]           (base; anything unforeseen)
+    ├── ParseError                    0   Failed to parse XML-RPC request: ...
+    ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
+    ├── RequestTooLarge             107   [RequestTooLarge]
+    ├── KeyError_ (InvalidKey)        2   [InvalidKey]           (unknown, malformed, revoked, expired)
+    ├── NoAccess                     14   [NoAccess]             (method outside the key's allowlist)
+    ├── RateLimited                 108   [RateLimited]          (key over its local rate)
+    ├── NotFound                      5   [RecordNotFound]       (local lookups; the simulator)
+    ├── ChainError                                                (the token chain of an account)
+    │   ├── ReauthorizationRequired 105   [ReauthorizationRequired]
+    │   ├── NoTokens                105   [ReauthorizationRequired] (account never authorized)
+    │   ├── RefreshInProgress       109   [TokenRefreshFailed]   (waited too long for a refresh)
+    │   └── TokenEndpointError      109   [TokenRefreshFailed]
+    │       ├── SpentRefreshToken   109   (permanent: invalid_grant / invalid_request)
+    │       └── TransientTokenError 109   (5xx, timeout, reset, 429)
+    └── UpstreamError               106   [UpstreamError]        (answer that is not XML-RPC)
+        ├── UpstreamUnavailable     101   [UpstreamUnavailable]  (refused, DNS, reset)
+        ├── UpstreamTimeout         102   [UpstreamTimeout]
+        ├── UpstreamThrottled       103   [Throttled]            (Keap answered 429)
+        └── UpstreamAuthError       104   [UpstreamAuth]         (Keap answered 401 after a retry)
+
+``CliError`` is separate: it is a user mistake at the command line, shown as one line.
+"""
+
+from __future__ import annotations
+
+
+class ShimError(Exception):
+    """Base of every keyshim error; carries the fault a legacy script should get."""
+
+    fault_code: int = 3
+    tag: str = "Unexpected"
+    default_message: str = "Unexpected error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else self.default_message
+        super().__init__(self.message)
+
+    @property
+    def fault_string(self) -> str:
+        """The ``faultString`` a script receives: ``[Tag]message``."""
+        return f"[{self.tag}]{self.message}"
+
+
+class ParseError(ShimError):
+    """The request body is not a well-formed XML-RPC methodCall (Keap's own wording)."""
+
+    fault_code = 0
+    tag = ""
+    default_message = "invalid request"
+
+    @property
+    def fault_string(self) -> str:
+        return f"Failed to parse XML-RPC request: {self.message}"
+
+
+class InvalidParameter(ShimError):
+    fault_code = 12
+    tag = "InvalidParameter"
+    default_message = "Invalid parameter"
+
+
+class RequestTooLarge(ShimError):
+    fault_code = 107
+    tag = "RequestTooLarge"
+    default_message = "Request body is larger than this keyshim accepts"
+
+
+class InvalidKey(ShimError):
+    """Unknown, malformed, revoked or expired local key. Nothing is sent upstream."""
+
+    fault_code = 2
+    tag = "InvalidKey"
+    default_message = "Invalid Key"
+
+
+class NoAccess(ShimError):
+    fault_code = 14
+    tag = "NoAccess"
+    default_message = "Access denied"
+
+
+class RateLimited(ShimError):
+    fault_code = 108
+    tag = "RateLimited"
+    default_message = "This key is over its call rate; slow down"
+
+
+class NotFound(ShimError):
+    fault_code = 5
+    tag = "RecordNotFound"
+    default_message = "Record was not found"
+
+
+class ChainError(ShimError):
+    """Something is wrong with an account's OAuth token chain."""
+
+    fault_code = 109
+    tag = "TokenRefreshFailed"
+    default_message = "Could not get a fresh access token"
+
+
+class ReauthorizationRequired(ChainError):
+    """The chain is dead (its refresh token is spent); a human must run ``account authorize``."""
+
+    fault_code = 105
+    tag = "ReauthorizationRequired"
+    default_message = "The Keap connection needs re-authorization (shim account authorize)"
+
+
+class NoTokens(ReauthorizationRequired):
+    default_message = "The account has no tokens yet (shim account authorize or import-tokens)"
+
+
+class RefreshInProgress(ChainError):
+    default_message = "Timed out waiting for another process to refresh the access token"
+
+
+class TokenEndpointError(ChainError):
+    """The token endpoint refused or failed a grant."""
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class SpentRefreshToken(TokenEndpointError):
+    """Permanent: Keap says the refresh token is used or invalid (either gateway's body)."""
+
+    default_message = "Keap rejected the refresh token as spent or invalid"
+
+
+class TransientTokenError(TokenEndpointError):
+    """5xx, timeout, connection reset or 429 from the token endpoint: worth retrying."""
+
+    default_message = "The Keap token endpoint is temporarily unavailable"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class UpstreamError(ShimError):
+    """Keap answered with something that is not an XML-RPC response (5xx, HTML, JSON...)."""
+
+    fault_code = 106
+    tag = "UpstreamError"
+    default_message = "Keap answered with an error"
+
+    def __init__(self, message: str | None = None, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UpstreamUnavailable(UpstreamError):
+    fault_code = 101
+    tag = "UpstreamUnavailable"
+    default_message = "Could not connect to Keap"
+
+
+class UpstreamTimeout(UpstreamError):
+    fault_code = 102
+    tag = "UpstreamTimeout"
+    default_message = "Keap did not answer in time; the call may or may not have run"
+
+
+class UpstreamThrottled(UpstreamError):
+    fault_code = 103
+    tag = "Throttled"
+    default_message = "Keap is throttling calls (HTTP 429)"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        status: int | None = 429,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class UpstreamAuthError(UpstreamError):
+    fault_code = 104
+    tag = "UpstreamAuth"
+    default_message = "Keap rejected keyshim's credentials"
+
+
+class CliError(Exception):
+    """A user mistake at the command line: printed as one line on stderr, exit status 1."""
+
+
+def all_faults() -> list[type[ShimError]]:
+    """Every fault keyshim itself can send, for the README table and its test."""
+    seen: list[type[ShimError]] = []
+    stack: list[type[ShimError]] = [ShimError]
+    while stack:
+        cls = stack.pop(0)
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen

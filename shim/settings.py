@@ -1,0 +1,120 @@
+"""One Settings object; the only reader of ``SHIM_*`` environment variables.
+
+``shim serve`` turns its flags into environment variables before uvicorn starts its workers,
+so every worker process builds the same Settings from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+_SIZE = re.compile(r"\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_duration(text: str | float | int) -> float:
+    """Seconds from ``30``, ``30s``, ``5m``, ``6h``, ``30d`` (also ``250ms``, ``2w``)."""
+    if isinstance(text, int | float):
+        return float(text)
+    m = _DURATION.fullmatch(text)
+    if not m:
+        raise ValueError(f"not a duration: {text!r} (use e.g. 30, 30s, 5m, 6h or 30d)")
+    unit = m.group(2).lower() if m.group(2) else None
+    return float(m.group(1)) * _UNITS[unit]
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``1048576``, ``512k``, ``64M``, ``1G``."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 512k, 64M)")
+    unit = (m.group(2) or "b")[0].lower()
+    return int(m.group(1)) * _SIZE_UNITS[unit]
+
+
+def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    """The user's data directory (XDG on Linux, Application Support on macOS, APPDATA)."""
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "keyshim"
+    if os.name == "nt" and environ.get("APPDATA"):
+        return Path(environ["APPDATA"]) / "keyshim"
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "keyshim"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything tunable. Field ``x`` is read from ``SHIM_X``; durations and sizes as text."""
+
+    db: str = ""
+    secret_key: str = ""  # SHIM_SECRET_KEY; else the key file
+    key_file: str = ""  # default: <db>.key
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "info"
+    #: Refresh before forwarding when the access token has less than this left.
+    inline_margin: float = 300.0
+    #: Background refresh when less than this is left (issue: several tries before expiry).
+    refresh_margin: float = 6 * 3600.0
+    #: Refresh a chain whose refresh token is older than this, even with no calls.
+    keepalive_age: float = 30 * 86400.0
+    #: How often the background scheduler looks at the chains.
+    scheduler_interval: float = 60.0
+    #: A refresh lease outlives the longest token request plus its retries.
+    lease_ttl: float = 60.0
+    #: How long a caller waits for another process's refresh before giving up.
+    refresh_wait: float = 30.0
+    #: Token-endpoint retries of transient failures within one refresh, and their backoff.
+    refresh_retries: int = 3
+    retry_base: float = 0.5
+    retry_cap: float = 10.0
+    token_timeout: float = 20.0
+    connect_timeout: float = 10.0
+    upstream_timeout: float = 300.0
+    max_body: int = 96 * 1024 * 1024
+    max_connections: int = 100
+    #: What keyshim puts in the first parameter instead of the local key.
+    placeholder: str = "keyshim"
+    alert_webhook: str = ""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
+        """Build from ``SHIM_*`` variables, then apply explicit overrides (CLI flags)."""
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get("SHIM_" + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not settings.db:
+            settings = replace(settings, db=str(default_data_dir(environ) / "keyshim.db"))
+        if not settings.key_file:
+            settings = replace(settings, key_file=settings.db + ".key")
+        return settings
+
+    def to_env(self) -> dict[str, str]:
+        """The ``SHIM_*`` variables that rebuild these settings in a worker process."""
+        return {"SHIM_" + f.name.upper(): str(getattr(self, f.name)) for f in fields(self)}
+
+
+def _convert(name: str, kind: object, raw: str) -> object:
+    try:
+        if kind in ("float", float):
+            return parse_duration(raw)
+        if kind in ("int", int):
+            return parse_size(raw) if name == "max_body" else int(raw)
+    except ValueError as exc:
+        raise ValueError(f"SHIM_{name.upper()}: {exc}") from None
+    return raw
