@@ -1,0 +1,371 @@
+"""The ASGI application: one XML-RPC endpoint in front of Keap, plus health.
+
+Raw ASGI on purpose: the hot path is small (read the body, parse, check the key, splice in a
+placeholder, stream Keap's answer back) and every layer added here is paid on every call.
+Whatever goes wrong, a script gets a well-formed XML-RPC fault, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+import zlib
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from shim import __version__, keys, xmlrpc
+from shim.chains import Chains
+from shim.crypto import SecretBox
+from shim.errors import (
+    InvalidKey,
+    NoAccess,
+    ParseError,
+    RequestTooLarge,
+    ShimError,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamThrottled,
+)
+from shim.models import Account
+from shim.settings import Settings
+from shim.store import Store
+from shim.tokens import parse_retry_after
+from shim.upstream import Upstream, UpstreamResponse
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("shim.app")
+access_log = logging.getLogger("shim.access")
+
+XMLRPC_PATHS = frozenset({"/api/xmlrpc", "/api/xmlrpc/", "/api/xmlrpc/v1"})
+ACCOUNT_CACHE_SECONDS = 2.0
+TOUCH_FLUSH_SECONDS = 5.0
+#: Response headers of Keap's that reach the script (quota figures help people tune).
+PASS_HEADERS = (b"content-type", b"content-length", b"content-encoding")
+
+
+class Services:
+    """The per-process resources the app needs; built at startup inside the event loop."""
+
+    def __init__(self, settings: Settings, store: Store, box: SecretBox, upstream: Upstream,
+                 chains: Chains) -> None:
+        self.settings = settings
+        self.store = store
+        self.hmac_key = box.derive("key-hmac")
+        self.upstream = upstream
+        self.chains = chains
+
+
+ServicesFactory = Callable[[Settings], Services]
+
+
+class KeyshimApp:
+    """ASGI callable. ``factory`` builds Services (tests inject transports and stores)."""
+
+    def __init__(self, settings: Settings, factory: ServicesFactory,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self._factory = factory
+        self.clock = clock
+        self.services: Services | None = None
+        self._accounts: dict[str, tuple[Account, float]] = {}
+        self._touched: dict[str, float] = {}
+        self._last_flush = 0.0
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def startup(self) -> Services:
+        if self.services is None:
+            self.services = self._factory(self.settings)
+            task = asyncio.create_task(
+                self.services.chains.recover(self.services.store.list_accounts())
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return self.services
+
+    async def shutdown(self) -> None:
+        if self.services is None:
+            return
+        for task in list(self._tasks):
+            task.cancel()
+        self.flush_touches()
+        await self.services.upstream.aclose()
+        self.services.store.close()
+        self.services = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        if path in XMLRPC_PATHS:
+            if scope["method"] != "POST":
+                await _plain(send, 405, b"XML-RPC endpoint: use POST\n", [(b"allow", b"POST")])
+                return
+            await self._xmlrpc(scope, receive, send)
+        elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
+            await self._healthz(send)
+        else:
+            await _plain(send, 404, b"not found\n")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _healthz(self, send: Send) -> None:
+        services = await self.startup()
+        accounts = services.store.list_accounts()
+        body = json.dumps({"status": "ok", "version": __version__, "accounts": len(accounts)})
+        await _plain(send, 200, body.encode(), [(b"content-type", b"application/json")])
+
+    # -- the XML-RPC endpoint -----------------------------------------------------------
+    async def _xmlrpc(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        request_id = secrets.token_hex(6)
+        record: dict[str, Any] = {"request_id": request_id, "method": None, "key": None}
+        outcome = "ok"
+        started_response = False
+        try:
+            services = await self.startup()
+            body = await _read_body(scope, receive, self.settings.max_body)
+            call = xmlrpc.parse_call(body)
+            record["method"] = call.method
+            if not xmlrpc.is_method_name(call.method):
+                raise ParseError(f"not a Service.method name: {call.method[:80]!r}")
+            local = _keyless_answer(call)
+            if local is not None:
+                outcome = "local"
+                await _xml(send, local)
+                return
+            key_text = call.first_param_text
+            key_id = keys.key_id_of(key_text) if key_text is not None else None
+            if key_id is None:
+                raise InvalidKey("Invalid Key (the first parameter must be your keyshim key)")
+            now = self.clock()
+            record_ = keys.verify(services.store.get_key(key_id), services.hmac_key,
+                                  key_text or "", now)
+            record["key"] = record_.id
+            keys.check_method(record_, call.method)
+            account = self._account(record_.account)
+            record["account"] = account.name
+            self._touch(record_.id, now)
+            forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
+            response = await self._forward(services, account, forwarded, scope)
+            record["status"] = response.status
+            started_response = True
+            await _stream(send, response)
+        except ShimError as exc:
+            outcome = exc.tag or "ParseError"
+            if started_response:
+                log.error("request %s: upstream broke mid-answer: %s", request_id, exc.message)
+                return
+            await _xml(send, xmlrpc.dumps_fault(exc.fault_code, exc.fault_string),
+                       close=isinstance(exc, RequestTooLarge))
+        except Exception:
+            outcome = "error"
+            log.exception("request %s failed", request_id)
+            if not started_response:
+                fault = ShimError(f"keyshim internal error (request {request_id})")
+                await _xml(send, xmlrpc.dumps_fault(fault.fault_code, fault.fault_string))
+        finally:
+            record["outcome"] = outcome
+            record["ms"] = round((time.perf_counter() - started) * 1000, 2)
+            access_log.info("call", extra={"shim": record})
+
+    async def _forward(self, services: Services, account: Account, body: bytes,
+                       scope: Scope) -> UpstreamResponse:
+        """Send upstream with the account's credential; on 401 refresh once and retry once."""
+        headers = {
+            "Content-Type": "text/xml",
+            "User-Agent": f"keyshim/{__version__}",
+            "Accept-Encoding": _header(scope, b"accept-encoding") or "identity",
+        }
+        generation = None
+        if account.kind == "oauth":
+            token, generation = await services.chains.access_token(account)
+            headers["Authorization"] = f"Bearer {token}"
+        else:
+            headers["X-Keap-API-Key"] = account.service_key or ""
+        response = await services.upstream.open(account.xmlrpc_url, body, headers)
+        if response.status == 401 and generation is not None:
+            # A 401 means Keap did not run the call: refresh (single-flight) and retry once.
+            await response.aclose()
+            chain = await services.chains.refresh(account, seen_generation=generation,
+                                                  reason="401")
+            headers["Authorization"] = f"Bearer {chain.access_token}"
+            response = await services.upstream.open(account.xmlrpc_url, body, headers)
+        if response.status == 200 and b"xml" in response.headers.get("content-type", "").encode():
+            return response
+        await _raise_for_answer(response)
+        raise AssertionError("unreachable")
+
+    def _account(self, name: str) -> Account:
+        now = time.monotonic()
+        cached = self._accounts.get(name)
+        if cached is not None and now - cached[1] < ACCOUNT_CACHE_SECONDS:
+            return cached[0]
+        assert self.services is not None
+        account = self.services.store.get_account(name)
+        if account is None:
+            raise InvalidKey("Invalid Key (its account no longer exists)")
+        self._accounts[name] = (account, now)
+        return account
+
+    def _touch(self, key_id: str, now: float) -> None:
+        """Remember last use in memory; written in batches, never per call."""
+        self._touched[key_id] = now
+        if now - self._last_flush > TOUCH_FLUSH_SECONDS:
+            self.flush_touches()
+
+    def flush_touches(self) -> None:
+        if not self._touched or self.services is None:
+            return
+        batch, self._touched = self._touched, {}
+        self._last_flush = self.clock()
+        try:
+            self.services.store.touch_keys(batch)
+        except Exception:  # last-used is advisory; never fail a call for it
+            log.exception("could not record key use")
+
+
+def _keyless_answer(call: xmlrpc.Call) -> bytes | None:
+    """Calls that legitimately arrive without a key (see README: keyless calls)."""
+    if call.method == "DataService.echo" and len(call.params) == 1:
+        text = call.params[0]
+        if isinstance(text, str) and not keys.looks_like_key(text):
+            return xmlrpc.dumps_response(text)  # old iSDK connectivity check; no data, no key
+    if call.method == "DataService.getTemporaryKey":
+        raise NoAccess(
+            "DataService.getTemporaryKey (vendor login) is not supported by Keap any more; "
+            "ask your keyshim admin for a key (shim key issue)"
+        )
+    return None
+
+
+async def _raise_for_answer(response: UpstreamResponse) -> None:
+    """Turn an upstream answer that is not XML-RPC into the right error."""
+    status = response.status
+    snippet = await response.read(4096)
+    await response.aclose()
+    detail = _fault_text(snippet)
+    if status == 401:
+        raise UpstreamAuthError(f"Keap rejected the credential (HTTP 401{detail})", status=status)
+    if status == 429:
+        retry = parse_retry_after(response.headers.get("retry-after"))
+        wait = f"; retry after {retry:g}s" if retry is not None else ""
+        raise UpstreamThrottled(f"Keap is throttling calls (HTTP 429{detail}){wait}",
+                                retry_after=retry)
+    raise UpstreamError(f"Keap answered HTTP {status}{detail}", status=status)
+
+
+def _fault_text(body: bytes) -> str:
+    """The human part of Keap's JSON error bodies, if any (``fault.faultstring`` etc.)."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return ""
+    if isinstance(data, dict):
+        fault = data.get("fault")
+        if isinstance(fault, dict) and fault.get("faultstring"):
+            return f": {str(fault['faultstring'])[:160]}"
+        if data.get("message"):
+            return f": {str(data['message'])[:160]}"
+    return ""
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, within ``limit`` bytes before and after gzip decoding."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ParseError("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestTooLarge(f"Request body is over the {limit}-byte limit")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    encoding = (_header(scope, b"content-encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        body = _decompress(body, limit, gzip=encoding != "deflate")
+    elif encoding not in ("", "identity"):
+        raise ParseError(f"unsupported Content-Encoding {encoding[:40]!r}")
+    return body
+
+
+def _decompress(data: bytes, limit: int, *, gzip: bool) -> bytes:
+    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+    try:
+        out = decoder.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ParseError(f"bad compressed body: {exc}") from None
+    if len(out) > limit or decoder.unconsumed_tail:
+        raise RequestTooLarge(f"Decompressed request body is over the {limit}-byte limit")
+    if not decoder.eof:
+        raise ParseError("truncated compressed body")
+    return out
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+async def _stream(send: Send, response: UpstreamResponse) -> None:
+    headers = [(k.encode("latin-1"), v.encode("latin-1"))
+               for k, v in response.headers.items()
+               if k.encode("latin-1").lower() in PASS_HEADERS
+               or k.lower().startswith("x-keap-product-")]
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    try:
+        async for chunk in response.iter_raw():
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    finally:
+        await response.aclose()
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _xml(send: Send, body: bytes, *, close: bool = False) -> None:
+    headers = [(b"content-type", b"text/xml; charset=UTF-8")]
+    if close:
+        headers.append((b"connection", b"close"))
+    await _plain(send, 200, body, headers)
+
+
+async def _plain(send: Send, status: int, body: bytes,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    headers = list(headers or [(b"content-type", b"text/plain; charset=utf-8")])
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+

@@ -1,0 +1,441 @@
+"""The ``shim`` command: a thin click layer over the library.
+
+User mistakes become one line on stderr and a non-zero exit (``CliError`` → click's
+``UsageError``/``ClickException``), never a traceback. ``--json`` output never carries a secret,
+except the one-time output of ``key issue``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from shim import keys
+from shim.errors import CliError, ShimError
+from shim.models import Account, KeyRecord, TokenPair
+from shim.runtime import init_files, load_master_key, open_store
+from shim.settings import Settings, parse_duration
+from shim.sqlite_store import SqliteStore
+from shim.store import StoreConflict
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+
+
+class ShimGroup(click.Group):
+    """Turns keyshim's own errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (CliError, ShimError, ValueError) as exc:
+            message = exc.message if isinstance(exc, ShimError) else str(exc)
+            raise click.ClickException(message) from None
+
+
+def _settings(ctx: click.Context) -> Settings:
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+@contextmanager
+def _store(ctx: click.Context) -> Iterator[SqliteStore]:
+    store = open_store(_settings(ctx))
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+@click.group(cls=ShimGroup)
+@click.option("--db", envvar="SHIM_DB", type=click.Path(dir_okay=False),
+              help="Database file (env SHIM_DB; default: keyshim.db in your data directory).")
+@click.version_option(package_name="keyshim")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None) -> None:
+    """keyshim: keeps legacy Infusionsoft/Keap XML-RPC scripts running on Keap OAuth.
+
+    \b
+    Quick start:
+      shim init
+      shim account add prod --client-id ID --client-secret SECRET
+      shim account authorize prod        # or: shim account import-tokens prod ...
+      shim key issue prod --label "nightly export script"
+      shim serve
+    """
+    try:
+        ctx.obj = Settings.from_env(db=db or None)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- init ---------------------------------------------------------------------------------
+@cli.command()
+@click.pass_context
+def init(ctx: click.Context) -> None:
+    """Create the database and the master key file (both mode 0600).
+
+    \b
+    Example:
+      shim --db /var/lib/keyshim/keyshim.db init
+    """
+    settings = _settings(ctx)
+    db, created = init_files(settings)
+    click.echo(f"database: {db}")
+    if settings.secret_key:
+        click.echo("master key: from SHIM_SECRET_KEY")
+    else:
+        state = "created" if created else "exists"
+        click.echo(f"master key: {settings.key_file} ({state}; keep it apart from backups of the db)")
+
+
+# -- accounts -----------------------------------------------------------------------------
+@cli.group()
+def account() -> None:
+    """Keap accounts (one per Keap app) and their upstream credentials."""
+
+
+def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "name": a.name,
+        "kind": a.kind,
+        "client_id": a.client_id,
+        "app_name": a.app_name,
+        "xmlrpc_url": a.xmlrpc_url,
+        "token_url": a.token_url if a.kind == "oauth" else None,
+        "authorize_url": a.authorize_url if a.kind == "oauth" else None,
+        "route": a.route,
+        "created": _iso(a.created_at),
+    }
+    if a.kind == "oauth":
+        chain = store.get_chain(a.name)
+        out["tokens"] = None if chain is None else {
+            "state": chain.state,
+            "access_token_expires": _iso(chain.expires_at),
+            "refresh_token_issued": _iso(chain.refresh_issued_at),
+            "generation": chain.generation,
+        }
+    return out
+
+
+@account.command("add")
+@click.argument("name")
+@click.option("--client-id", help="OAuth client id (Keap developer portal).")
+@click.option("--client-secret", help="OAuth client secret.")
+@click.option("--service-key", help="Service Account Key or Personal Access Token (KeapAK-...).")
+@click.option("--xmlrpc-url", help="Override the OAuth XML-RPC endpoint.")
+@click.option("--token-url", help="Override the token endpoint.")
+@click.option("--authorize-url", help="Override the authorize page.")
+@click.pass_context
+def account_add(ctx: click.Context, name: str, client_id: str | None, client_secret: str | None,
+                service_key: str | None, xmlrpc_url: str | None, token_url: str | None,
+                authorize_url: str | None) -> None:
+    """Add a Keap account with an OAuth client or a service key.
+
+    \b
+    Examples:
+      shim account add prod --client-id abc123 --client-secret s3cr3t
+      shim account add stage --service-key KeapAK-xxxxxxxx
+    """
+    oauth = client_id is not None or client_secret is not None
+    if oauth == (service_key is not None):
+        raise CliError("give either --client-id and --client-secret, or --service-key")
+    if oauth and not (client_id and client_secret):
+        raise CliError("an OAuth account needs both --client-id and --client-secret")
+    if service_key is not None and (token_url or authorize_url):
+        raise CliError("--token-url and --authorize-url only apply to OAuth accounts")
+    _check_name(name)
+    urls = {k: v for k, v in {"xmlrpc_url": xmlrpc_url, "token_url": token_url,
+                              "authorize_url": authorize_url}.items() if v}
+    for flag, url in urls.items():
+        if not url.startswith(("https://", "http://")):
+            raise CliError(f"--{flag.replace('_', '-')} must be an http(s) URL")
+    acct = Account(name=name, kind="oauth" if oauth else "service_key", created_at=time.time(),
+                   client_id=client_id, client_secret=client_secret, service_key=service_key,
+                   **urls)  # type: ignore[arg-type]
+    with _store(ctx) as store:
+        try:
+            store.add_account(acct)
+        except StoreConflict:
+            raise CliError(f"account {name!r} already exists") from None
+    click.echo(f"added {acct.kind} account {name!r}")
+    if oauth:
+        click.echo(f"next: shim account authorize {name}  (or shim account import-tokens {name} ...)")
+
+
+def _check_name(name: str) -> None:
+    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name):
+        raise CliError("account names use letters, digits, '-', '_' and '.' (at most 64)")
+
+
+def _oauth_account(store: SqliteStore, name: str) -> Account:
+    acct = store.get_account(name)
+    if acct is None:
+        raise CliError(f"no account named {name!r} (see: shim account list)")
+    if acct.kind != "oauth":
+        raise CliError(f"account {name!r} uses a service key; it has no token chain")
+    return acct
+
+
+@account.command("import-tokens")
+@click.argument("name")
+@click.option("--access-token", required=True, help="Current access token.")
+@click.option("--refresh-token", required=True, help="Current (unused) refresh token.")
+@click.option("--expires-in", required=True, type=DURATION,
+              help="Seconds (or 24h, 90m...) until the access token expires.")
+@click.pass_context
+def import_tokens(ctx: click.Context, name: str, access_token: str, refresh_token: str,
+                  expires_in: float) -> None:
+    """Store a token pair obtained elsewhere (e.g. from an old integration).
+
+    The refresh token must not be used anywhere else afterwards: Keap refresh tokens are
+    single-use, and keyshim will rotate it.
+
+    \b
+    Example:
+      shim account import-tokens prod --access-token AT --refresh-token RT --expires-in 86400
+    """
+    with _store(ctx) as store:
+        _oauth_account(store, name)
+        now = time.time()
+        chain = store.put_tokens(name, TokenPair(access_token, refresh_token, now + expires_in),
+                                 now)
+    click.echo(f"stored tokens for {name!r}; access token expires {_iso(chain.expires_at)}")
+
+
+@account.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def account_list(ctx: click.Context, as_json: bool) -> None:
+    """List accounts (no secrets are shown).
+
+    \b
+    Example:
+      shim account list --json
+    """
+    with _store(ctx) as store:
+        rows = [_account_json(a, store) for a in store.list_accounts()]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no accounts yet (shim account add NAME ...)")
+    for r in rows:
+        tokens = r.get("tokens")
+        state = "service key" if r["kind"] == "service_key" else (
+            "no tokens" if tokens is None else f"{tokens['state']}, access token expires "
+            f"{tokens['access_token_expires']}")
+        click.echo(f"{r['name']:<16} {r['kind']:<12} {state}  -> {r['xmlrpc_url']}")
+
+
+# -- keys ---------------------------------------------------------------------------------
+@cli.group()
+def key() -> None:
+    """Local legacy-style keys that scripts send instead of the old Keap API key."""
+
+
+def _key_json(k: KeyRecord, now: float) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "account": k.account,
+        "label": k.label,
+        "prefix": k.prefix,
+        "created": _iso(k.created_at),
+        "expires": _iso(k.expires_at),
+        "revoked": _iso(k.revoked_at),
+        "last_used": _iso(k.last_used_at),
+        "allow": list(k.allow),
+        "rate_per_min": k.rate_per_min,
+        "state": k.state(now),
+    }
+
+
+@key.command("issue")
+@click.argument("account_name", metavar="ACCOUNT")
+@click.option("--label", required=True, help="Who or what uses the key (shown in listings).")
+@click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d; default: no expiry.")
+@click.option("--allow", "allow", multiple=True,
+              help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.")
+@click.option("--json", "as_json", is_flag=True, help="Print an object with id and key.")
+@click.pass_context
+def key_issue(ctx: click.Context, account_name: str, label: str, expires_in: float | None,
+              allow: tuple[str, ...], as_json: bool) -> None:
+    """Issue a key for ACCOUNT. The key is shown once; only its keyed hash is stored.
+
+    \b
+    Examples:
+      shim key issue prod --label "WordPress order sync"
+      shim key issue prod --label "reports" --expires-in 90d --allow 'DataService.query'
+    """
+    settings = _settings(ctx)
+    if expires_in is not None and expires_in <= 0:
+        raise CliError("--expires-in must be positive")
+    with _store(ctx) as store:
+        if store.get_account(account_name) is None:
+            raise CliError(f"no account named {account_name!r} (see: shim account list)")
+        from shim.crypto import SecretBox
+
+        hmac_key = SecretBox(load_master_key(settings)).derive("key-hmac")
+        issued = keys.make_key(hmac_key)
+        now = time.time()
+        record = KeyRecord(id=issued.id, account=account_name, label=label, digest=issued.digest,
+                           prefix=issued.prefix, created_at=now,
+                           expires_at=now + expires_in if expires_in else None,
+                           allow=keys.validate_allow(allow))
+        store.add_key(record)
+    if as_json:
+        _echo_json({**_key_json(record, now), "key": issued.text})
+        return
+    click.echo(f"key id:  {record.id}")
+    click.echo(f"key:     {issued.text}")
+    click.echo("This is the only time the key is shown. Put it where the script's old Keap "
+               "API key was.")
+
+
+@key.command("list")
+@click.option("--account", "account_name", help="Only keys of this account.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def key_list(ctx: click.Context, account_name: str | None, as_json: bool) -> None:
+    """List keys: id, label, non-secret prefix, dates and state.
+
+    \b
+    Example:
+      shim key list --account prod --json
+    """
+    now = time.time()
+    with _store(ctx) as store:
+        rows = [_key_json(k, now) for k in store.list_keys(account_name)]
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("no keys (shim key issue ACCOUNT --label TEXT)")
+    for r in rows:
+        click.echo(f"{r['id']}  {r['account']:<10} {r['state']:<8} {r['prefix']}…  "
+                   f"last used {r['last_used'] or 'never'}  {r['label']}")
+
+
+@key.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def key_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke a key; the very next call with it is refused, in every process.
+
+    \b
+    Example:
+      shim key revoke 7fQ2kd9XbA
+    """
+    with _store(ctx) as store:
+        if not store.revoke_key(key_id, time.time()):
+            raise CliError(f"no key with id {key_id!r} (see: shim key list)")
+    click.echo(f"revoked {key_id}")
+
+
+# -- serving ------------------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1; env SHIM_HOST).")
+@click.option("--port", type=int, default=None, help="Port (default 8080; env SHIM_PORT).")
+@click.option("--workers", type=click.IntRange(1, 64), default=None,
+              help="Worker processes sharing the port (env SHIM_WORKERS).")
+@click.option("--inline-margin", type=DURATION, default=None,
+              help="Refresh before forwarding when less than this is left (SHIM_INLINE_MARGIN).")
+@click.option("--log-level", default=None,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None,
+          inline_margin: float | None, log_level: str | None) -> None:
+    """Serve the XML-RPC endpoint (POST /api/xmlrpc) and GET /healthz.
+
+    \b
+    Example:
+      shim serve --port 8080 --workers 2
+    """
+    from dataclasses import replace
+
+    from shim import server
+
+    settings = _settings(ctx)
+    settings = replace(settings, **{k: v for k, v in {
+        "host": host, "port": port, "workers": workers, "inline_margin": inline_margin,
+        "log_level": log_level}.items() if v is not None})
+    open_store(settings).close()  # fail here, clearly, if init was not run
+    os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
+    click.echo(f"keyshim {settings.host}:{settings.port} workers={settings.workers} "
+               f"db={settings.db}", err=True)
+    server.run("shim.runtime:create_app", factory=True, host=settings.host, port=settings.port,
+               workers=settings.workers, log_level=settings.log_level)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8780, show_default=True, help="0 picks a free port.")
+@click.option("--access-token-lifetime", type=DURATION, default=86400.0, show_default=True,
+              help="Seconds an access token lives (Keap: 24h).")
+@click.option("--throttle/--no-throttle", default=False, help="Enforce Keap's rate limits.")
+def simulator(host: str, port: int, access_token_lifetime: float, throttle: bool) -> None:
+    """Run the bundled Keap simulator (token endpoint, OAuth XML-RPC) for trying keyshim.
+
+    Prints an OAuth client, an initial token pair and a service key to point an account at.
+
+    \b
+    Example:
+      shim simulator --port 8780 --access-token-lifetime 60
+    """
+    from shim.simulator import SimConfig, serve_simulator
+
+    config = SimConfig(access_token_lifetime=access_token_lifetime, throttle=throttle)
+    serve_simulator(host, port, config)
+
+
+@cli.command()
+@click.option("--keep", is_flag=True, help="Keep the temporary directory for a look around.")
+def demo(keep: bool) -> None:
+    """A full round trip: simulator + keyshim + an old-style xmlrpc.client script.
+
+    Needs no credentials and no network beyond loopback.
+
+    \b
+    Example:
+      shim demo
+    """
+    from shim.demo import run_demo
+
+    sys.exit(run_demo(keep=keep))
+
+
+def main() -> None:
+    cli(prog_name="shim")

@@ -1,0 +1,79 @@
+"""Serving ASGI apps: the only module that imports uvicorn.
+
+keyshim and the bundled simulator are both plain ASGI apps; this runs either on a socket,
+in the foreground (``shim serve``, ``shim simulator``) or in a background thread (tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from shim.logs import uvicorn_log_config
+
+
+def run(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    factory: bool = False,
+    log_level: str = "info",
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> None:
+    """Serve in the foreground until interrupted. ``workers > 1`` needs an import string."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=workers if workers > 1 else None,
+        factory=factory,
+        log_level=log_level.lower(),
+        log_config=uvicorn_log_config(log_level),
+        lifespan="on",
+        access_log=False,
+        server_header=False,
+        timeout_keep_alive=30,
+        ssl_certfile=certfile,
+        ssl_keyfile=keyfile,
+    )
+
+
+class BackgroundServer:
+    """An ASGI app on a loopback port in a thread of this process (tests, in-process use)."""
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning",
+                                access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.host = host
+        self.port = port
+
+    def _run(self) -> None:
+        asyncio.run(self._server.serve())
+
+    def __enter__(self) -> BackgroundServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        sockets = [s for srv in self._server.servers for s in srv.sockets]
+        self.port = sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
