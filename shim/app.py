@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from shim import __version__, keys, xmlrpc
 from shim.chains import Chains
@@ -53,8 +54,9 @@ PASS_HEADERS = (b"content-type", b"content-length", b"content-encoding")
 class Services:
     """The per-process resources the app needs; built at startup inside the event loop."""
 
-    def __init__(self, settings: Settings, store: Store, box: SecretBox, upstream: Upstream,
-                 chains: Chains) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, box: SecretBox, upstream: Upstream, chains: Chains
+    ) -> None:
         self.settings = settings
         self.store = store
         self.hmac_key = box.derive("key-hmac")
@@ -68,8 +70,9 @@ ServicesFactory = Callable[[Settings], Services]
 class KeyshimApp:
     """ASGI callable. ``factory`` builds Services (tests inject transports and stores)."""
 
-    def __init__(self, settings: Settings, factory: ServicesFactory,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, factory: ServicesFactory, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
         self._factory = factory
         self.clock = clock
@@ -157,13 +160,14 @@ class KeyshimApp:
                 outcome = "local"
                 await _xml(send, local)
                 return
-            key_text = call.first_param_text
+            key_text = _presented_key(scope, call)
             key_id = keys.key_id_of(key_text) if key_text is not None else None
             if key_id is None:
                 raise InvalidKey("Invalid Key (the first parameter must be your keyshim key)")
             now = self.clock()
-            record_ = keys.verify(services.store.get_key(key_id), services.hmac_key,
-                                  key_text or "", now)
+            record_ = keys.verify(
+                services.store.get_key(key_id), services.hmac_key, key_text or "", now
+            )
             record["key"] = record_.id
             keys.check_method(record_, call.method)
             account = self._account(record_.account)
@@ -179,8 +183,11 @@ class KeyshimApp:
             if started_response:
                 log.error("request %s: upstream broke mid-answer: %s", request_id, exc.message)
                 return
-            await _xml(send, xmlrpc.dumps_fault(exc.fault_code, exc.fault_string),
-                       close=isinstance(exc, RequestTooLarge))
+            await _xml(
+                send,
+                xmlrpc.dumps_fault(exc.fault_code, exc.fault_string),
+                close=isinstance(exc, RequestTooLarge),
+            )
         except Exception:
             outcome = "error"
             log.exception("request %s failed", request_id)
@@ -192,8 +199,9 @@ class KeyshimApp:
             record["ms"] = round((time.perf_counter() - started) * 1000, 2)
             access_log.info("call", extra={"shim": record})
 
-    async def _forward(self, services: Services, account: Account, body: bytes,
-                       scope: Scope) -> UpstreamResponse:
+    async def _forward(
+        self, services: Services, account: Account, body: bytes, scope: Scope
+    ) -> UpstreamResponse:
         """Send upstream with the account's credential; on 401 refresh once and retry once."""
         headers = {
             "Content-Type": "text/xml",
@@ -210,8 +218,7 @@ class KeyshimApp:
         if response.status == 401 and generation is not None:
             # A 401 means Keap did not run the call: refresh (single-flight) and retry once.
             await response.aclose()
-            chain = await services.chains.refresh(account, seen_generation=generation,
-                                                  reason="401")
+            chain = await services.chains.refresh(account, seen_generation=generation, reason="401")
             headers["Authorization"] = f"Bearer {chain.access_token}"
             response = await services.upstream.open(account.xmlrpc_url, body, headers)
         if response.status == 200 and b"xml" in response.headers.get("content-type", "").encode():
@@ -248,6 +255,24 @@ class KeyshimApp:
             log.exception("could not record key use")
 
 
+def _presented_key(scope: Scope, call: xmlrpc.Call) -> str | None:
+    """The local key: normally the first parameter.
+
+    infusionsoft-php in ``apikey`` mode sends the key as an ``X-Keap-API-Key`` header (first
+    parameter: a fixed string), and older OAuth SDKs as ``?access_token=``; both are accepted
+    when they carry a keyshim key.
+    """
+    header = _header(scope, b"x-keap-api-key")
+    if header is not None and keys.looks_like_key(header.strip()):
+        return header.strip()
+    query = bytes(scope.get("query_string", b"")).decode("latin-1")
+    if "access_token=" in query:
+        for value in parse_qs(query).get("access_token", []):
+            if keys.looks_like_key(value):
+                return value
+    return call.first_param_text
+
+
 def _keyless_answer(call: xmlrpc.Call) -> bytes | None:
     """Calls that legitimately arrive without a key (see README: keyless calls)."""
     if call.method == "DataService.echo" and len(call.params) == 1:
@@ -273,8 +298,9 @@ async def _raise_for_answer(response: UpstreamResponse) -> None:
     if status == 429:
         retry = parse_retry_after(response.headers.get("retry-after"))
         wait = f"; retry after {retry:g}s" if retry is not None else ""
-        raise UpstreamThrottled(f"Keap is throttling calls (HTTP 429{detail}){wait}",
-                                retry_after=retry)
+        raise UpstreamThrottled(
+            f"Keap is throttling calls (HTTP 429{detail}){wait}", retry_after=retry
+        )
     raise UpstreamError(f"Keap answered HTTP {status}{detail}", status=status)
 
 
@@ -341,10 +367,11 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 async def _stream(send: Send, response: UpstreamResponse) -> None:
-    headers = [(k.encode("latin-1"), v.encode("latin-1"))
-               for k, v in response.headers.items()
-               if k.encode("latin-1").lower() in PASS_HEADERS
-               or k.lower().startswith("x-keap-product-")]
+    headers = [
+        (k.encode("latin-1"), v.encode("latin-1"))
+        for k, v in response.headers.items()
+        if k.encode("latin-1").lower() in PASS_HEADERS or k.lower().startswith("x-keap-product-")
+    ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
     try:
         async for chunk in response.iter_raw():
@@ -362,10 +389,10 @@ async def _xml(send: Send, body: bytes, *, close: bool = False) -> None:
     await _plain(send, 200, body, headers)
 
 
-async def _plain(send: Send, status: int, body: bytes,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _plain(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     headers = list(headers or [(b"content-type", b"text/plain; charset=utf-8")])
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-

@@ -127,9 +127,7 @@ class Chains:
         return chain
 
     # -- refresh ------------------------------------------------------------------------
-    async def refresh(
-        self, account: Account, *, seen_generation: int | None, reason: str
-    ) -> Chain:
+    async def refresh(self, account: Account, *, seen_generation: int | None, reason: str) -> Chain:
         """Make sure the chain is newer than ``seen_generation``; refresh at most once.
 
         ``seen_generation`` is the generation the caller found wanting (None: refresh only
@@ -144,7 +142,9 @@ class Chains:
             deadline = self.clock() + self.settings.refresh_wait
             lease = f"refresh:{name}"
             while True:
-                if self.store.acquire_lease(lease, self.owner, self.settings.lease_ttl, self.clock()):
+                if self.store.acquire_lease(
+                    lease, self.owner, self.settings.lease_ttl, self.clock()
+                ):
                     try:
                         return await self._refresh_with_lease(account, seen_generation, reason)
                     finally:
@@ -177,9 +177,7 @@ class Chains:
             return False
         # Somebody refreshed since the caller looked. After a 401 any newer token will do;
         # otherwise it must also be outside the inline margin.
-        return reason == "401" or not needs_inline_refresh(
-            chain, now, self.settings.inline_margin
-        )
+        return reason == "401" or not needs_inline_refresh(chain, now, self.settings.inline_margin)
 
     async def _refresh_with_lease(
         self, account: Account, seen_generation: int | None, reason: str
@@ -225,8 +223,13 @@ class Chains:
                     await self._failed(chain, exc, dead=False)
                     raise
                 attempt += 1
-                log.warning("account %s: token endpoint: %s; retry %d in %.2fs",
-                            name, exc.message, attempt, wait)
+                log.warning(
+                    "account %s: token endpoint: %s; retry %d in %.2fs",
+                    name,
+                    exc.message,
+                    attempt,
+                    wait,
+                )
                 await self.sleep(wait)
                 continue
             except TokenEndpointError as exc:

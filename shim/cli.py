@@ -7,7 +7,6 @@ except the one-time output of ``key issue``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -29,10 +28,12 @@ from shim.store import StoreConflict
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "duration"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         if isinstance(value, float | int):
             return float(value)
         try:
@@ -81,8 +82,12 @@ def _echo_json(data: Any) -> None:
 
 
 @click.group(cls=ShimGroup)
-@click.option("--db", envvar="SHIM_DB", type=click.Path(dir_okay=False),
-              help="Database file (env SHIM_DB; default: keyshim.db in your data directory).")
+@click.option(
+    "--db",
+    envvar="SHIM_DB",
+    type=click.Path(dir_okay=False),
+    help="Database file (env SHIM_DB; default: keyshim.db in your data directory).",
+)
 @click.version_option(package_name="keyshim")
 @click.pass_context
 def cli(ctx: click.Context, db: str | None) -> None:
@@ -119,7 +124,9 @@ def init(ctx: click.Context) -> None:
         click.echo("master key: from SHIM_SECRET_KEY")
     else:
         state = "created" if created else "exists"
-        click.echo(f"master key: {settings.key_file} ({state}; keep it apart from backups of the db)")
+        click.echo(
+            f"master key: {settings.key_file} ({state}; keep it apart from backups of the db)"
+        )
 
 
 # -- accounts -----------------------------------------------------------------------------
@@ -142,12 +149,16 @@ def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
     }
     if a.kind == "oauth":
         chain = store.get_chain(a.name)
-        out["tokens"] = None if chain is None else {
-            "state": chain.state,
-            "access_token_expires": _iso(chain.expires_at),
-            "refresh_token_issued": _iso(chain.refresh_issued_at),
-            "generation": chain.generation,
-        }
+        out["tokens"] = (
+            None
+            if chain is None
+            else {
+                "state": chain.state,
+                "access_token_expires": _iso(chain.expires_at),
+                "refresh_token_issued": _iso(chain.refresh_issued_at),
+                "generation": chain.generation,
+            }
+        )
     return out
 
 
@@ -160,9 +171,16 @@ def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
 @click.option("--token-url", help="Override the token endpoint.")
 @click.option("--authorize-url", help="Override the authorize page.")
 @click.pass_context
-def account_add(ctx: click.Context, name: str, client_id: str | None, client_secret: str | None,
-                service_key: str | None, xmlrpc_url: str | None, token_url: str | None,
-                authorize_url: str | None) -> None:
+def account_add(
+    ctx: click.Context,
+    name: str,
+    client_id: str | None,
+    client_secret: str | None,
+    service_key: str | None,
+    xmlrpc_url: str | None,
+    token_url: str | None,
+    authorize_url: str | None,
+) -> None:
     """Add a Keap account with an OAuth client or a service key.
 
     \b
@@ -178,14 +196,25 @@ def account_add(ctx: click.Context, name: str, client_id: str | None, client_sec
     if service_key is not None and (token_url or authorize_url):
         raise CliError("--token-url and --authorize-url only apply to OAuth accounts")
     _check_name(name)
-    urls = {k: v for k, v in {"xmlrpc_url": xmlrpc_url, "token_url": token_url,
-                              "authorize_url": authorize_url}.items() if v}
-    for flag, url in urls.items():
-        if not url.startswith(("https://", "http://")):
-            raise CliError(f"--{flag.replace('_', '-')} must be an http(s) URL")
-    acct = Account(name=name, kind="oauth" if oauth else "service_key", created_at=time.time(),
-                   client_id=client_id, client_secret=client_secret, service_key=service_key,
-                   **urls)  # type: ignore[arg-type]
+    for flag, url in (
+        ("--xmlrpc-url", xmlrpc_url),
+        ("--token-url", token_url),
+        ("--authorize-url", authorize_url),
+    ):
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise CliError(f"{flag} must be an http(s) URL")
+    defaults = Account(name=name, kind="oauth", created_at=0.0)
+    acct = Account(
+        name=name,
+        kind="oauth" if oauth else "service_key",
+        created_at=time.time(),
+        client_id=client_id,
+        client_secret=client_secret,
+        service_key=service_key,
+        xmlrpc_url=xmlrpc_url or defaults.xmlrpc_url,
+        token_url=token_url or defaults.token_url,
+        authorize_url=authorize_url or defaults.authorize_url,
+    )
     with _store(ctx) as store:
         try:
             store.add_account(acct)
@@ -193,7 +222,9 @@ def account_add(ctx: click.Context, name: str, client_id: str | None, client_sec
             raise CliError(f"account {name!r} already exists") from None
     click.echo(f"added {acct.kind} account {name!r}")
     if oauth:
-        click.echo(f"next: shim account authorize {name}  (or shim account import-tokens {name} ...)")
+        click.echo(
+            f"next: shim account authorize {name}  (or shim account import-tokens {name} ...)"
+        )
 
 
 def _check_name(name: str) -> None:
@@ -214,11 +245,16 @@ def _oauth_account(store: SqliteStore, name: str) -> Account:
 @click.argument("name")
 @click.option("--access-token", required=True, help="Current access token.")
 @click.option("--refresh-token", required=True, help="Current (unused) refresh token.")
-@click.option("--expires-in", required=True, type=DURATION,
-              help="Seconds (or 24h, 90m...) until the access token expires.")
+@click.option(
+    "--expires-in",
+    required=True,
+    type=DURATION,
+    help="Seconds (or 24h, 90m...) until the access token expires.",
+)
 @click.pass_context
-def import_tokens(ctx: click.Context, name: str, access_token: str, refresh_token: str,
-                  expires_in: float) -> None:
+def import_tokens(
+    ctx: click.Context, name: str, access_token: str, refresh_token: str, expires_in: float
+) -> None:
     """Store a token pair obtained elsewhere (e.g. from an old integration).
 
     The refresh token must not be used anywhere else afterwards: Keap refresh tokens are
@@ -231,8 +267,9 @@ def import_tokens(ctx: click.Context, name: str, access_token: str, refresh_toke
     with _store(ctx) as store:
         _oauth_account(store, name)
         now = time.time()
-        chain = store.put_tokens(name, TokenPair(access_token, refresh_token, now + expires_in),
-                                 now)
+        chain = store.put_tokens(
+            name, TokenPair(access_token, refresh_token, now + expires_in), now
+        )
     click.echo(f"stored tokens for {name!r}; access token expires {_iso(chain.expires_at)}")
 
 
@@ -255,9 +292,15 @@ def account_list(ctx: click.Context, as_json: bool) -> None:
         click.echo("no accounts yet (shim account add NAME ...)")
     for r in rows:
         tokens = r.get("tokens")
-        state = "service key" if r["kind"] == "service_key" else (
-            "no tokens" if tokens is None else f"{tokens['state']}, access token expires "
-            f"{tokens['access_token_expires']}")
+        state = (
+            "service key"
+            if r["kind"] == "service_key"
+            else (
+                "no tokens"
+                if tokens is None
+                else f"{tokens['state']}, access token expires {tokens['access_token_expires']}"
+            )
+        )
         click.echo(f"{r['name']:<16} {r['kind']:<12} {state}  -> {r['xmlrpc_url']}")
 
 
@@ -287,12 +330,22 @@ def _key_json(k: KeyRecord, now: float) -> dict[str, Any]:
 @click.argument("account_name", metavar="ACCOUNT")
 @click.option("--label", required=True, help="Who or what uses the key (shown in listings).")
 @click.option("--expires-in", type=DURATION, help="Lifetime, e.g. 90d; default: no expiry.")
-@click.option("--allow", "allow", multiple=True,
-              help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.")
+@click.option(
+    "--allow",
+    "allow",
+    multiple=True,
+    help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print an object with id and key.")
 @click.pass_context
-def key_issue(ctx: click.Context, account_name: str, label: str, expires_in: float | None,
-              allow: tuple[str, ...], as_json: bool) -> None:
+def key_issue(
+    ctx: click.Context,
+    account_name: str,
+    label: str,
+    expires_in: float | None,
+    allow: tuple[str, ...],
+    as_json: bool,
+) -> None:
     """Issue a key for ACCOUNT. The key is shown once; only its keyed hash is stored.
 
     \b
@@ -311,18 +364,25 @@ def key_issue(ctx: click.Context, account_name: str, label: str, expires_in: flo
         hmac_key = SecretBox(load_master_key(settings)).derive("key-hmac")
         issued = keys.make_key(hmac_key)
         now = time.time()
-        record = KeyRecord(id=issued.id, account=account_name, label=label, digest=issued.digest,
-                           prefix=issued.prefix, created_at=now,
-                           expires_at=now + expires_in if expires_in else None,
-                           allow=keys.validate_allow(allow))
+        record = KeyRecord(
+            id=issued.id,
+            account=account_name,
+            label=label,
+            digest=issued.digest,
+            prefix=issued.prefix,
+            created_at=now,
+            expires_at=now + expires_in if expires_in else None,
+            allow=keys.validate_allow(allow),
+        )
         store.add_key(record)
     if as_json:
         _echo_json({**_key_json(record, now), "key": issued.text})
         return
     click.echo(f"key id:  {record.id}")
     click.echo(f"key:     {issued.text}")
-    click.echo("This is the only time the key is shown. Put it where the script's old Keap "
-               "API key was.")
+    click.echo(
+        "This is the only time the key is shown. Put it where the script's old Keap API key was."
+    )
 
 
 @key.command("list")
@@ -345,8 +405,10 @@ def key_list(ctx: click.Context, account_name: str | None, as_json: bool) -> Non
     if not rows:
         click.echo("no keys (shim key issue ACCOUNT --label TEXT)")
     for r in rows:
-        click.echo(f"{r['id']}  {r['account']:<10} {r['state']:<8} {r['prefix']}…  "
-                   f"last used {r['last_used'] or 'never'}  {r['label']}")
+        click.echo(
+            f"{r['id']}  {r['account']:<10} {r['state']:<8} {r['prefix']}…  "
+            f"last used {r['last_used'] or 'never'}  {r['label']}"
+        )
 
 
 @key.command("revoke")
@@ -369,42 +431,75 @@ def key_revoke(ctx: click.Context, key_id: str) -> None:
 @cli.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1; env SHIM_HOST).")
 @click.option("--port", type=int, default=None, help="Port (default 8080; env SHIM_PORT).")
-@click.option("--workers", type=click.IntRange(1, 64), default=None,
-              help="Worker processes sharing the port (env SHIM_WORKERS).")
-@click.option("--inline-margin", type=DURATION, default=None,
-              help="Refresh before forwarding when less than this is left (SHIM_INLINE_MARGIN).")
-@click.option("--log-level", default=None,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes sharing the port (env SHIM_WORKERS).",
+)
+@click.option(
+    "--inline-margin",
+    type=DURATION,
+    default=None,
+    help="Refresh before forwarding when less than this is left (SHIM_INLINE_MARGIN).",
+)
+@click.option(
+    "--log-level",
+    default=None,
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None,
-          inline_margin: float | None, log_level: str | None) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    inline_margin: float | None,
+    log_level: str | None,
+) -> None:
     """Serve the XML-RPC endpoint (POST /api/xmlrpc) and GET /healthz.
 
     \b
     Example:
       shim serve --port 8080 --workers 2
     """
-    from dataclasses import replace
-
     from shim import server
 
-    settings = _settings(ctx)
-    settings = replace(settings, **{k: v for k, v in {
-        "host": host, "port": port, "workers": workers, "inline_margin": inline_margin,
-        "log_level": log_level}.items() if v is not None})
+    settings = Settings.from_env(
+        os.environ,
+        db=_settings(ctx).db,
+        host=host,
+        port=port,
+        workers=workers,
+        inline_margin=inline_margin,
+        log_level=log_level,
+    )
     open_store(settings).close()  # fail here, clearly, if init was not run
     os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
-    click.echo(f"keyshim {settings.host}:{settings.port} workers={settings.workers} "
-               f"db={settings.db}", err=True)
-    server.run("shim.runtime:create_app", factory=True, host=settings.host, port=settings.port,
-               workers=settings.workers, log_level=settings.log_level)
+    click.echo(
+        f"keyshim {settings.host}:{settings.port} workers={settings.workers} db={settings.db}",
+        err=True,
+    )
+    server.run(
+        "shim.runtime:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+    )
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8780, show_default=True, help="0 picks a free port.")
-@click.option("--access-token-lifetime", type=DURATION, default=86400.0, show_default=True,
-              help="Seconds an access token lives (Keap: 24h).")
+@click.option(
+    "--access-token-lifetime",
+    type=DURATION,
+    default=86400.0,
+    show_default=True,
+    help="Seconds an access token lives (Keap: 24h).",
+)
 @click.option("--throttle/--no-throttle", default=False, help="Enforce Keap's rate limits.")
 def simulator(host: str, port: int, access_token_lifetime: float, throttle: bool) -> None:
     """Run the bundled Keap simulator (token endpoint, OAuth XML-RPC) for trying keyshim.

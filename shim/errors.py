@@ -9,8 +9,8 @@ with a code Keap sends::
     ├── ParseError                    0   Failed to parse XML-RPC request: ...
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
     ├── RequestTooLarge             107   [RequestTooLarge]
-    ├── KeyError_ (InvalidKey)        2   [InvalidKey]           (unknown, malformed, revoked, expired)
-    ├── NoAccess                     14   [NoAccess]             (method outside the key's allowlist)
+    ├── InvalidKey                    2   [InvalidKey]           (unknown, mistyped, revoked...)
+    ├── NoAccess                     14   [NoAccess]             (method not in the allowlist)
     ├── RateLimited                 108   [RateLimited]          (key over its local rate)
     ├── NotFound                      5   [RecordNotFound]       (local lookups; the simulator)
     ├── ChainError                                                (the token chain of an account)

@@ -32,7 +32,7 @@ SECRET_LEN = 24
 CHECK_LEN = 6
 KEY_LEN = len(PREFIX) + ID_LEN + SECRET_LEN + CHECK_LEN
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_KEY_RE = re.compile(r"shk_[0-9A-Za-z]{%d}" % (ID_LEN + SECRET_LEN + CHECK_LEN))
+_KEY_RE = re.compile(rf"shk_[0-9A-Za-z]{{{ID_LEN + SECRET_LEN + CHECK_LEN}}}")
 _ALLOW_RE = re.compile(r"[A-Za-z0-9_*?\[\]!]+(\.[A-Za-z0-9_*?\[\]!]+)?")
 
 

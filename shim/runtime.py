@@ -59,9 +59,7 @@ def open_store(settings: Settings) -> SqliteStore:
     return store
 
 
-def build_services(
-    settings: Settings, transport: Transport | None = None
-) -> Services:
+def build_services(settings: Settings, transport: Transport | None = None) -> Services:
     store = open_store(settings)
     box = SecretBox(load_master_key(settings))
     upstream = Upstream(

@@ -49,8 +49,9 @@ class BackgroundServer:
     """An ASGI app on a loopback port in a thread of this process (tests, in-process use)."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        config = uvicorn.Config(app, host=host, port=port, lifespan="on", log_level="warning",
-                                access_log=False)
+        config = uvicorn.Config(
+            app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.host = host

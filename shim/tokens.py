@@ -109,9 +109,7 @@ def is_due(chain: Chain, now: float, refresh_margin: float, keepalive_age: float
     return None
 
 
-def backoff(
-    attempt: int, *, base: float, cap: float, rng: random.Random | None = None
-) -> float:
+def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Full-jitter exponential backoff: a random wait in [0, min(cap, base * 2**attempt)]."""
     high = min(cap, base * (2**attempt))
     return (rng or random).uniform(base / 2, max(base / 2, high))

@@ -90,9 +90,7 @@ class Upstream:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def open(
-        self, url: str, body: bytes, headers: Mapping[str, str]
-    ) -> UpstreamResponse:
+    async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST ``body`` and return once the status line and headers are in."""
         request = self._client.build_request("POST", url, content=body, headers=dict(headers))
         try:
@@ -137,6 +135,17 @@ class Upstream:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"webhook failed: {_reason(exc)}") from exc
         return response.status_code
+
+
+def connection_reset(message: str) -> Exception:
+    """The error a client sees when the peer cuts the connection mid-answer.
+
+    The simulator raises it to fake a reset in-process (``httpx.ASGITransport`` cannot cut a
+    connection), so that httpx stays imported in this one module.
+    """
+    return httpx.RemoteProtocolError(
+        f"peer closed connection without sending complete message body ({message})"
+    )
 
 
 def _reason(exc: httpx.HTTPError) -> str:

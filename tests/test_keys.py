@@ -8,8 +8,14 @@ HMAC = b"k" * 32
 
 
 def record_for(issued: keys.IssuedKey, **kw: object) -> KeyRecord:
-    base = dict(id=issued.id, account="prod", label="t", digest=issued.digest,
-                prefix=issued.prefix, created_at=0.0)
+    base = dict(
+        id=issued.id,
+        account="prod",
+        label="t",
+        digest=issued.digest,
+        prefix=issued.prefix,
+        created_at=0.0,
+    )
     base.update(kw)
     return KeyRecord(**base)  # type: ignore[arg-type]
 

@@ -3,10 +3,19 @@ import pytest
 from shim.settings import Settings, parse_duration, parse_size
 
 
-@pytest.mark.parametrize("text,seconds", [
-    ("30", 30), ("30s", 30), ("5m", 300), ("6h", 21600), ("30d", 2592000), ("250ms", 0.25),
-    (" 2h ", 7200), ("1.5h", 5400),
-])
+@pytest.mark.parametrize(
+    "text,seconds",
+    [
+        ("30", 30),
+        ("30s", 30),
+        ("5m", 300),
+        ("6h", 21600),
+        ("30d", 2592000),
+        ("250ms", 0.25),
+        (" 2h ", 7200),
+        ("1.5h", 5400),
+    ],
+)
 def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
@@ -24,8 +33,13 @@ def test_sizes() -> None:
 
 
 def test_env_and_overrides(tmp_path: object) -> None:
-    env = {"SHIM_INLINE_MARGIN": "5m", "SHIM_REFRESH_MARGIN": "6h", "SHIM_KEEPALIVE_AGE": "30d",
-           "SHIM_DB": "/tmp/x.db", "SHIM_WORKERS": "3"}
+    env = {
+        "SHIM_INLINE_MARGIN": "5m",
+        "SHIM_REFRESH_MARGIN": "6h",
+        "SHIM_KEEPALIVE_AGE": "30d",
+        "SHIM_DB": "/tmp/x.db",
+        "SHIM_WORKERS": "3",
+    }
     s = Settings.from_env(env, port=9999)
     assert (s.inline_margin, s.refresh_margin, s.keepalive_age) == (300, 21600, 2592000)
     assert s.workers == 3 and s.port == 9999 and s.key_file == "/tmp/x.db.key"

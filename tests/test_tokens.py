@@ -14,16 +14,27 @@ def answer(status: int, body: object, headers: dict[str, str] | None = None) -> 
 
 
 def test_good_answer() -> None:
-    pair = answer(200, {"access_token": "A", "refresh_token": "R", "expires_in": 86400,
-                        "token_type": "bearer", "scope": "full|ab123.infusionsoft.com"})
+    pair = answer(
+        200,
+        {
+            "access_token": "A",
+            "refresh_token": "R",
+            "expires_in": 86400,
+            "token_type": "bearer",
+            "scope": "full|ab123.infusionsoft.com",
+        },
+    )
     assert pair.expires_at == 1000.0 + 86400  # type: ignore[attr-defined]
     assert tokens.app_name_from_scope(pair.scope) == "ab123"  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("body", [
-    {"error": "invalid_grant", "error_description": "Invalid refresh token"},
-    {"error": "invalid_request", "error_description": "Invalid Refresh Token"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error": "invalid_grant", "error_description": "Invalid refresh token"},
+        {"error": "invalid_request", "error_description": "Invalid Refresh Token"},
+    ],
+)
 def test_both_spent_bodies_are_permanent(body: dict[str, str]) -> None:
     with pytest.raises(SpentRefreshToken):
         answer(400, body)
@@ -48,8 +59,9 @@ def test_other_errors_are_not_spent() -> None:
 
 
 def chain(expires_at: float, issued: float = 0.0, state: str = "ok") -> Chain:
-    return Chain("a", "A", "R", expires_at=expires_at, refresh_issued_at=issued, generation=1,
-                 state=state)  # type: ignore[arg-type]
+    return Chain(
+        "a", "A", "R", expires_at=expires_at, refresh_issued_at=issued, generation=1, state=state
+    )  # type: ignore[arg-type]
 
 
 def test_due_policy() -> None:
