@@ -1,0 +1,179 @@
+"""The simulated app's data: rows of the legacy tables, tag assignments and file contents.
+
+Rows are plain dicts keyed by legacy field name. Derived fields (``Contact.Groups``, every
+ContactGroupAssign row) are computed when read, so there is one source of truth for which
+contact has which tag. File contents are kept as bytes apart from their FileBox rows.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+
+from shim.simulator.config import SimConfig
+from shim.simulator.faults import KeapFault, not_found
+from shim.simulator.schema import READ_ONLY_TABLES, check_field, coerce, fields_of
+from shim.xmlrpc import Value
+
+Row = dict[str, Value]
+
+#: Seeded tag categories and tags: (Id, name, description[, category]).
+_CATEGORIES = [(10, "Interests", "What a contact asked about"), (12, "Status", "")]
+_TAGS = [
+    (100, "Newsletter", "Subscribed to the newsletter", 10),
+    (102, "Webinar Attendee", "", 10),
+    (104, "Customer", "Bought something", 12),
+    (106, "Do Not Contact", "", 12),
+]
+_SETTINGS = {
+    ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
+    ("Contact", "phonetypes"): "Work,Home,Mobile,Other",
+    ("Contact", "faxtypes"): "Work,Home,Other",
+}
+
+
+def to_datetime(now: float) -> datetime.datetime:
+    """Keap's dateTime values are naive and whole seconds."""
+    return datetime.datetime.fromtimestamp(int(now), tz=datetime.timezone.utc).replace(tzinfo=None)
+
+
+class Database:
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.tables: dict[str, dict[int, Row]] = {
+            "Contact": {},
+            "ContactGroup": {},
+            "ContactGroupCategory": {},
+            "FileBox": {},
+        }
+        self.next_id: dict[str, int] = {}
+        #: ContactId -> {GroupId: DateCreated}
+        self.assignments: dict[int, dict[int, datetime.datetime]] = {}
+        self.files: dict[int, bytes] = {}
+        self.settings: dict[tuple[str, str], str] = dict(_SETTINGS)
+        for cid, name, description in _CATEGORIES:
+            self._put(
+                "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description
+            )
+        for tid, name, description, category in _TAGS:
+            self._put(
+                "ContactGroup",
+                tid,
+                GroupName=name,
+                GroupDescription=description,
+                GroupCategoryId=category,
+            )
+
+    def rows(self, table: str) -> list[Row]:
+        """Every row of ``table`` in Id order, derived fields filled in. Raises NoTableFound."""
+        fields_of(table, self.config.custom_fields)
+        if table == "ContactGroupAssign":
+            return [
+                self._assign_row(cid, gid, when)
+                for cid, tags in sorted(self.assignments.items())
+                for gid, when in sorted(tags.items())
+            ]
+        return [
+            self._materialize(table, rid, row) for rid, row in sorted(self.tables[table].items())
+        ]
+
+    def get(self, table: str, record_id: int) -> Row:
+        fields_of(table, self.config.custom_fields)
+        row = self.tables.get(table, {}).get(record_id)
+        if row is None:
+            raise not_found()
+        return self._materialize(table, record_id, row)
+
+    def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
+        values = self._writable(table, data)
+        record_id = self.next_id.get(table, 1)
+        if table == "Contact":
+            values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
+        self._put(table, record_id, **values)
+        return record_id
+
+    def update(self, table: str, record_id: int, data: Mapping[str, Value], now: float) -> int:
+        values = self._writable(table, data)
+        row = self.tables[table].get(record_id)
+        if row is None:
+            raise not_found()
+        row.update(values)
+        if table == "Contact":
+            row["LastUpdated"] = to_datetime(now)
+        return record_id
+
+    def delete(self, table: str, record_id: int) -> None:
+        self._check_writable_table(table)
+        if self.tables[table].pop(record_id, None) is None:
+            raise not_found()
+        if table == "Contact":
+            self.assignments.pop(record_id, None)
+        elif table == "ContactGroup":
+            for tags in self.assignments.values():
+                tags.pop(record_id, None)
+
+    def assign(self, contact_id: int, tag_id: int, now: float, on: bool) -> None:
+        """Add or remove a tag; both ids must exist (Keap answers RecordNotFound otherwise)."""
+        if contact_id not in self.tables["Contact"] or tag_id not in self.tables["ContactGroup"]:
+            raise not_found()
+        tags = self.assignments.setdefault(contact_id, {})
+        if on:
+            tags.setdefault(tag_id, to_datetime(now))
+        else:
+            tags.pop(tag_id, None)
+
+    def add_file(self, contact_id: int | None, name: str, data: bytes) -> int:
+        if contact_id is not None and contact_id not in self.tables["Contact"]:
+            raise not_found()
+        file_id = self.next_id.get("FileBox", 1)
+        extension = name.rpartition(".")[2] if "." in name else ""
+        self._put(
+            "FileBox",
+            file_id,
+            ContactId=contact_id,
+            FileName=name,
+            Extension=extension,
+            FileSize=len(data),
+            Public=0,
+        )
+        self.files[file_id] = data
+        return file_id
+
+    def _put(self, table: str, record_id: int, **values: Value) -> None:
+        """Store a row; ids only grow (a deleted id is never reused)."""
+        self.tables[table][record_id] = {"Id": record_id, **values}
+        self.next_id[table] = max(self.next_id.get(table, 1), record_id + 1)
+
+    def _check_writable_table(self, table: str) -> None:
+        fields_of(table, self.config.custom_fields)
+        if table in READ_ONLY_TABLES:
+            raise KeapFault("NoTableAccess", f"Access denied to table {table}")
+
+    def _writable(self, table: str, data: Mapping[str, Value]) -> Row:
+        self._check_writable_table(table)
+        fields = fields_of(table, self.config.custom_fields)
+        values: Row = {}
+        for name, value in data.items():
+            spec = check_field(table, fields, name)
+            if not spec.writable:
+                raise KeapFault("NoFieldAccess", f"Field {table}.{name} is read-only")
+            values[name] = coerce(table, name, spec, value)
+        return values
+
+    def _materialize(self, table: str, record_id: int, row: Row) -> Row:
+        if table != "Contact":
+            return dict(row)
+        tags = self.assignments.get(record_id, {})
+        return {**row, "Groups": ",".join(map(str, sorted(tags))) or None}
+
+    def _assign_row(self, cid: int, gid: int, when: datetime.datetime) -> Row:
+        contact = self.tables["Contact"][cid]
+        return {
+            "ContactId": cid,
+            "GroupId": gid,
+            "DateCreated": when,
+            "ContactGroup": self.tables["ContactGroup"][gid].get("GroupName"),
+            "Contact.Email": contact.get("Email"),
+            "Contact.FirstName": contact.get("FirstName"),
+            "Contact.LastName": contact.get("LastName"),
+        }

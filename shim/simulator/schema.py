@@ -1,0 +1,142 @@
+"""The legacy tables the simulator knows, their fields, and how written values are coerced.
+
+Only the tables keyshim's tests and demo touch are modelled: Contact, ContactGroup (tags),
+ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags) and FileBox
+(read-only; written through FileService). Field names are the legacy ones scripts send.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from shim.simulator.faults import KeapFault, invalid
+from shim.xmlrpc import Value
+
+FieldType = Literal["int", "str", "date"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    type: FieldType
+    writable: bool = True
+
+
+def _strings(*names: str) -> dict[str, FieldSpec]:
+    return {name: FieldSpec("str") for name in names}
+
+
+_PHONES = {
+    f"Phone{n}{suffix}": FieldSpec("str") for n in range(1, 6) for suffix in ("", "Ext", "Type")
+}
+
+CONTACT: dict[str, FieldSpec] = {
+    "Id": FieldSpec("int", writable=False),
+    **_strings("FirstName", "MiddleName", "LastName", "Nickname", "Title", "Suffix"),
+    **_strings("Email", "EmailAddress2", "EmailAddress3"),
+    **_PHONES,
+    **_strings("StreetAddress1", "StreetAddress2", "City", "State", "PostalCode", "Country"),
+    **_strings("Address2Street1", "Address2Street2", "City2", "State2", "PostalCode2", "Country2"),
+    **_strings("Company", "JobTitle", "ContactType", "Leadsource", "Website"),
+    "CompanyID": FieldSpec("int"),
+    "OwnerID": FieldSpec("int"),
+    "Birthday": FieldSpec("date"),
+    "DateCreated": FieldSpec("date", writable=False),
+    "LastUpdated": FieldSpec("date", writable=False),
+    "Groups": FieldSpec("str", writable=False),
+}
+
+TABLES: dict[str, dict[str, FieldSpec]] = {
+    "Contact": CONTACT,
+    "ContactGroup": {
+        "Id": FieldSpec("int", writable=False),
+        "GroupName": FieldSpec("str"),
+        "GroupCategoryId": FieldSpec("int"),
+        "GroupDescription": FieldSpec("str"),
+    },
+    "ContactGroupCategory": {
+        "Id": FieldSpec("int", writable=False),
+        "CategoryName": FieldSpec("str"),
+        "CategoryDescription": FieldSpec("str"),
+    },
+    "ContactGroupAssign": {
+        "ContactId": FieldSpec("int"),
+        "GroupId": FieldSpec("int"),
+        "DateCreated": FieldSpec("date"),
+        "ContactGroup": FieldSpec("str"),
+        "Contact.Email": FieldSpec("str"),
+        "Contact.FirstName": FieldSpec("str"),
+        "Contact.LastName": FieldSpec("str"),
+    },
+    "FileBox": {
+        "Id": FieldSpec("int"),
+        "ContactId": FieldSpec("int"),
+        "FileName": FieldSpec("str"),
+        "Extension": FieldSpec("str"),
+        "FileSize": FieldSpec("int"),
+        "Public": FieldSpec("int"),
+    },
+}
+
+#: Tables the legacy API only reads (rows come from addToGroup and FileService).
+READ_ONLY_TABLES = frozenset({"ContactGroupAssign", "FileBox"})
+
+_DATE_FORMATS = ("%Y%m%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
+
+
+def fields_of(table: str, custom_fields: tuple[str, ...]) -> dict[str, FieldSpec]:
+    """A table's fields; Contact also has the seeded custom fields (``_Name``, strings)."""
+    fields = TABLES.get(table)
+    if fields is None:
+        raise KeapFault("NoTableFound", f"No table found: {table}")
+    if table == "Contact":
+        return {**fields, **{name: FieldSpec("str") for name in custom_fields}}
+    return fields
+
+
+def check_field(table: str, fields: Mapping[str, FieldSpec], name: str) -> FieldSpec:
+    spec = fields.get(name)
+    if spec is None:
+        raise KeapFault("NoFieldFound", f"No field found: {table}.{name}")
+    return spec
+
+
+def is_empty(value: Value) -> bool:
+    """Legacy answers leave out fields that are null or empty strings."""
+    return value is None or value == ""
+
+
+def parse_date(text: str) -> datetime.datetime | None:
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.datetime.strptime(text.strip(), fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
+    """A written value in the field's type; empty values clear the field.
+
+    Keap converts numeric strings for number fields and numbers for text fields, and parses
+    date strings; anything else (a struct for a name, a word for a number) is refused.
+    """
+    if is_empty(value):
+        return None
+    if spec.type == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif spec.type == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif isinstance(value, datetime.datetime):
+        return value.replace(tzinfo=None)
+    elif isinstance(value, str) and (parsed := parse_date(value)) is not None:
+        return parsed
+    raise invalid(f"Invalid value for {table}.{name}: {value!r}")
