@@ -46,7 +46,26 @@ DURATION = Duration()
 
 
 class ShimGroup(click.Group):
-    """Turns keyshim's own errors into one clear line instead of a traceback."""
+    """Turns every user mistake into one clear line on stderr instead of a traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        standalone = kwargs.pop("standalone_mode", True)
+        try:
+            result = super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        except click.ClickException as exc:
+            if not standalone:
+                raise
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `shim`: just the help
+                click.echo(exc.format_message(), err=True)
+                sys.exit(exc.exit_code)
+            click.echo(f"shim: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        if standalone:
+            sys.exit(result if isinstance(result, int) else 0)
+        return result
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
