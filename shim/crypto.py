@@ -1,0 +1,158 @@
+"""Secrets at rest: the only module that imports ``cryptography``.
+
+Keeping every cipher decision here means one file to review and one place to change when a
+format version ``v2`` is needed. Everything else sees ``SecretBox.seal``/``open`` on text.
+
+Format of a sealed value: ``"v1:" + urlsafe_b64(nonce(12) + AES-256-GCM ciphertext+tag)``.
+
+- The AES key is not the master key itself but an HKDF-SHA256 subkey (info ``keyshim seal v1``),
+  so the same master key can safely feed other uses through :meth:`SecretBox.derive` (for
+  example the HMAC key for local API keys) without ever reusing key material across purposes.
+- The nonce is random per seal. With 96-bit nonces the collision risk stays negligible far
+  beyond the number of tokens keyshim will ever write under one master key.
+- ``context`` is authenticated as associated data. Callers pass the row identity and column
+  (``"chain:prod:refresh_token"``) so a ciphertext copied into another row or column fails to
+  open instead of silently handing one account's token to another.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+__all__ = [
+    "MASTER_KEY_BYTES",
+    "DecryptError",
+    "SecretBox",
+    "decode_master_key",
+    "encode_master_key",
+    "generate_master_key",
+    "rewrap",
+]
+
+MASTER_KEY_BYTES = 32
+_NONCE_BYTES = 12
+_TAG_BYTES = 16
+_PREFIX = "v1:"
+_SEAL_INFO = b"keyshim seal v1"
+_DERIVE_INFO = b"keyshim derive v1:"
+
+
+class DecryptError(Exception):
+    """A sealed value did not open: tampered, truncated, wrong master key or wrong context.
+
+    The message names the context (a row identity, not a secret) and never the value itself.
+    """
+
+
+def _hkdf(master_key: bytes, info: bytes) -> bytes:
+    # No salt: the master key is already uniformly random, so HKDF-Expand with a distinct
+    # ``info`` per purpose is all the separation needed (RFC 5869, section 3.1).
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(master_key)
+
+
+def _check_master_key(master_key: bytes) -> None:
+    if not isinstance(master_key, bytes) or len(master_key) != MASTER_KEY_BYTES:
+        raise ValueError(f"the master key must be exactly {MASTER_KEY_BYTES} bytes")
+
+
+class SecretBox:
+    """Seals and opens text under one master key.
+
+    Holds the master key in memory only so that :meth:`derive` can serve other purposes; it
+    is never included in ``repr`` or in any exception.
+    """
+
+    __slots__ = ("_aead", "_master")
+
+    def __init__(self, master_key: bytes) -> None:
+        _check_master_key(master_key)
+        self._master = master_key
+        self._aead = AESGCM(_hkdf(master_key, _SEAL_INFO))
+
+    def __repr__(self) -> str:
+        return "SecretBox(<hidden>)"
+
+    def seal(self, plaintext: str, *, context: str) -> str:
+        """Encrypt ``plaintext`` bound to ``context``; returns printable ``v1:...`` text."""
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
+        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+
+    def open(self, token: str, *, context: str) -> str:
+        """Decrypt a value made by :meth:`seal` with the same master key and ``context``.
+
+        Raises :class:`DecryptError` for anything else, including malformed input, so callers
+        need to handle exactly one exception type.
+        """
+        if not token.startswith(_PREFIX):
+            raise DecryptError(f"sealed value for {context!r} has an unknown format")
+        try:
+            raw = base64.b64decode(token[len(_PREFIX) :], altchars=b"-_", validate=True)
+        except (binascii.Error, ValueError):
+            raise DecryptError(f"sealed value for {context!r} is not valid base64") from None
+        if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+            raise DecryptError(f"sealed value for {context!r} is truncated")
+        nonce, sealed = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:]
+        try:
+            plain = self._aead.decrypt(nonce, sealed, context.encode("utf-8"))
+        except InvalidTag:
+            raise DecryptError(
+                f"sealed value for {context!r} does not open: wrong master key, "
+                "tampered data, or a value moved from another row"
+            ) from None
+        try:
+            return plain.decode("utf-8")
+        except UnicodeDecodeError:  # only reachable if someone sealed non-UTF-8 by hand
+            raise DecryptError(f"sealed value for {context!r} is not UTF-8 text") from None
+
+    def derive(self, label: str) -> bytes:
+        """A 32-byte subkey for ``label`` (e.g. ``"key-hmac"``), independent of the seal key.
+
+        Deterministic, so every process with the same master key derives the same subkey.
+        """
+        if not label:
+            raise ValueError("derive() needs a non-empty label")
+        return _hkdf(self._master, _DERIVE_INFO + label.encode("utf-8"))
+
+
+def generate_master_key() -> bytes:
+    """A fresh random master key from the OS CSPRNG."""
+    return secrets.token_bytes(MASTER_KEY_BYTES)
+
+
+def encode_master_key(key: bytes) -> str:
+    """Text form for ``SHIM_SECRET_KEY`` and the key file: urlsafe base64 of 32 bytes."""
+    _check_master_key(key)
+    return base64.urlsafe_b64encode(key).decode("ascii")
+
+
+def decode_master_key(text: str) -> bytes:
+    """Parse the text form; surrounding whitespace (a key file's newline) and missing ``=``
+    padding are accepted. The ValueError never quotes the input, which is the secret itself.
+    """
+    cleaned = text.strip()
+    cleaned += "=" * (-len(cleaned) % 4)
+    try:
+        key = base64.b64decode(cleaned, altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(
+            "the master key (SHIM_SECRET_KEY or key file) is not urlsafe base64"
+        ) from None
+    if len(key) != MASTER_KEY_BYTES:
+        raise ValueError(
+            f"the master key (SHIM_SECRET_KEY or key file) must decode to {MASTER_KEY_BYTES} "
+            f"bytes, got {len(key)}"
+        )
+    return key
+
+
+def rewrap(token: str, *, context: str, old: SecretBox, new: SecretBox) -> str:
+    """Re-encrypt one sealed value from ``old`` to ``new`` (master-key rotation)."""
+    return new.seal(old.open(token, context=context), context=context)
