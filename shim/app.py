@@ -13,11 +13,12 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
 from shim import __version__, keys, xmlrpc
+from shim.alerts import Alerter
 from shim.chains import Chains
 from shim.crypto import SecretBox
 from shim.errors import (
@@ -30,7 +31,9 @@ from shim.errors import (
     UpstreamError,
     UpstreamThrottled,
 )
+from shim.health import account_healths
 from shim.models import Account
+from shim.scheduler import Scheduler
 from shim.settings import Settings
 from shim.store import Store
 from shim.tokens import parse_retry_after
@@ -55,13 +58,20 @@ class Services:
     """The per-process resources the app needs; built at startup inside the event loop."""
 
     def __init__(
-        self, settings: Settings, store: Store, box: SecretBox, upstream: Upstream, chains: Chains
+        self,
+        settings: Settings,
+        store: Store,
+        box: SecretBox,
+        upstream: Upstream,
+        chains: Chains,
+        alerter: Alerter,
     ) -> None:
         self.settings = settings
         self.store = store
         self.hmac_key = box.derive("key-hmac")
         self.upstream = upstream
         self.chains = chains
+        self.alerter = alerter
 
 
 ServicesFactory = Callable[[Settings], Services]
@@ -85,19 +95,25 @@ class KeyshimApp:
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> Services:
         if self.services is None:
-            self.services = self._factory(self.settings)
-            task = asyncio.create_task(
-                self.services.chains.recover(self.services.store.list_accounts())
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            services = self.services = self._factory(self.settings)
+            self._spawn(services.chains.recover(services.store.list_accounts()))
+            if self.settings.scheduler_interval > 0:
+                scheduler = Scheduler(services.chains, interval=self.settings.scheduler_interval)
+                self._spawn(scheduler.run())
         return self.services
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def shutdown(self) -> None:
         if self.services is None:
             return
         for task in list(self._tasks):
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.services.alerter.drain()
         self.flush_touches()
         await self.services.upstream.aclose()
         self.services.store.close()
@@ -137,9 +153,20 @@ class KeyshimApp:
 
     async def _healthz(self, send: Send) -> None:
         services = await self.startup()
-        accounts = services.store.list_accounts()
-        body = json.dumps({"status": "ok", "version": __version__, "accounts": len(accounts)})
-        await _plain(send, 200, body.encode(), [(b"content-type", b"application/json")])
+        healths = account_healths(services.store, self.clock())
+        usable = all(h.usable for h in healths)
+        body = json.dumps(
+            {
+                "status": "ok" if usable else "unhealthy",
+                "version": __version__,
+                "accounts": {
+                    h.account: {"kind": h.kind, "state": h.state, **h.facts} for h in healths
+                },
+            }
+        )
+        await _plain(
+            send, 200 if usable else 503, body.encode(), [(b"content-type", b"application/json")]
+        )
 
     # -- the XML-RPC endpoint -----------------------------------------------------------
     async def _xmlrpc(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from shim import failpoints
 from shim.errors import (
     NoTokens,
     ReauthorizationRequired,
@@ -169,10 +170,8 @@ class Chains:
         """True when no refresh is needed any more (someone else did it, or it is not due)."""
         now = self.clock()
         if seen_generation is None:
-            return reason != "forced" and (
-                is_due(chain, now, self.settings.refresh_margin, self.settings.keepalive_age)
-                is None
-            )
+            due = is_due(chain, now, self.settings.refresh_margin, self.settings.keepalive_age)
+            return reason != "forced" and due is None and chain.in_flight is None
         if chain.generation == seen_generation:
             return False
         # Somebody refreshed since the caller looked. After a 401 any newer token will do;
@@ -195,9 +194,11 @@ class Chains:
                 chain.in_flight.started_at,
             )
         assert account.client_id is not None and account.client_secret is not None
+        failpoints.hit("before_journal")
         self.store.begin_refresh(
             RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock())
         )
+        failpoints.hit("after_journal")
         form = {"grant_type": "refresh_token", "refresh_token": chain.refresh_token}
         attempt = 0
         while True:
@@ -236,7 +237,9 @@ class Chains:
                 await self._failed(chain, exc, dead=False)
                 raise
             # Durable before anything uses it: the old refresh token is already spent.
+            failpoints.hit("after_answer")
             fresh = self.store.put_tokens(name, pair, self.clock())
+            failpoints.hit("after_store")
             self._cache[name] = fresh
             self.refreshes += 1
             log.info("account %s: refreshed (%s), generation %d", name, reason, fresh.generation)

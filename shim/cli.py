@@ -7,6 +7,7 @@ except the one-time output of ``key issue``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -18,12 +19,14 @@ from typing import Any, TypeVar
 import click
 
 from shim import keys
+from shim.alerts import Alerter
 from shim.errors import CliError, ShimError
 from shim.models import Account, KeyRecord, TokenPair
 from shim.runtime import init_files, load_master_key, open_store
 from shim.settings import Settings, parse_duration
 from shim.sqlite_store import SqliteStore
 from shim.store import StoreConflict
+from shim.tokens import app_name_from_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,7 +54,7 @@ class ShimGroup(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:
         standalone = kwargs.pop("standalone_mode", True)
         try:
-            result = super().main(*args, standalone_mode=False, **kwargs)
+            result = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.exceptions.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(1)
@@ -323,6 +326,212 @@ def account_list(ctx: click.Context, as_json: bool) -> None:
         click.echo(f"{r['name']:<16} {r['kind']:<12} {state}  -> {r['xmlrpc_url']}")
 
 
+@account.command("authorize")
+@click.argument("name")
+@click.option(
+    "--redirect-uri",
+    default=None,
+    help="Redirect URI registered for the OAuth client (default: "
+    "http://localhost:8976/callback, or http://HOST:PORT/callback with --listen).",
+)
+@click.option(
+    "--listen",
+    default=None,
+    metavar="HOST:PORT",
+    help="Catch the redirect with a one-shot local listener instead of pasting it.",
+)
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default=600.0,
+    show_default=True,
+    help="How long to wait for the redirect.",
+)
+@click.pass_context
+def account_authorize(
+    ctx: click.Context, name: str, redirect_uri: str | None, listen: str | None, timeout: float
+) -> None:
+    """First authorization of an OAuth account, on a headless server.
+
+    Prints Keap's authorize URL; open it in any browser and approve. Then either the one-shot
+    listener catches the redirect (--listen), or paste the URL the browser was sent to (or just
+    the code) here.
+
+    \b
+    Examples:
+      shim account authorize prod                      # paste the redirect URL
+      shim account authorize prod --listen 127.0.0.1:8976
+    """
+    from shim import authorize
+
+    settings = _settings(ctx)
+    with _store(ctx) as store:
+        acct = _oauth_account(store, name)
+    state = authorize.new_state()
+    address = authorize.parse_listen(listen) if listen else None
+    if redirect_uri is None:
+        redirect_uri = (
+            f"http://{address[0]}:{address[1]}/callback" if address else authorize.DEFAULT_REDIRECT
+        )
+    assert acct.client_id is not None and acct.client_secret is not None
+    url = authorize.authorize_url(acct.authorize_url, acct.client_id, redirect_uri, state)
+    click.echo("Open this URL in a browser, sign in to Keap and approve:", err=True)
+    click.echo(url)
+    if address:
+        click.echo(f"Waiting for the redirect on {listen} ...", err=True)
+        redirect = authorize.listen_once(address[0], address[1], state, timeout)
+    else:
+        click.echo("Then paste the URL your browser was redirected to (or the code):", err=True)
+        redirect = authorize.parse_redirect(sys.stdin.readline(), state)
+    pair = asyncio.run(_exchange_code(settings, acct, redirect.code, redirect_uri))
+    app_name = app_name_from_scope(pair.scope or redirect.scope)
+    with _store(ctx) as store:
+        store.put_tokens(name, pair, time.time())
+        if app_name:
+            store.update_account(name, app_name=app_name)
+    click.echo(
+        f"authorized {name!r}"
+        + (f" for Keap app {app_name}" if app_name else "")
+        + f"; access token expires {_iso(pair.expires_at)}"
+    )
+
+
+async def _exchange_code(
+    settings: Settings, acct: Account, code: str, redirect_uri: str
+) -> TokenPair:
+    from shim.upstream import Upstream
+
+    upstream = Upstream(token_timeout=settings.token_timeout)
+    try:
+        return await upstream.token_grant(
+            acct.token_url,
+            {
+                "client_id": acct.client_id or "",
+                "client_secret": acct.client_secret or "",
+                "code": code,
+                "grant_type": "authorization_code",
+                "redirect_uri": redirect_uri,
+            },
+            time.time(),
+        )
+    finally:
+        await upstream.aclose()
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Refresh every OAuth account now.")
+@click.option(
+    "--due",
+    is_flag=True,
+    help="Refresh only accounts that are due (ahead of expiry or idle too long).",
+)
+@click.pass_context
+def refresh(ctx: click.Context, name: str | None, all_: bool, due: bool) -> None:
+    """Refresh token chains now, for cron when `shim serve` is not running.
+
+    Uses the same lease and journal as the server, so it is safe to run beside it.
+
+    \b
+    Examples:
+      shim refresh prod
+      shim refresh --due          # e.g. hourly from cron
+    """
+    if sum(bool(x) for x in (name, all_, due)) != 1:
+        raise CliError("give exactly one of NAME, --all or --due")
+    settings = _settings(ctx)
+    with _store(ctx) as store:
+        accounts = [a for a in store.list_accounts() if a.kind == "oauth"]
+        if name:
+            accounts = [_oauth_account(store, name)]
+        failed = asyncio.run(_refresh(settings, store, accounts, forced=not due))
+    if failed:
+        raise CliError(f"refresh failed for: {', '.join(failed)}")
+
+
+async def _refresh(
+    settings: Settings, store: SqliteStore, accounts: list[Account], *, forced: bool
+) -> list[str]:
+    from shim.chains import Chains
+    from shim.upstream import Upstream
+
+    upstream = Upstream(token_timeout=settings.token_timeout)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    chains = Chains(store, upstream, settings, on_event=alerter)
+    failed = []
+    try:
+        for acct in accounts:
+            before = store.chain_generation(acct.name)
+            try:
+                chain = await chains.refresh(
+                    acct, seen_generation=None, reason="forced" if forced else "scheduled"
+                )
+            except ShimError as exc:
+                click.echo(f"{acct.name}: FAILED: {exc.message}", err=True)
+                failed.append(acct.name)
+                continue
+            what = "refreshed" if chain.generation != before else "not due"
+            click.echo(f"{acct.name}: {what}; access token expires {_iso(chain.expires_at)}")
+        await alerter.drain()
+    finally:
+        await upstream.aclose()
+    return failed
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Health of every account's credential and token chain.
+
+    Exit status: 0 all ok, 1 any degraded, 2 any needs re-authorization.
+
+    \b
+    Example:
+      shim status --json
+    """
+    from shim.health import account_healths, exit_code
+
+    now = time.time()
+    with _store(ctx) as store:
+        healths = account_healths(store, now)
+    if as_json:
+        _echo_json(
+            [
+                {"account": h.account, "kind": h.kind, "state": h.state, **_iso_facts(h.facts)}
+                for h in healths
+            ]
+        )
+    else:
+        if not healths:
+            click.echo("no accounts yet")
+        for h in healths:
+            f = h.facts
+            line = f"{h.account:<16} {h.kind:<12} {h.state:<13}"
+            if "access_token_expires_at" in f:
+                line += (
+                    f" access token expires {_iso(f['access_token_expires_at'])}, refresh "
+                    f"token age {_age(f['refresh_token_age'])}, last refresh "
+                    f"{_iso(f['last_refresh_at']) or 'never'}"
+                )
+            if f.get("last_error"):
+                line += f"; last error: {f['last_error']}"
+            click.echo(line)
+    ctx.exit(exit_code(healths))
+
+
+def _iso_facts(facts: dict[str, Any]) -> dict[str, Any]:
+    return {k: _iso(v) if k.endswith("_at") else v for k, v in facts.items()}
+
+
+def _age(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f}d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds:.0f}s"
+
+
 # -- keys ---------------------------------------------------------------------------------
 @cli.group()
 def key() -> None:
@@ -463,6 +672,36 @@ def key_revoke(ctx: click.Context, key_id: str) -> None:
     help="Refresh before forwarding when less than this is left (SHIM_INLINE_MARGIN).",
 )
 @click.option(
+    "--refresh-margin",
+    type=DURATION,
+    default=None,
+    help="Background refresh when less than this is left (SHIM_REFRESH_MARGIN, 6h).",
+)
+@click.option(
+    "--keepalive-age",
+    type=DURATION,
+    default=None,
+    help="Refresh chains whose refresh token is older than this (SHIM_KEEPALIVE_AGE).",
+)
+@click.option(
+    "--refresh-retries",
+    type=click.IntRange(0, 20),
+    default=None,
+    help="Retries of transient token-endpoint failures (SHIM_REFRESH_RETRIES, 3).",
+)
+@click.option(
+    "--scheduler-interval",
+    type=DURATION,
+    default=None,
+    help="How often the background refresher looks (SHIM_SCHEDULER_INTERVAL, 60s).",
+)
+@click.option(
+    "--alert-webhook",
+    default=None,
+    metavar="URL",
+    help="POST JSON here when a chain degrades, dies or recovers (SHIM_ALERT_WEBHOOK).",
+)
+@click.option(
     "--log-level",
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
@@ -474,6 +713,11 @@ def serve(
     port: int | None,
     workers: int | None,
     inline_margin: float | None,
+    refresh_margin: float | None,
+    keepalive_age: float | None,
+    refresh_retries: int | None,
+    scheduler_interval: float | None,
+    alert_webhook: str | None,
     log_level: str | None,
 ) -> None:
     """Serve the XML-RPC endpoint (POST /api/xmlrpc) and GET /healthz.
@@ -491,6 +735,11 @@ def serve(
         port=port,
         workers=workers,
         inline_margin=inline_margin,
+        refresh_margin=refresh_margin,
+        keepalive_age=keepalive_age,
+        refresh_retries=refresh_retries,
+        scheduler_interval=scheduler_interval,
+        alert_webhook=alert_webhook,
         log_level=log_level,
     )
     open_store(settings).close()  # fail here, clearly, if init was not run

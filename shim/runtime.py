@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from shim.alerts import Alerter
 from shim.app import KeyshimApp, Services
 from shim.chains import Chains
 from shim.crypto import SecretBox, decode_master_key, encode_master_key, generate_master_key
@@ -69,8 +70,9 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         token_timeout=settings.token_timeout,
         max_connections=settings.max_connections,
     )
-    chains = Chains(store, upstream, settings)
-    return Services(settings, store, box, upstream, chains)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    chains = Chains(store, upstream, settings, on_event=alerter)
+    return Services(settings, store, box, upstream, chains, alerter)
 
 
 def create_app() -> KeyshimApp:

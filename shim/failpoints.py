@@ -1,0 +1,19 @@
+"""Crash points for the refresh crash tests: ``SHIM_FAILPOINT=<name>`` kills the process there.
+
+Proving "never lose a rotated refresh token" needs a SIGKILL at each step of a refresh, and
+timing cannot hit those steps reliably from outside. Unset (always, in production) this is
+a dictionary lookup and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+#: The steps of a refresh, in order (see chains.Chains._refresh_with_lease).
+POINTS = ("before_journal", "after_journal", "after_answer", "after_store")
+
+
+def hit(name: str) -> None:
+    if os.environ.get("SHIM_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
