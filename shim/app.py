@@ -14,11 +14,13 @@ import secrets
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from shim import __version__, keys, xmlrpc
 from shim.alerts import Alerter
+from shim.audit import AuditLog, fault_tag
 from shim.chains import Chains
 from shim.crypto import SecretBox
 from shim.errors import (
@@ -32,7 +34,7 @@ from shim.errors import (
     UpstreamThrottled,
 )
 from shim.health import account_healths
-from shim.models import Account
+from shim.models import Account, CallRecord
 from shim.scheduler import Scheduler
 from shim.settings import Settings
 from shim.store import Store
@@ -49,9 +51,24 @@ access_log = logging.getLogger("shim.access")
 
 XMLRPC_PATHS = frozenset({"/api/xmlrpc", "/api/xmlrpc/", "/api/xmlrpc/v1"})
 ACCOUNT_CACHE_SECONDS = 2.0
-TOUCH_FLUSH_SECONDS = 5.0
 #: Response headers of Keap's that reach the script (quota figures help people tune).
 PASS_HEADERS = (b"content-type", b"content-length", b"content-encoding")
+
+
+@dataclass
+class _Trace:
+    """What one call did, filled in as it goes; becomes a CallRecord and a log line."""
+
+    request_id: str
+    at: float
+    key_id: str | None = None
+    account: str | None = None
+    method: str | None = None
+    outcome: str = "ok"
+    upstream_status: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    started_response: bool = False
 
 
 class Services:
@@ -65,6 +82,7 @@ class Services:
         upstream: Upstream,
         chains: Chains,
         alerter: Alerter,
+        audit: AuditLog,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -72,6 +90,7 @@ class Services:
         self.upstream = upstream
         self.chains = chains
         self.alerter = alerter
+        self.audit = audit
 
 
 ServicesFactory = Callable[[Settings], Services]
@@ -88,8 +107,6 @@ class KeyshimApp:
         self.clock = clock
         self.services: Services | None = None
         self._accounts: dict[str, tuple[Account, float]] = {}
-        self._touched: dict[str, float] = {}
-        self._last_flush = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -97,6 +114,7 @@ class KeyshimApp:
         if self.services is None:
             services = self.services = self._factory(self.settings)
             self._spawn(services.chains.recover(services.store.list_accounts()))
+            self._spawn(services.audit.run())
             if self.settings.scheduler_interval > 0:
                 scheduler = Scheduler(services.chains, interval=self.settings.scheduler_interval)
                 self._spawn(scheduler.run())
@@ -114,7 +132,7 @@ class KeyshimApp:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.services.alerter.drain()
-        self.flush_touches()
+        self.services.audit.flush_now()
         await self.services.upstream.aclose()
         self.services.store.close()
         self.services = None
@@ -171,60 +189,63 @@ class KeyshimApp:
     # -- the XML-RPC endpoint -----------------------------------------------------------
     async def _xmlrpc(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = secrets.token_hex(6)
-        record: dict[str, Any] = {"request_id": request_id, "method": None, "key": None}
-        outcome = "ok"
-        started_response = False
+        t = _Trace(request_id=secrets.token_hex(6), at=self.clock())
         try:
             services = await self.startup()
             body = await _read_body(scope, receive, self.settings.max_body)
+            t.bytes_in = len(body)
             call = xmlrpc.parse_call(body)
-            record["method"] = call.method
+            t.method = call.method[:200]
             if not xmlrpc.is_method_name(call.method):
                 raise ParseError(f"not a Service.method name: {call.method[:80]!r}")
             local = _keyless_answer(call)
             if local is not None:
-                outcome = "local"
-                await _xml(send, local)
+                t.outcome = "local"
+                t.bytes_out = await _xml(send, local)
                 return
             key_text = _presented_key(scope, call)
             key_id = keys.key_id_of(key_text) if key_text is not None else None
             if key_id is None:
                 raise InvalidKey("Invalid Key (the first parameter must be your keyshim key)")
-            now = self.clock()
-            record_ = keys.verify(
-                services.store.get_key(key_id), services.hmac_key, key_text or "", now
+            record = keys.verify(
+                services.store.get_key(key_id), services.hmac_key, key_text or "", t.at
             )
-            record["key"] = record_.id
-            keys.check_method(record_, call.method)
-            account = self._account(record_.account)
-            record["account"] = account.name
-            self._touch(record_.id, now)
+            t.key_id = record.id
+            keys.check_method(record, call.method)
+            account = self._account(record.account)
+            t.account = account.name
             forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
             response = await self._forward(services, account, forwarded, scope)
-            record["status"] = response.status
-            started_response = True
-            await _stream(send, response)
+            t.upstream_status = response.status
+            t.started_response = True
+            await _stream(send, response, t)
         except ShimError as exc:
-            outcome = exc.tag or "ParseError"
-            if started_response:
-                log.error("request %s: upstream broke mid-answer: %s", request_id, exc.message)
+            t.outcome = exc.tag or "ParseError"
+            if t.started_response:
+                t.outcome = "error"
+                log.error("request %s: upstream broke mid-answer: %s", t.request_id, exc.message)
                 return
-            await _xml(
-                send,
-                xmlrpc.dumps_fault(exc.fault_code, exc.fault_string),
-                close=isinstance(exc, RequestTooLarge),
-            )
+            fault = xmlrpc.dumps_fault(exc.fault_code, exc.fault_string)
+            t.bytes_out = await _xml(send, fault, close=isinstance(exc, RequestTooLarge))
         except Exception:
-            outcome = "error"
-            log.exception("request %s failed", request_id)
-            if not started_response:
-                fault = ShimError(f"keyshim internal error (request {request_id})")
-                await _xml(send, xmlrpc.dumps_fault(fault.fault_code, fault.fault_string))
+            t.outcome = "error"
+            log.exception("request %s failed", t.request_id)
+            if not t.started_response:
+                err = ShimError(f"keyshim internal error (request {t.request_id})")
+                t.bytes_out = await _xml(send, xmlrpc.dumps_fault(err.fault_code, err.fault_string))
         finally:
-            record["outcome"] = outcome
-            record["ms"] = round((time.perf_counter() - started) * 1000, 2)
-            access_log.info("call", extra={"shim": record})
+            self._finish(t, (time.perf_counter() - started) * 1000)
+
+    def _finish(self, t: _Trace, ms: float) -> None:
+        """Log the call and queue its audit record (never a secret: key ids only)."""
+        record = CallRecord(
+            at=t.at, request_id=t.request_id, key_id=t.key_id, account=t.account,
+            method=t.method, outcome=t.outcome, upstream_status=t.upstream_status,
+            duration_ms=round(ms, 3), bytes_in=t.bytes_in, bytes_out=t.bytes_out,
+        )  # fmt: skip
+        access_log.info("call", extra={"shim": asdict(record)})
+        if self.services is not None:
+            self.services.audit.add(record)
 
     async def _forward(
         self, services: Services, account: Account, body: bytes, scope: Scope
@@ -264,22 +285,6 @@ class KeyshimApp:
             raise InvalidKey("Invalid Key (its account no longer exists)")
         self._accounts[name] = (account, now)
         return account
-
-    def _touch(self, key_id: str, now: float) -> None:
-        """Remember last use in memory; written in batches, never per call."""
-        self._touched[key_id] = now
-        if now - self._last_flush > TOUCH_FLUSH_SECONDS:
-            self.flush_touches()
-
-    def flush_touches(self) -> None:
-        if not self._touched or self.services is None:
-            return
-        batch, self._touched = self._touched, {}
-        self._last_flush = self.clock()
-        try:
-            self.services.store.touch_keys(batch)
-        except Exception:  # last-used is advisory; never fail a call for it
-            log.exception("could not record key use")
 
 
 def _presented_key(scope: Scope, call: xmlrpc.Call) -> str | None:
@@ -393,27 +398,33 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _stream(send: Send, response: UpstreamResponse) -> None:
+async def _stream(send: Send, response: UpstreamResponse, t: _Trace) -> None:
     headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
         for k, v in response.headers.items()
         if k.encode("latin-1").lower() in PASS_HEADERS or k.lower().startswith("x-keap-product-")
     ]
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    identity = "content-encoding" not in response.headers
     try:
         async for chunk in response.iter_raw():
-            if chunk:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if not chunk:
+                continue
+            if t.bytes_out == 0 and identity:
+                t.outcome = fault_tag(chunk[:4096]) or "ok"
+            t.bytes_out += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
     finally:
         await response.aclose()
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _xml(send: Send, body: bytes, *, close: bool = False) -> None:
+async def _xml(send: Send, body: bytes, *, close: bool = False) -> int:
     headers = [(b"content-type", b"text/xml; charset=UTF-8")]
     if close:
         headers.append((b"connection", b"close"))
     await _plain(send, 200, body, headers)
+    return len(body)
 
 
 async def _plain(

@@ -8,6 +8,7 @@ except the one-time output of ``key issue``.
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import os
 import sys
@@ -653,6 +654,87 @@ def key_revoke(ctx: click.Context, key_id: str) -> None:
         if not store.revoke_key(key_id, time.time()):
             raise CliError(f"no key with id {key_id!r} (see: shim key list)")
     click.echo(f"revoked {key_id}")
+
+
+def _since(text: str, now: float) -> float:
+    """``--since``: a duration ago (``7d``, ``12h``) or a UTC date/time (``2026-11-01``)."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M"):
+        try:
+            return float(calendar.timegm(time.strptime(text, fmt)))
+        except ValueError:
+            continue
+    raise CliError(f"--since takes a duration (7d, 12h) or a date (2026-11-01), not {text!r}")
+
+
+@cli.command()
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    help="A duration ago (7d, 12h) or a UTC date (2026-11-01).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV output (one row per key and method).")
+@click.pass_context
+def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
+    """Which keys still call what: counts, last seen and faults per key and method.
+
+    This is how a team sees which scripts still run and what they call, to plan their
+    migration off XML-RPC.
+
+    \b
+    Examples:
+      shim usage --since 7d
+      shim usage --since 2026-11-01 --csv > usage.csv
+    """
+    if as_json and as_csv:
+        raise CliError("choose one of --json and --csv")
+    now = time.time()
+    start = _since(since, now)
+    with _store(ctx) as store:
+        rows = store.usage(start)
+    for row in rows:
+        row["first_seen"] = _iso(row["first_seen"])
+        row["last_seen"] = _iso(row["last_seen"])
+    if as_json:
+        _echo_json({"since": _iso(start), "rows": rows})
+        return
+    columns = [
+        "key_id",
+        "label",
+        "account",
+        "method",
+        "calls",
+        "faults",
+        "errors",
+        "first_seen",
+        "last_seen",
+        "avg_ms",
+    ]
+    if as_csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow([*columns, "fault_tags"])
+        for row in rows:
+            tags = ";".join(f"{k}={v}" for k, v in sorted(row["fault_tags"].items()))
+            writer.writerow([*(row[c] for c in columns), tags])
+        return
+    if not rows:
+        click.echo(f"no calls since {_iso(start)}")
+        return
+    click.echo(f"calls since {_iso(start)}")
+    click.echo(f"{'key':<10} {'label':<20} {'method':<32} {'calls':>7} {'faults':>6}  last seen")
+    for row in rows:
+        label = (row["label"] or "-")[:20]
+        click.echo(
+            f"{row['key_id'] or '-':<10} {label:<20} {(row['method'] or '-')[:32]:<32} "
+            f"{row['calls']:>7} {row['faults']:>6}  {row['last_seen']}"
+        )
 
 
 # -- serving ------------------------------------------------------------------------------

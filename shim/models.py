@@ -105,3 +105,20 @@ class KeyRecord:
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One call through keyshim, for the audit table and ``shim usage``. Never a secret."""
+
+    at: float
+    request_id: str
+    key_id: str | None
+    account: str | None
+    method: str | None
+    outcome: str  # "ok", "local", a fault tag such as "RecordNotFound", or "error"
+    upstream_status: int | None
+    duration_ms: float
+    bytes_in: int
+    bytes_out: int
+    route: str = "xmlrpc"

@@ -7,10 +7,12 @@ CLI, ``shim serve`` workers and the tests all build keyshim the same way.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from shim.alerts import Alerter
 from shim.app import KeyshimApp, Services
+from shim.audit import AuditLog
 from shim.chains import Chains
 from shim.crypto import SecretBox, decode_master_key, encode_master_key, generate_master_key
 from shim.errors import CliError
@@ -72,7 +74,13 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
     )
     alerter = Alerter(settings.alert_webhook, upstream.post_json)
     chains = Chains(store, upstream, settings, on_event=alerter)
-    return Services(settings, store, box, upstream, chains, alerter)
+    audit = AuditLog(
+        store,
+        retention=settings.audit_retention,
+        clock=time.time,
+        flush_interval=settings.audit_flush,
+    )
+    return Services(settings, store, box, upstream, chains, alerter, audit)
 
 
 def create_app() -> KeyshimApp:

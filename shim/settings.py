@@ -86,6 +86,10 @@ class Settings:
     #: What keyshim puts in the first parameter instead of the local key.
     placeholder: str = "keyshim"
     alert_webhook: str = ""
+    #: Audit records older than this are deleted (0 keeps them for ever).
+    audit_retention: float = 90 * 86400.0
+    #: How often buffered audit records and last-used times are written.
+    audit_flush: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:

@@ -26,13 +26,23 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args
 
 from sqlite_utils import Database
 
+from shim import sqlite_audit
 from shim.crypto import SecretBox, rewrap
-from shim.models import Account, AccountKind, Chain, KeyRecord, RefreshJournal, Route, TokenPair
+from shim.models import (
+    Account,
+    AccountKind,
+    CallRecord,
+    Chain,
+    KeyRecord,
+    RefreshJournal,
+    Route,
+    TokenPair,
+)
 from shim.store import StoreConflict
 
 if TYPE_CHECKING:
@@ -83,6 +93,7 @@ CREATE INDEX keys_account ON keys (account);
 #: Applied in order, each in its own transaction. Append only; never edit a released step.
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _SCHEMA_V1),
+    (2, "audit of calls", sqlite_audit.SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -458,6 +469,25 @@ class SqliteStore:
             # holding ciphertext under the retired key.
             self._db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return count
+
+    # -- audit --------------------------------------------------------------------------------
+    def record_calls(self, records: Sequence[CallRecord]) -> None:
+        if not records:
+            return
+        with self._write() as conn:
+            sqlite_audit.insert(conn, records)
+
+    def prune_calls(self, before: float) -> int:
+        with self._write() as conn:
+            return sqlite_audit.prune(conn, before)
+
+    def usage(self, since: float) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = sqlite_audit.usage(self._db.conn, since)
+            tags = sqlite_audit.fault_tags(self._db.conn, since)
+        for row in rows:
+            row["fault_tags"] = tags.get((row["key_id"], row["method"]), {})
+        return rows
 
 
 if TYPE_CHECKING:

@@ -14,10 +14,10 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from shim.models import Account, Chain, KeyRecord, RefreshJournal, TokenPair
+from shim.models import Account, CallRecord, Chain, KeyRecord, RefreshJournal, TokenPair
 
 
 class StoreConflict(Exception):
@@ -96,4 +96,17 @@ class Store(Protocol):
 
     def touch_keys(self, last_used: Mapping[str, float]) -> None:
         """Batch update of last-used times (written off the hot path)."""
+        ...
+
+    # -- audit ----------------------------------------------------------------------------
+    def record_calls(self, records: Sequence[CallRecord]) -> None:
+        """Append a batch of call records in one transaction."""
+        ...
+
+    def prune_calls(self, before: float) -> int:
+        """Delete records older than ``before`` (retention); return how many."""
+        ...
+
+    def usage(self, since: float) -> list[dict[str, Any]]:
+        """Per key and method since ``since``: calls, faults, errors, first/last seen."""
         ...

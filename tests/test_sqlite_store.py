@@ -16,7 +16,7 @@ import pytest
 from shim import sqlite_store
 from shim.crypto import DecryptError, SecretBox, generate_master_key
 from shim.models import Account, KeyRecord, RefreshJournal, TokenPair
-from shim.sqlite_store import SqliteStore
+from shim.sqlite_store import MIGRATIONS, SqliteStore
 from shim.store import StoreConflict
 
 KEY = b"m" * 32
@@ -77,17 +77,18 @@ def test_file_is_private_and_wal(store: SqliteStore, path: Path) -> None:
 
 def test_migrate_is_idempotent_and_reports_version(path: Path) -> None:
     with SqliteStore(path, SecretBox(KEY)) as s:
+        latest = MIGRATIONS[-1][0]
         assert s.schema_version() == 0
-        assert s.migrate() == 1
-        assert s.migrate() == 1
+        assert s.migrate() == latest
+        assert s.migrate() == latest
     with SqliteStore(path, SecretBox(KEY)) as s:
-        assert s.migrate() == 1
+        assert s.migrate() == latest
     conn = sqlite3.connect(path)
     rows = conn.execute("SELECT version, name FROM migrations").fetchall()
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
-    assert rows == [(1, "initial schema")]
-    assert {"accounts", "chains", "refresh_journal", "leases", "keys"} <= tables
+    assert rows == [(v, name) for v, name, _ in MIGRATIONS]
+    assert {"accounts", "chains", "refresh_journal", "leases", "keys", "calls"} <= tables
 
 
 def test_callable_migration_and_failed_step_rolls_back(
@@ -97,14 +98,15 @@ def test_callable_migration_and_failed_step_rolls_back(
         db.execute("CREATE TABLE half_done (x)")
         raise RuntimeError("boom")
 
-    steps = [*sqlite_store.MIGRATIONS, (2, "extra", lambda db: db.execute("CREATE TABLE e (x)"))]
+    n = MIGRATIONS[-1][0]
+    steps = [*MIGRATIONS, (n + 1, "extra", lambda db: db.execute("CREATE TABLE e (x)"))]
     with SqliteStore(path, SecretBox(KEY)) as s:
-        monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*steps, (3, "broken", broken)])
+        monkeypatch.setattr(sqlite_store, "MIGRATIONS", [*steps, (n + 2, "broken", broken)])
         with pytest.raises(RuntimeError, match="boom"):
             s.migrate()
-        assert s.schema_version() == 2
+        assert s.schema_version() == n + 1
         monkeypatch.setattr(sqlite_store, "MIGRATIONS", steps)
-        assert s.migrate() == 2
+        assert s.migrate() == n + 1
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT name FROM sqlite_master WHERE name='half_done'").fetchone() is None
     conn.close()

@@ -1,0 +1,82 @@
+"""SQL for the audit table (calls) and the usage report, used by ``SqliteStore``.
+
+Kept apart from the credential tables: it is append-mostly, large, and pruned by retention,
+and nothing in it is secret (key ids, never keys).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import astuple, fields
+from typing import Any
+
+from shim.models import CallRecord
+
+SCHEMA = """
+CREATE TABLE calls (
+    id              INTEGER PRIMARY KEY,
+    at              REAL NOT NULL,
+    request_id      TEXT NOT NULL,
+    key_id          TEXT,
+    account         TEXT,
+    method          TEXT,
+    outcome         TEXT NOT NULL,
+    upstream_status INTEGER,
+    duration_ms     REAL NOT NULL,
+    bytes_in        INTEGER NOT NULL,
+    bytes_out       INTEGER NOT NULL,
+    route           TEXT NOT NULL DEFAULT 'xmlrpc'
+);
+CREATE INDEX calls_at ON calls (at);
+CREATE INDEX calls_key_method ON calls (key_id, method);
+"""
+
+_COLUMNS = tuple(f.name for f in fields(CallRecord))
+_INSERT = f"INSERT INTO calls ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+#: Outcomes that are not faults.
+GOOD = ("ok", "local")
+
+
+def insert(conn: sqlite3.Connection, records: Sequence[CallRecord]) -> None:
+    conn.executemany(_INSERT, [astuple(r) for r in records])
+
+
+def prune(conn: sqlite3.Connection, before: float) -> int:
+    return conn.execute("DELETE FROM calls WHERE at < ?", (before,)).rowcount
+
+
+def usage(conn: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
+    """Per key and method: calls, faults, errors, first and last seen, upstream routes."""
+    rows = conn.execute(
+        """
+        SELECT c.key_id, k.label, c.account, c.method,
+               COUNT(*) AS calls,
+               SUM(c.outcome NOT IN ('ok', 'local', 'error')) AS faults,
+               SUM(c.outcome = 'error') AS errors,
+               MIN(c.at) AS first_seen, MAX(c.at) AS last_seen,
+               SUM(c.route = 'rest') AS via_rest,
+               ROUND(AVG(c.duration_ms), 2) AS avg_ms
+        FROM calls c LEFT JOIN keys k ON k.id = c.key_id
+        WHERE c.at >= ?
+        GROUP BY c.key_id, c.account, c.method
+        ORDER BY calls DESC, c.key_id, c.method
+        """,
+        (since,),
+    ).fetchall()
+    return [dict(zip(r.keys(), r, strict=True)) for r in rows]
+
+
+def fault_tags(
+    conn: sqlite3.Connection, since: float
+) -> dict[tuple[str | None, str | None], dict[str, int]]:
+    """Per (key, method): how many of each fault tag, for the usage report's detail."""
+    out: dict[tuple[str | None, str | None], dict[str, int]] = {}
+    for key_id, method, outcome, n in conn.execute(
+        "SELECT key_id, method, outcome, COUNT(*) FROM calls WHERE at >= ? AND outcome NOT IN "
+        "('ok', 'local') GROUP BY key_id, method, outcome",
+        (since,),
+    ):
+        out.setdefault((key_id, method), {})[outcome] = n
+    return out
