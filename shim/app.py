@@ -27,8 +27,10 @@ from shim.errors import (
     InvalidKey,
     NoAccess,
     ParseError,
+    RequestTimeout,
     RequestTooLarge,
     ShimError,
+    UnsupportedContentType,
     UpstreamAuthError,
     UpstreamError,
     UpstreamThrottled,
@@ -192,7 +194,9 @@ class KeyshimApp:
         t = _Trace(request_id=secrets.token_hex(6), at=self.clock())
         try:
             services = await self.startup()
-            body = await _read_body(scope, receive, self.settings.max_body)
+            body = await _read_body(
+                scope, receive, self.settings.max_body, self.settings.body_timeout
+            )
             t.bytes_in = len(body)
             call = xmlrpc.parse_call(body)
             t.method = call.method[:200]
@@ -226,7 +230,8 @@ class KeyshimApp:
                 log.error("request %s: upstream broke mid-answer: %s", t.request_id, exc.message)
                 return
             fault = xmlrpc.dumps_fault(exc.fault_code, exc.fault_string)
-            t.bytes_out = await _xml(send, fault, close=isinstance(exc, RequestTooLarge))
+            close = isinstance(exc, RequestTooLarge | RequestTimeout)
+            t.bytes_out = await _xml(send, fault, close=close, status=exc.http_status)
         except Exception:
             t.outcome = "error"
             log.exception("request %s failed", t.request_id)
@@ -351,15 +356,30 @@ def _fault_text(body: bytes) -> str:
     return ""
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, within ``limit`` bytes before and after gzip decoding."""
+#: Content types a legacy client may send. PHP's curl defaults to the form type for a string
+#: body, and some hand-made clients send text/plain or nothing at all.
+ACCEPTED_TYPES = frozenset(
+    {"", "text/xml", "application/xml", "text/plain", "application/x-www-form-urlencoded"}
+)
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The whole request body, within ``limit`` bytes (before and after gzip decoding) and
+    ``timeout`` seconds (a slow sender gets 408 instead of holding memory and a task)."""
+    ctype = (_header(scope, b"content-type") or "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED_TYPES:
+        raise UnsupportedContentType(f"XML-RPC requests are text/xml, not {ctype[:60]!r}")
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
+    deadline = time.monotonic() + timeout
     while True:
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"The request body did not arrive within {timeout:g}s") from None
         if message["type"] == "http.disconnect":
             raise ParseError("client disconnected before sending the whole body")
         chunk = message.get("body", b"")
@@ -419,11 +439,11 @@ async def _stream(send: Send, response: UpstreamResponse, t: _Trace) -> None:
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-async def _xml(send: Send, body: bytes, *, close: bool = False) -> int:
+async def _xml(send: Send, body: bytes, *, close: bool = False, status: int = 200) -> int:
     headers = [(b"content-type", b"text/xml; charset=UTF-8")]
     if close:
         headers.append((b"connection", b"close"))
-    await _plain(send, 200, body, headers)
+    await _plain(send, status, body, headers)
     return len(body)
 
 

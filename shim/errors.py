@@ -9,6 +9,8 @@ with a code Keap sends::
     ├── ParseError                    0   Failed to parse XML-RPC request: ...
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
     ├── RequestTooLarge             107   [RequestTooLarge]
+    ├── RequestTimeout              110   [RequestTimeout]       (HTTP 408: slow sender)
+    ├── UnsupportedContentType      111   [UnsupportedContentType] (HTTP 415)
     ├── InvalidKey                    2   [InvalidKey]           (unknown, mistyped, revoked...)
     ├── NoAccess                     14   [NoAccess]             (method not in the allowlist)
     ├── RateLimited                 108   [RateLimited]          (key over its local rate)
@@ -38,6 +40,8 @@ class ShimError(Exception):
     fault_code: int = 3
     tag: str = "Unexpected"
     default_message: str = "Unexpected error"
+    #: The HTTP status the fault travels with: 200 like Keap's, or a 4xx for HTTP-level abuse.
+    http_status: int = 200
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message if message is not None else self.default_message
@@ -59,6 +63,22 @@ class ParseError(ShimError):
     @property
     def fault_string(self) -> str:
         return f"Failed to parse XML-RPC request: {self.message}"
+
+
+class RequestTimeout(ShimError):
+    """The client sent its body too slowly (a slow or stalled sender)."""
+
+    fault_code = 110
+    tag = "RequestTimeout"
+    default_message = "The request body did not arrive in time"
+    http_status = 408
+
+
+class UnsupportedContentType(ShimError):
+    fault_code = 111
+    tag = "UnsupportedContentType"
+    default_message = "XML-RPC requests are text/xml"
+    http_status = 415
 
 
 class InvalidParameter(ShimError):

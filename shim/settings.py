@@ -82,6 +82,8 @@ class Settings:
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_body: int = 96 * 1024 * 1024
+    #: A request body must arrive within this (slow senders get 408).
+    body_timeout: float = 60.0
     max_connections: int = 100
     #: What keyshim puts in the first parameter instead of the local key.
     placeholder: str = "keyshim"
