@@ -36,6 +36,7 @@ from shim.errors import (
     UpstreamThrottled,
 )
 from shim.health import account_healths
+from shim.limits import KeyRates
 from shim.models import Account, CallRecord
 from shim.scheduler import Scheduler
 from shim.settings import Settings
@@ -88,11 +89,13 @@ class Services:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.hmac_key = box.derive("key-hmac")
+        self.hmac_key = store.server_secret("key-hmac")
         self.upstream = upstream
         self.chains = chains
         self.alerter = alerter
         self.audit = audit
+        self.rates = KeyRates(store, chains.owner)
+        audit.after_flush.append(self.rates.publish)
 
 
 ServicesFactory = Callable[[Settings], Services]
@@ -216,6 +219,7 @@ class KeyshimApp:
             )
             t.key_id = record.id
             keys.check_method(record, call.method)
+            services.rates.check(record, t.at)
             account = self._account(record.account)
             t.account = account.name
             forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)

@@ -55,6 +55,8 @@ class AuditLog:
         self._touched: dict[str, float] = {}
         self._last_prune = 0.0
         self.dropped = 0
+        #: Called after each flush with ``now`` (the shared rate counters publish here).
+        self.after_flush: list[Callable[[float], None]] = []
 
     def add(self, record: CallRecord) -> None:
         if len(self._records) == self._records.maxlen:
@@ -67,6 +69,12 @@ class AuditLog:
         """Write what is buffered (synchronously: shutdown and tests)."""
         records, self._records = list(self._records), deque(maxlen=self._records.maxlen)
         touched, self._touched = self._touched, {}
+        now = self.clock()
+        for hook in self.after_flush:
+            try:
+                hook(now)
+            except Exception:
+                log.exception("after-flush hook failed")
         if not records and not touched:
             return 0
         try:
@@ -76,7 +84,6 @@ class AuditLog:
         except Exception:  # the audit must never take calls down with it
             log.exception("could not write %d audit records", len(records))
             return 0
-        now = self.clock()
         if self.retention > 0 and now - self._last_prune > PRUNE_EVERY:
             self._last_prune = now
             pruned = self.store.prune_calls(now - self.retention)

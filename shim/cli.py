@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import click
@@ -23,7 +24,8 @@ from shim import keys
 from shim.alerts import Alerter
 from shim.errors import CliError, ShimError
 from shim.models import Account, KeyRecord, TokenPair
-from shim.runtime import init_files, load_master_key, open_store
+from shim.ratelimit import parse_rate
+from shim.runtime import init_files, open_store
 from shim.settings import Settings, parse_duration
 from shim.sqlite_store import SqliteStore
 from shim.store import StoreConflict
@@ -565,6 +567,7 @@ def _key_json(k: KeyRecord, now: float) -> dict[str, Any]:
     multiple=True,
     help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.",
 )
+@click.option("--rate", default=None, help="Most calls a minute for this key, e.g. 60/min.")
 @click.option("--json", "as_json", is_flag=True, help="Print an object with id and key.")
 @click.pass_context
 def key_issue(
@@ -573,6 +576,7 @@ def key_issue(
     label: str,
     expires_in: float | None,
     allow: tuple[str, ...],
+    rate: str | None,
     as_json: bool,
 ) -> None:
     """Issue a key for ACCOUNT. The key is shown once; only its keyed hash is stored.
@@ -581,29 +585,39 @@ def key_issue(
     Examples:
       shim key issue prod --label "WordPress order sync"
       shim key issue prod --label "reports" --expires-in 90d --allow 'DataService.query'
+      shim key issue prod --label "sync" --allow 'ContactService.*' --rate 120/min
     """
-    settings = _settings(ctx)
     if expires_in is not None and expires_in <= 0:
         raise CliError("--expires-in must be positive")
+    now = time.time()
     with _store(ctx) as store:
         if store.get_account(account_name) is None:
             raise CliError(f"no account named {account_name!r} (see: shim account list)")
-        from shim.crypto import SecretBox
+        issued, record = _issue(
+            ctx,
+            store,
+            KeyRecord(
+                id="", account=account_name, label=label, digest="", prefix="", created_at=now,
+                expires_at=now + expires_in if expires_in else None,
+                allow=keys.validate_allow(allow),
+                rate_per_min=parse_rate(rate) if rate is not None else None,
+            ),
+        )  # fmt: skip
+    _show_issued(issued, record, now, as_json)
 
-        hmac_key = SecretBox(load_master_key(settings)).derive("key-hmac")
-        issued = keys.make_key(hmac_key)
-        now = time.time()
-        record = KeyRecord(
-            id=issued.id,
-            account=account_name,
-            label=label,
-            digest=issued.digest,
-            prefix=issued.prefix,
-            created_at=now,
-            expires_at=now + expires_in if expires_in else None,
-            allow=keys.validate_allow(allow),
-        )
-        store.add_key(record)
+
+def _issue(
+    ctx: click.Context, store: SqliteStore, template: KeyRecord
+) -> tuple[keys.IssuedKey, KeyRecord]:
+    """Make a key and store the record built from ``template`` (id, digest and prefix set)."""
+    hmac_key = store.server_secret("key-hmac")
+    issued = keys.make_key(hmac_key)
+    record = replace(template, id=issued.id, digest=issued.digest, prefix=issued.prefix)
+    store.add_key(record)
+    return issued, record
+
+
+def _show_issued(issued: keys.IssuedKey, record: KeyRecord, now: float, as_json: bool) -> None:
     if as_json:
         _echo_json({**_key_json(record, now), "key": issued.text})
         return
@@ -612,6 +626,44 @@ def key_issue(
     click.echo(
         "This is the only time the key is shown. Put it where the script's old Keap API key was."
     )
+
+
+@key.command("rotate")
+@click.argument("key_id")
+@click.option(
+    "--overlap",
+    type=DURATION,
+    default=0.0,
+    show_default=True,
+    help="How long the old key keeps working (e.g. 7d) while scripts switch over.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print an object with id and key.")
+@click.pass_context
+def key_rotate(ctx: click.Context, key_id: str, overlap: float, as_json: bool) -> None:
+    """Issue a successor with the same account, label, allowlist and rate; retire the old key
+    after --overlap.
+
+    \b
+    Example:
+      shim key rotate 7fQ2kd9XbA --overlap 7d
+    """
+    if overlap < 0:
+        raise CliError("--overlap cannot be negative")
+    now = time.time()
+    with _store(ctx) as store:
+        old = store.get_key(key_id)
+        if old is None:
+            raise CliError(f"no key with id {key_id!r} (see: shim key list)")
+        if old.state(now) != "active":
+            raise CliError(f"key {key_id} is {old.state(now)}; issue a new one instead")
+        issued, record = _issue(
+            ctx, store, replace(old, created_at=now, last_used_at=None, revoked_at=None)
+        )
+        store.revoke_key(key_id, now + overlap)
+    if not as_json:
+        when = "now" if overlap == 0 else f"at {_iso(now + overlap)}"
+        click.echo(f"old key {key_id} stops working {when}")
+    _show_issued(issued, record, now, as_json)
 
 
 @key.command("list")

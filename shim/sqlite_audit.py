@@ -1,4 +1,4 @@
-"""SQL for the audit table (calls) and the usage report, used by ``SqliteStore``.
+"""SQL for the audit table (calls), the usage report and the shared rate counters.
 
 Kept apart from the credential tables: it is append-mostly, large, and pruned by retention,
 and nothing in it is secret (key ids, never keys).
@@ -80,3 +80,37 @@ def fault_tags(
     ):
         out.setdefault((key_id, method), {})[outcome] = n
     return out
+
+
+RATE_SCHEMA = """
+CREATE TABLE rate_counts (
+    key_id TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    owner  TEXT NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key_id, minute, owner)
+);
+"""
+
+
+def publish_rates(
+    conn: sqlite3.Connection, owner: str, counts: dict[tuple[str, int], int], oldest: int
+) -> None:
+    """Replace this owner's counts (absolute, so a lost flush heals) and drop old minutes."""
+    conn.executemany(
+        "INSERT INTO rate_counts (key_id, minute, owner, count) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (key_id, minute, owner) DO UPDATE SET count = excluded.count",
+        [(k, m, owner, n) for (k, m), n in counts.items()],
+    )
+    conn.execute("DELETE FROM rate_counts WHERE minute < ?", (oldest,))
+
+
+def others_rates(
+    conn: sqlite3.Connection, key_id: str, minutes: tuple[int, int], owner: str
+) -> dict[int, int]:
+    rows = conn.execute(
+        "SELECT minute, SUM(count) FROM rate_counts WHERE key_id = ? AND minute IN (?, ?) "
+        "AND owner != ? GROUP BY minute",
+        (key_id, *minutes, owner),
+    )
+    return {int(m): int(n) for m, n in rows}

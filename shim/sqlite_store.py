@@ -20,6 +20,7 @@ The only module that imports ``sqlite_utils``. Decisions, and why:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -94,6 +95,13 @@ CREATE INDEX keys_account ON keys (account);
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _SCHEMA_V1),
     (2, "audit of calls", sqlite_audit.SCHEMA),
+    (3, "shared rate counters", sqlite_audit.RATE_SCHEMA),
+    (
+        4,
+        "server secrets",
+        "CREATE TABLE server_secrets "
+        "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
+    ),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -454,6 +462,7 @@ class SqliteStore:
         """
         targets = [("accounts", "name", "account", c) for c in _ACCOUNT_SECRETS]
         targets += [("chains", "account", "chain", c) for c in _CHAIN_SECRETS]
+        targets += [("server_secrets", "name", "secret", "value")]
         count = 0
         with self._lock:
             with self._write() as conn:
@@ -470,6 +479,29 @@ class SqliteStore:
             self._db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return count
 
+    def server_secret(self, name: str) -> bytes:
+        """A random 32-byte server secret (e.g. the HMAC key of local keys), made on first use.
+
+        Kept sealed in the database rather than derived from the master key, so that rotating
+        the master key re-encrypts it instead of invalidating every local key.
+        """
+        ctx = _ctx("secret", name, "value")
+        with self._lock:
+            r = self._one("SELECT value FROM server_secrets WHERE name = ?", (name,))
+            if r is None:
+                with self._write() as conn:
+                    r = conn.execute(
+                        "SELECT value FROM server_secrets WHERE name = ?", (name,)
+                    ).fetchone()
+                    if r is None:
+                        fresh = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+                        conn.execute(
+                            "INSERT INTO server_secrets (name, value) VALUES (?, ?)",
+                            (name, self._box.seal(fresh, context=ctx)),
+                        )
+                        return base64.urlsafe_b64decode(fresh)
+            return base64.urlsafe_b64decode(self._box.open(str(r[0]), context=ctx))
+
     # -- audit --------------------------------------------------------------------------------
     def record_calls(self, records: Sequence[CallRecord]) -> None:
         if not records:
@@ -480,6 +512,14 @@ class SqliteStore:
     def prune_calls(self, before: float) -> int:
         with self._write() as conn:
             return sqlite_audit.prune(conn, before)
+
+    def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
+        with self._write() as conn:
+            sqlite_audit.publish_rates(conn, owner, counts, oldest)
+
+    def others_rates(self, key_id: str, minutes: tuple[int, int], owner: str) -> dict[int, int]:
+        with self._lock:
+            return sqlite_audit.others_rates(self._db.conn, key_id, minutes, owner)
 
     def usage(self, since: float) -> list[dict[str, Any]]:
         with self._lock:

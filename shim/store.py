@@ -98,6 +98,10 @@ class Store(Protocol):
         """Batch update of last-used times (written off the hot path)."""
         ...
 
+    def server_secret(self, name: str) -> bytes:
+        """A random server secret made on first use and kept sealed (local-key HMAC key)."""
+        ...
+
     # -- audit ----------------------------------------------------------------------------
     def record_calls(self, records: Sequence[CallRecord]) -> None:
         """Append a batch of call records in one transaction."""
@@ -105,6 +109,14 @@ class Store(Protocol):
 
     def prune_calls(self, before: float) -> int:
         """Delete records older than ``before`` (retention); return how many."""
+        ...
+
+    def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
+        """Replace ``owner``'s per-(key, minute) call counts; drop minutes before ``oldest``."""
+        ...
+
+    def others_rates(self, key_id: str, minutes: tuple[int, int], owner: str) -> dict[int, int]:
+        """Summed counts of every other owner for ``key_id`` in the given minutes."""
         ...
 
     def usage(self, since: float) -> list[dict[str, Any]]:

@@ -17,9 +17,8 @@ import pytest
 
 from shim import keys, xmlrpc
 from shim.app import KeyshimApp
-from shim.crypto import SecretBox
 from shim.models import Account, KeyRecord, TokenPair
-from shim.runtime import build_services, init_files, load_master_key, open_store
+from shim.runtime import build_services, init_files, open_store
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.sqlite_store import SqliteStore
@@ -92,7 +91,7 @@ def add_key_account(store: SqliteStore, sim: Simulator, base: str, name: str = "
 
 
 def issue_key(store: SqliteStore, settings: Settings, account: str, **kw: Any) -> str:
-    hmac_key = SecretBox(load_master_key(settings)).derive("key-hmac")
+    hmac_key = store.server_secret("key-hmac")
     issued = keys.make_key(hmac_key)
     store.add_key(
         KeyRecord(
