@@ -16,12 +16,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from shim import keys
 from shim.alerts import Alerter
+from shim.crypto import DecryptError, SecretBox, encode_master_key, generate_master_key
 from shim.errors import CliError, ShimError
 from shim.models import Account, KeyRecord, TokenPair
 from shim.ratelimit import parse_rate
@@ -79,6 +81,11 @@ class ShimGroup(click.Group):
         except (CliError, ShimError, ValueError) as exc:
             message = exc.message if isinstance(exc, ShimError) else str(exc)
             raise click.ClickException(message) from None
+        except DecryptError:
+            raise click.ClickException(
+                "the master key does not open this database's secrets "
+                "(wrong SHIM_SECRET_KEY or key file?)"
+            ) from None
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -789,6 +796,56 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
         )
 
 
+@cli.command("rotate-master-key")
+@click.option(
+    "--new-key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the new key when the current one comes from SHIM_SECRET_KEY.",
+)
+@click.pass_context
+def rotate_master_key(ctx: click.Context, new_key_file: str | None) -> None:
+    """Re-encrypt every secret in the database under a new master key.
+
+    The new key is written (mode 0600) before the database changes, and the database is
+    rewritten in one transaction, so an interruption never leaves secrets that no key opens.
+    Restart every `shim serve` afterwards: running processes still hold the old key.
+
+    \b
+    Examples:
+      shim rotate-master-key
+      SHIM_SECRET_KEY=... shim rotate-master-key --new-key-file /etc/keyshim/new.key
+    """
+    settings = _settings(ctx)
+    from_env = bool(settings.secret_key)
+    if from_env and not new_key_file:
+        raise CliError("the master key comes from SHIM_SECRET_KEY: give --new-key-file")
+    target = Path(new_key_file) if new_key_file else Path(settings.key_file + ".new")
+    if target.exists():
+        raise CliError(f"{target} exists: an earlier rotation was interrupted; see the README")
+    new_key = generate_master_key()
+    with _store(ctx) as store:
+        click.echo("1/3 writing the new key", err=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(encode_master_key(new_key) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        click.echo("2/3 re-encrypting secrets", err=True)
+        count = store.rekey(SecretBox(new_key))
+    if from_env:
+        click.echo(
+            f"3/3 re-encrypted {count} secrets; set SHIM_SECRET_KEY to the contents of "
+            f"{target} and restart keyshim"
+        )
+        return
+    os.replace(target, settings.key_file)
+    click.echo(
+        f"3/3 re-encrypted {count} secrets; {settings.key_file} holds the new key. "
+        "Restart every shim serve."
+    )
+
+
 # -- serving ------------------------------------------------------------------------------
 @cli.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1; env SHIM_HOST).")
@@ -840,6 +897,18 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
     default=None,
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
 )
+@click.option(
+    "--certfile",
+    default=None,
+    metavar="FILE",
+    help="Serve HTTPS with this PEM certificate (SHIM_CERTFILE; see shim tls init).",
+)
+@click.option(
+    "--keyfile",
+    default=None,
+    metavar="FILE",
+    help="The certificate's PEM private key (SHIM_KEYFILE); with --certfile.",
+)
 @click.pass_context
 def serve(
     ctx: click.Context,
@@ -853,14 +922,21 @@ def serve(
     scheduler_interval: float | None,
     alert_webhook: str | None,
     log_level: str | None,
+    certfile: str | None,
+    keyfile: str | None,
 ) -> None:
     """Serve the XML-RPC endpoint (POST /api/xmlrpc) and GET /healthz.
 
+    With --certfile and --keyfile it serves HTTPS, e.g. on 443 for scripts that hard-code
+    https://APP.infusionsoft.com/api/xmlrpc (see shim tls init).
+
     \b
-    Example:
+    Examples:
       shim serve --port 8080 --workers 2
+      shim serve --host 127.0.0.1 --port 443 --certfile tls/server.pem --keyfile tls/server-key.pem
     """
     from shim import server
+    from shim.tls import check_server_files
 
     settings = Settings.from_env(
         os.environ,
@@ -875,11 +951,16 @@ def serve(
         scheduler_interval=scheduler_interval,
         alert_webhook=alert_webhook,
         log_level=log_level,
+        certfile=certfile,
+        keyfile=keyfile,
     )
+    check_server_files(settings.certfile or None, settings.keyfile or None)
     open_store(settings).close()  # fail here, clearly, if init was not run
     os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
+    scheme = "https" if settings.certfile else "http"
     click.echo(
-        f"keyshim {settings.host}:{settings.port} workers={settings.workers} db={settings.db}",
+        f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "
+        f"db={settings.db}",
         err=True,
     )
     server.run(
@@ -889,7 +970,67 @@ def serve(
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        certfile=settings.certfile or None,
+        keyfile=settings.keyfile or None,
     )
+
+
+@cli.group()
+def tls() -> None:
+    """HTTPS for scripts that hard-code https://APP.infusionsoft.com/api/xmlrpc."""
+
+
+@tls.command("init")
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    metavar="NAME",
+    help="Name the scripts call, e.g. ab123.infusionsoft.com (repeatable; give every one).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where the files go (default: tls/ next to the database).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 3650),
+    default=825,
+    show_default=True,
+    help="Server certificate lifetime (Apple clients accept at most 825).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=443,
+    show_default=True,
+    help="Port shim serve will listen on (only shapes the printed instructions).",
+)
+@click.pass_context
+def tls_init(
+    ctx: click.Context, hosts: tuple[str, ...], directory: str | None, days: int, port: int
+) -> None:
+    """Make a local CA and a server certificate for the app names, and say how to use them.
+
+    Writes ca.pem, ca-key.pem (0600), server.pem and server-key.pem (0600). An existing CA in
+    the directory is reused, so running it again with more names re-issues only server.pem;
+    give every name each time. Then prints how to trust the CA, point the names at keyshim in
+    /etc/hosts and run shim serve on 443.
+
+    \b
+    Example:
+      shim tls init --host ab123.infusionsoft.com --host cd456.infusionsoft.com
+    """
+    from shim.tls import default_dir, init_tls, instructions, summary
+
+    files = init_tls(directory or default_dir(_settings(ctx).db), list(hosts), days)
+    click.echo(summary(files))
+    click.echo()
+    click.echo(instructions(files, files.hosts, port))
 
 
 @cli.command()

@@ -29,6 +29,11 @@ def load_master_key(settings: Settings) -> bytes:
         except ValueError as exc:
             raise CliError(f"SHIM_SECRET_KEY: {exc}") from None
     path = Path(settings.key_file)
+    if Path(settings.key_file + ".new").exists():
+        raise CliError(
+            f"{settings.key_file}.new exists: a master-key rotation was interrupted "
+            "(see README: Rotating the master key)"
+        )
     if not path.exists():
         raise CliError(f"no master key at {path} (run `shim init`, or set SHIM_SECRET_KEY)")
     try:

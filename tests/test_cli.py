@@ -182,3 +182,106 @@ def test_every_command_has_help_with_an_example() -> None:
             cmd = cmd.commands[name]
         if not isinstance(cmd, click.Group):
             assert "Example" in result.output, path
+
+
+def test_key_rotate_with_overlap(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    old = json.loads(
+        run(
+            "key",
+            "issue",
+            "prod",
+            "--label",
+            "sync",
+            "--allow",
+            "DataService.*",
+            "--rate",
+            "30/min",
+            "--json",
+        ).output
+    )
+    new = json.loads(run("key", "rotate", old["id"], "--overlap", "7d", "--json").output)
+    assert new["id"] != old["id"] and new["key"] != old["key"]
+    assert (new["label"], new["allow"], new["rate_per_min"]) == ("sync", ["DataService.*"], 30)
+    rows = {r["id"]: r for r in json.loads(run("key", "list", "--json").output)}
+    assert rows[old["id"]]["state"] == "active" and rows[old["id"]]["revoked"]  # in 7 days
+    run("key", "rotate", new["id"])  # no overlap: the old one stops now
+    rows = {r["id"]: r for r in json.loads(run("key", "list", "--json").output)}
+    assert rows[new["id"]]["state"] == "revoked"
+    assert "revoked" in run("key", "rotate", new["id"], ok=False).output
+
+
+def test_rotate_master_key_keeps_everything_usable(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from shim.runtime import load_master_key, open_store
+    from shim.settings import Settings
+
+    run("account", "add", "prod", "--client-id", "cid", "--client-secret", "SECRET-9")
+    run(
+        "account",
+        "import-tokens",
+        "prod",
+        "--access-token",
+        "AT-1",
+        "--refresh-token",
+        "RT-1",
+        "--expires-in",
+        "1h",
+    )
+    issued = json.loads(run("key", "issue", "prod", "--label", "x", "--json").output)
+    settings = Settings.from_env({"SHIM_DB": str(tmp_path / "k.db")})
+    before = load_master_key(settings)
+    out = run("rotate-master-key").output
+    assert "re-encrypted" in out
+    assert load_master_key(settings) != before
+    assert stat.S_IMODE(os.stat(settings.key_file).st_mode) == 0o600
+    store = open_store(settings)
+    try:
+        account = store.get_account("prod")
+        assert account is not None and account.client_secret == "SECRET-9"
+        chain = store.get_chain("prod")
+        assert chain is not None and chain.refresh_token == "RT-1"
+        # local keys survive: their HMAC secret was re-encrypted, not re-derived
+        from shim import keys
+
+        record = store.get_key(issued["id"])
+        keys.verify(record, store.server_secret("key-hmac"), issued["key"], now=0)
+    finally:
+        store.close()
+
+
+def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from shim.models import CallRecord
+    from shim.runtime import open_store
+    from shim.settings import Settings
+
+    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    issued = json.loads(run("key", "issue", "prod", "--label", "nightly", "--json").output)
+    store = open_store(Settings.from_env({"SHIM_DB": str(tmp_path / "k.db")}))
+    now = time.time()
+    records = [
+        CallRecord(now - 10, f"r{i}", issued["id"], "prod", method, outcome, 200, 5.0, 100, 200)
+        for i, (method, outcome) in enumerate(
+            [("ContactService.add", "ok")] * 3
+            + [("ContactService.load", "RecordNotFound")]
+            + [("DataService.query", "ok")]
+        )
+    ] + [CallRecord(now - 40 * 86400, "old", issued["id"], "prod", "X.y", "ok", 200, 1, 1, 1)]
+    store.record_calls(records)
+    store.close()
+    data = json.loads(run("usage", "--json").output)
+    rows = {r["method"]: r for r in data["rows"]}
+    assert rows["ContactService.add"]["calls"] == 3
+    assert rows["ContactService.load"]["faults"] == 1
+    assert rows["ContactService.load"]["fault_tags"] == {"RecordNotFound": 1}
+    assert rows["ContactService.add"]["label"] == "nightly"
+    assert "X.y" not in rows  # older than the default 30 days
+    assert "X.y" in {
+        r["method"] for r in json.loads(run("usage", "--since", "60d", "--json").output)["rows"]
+    }
+    csv_out = run("usage", "--csv").output.splitlines()
+    assert csv_out[0].startswith("key_id,label,account,method,calls")
+    assert len(csv_out) == 4
+    assert "ContactService.add" in run("usage", "--since", "2020-01-01").output
+    assert "--since" in run("usage", "--since", "whenever", ok=False).output
