@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 from shim import __version__, keys, xmlrpc
 from shim.alerts import Alerter
 from shim.audit import AuditLog, fault_tag
+from shim.budget import Budget, quota_figures
 from shim.chains import Chains
 from shim.crypto import SecretBox
 from shim.errors import (
@@ -86,6 +87,7 @@ class Services:
         chains: Chains,
         alerter: Alerter,
         audit: AuditLog,
+        budget: Budget,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -95,7 +97,28 @@ class Services:
         self.alerter = alerter
         self.audit = audit
         self.rates = KeyRates(store, chains.owner)
+        self.budget = budget
+        self.quota: dict[str, tuple[dict[str, str], float]] = {}
         audit.after_flush.append(self.rates.publish)
+        audit.after_flush.append(self._publish_quota)
+
+    async def send(
+        self, account: Account, url: str, body: bytes, headers: dict[str, str]
+    ) -> UpstreamResponse:
+        """Every upstream request goes through here: budget first, quota figures after."""
+        await self.budget.acquire(account)
+        response = await self.upstream.open(url, body, headers)
+        figures = quota_figures(response.headers)
+        if figures:
+            self.quota[account.name] = (figures, time.time())
+        if response.status == 429:
+            self.budget.pause(account, parse_retry_after(response.headers.get("retry-after")))
+        return response
+
+    def _publish_quota(self, now: float) -> None:
+        if self.quota:
+            figures, self.quota = self.quota, {}
+            self.store.put_quota(figures)
 
 
 ServicesFactory = Callable[[Settings], Services]
@@ -271,13 +294,13 @@ class KeyshimApp:
             headers["Authorization"] = f"Bearer {token}"
         else:
             headers["X-Keap-API-Key"] = account.service_key or ""
-        response = await services.upstream.open(account.xmlrpc_url, body, headers)
+        response = await services.send(account, account.xmlrpc_url, body, headers)
         if response.status == 401 and generation is not None:
             # A 401 means Keap did not run the call: refresh (single-flight) and retry once.
             await response.aclose()
             chain = await services.chains.refresh(account, seen_generation=generation, reason="401")
             headers["Authorization"] = f"Bearer {chain.access_token}"
-            response = await services.upstream.open(account.xmlrpc_url, body, headers)
+            response = await services.send(account, account.xmlrpc_url, body, headers)
         if response.status == 200 and b"xml" in response.headers.get("content-type", "").encode():
             return response
         await _raise_for_answer(response)

@@ -524,6 +524,14 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     f"token age {_age(f['refresh_token_age'])}, last refresh "
                     f"{_iso(f['last_refresh_at']) or 'never'}"
                 )
+            quota = f.get("keap_quota")
+            if quota:
+                line += (
+                    f"; Keap quota {quota.get('quota-available', '?')}/"
+                    f"{quota.get('quota-limit', '?')} left, throttle "
+                    f"{quota.get('throttle-available', '?')}/"
+                    f"{quota.get('throttle-limit', '?')}"
+                )
             if f.get("last_error"):
                 line += f"; last error: {f['last_error']}"
             click.echo(line)

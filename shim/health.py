@@ -66,6 +66,7 @@ def exit_code(healths: list[Health]) -> int:
 def account_healths(store: Store, now: float) -> list[Health]:
     """Judge every account from the store (the one place that reads what ``judge`` needs)."""
     out = []
+    quota = store.get_quota()
     for account in store.list_accounts():
         chain = store.get_chain(account.name) if account.kind == "oauth" else None
         refreshing = (
@@ -73,5 +74,9 @@ def account_healths(store: Store, now: float) -> list[Health]:
             and chain.in_flight is not None
             and store.lease_holder(f"refresh:{account.name}", now) is not None
         )
-        out.append(judge(account, chain, refreshing, now))
+        health = judge(account, chain, refreshing, now)
+        if account.name in quota:
+            figures, at = quota[account.name]
+            health.facts["keap_quota"] = {**figures, "seen_at": at}
+        out.append(health)
     return out

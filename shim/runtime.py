@@ -13,6 +13,7 @@ from pathlib import Path
 from shim.alerts import Alerter
 from shim.app import KeyshimApp, Services
 from shim.audit import AuditLog
+from shim.budget import Budget
 from shim.chains import Chains
 from shim.crypto import SecretBox, decode_master_key, encode_master_key, generate_master_key
 from shim.errors import CliError
@@ -85,7 +86,10 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         clock=time.time,
         flush_interval=settings.audit_flush,
     )
-    return Services(settings, store, box, upstream, chains, alerter, audit)
+    budget = Budget(
+        share=1.0 / max(1, settings.workers), max_wait=settings.quota_wait, clock=time.time
+    )
+    return Services(settings, store, box, upstream, chains, alerter, audit, budget)
 
 
 def create_app() -> KeyshimApp:

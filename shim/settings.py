@@ -82,6 +82,8 @@ class Settings:
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_body: int = 96 * 1024 * 1024
+    #: Longest a call waits for its turn in the upstream quota budget before [Throttled].
+    quota_wait: float = 10.0
     #: A request body must arrive within this (slow senders get 408).
     body_timeout: float = 60.0
     max_connections: int = 100
@@ -92,6 +94,9 @@ class Settings:
     audit_retention: float = 90 * 86400.0
     #: How often buffered audit records and last-used times are written.
     audit_flush: float = 1.0
+    #: HTTPS for ``shim serve``: PEM certificate and key (both or neither; ``shim tls init``).
+    certfile: str = ""
+    keyfile: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:

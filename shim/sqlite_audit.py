@@ -6,6 +6,7 @@ and nothing in it is secret (key ids, never keys).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import astuple, fields
@@ -114,3 +115,26 @@ def others_rates(
         (key_id, *minutes, owner),
     )
     return {int(m): int(n) for m, n in rows}
+
+
+QUOTA_SCHEMA = """
+CREATE TABLE quota_figures (
+    account TEXT PRIMARY KEY NOT NULL,
+    figures TEXT NOT NULL,  -- JSON: Keap's x-keap-product-quota-*/throttle-* headers
+    at      REAL NOT NULL
+);
+"""
+
+
+def put_quota(conn: sqlite3.Connection, figures: dict[str, tuple[dict[str, str], float]]) -> None:
+    conn.executemany(
+        "INSERT INTO quota_figures (account, figures, at) VALUES (?, ?, ?) "
+        "ON CONFLICT (account) DO UPDATE SET figures = excluded.figures, at = excluded.at "
+        "WHERE excluded.at > quota_figures.at",
+        [(name, json.dumps(f), at) for name, (f, at) in figures.items()],
+    )
+
+
+def get_quota(conn: sqlite3.Connection) -> dict[str, tuple[dict[str, str], float]]:
+    rows = conn.execute("SELECT account, figures, at FROM quota_figures")
+    return {name: (json.loads(figures), float(at)) for name, figures, at in rows}

@@ -102,6 +102,7 @@ MIGRATIONS: list[Migration] = [
         "CREATE TABLE server_secrets "
         "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
     ),
+    (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -520,6 +521,14 @@ class SqliteStore:
     def others_rates(self, key_id: str, minutes: tuple[int, int], owner: str) -> dict[int, int]:
         with self._lock:
             return sqlite_audit.others_rates(self._db.conn, key_id, minutes, owner)
+
+    def put_quota(self, figures: dict[str, tuple[dict[str, str], float]]) -> None:
+        with self._write() as conn:
+            sqlite_audit.put_quota(conn, figures)
+
+    def get_quota(self) -> dict[str, tuple[dict[str, str], float]]:
+        with self._lock:
+            return sqlite_audit.get_quota(self._db.conn)
 
     def usage(self, since: float) -> list[dict[str, Any]]:
         with self._lock:

@@ -1,0 +1,142 @@
+"""The upstream quota budget: smooth bursts by waiting instead of collecting 429s.
+
+Keap limits each OAuth client to about 25 calls a second and 1,500 a minute across every app it
+serves, and each Service Account Key / PAT to 10 a second and 240 a minute. The per-second
+limit is a spike arrest (calls evenly spaced, no bursts). keyshim keeps two
+token buckets per upstream credential and makes a call wait (up to ``SHIM_QUOTA_WAIT``) for its
+turn; a call that would wait longer gets ``[Throttled]`` at once, without reaching Keap. After a
+429 the credential is paused for its ``Retry-After``.
+
+Each process owns ``1/workers`` of the budget (the share is static, so it needs no coordination
+on the hot path). Several hosts sharing one Keap client should lower the limits accordingly.
+The buckets are pure arithmetic on ``now``; only ``acquire`` sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from shim.errors import UpstreamThrottled
+from shim.models import Account
+
+#: (calls a second, calls a minute) per credential kind, from keap-facts.
+KEAP_LIMITS: dict[str, tuple[float, float]] = {
+    "oauth": (25.0, 1500.0),
+    "service_key": (10.0, 240.0),
+}
+
+
+@dataclass
+class Bucket:
+    """A token bucket: ``rate`` tokens a second, holding at most ``capacity``."""
+
+    rate: float
+    capacity: float
+    tokens: float
+    updated: float
+
+    def wait_for_one(self, now: float) -> float:
+        """Seconds until one token is available (0 if now), after refilling to ``now``."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        return 0.0 if self.tokens >= 1 else (1 - self.tokens) / self.rate
+
+    def take(self) -> None:
+        self.tokens -= 1
+
+
+@dataclass
+class Credential:
+    buckets: tuple[Bucket, ...]
+    paused_until: float = 0.0
+
+
+def credential_id(account: Account) -> str:
+    """What Keap counts against: the OAuth client id, or a fingerprint of the service key."""
+    if account.kind == "oauth":
+        return f"oauth:{account.client_id}"
+    digest = hashlib.sha256((account.service_key or "").encode()).hexdigest()[:12]
+    return f"key:{digest}"
+
+
+class Budget:
+    def __init__(
+        self,
+        *,
+        share: float,
+        max_wait: float,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        limits: Mapping[str, tuple[float, float]] = KEAP_LIMITS,
+    ) -> None:
+        self.share = share
+        self.max_wait = max_wait
+        self.clock = clock
+        self.sleep = sleep
+        self.limits = limits
+        self._credentials: dict[str, Credential] = {}
+        self.waited = 0.0  # total seconds calls spent waiting (for metrics)
+        self.refused = 0
+
+    def _credential(self, account: Account, now: float) -> Credential:
+        cid = credential_id(account)
+        cred = self._credentials.get(cid)
+        if cred is None:
+            per_second, per_minute = self.limits[account.kind]
+            second = per_second * self.share
+            minute = per_minute * self.share
+            # Keap's spike limit is an Apigee SpikeArrest: it admits one call every 1/rate
+            # seconds and no bursts, so the per-second bucket holds a single token.
+            cred = self._credentials[cid] = Credential(
+                (
+                    Bucket(second, 1.0, 1.0, now),
+                    Bucket(minute / 60.0, max(1.0, minute), max(1.0, minute), now),
+                )
+            )
+        return cred
+
+    def reserve(self, account: Account, now: float) -> float:
+        """Take a slot for one upstream request; return how long to wait before sending it.
+
+        Raises UpstreamThrottled when the wait would exceed ``max_wait``.
+        """
+        cred = self._credential(account, now)
+        wait = max(cred.paused_until - now, *(b.wait_for_one(now) for b in cred.buckets))
+        if wait > self.max_wait:
+            self.refused += 1
+            raise UpstreamThrottled(
+                f"keyshim is holding calls back to stay within Keap's rate limits for "
+                f"{account.name}; retry after {wait:.0f}s",
+                retry_after=wait,
+            )
+        for b in cred.buckets:
+            b.take()
+        return max(0.0, wait)
+
+    async def acquire(self, account: Account) -> None:
+        wait = self.reserve(account, self.clock())
+        if wait > 0:
+            self.waited += wait
+            await self.sleep(wait)
+
+    def pause(self, account: Account, retry_after: float | None) -> None:
+        """Keap answered 429: hold this credential's calls for ``Retry-After`` (default 1s)."""
+        now = self.clock()
+        cred = self._credential(account, now)
+        cred.paused_until = max(cred.paused_until, now + (retry_after or 1.0))
+
+
+QUOTA_PREFIXES = ("x-keap-product-quota-", "x-keap-product-throttle-")
+
+
+def quota_figures(headers: Mapping[str, str]) -> dict[str, str]:
+    """Keap's quota and throttle headers of one answer, by short name (``quota-available``)."""
+    out = {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower.startswith(QUOTA_PREFIXES):
+            out[lower.removeprefix("x-keap-product-")] = value
+    return out
