@@ -12,7 +12,7 @@ import http.server
 import secrets
 import threading
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 from shim.errors import CliError
 
@@ -52,7 +52,9 @@ def parse_redirect(text: str, expected_state: str) -> Redirect:
         if any(c in text for c in " /?&="):
             raise CliError("that does not look like a redirect URL or an authorization code")
         return Redirect(code=text, state=None, scope=None)  # a bare code: nothing to check
-    query = urlsplit(text).query if "://" in text else text.lstrip("?")
+    # A full URL, a request path ("/callback?code=..." from the listener) or a bare query.
+    query = text.split("?", 1)[1] if "?" in text else text
+    query = query.split("#", 1)[0]
     params = {k: v[0] for k, v in parse_qs(query).items()}
     if "error" in params:
         raise CliError(f"Keap refused the authorization: {params['error'][:100]}")

@@ -217,11 +217,15 @@ class Chains:
                     wait = backoff(
                         attempt, base=self.settings.retry_base, cap=self.settings.retry_cap
                     )
+                if attempt >= self.settings.refresh_retries or wait > self.settings.refresh_wait:
+                    await self._failed(chain, exc, dead=False)
+                    raise
                 renewed = self.store.acquire_lease(
                     f"refresh:{name}", self.owner, self.settings.lease_ttl + wait, self.clock()
                 )
-                if attempt >= self.settings.refresh_retries or not renewed:
-                    await self._failed(chain, exc, dead=False)
+                if not renewed:
+                    # Someone else holds the chain now: leave its journal and health alone.
+                    log.warning("account %s: lost the refresh lease; giving up this refresh", name)
                     raise
                 attempt += 1
                 log.warning(

@@ -24,7 +24,7 @@ import click
 from shim import keys
 from shim.alerts import Alerter
 from shim.crypto import DecryptError, SecretBox, encode_master_key, generate_master_key
-from shim.errors import CliError, ShimError
+from shim.errors import CliError, ShimError, TokenEndpointError
 from shim.models import Account, KeyRecord, TokenPair
 from shim.ratelimit import parse_rate
 from shim.runtime import init_files, open_store
@@ -411,19 +411,18 @@ async def _exchange_code(
 ) -> TokenPair:
     from shim.upstream import Upstream
 
+    form = {
+        "client_id": acct.client_id or "",
+        "client_secret": acct.client_secret or "",
+        "code": code,
+        "grant_type": "authorization_code",
+        "redirect_uri": redirect_uri,
+    }
     upstream = Upstream(token_timeout=settings.token_timeout)
     try:
-        return await upstream.token_grant(
-            acct.token_url,
-            {
-                "client_id": acct.client_id or "",
-                "client_secret": acct.client_secret or "",
-                "code": code,
-                "grant_type": "authorization_code",
-                "redirect_uri": redirect_uri,
-            },
-            time.time(),
-        )
+        return await upstream.token_grant(acct.token_url, form, time.time())
+    except TokenEndpointError as exc:
+        raise CliError(f"Keap refused the authorization code ({exc.message})") from None
     finally:
         await upstream.aclose()
 
