@@ -46,16 +46,37 @@ def run(
 
 
 class BackgroundServer:
-    """An ASGI app on a loopback port in a thread of this process (tests, in-process use)."""
+    """An ASGI app on a loopback port in a thread of this process (tests, in-process use).
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``certfile`` and ``keyfile`` (PEM, e.g. from ``shim tls init``) it serves HTTPS.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+    ) -> None:
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("give both certfile and keyfile, or neither")
         config = uvicorn.Config(
-            app, host=host, port=port, lifespan="on", log_level="warning", access_log=False
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_level="warning",
+            access_log=False,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.host = host
         self.port = port
+        self.scheme = "https" if certfile else "http"
 
     def _run(self) -> None:
         asyncio.run(self._server.serve())
@@ -73,7 +94,7 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
