@@ -38,6 +38,8 @@ from shim.errors import (
 )
 from shim.health import account_healths
 from shim.limits import KeyRates
+from shim.metrics import CONTENT_TYPE as METRICS_TYPE
+from shim.metrics import Metrics
 from shim.models import Account, CallRecord
 from shim.scheduler import Scheduler
 from shim.settings import Settings
@@ -88,6 +90,7 @@ class Services:
         alerter: Alerter,
         audit: AuditLog,
         budget: Budget,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -98,6 +101,8 @@ class Services:
         self.audit = audit
         self.rates = KeyRates(store, chains.owner)
         self.budget = budget
+        self.metrics = metrics
+        chains.observer = metrics.refresh
         self.quota: dict[str, tuple[dict[str, str], float]] = {}
         audit.after_flush.append(self.rates.publish)
         audit.after_flush.append(self._publish_quota)
@@ -106,8 +111,13 @@ class Services:
         self, account: Account, url: str, body: bytes, headers: dict[str, str]
     ) -> UpstreamResponse:
         """Every upstream request goes through here: budget first, quota figures after."""
+        started = time.perf_counter()
         await self.budget.acquire(account)
+        sent = time.perf_counter()
+        if sent - started > 0.001:
+            self.metrics.budget_wait.inc(sent - started)
         response = await self.upstream.open(url, body, headers)
+        self.metrics.observe_upstream(time.perf_counter() - sent)
         figures = quota_figures(response.headers)
         if figures:
             self.quota[account.name] = (figures, time.time())
@@ -179,6 +189,10 @@ class KeyshimApp:
             await self._xmlrpc(scope, receive, send)
         elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
             await self._healthz(send)
+        elif path == "/metrics" and scope["method"] == "GET":
+            services = await self.startup()
+            body = services.metrics.render(account_healths(services.store, self.clock()))
+            await _plain(send, 200, body, [(b"content-type", METRICS_TYPE.encode())])
         else:
             await _plain(send, 404, b"not found\n")
 
@@ -216,10 +230,17 @@ class KeyshimApp:
 
     # -- the XML-RPC endpoint -----------------------------------------------------------
     async def _xmlrpc(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = await self.startup()
+        services.metrics.in_flight.inc()
+        try:
+            await self._handle(services, scope, receive, send)
+        finally:
+            services.metrics.in_flight.dec()
+
+    async def _handle(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         t = _Trace(request_id=secrets.token_hex(6), at=self.clock())
         try:
-            services = await self.startup()
             body = await _read_body(
                 scope, receive, self.settings.max_body, self.settings.body_timeout
             )
@@ -278,6 +299,7 @@ class KeyshimApp:
         access_log.info("call", extra={"shim": asdict(record)})
         if self.services is not None:
             self.services.audit.add(record)
+            self.services.metrics.call(record)
 
     async def _forward(
         self, services: Services, account: Account, body: bytes, scope: Scope

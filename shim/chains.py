@@ -93,6 +93,8 @@ class Chains:
         self.sleep = sleep
         self.on_event = on_event
         self.refreshes = 0  # token-endpoint refreshes this instance completed
+        #: Told the outcome of every refresh attempt (metrics): ok, raced, spent, transient, error.
+        self.observer: Callable[[str, str], None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, Chain] = {}
 
@@ -244,6 +246,7 @@ class Chains:
             failpoints.hit("after_answer")
             fresh = self.store.put_tokens(name, pair, self.clock())
             failpoints.hit("after_store")
+            self._observe(name, "ok")
             self._cache[name] = fresh
             self.refreshes += 1
             log.info("account %s: refreshed (%s), generation %d", name, reason, fresh.generation)
@@ -255,6 +258,7 @@ class Chains:
         """Keap says the token is spent: believe it only if nobody else has rotated it."""
         latest = self.store.get_chain(chain.account)
         if latest is not None and latest.generation != chain.generation:
+            self._observe(chain.account, "raced")
             log.info("account %s: refresh lost a race, using the winner's tokens", chain.account)
             self._cache[chain.account] = latest
             return latest
@@ -269,9 +273,17 @@ class Chains:
         updated = self.store.end_refresh_failed(chain.account, exc.message, now, dead=dead)
         self._cache[chain.account] = updated
         kind = "dead" if dead else "degraded"
+        self._observe(
+            chain.account,
+            "spent" if dead else "transient" if isinstance(exc, TransientTokenError) else "error",
+        )
         log.error("account %s: refresh failed (%s): %s", chain.account, kind, exc.message)
         if dead or chain.failures == 0:
             await self._emit(ChainEvent(chain.account, kind, exc.message, now))
+
+    def _observe(self, account: str, outcome: str) -> None:
+        if self.observer is not None:
+            self.observer(account, outcome)
 
     async def _emit(self, event: ChainEvent) -> None:
         if self.on_event is None:

@@ -964,6 +964,11 @@ def serve(
     check_server_files(settings.certfile or None, settings.keyfile or None)
     open_store(settings).close()  # fail here, clearly, if init was not run
     os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers are separate processes: their metrics meet in files under this directory.
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keyshim-metrics-")
     scheme = "https" if settings.certfile else "http"
     click.echo(
         f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "

@@ -17,6 +17,7 @@ from shim.budget import Budget
 from shim.chains import Chains
 from shim.crypto import SecretBox, decode_master_key, encode_master_key, generate_master_key
 from shim.errors import CliError
+from shim.metrics import Metrics
 from shim.settings import Settings
 from shim.sqlite_store import SqliteStore
 from shim.upstream import Transport, Upstream
@@ -89,7 +90,7 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
     budget = Budget(
         share=1.0 / max(1, settings.workers), max_wait=settings.quota_wait, clock=time.time
     )
-    return Services(settings, store, box, upstream, chains, alerter, audit, budget)
+    return Services(settings, store, box, upstream, chains, alerter, audit, budget, Metrics())
 
 
 def create_app() -> KeyshimApp:
