@@ -269,8 +269,13 @@ class KeyshimApp:
             forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
             response = await self._forward(services, account, forwarded, scope)
             t.upstream_status = response.status
-            t.started_response = True
-            await _stream(send, response, t)
+            await _stream(
+                send,
+                response,
+                t,
+                http10=scope.get("http_version") == "1.0",
+                limit=4 * self.settings.max_body,
+            )
         except ShimError as exc:
             t.outcome = exc.tag or "ParseError"
             if t.started_response:
@@ -467,14 +472,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _stream(send: Send, response: UpstreamResponse, t: _Trace) -> None:
+async def _stream(
+    send: Send, response: UpstreamResponse, t: _Trace, *, http10: bool, limit: int
+) -> None:
+    """Pass Keap's answer through as it arrives.
+
+    An HTTP/1.0 client cannot read chunked encoding, and without a Content-Length from Keap
+    the server would have to chunk; for that one case the answer is collected (up to
+    ``limit``) and sent with its length.
+    """
     headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
         for k, v in response.headers.items()
         if k.encode("latin-1").lower() in PASS_HEADERS or k.lower().startswith("x-keap-product-")
     ]
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
     identity = "content-encoding" not in response.headers
+    buffer: list[bytes] | None = None
+    if http10 and "content-length" not in response.headers:
+        buffer = []
+    else:
+        t.started_response = True
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
     try:
         async for chunk in response.iter_raw():
             if not chunk:
@@ -482,9 +500,21 @@ async def _stream(send: Send, response: UpstreamResponse, t: _Trace) -> None:
             if t.bytes_out == 0 and identity:
                 t.outcome = fault_tag(chunk[:4096]) or "ok"
             t.bytes_out += len(chunk)
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if buffer is None:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                continue
+            if t.bytes_out > limit:
+                raise UpstreamError("Keap's answer is too large to send to an HTTP/1.0 client")
+            buffer.append(chunk)
     finally:
         await response.aclose()
+    if buffer is not None:
+        body = b"".join(buffer)
+        headers.append((b"content-length", str(len(body)).encode()))
+        t.started_response = True
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+        return
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

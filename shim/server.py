@@ -7,11 +7,15 @@ in the foreground (``shim serve``, ``shim simulator``) or in a background thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sys
 import threading
 import time
 from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from shim.logs import uvicorn_log_config
 
@@ -27,8 +31,13 @@ def run(
     certfile: str | None = None,
     keyfile: str | None = None,
 ) -> None:
-    """Serve in the foreground until interrupted. ``workers > 1`` needs an import string."""
-    uvicorn.run(
+    """Serve in the foreground until interrupted. ``workers > 1`` needs an import string.
+
+    Exits with status 3 when the app cannot start, with one worker or several (uvicorn's own
+    ``run`` exits 0 when every worker fails to start, which a supervisor would take for a
+    clean stop).
+    """
+    config = uvicorn.Config(
         app,
         host=host,
         port=port,
@@ -43,6 +52,18 @@ def run(
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
     )
+    if workers <= 1:
+        server = uvicorn.Server(config)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:
+            sys.exit(STARTUP_FAILURE)
+        return
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    with contextlib.suppress(KeyboardInterrupt):
+        supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        sys.exit(STARTUP_FAILURE)
 
 
 class BackgroundServer:
