@@ -1,0 +1,518 @@
+"""The XML-RPC codec: parse a legacy methodCall, find and swap its key, build answers.
+
+Why it is shaped like this:
+
+* **Pure.** No I/O and no clock, so every odd thing a legacy client sends is a unit test. It
+  is the only module that imports defusedxml; DTDs, entities and external references are
+  refused before anything else looks at a body.
+* **The hot path.** Every call is parsed once. The key is not re-serialized: ``parse_call``
+  records the byte range of the first parameter's text in the original body and
+  ``replace_first_param`` is two slices and a join. Everything else reaches Keap byte for byte
+  as the script sent it (its formatting, its encoding, its 10 MB of base64).
+* **Never forward a wrong splice.** The byte range comes from a small scanner that is
+  independent of the XML parser. ``parse_call`` decodes the range itself and insists that it
+  equals the parsed first parameter; if it does not, the request is a ``ParseError``. A wrong
+  splice could leak the local key to Keap or corrupt another parameter.
+
+Empty self-closing first parameters (``<value/>``, ``<string/>``) parse as ``""`` but have no
+span (``first_param_span is None``): there is no text to replace and an empty key is never
+valid, so ``replace_first_param`` refuses them with ``InvalidParameter``.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import datetime
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import DefusedXMLParser
+
+from shim.errors import InvalidParameter, ParseError
+
+Value: TypeAlias = (
+    int | bool | float | str | bytes | datetime.datetime | dict[str, "Value"] | list["Value"] | None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A parsed methodCall and where its first parameter's text sits in the original body."""
+
+    method: str
+    params: list[Value]
+    first_param_span: tuple[int, int] | None
+
+    @property
+    def first_param_text(self) -> str | None:
+        """The first parameter if it is a string (the legacy API key), else None."""
+        first = self.params[0] if self.params else None
+        return first if isinstance(first, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_depth: int = 32  # nesting depth of struct/array
+    max_params: int = 64
+    max_members: int = 100_000  # total <value> elements in the whole document
+
+
+DEFAULT_LIMITS = Limits()
+
+
+class Fault(Exception):
+    """A fault received in a methodResponse."""
+
+    code: int
+    string: str
+
+    def __init__(self, code: int, string: str) -> None:
+        super().__init__(code, string)
+        self.code = code
+        self.string = string
+
+    def __str__(self) -> str:
+        return f"<Fault {self.code}: {self.string!r}>"
+
+
+_METHOD_NAME = re.compile(r"[A-Za-z0-9_]+\.[A-Za-z0-9_]+")
+
+
+def is_method_name(name: str) -> bool:
+    """Legacy method names are ``Service.method``: letters, digits, underscore, one dot."""
+    return _METHOD_NAME.fullmatch(name) is not None
+
+
+# --- parsing: defusedxml drives a small tree builder that enforces the limits as it goes ---
+
+_SCALARS = frozenset(
+    {"string", "i4", "int", "i8", "boolean", "double", "nil", "dateTime.iso8601", "base64"}
+)
+_KNOWN = _SCALARS | {
+    "methodCall", "methodResponse", "methodName", "params", "param", "value",
+    "struct", "member", "name", "array", "data", "fault",
+}  # fmt: skip
+_ENCODINGS = frozenset({"utf-8", "iso8859-1", "ascii", "cp1252"})  # all ASCII-compatible
+_XML_DECL = re.compile(
+    rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']"
+)
+_INT = re.compile(r"[+-]?[0-9]{1,40}")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)", re.I)
+_DATETIME = re.compile(
+    r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})T([0-9]{2}):?([0-9]{2}):?([0-9]{2})"
+    r"(?:[.,]([0-9]{1,6})[0-9]*)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+
+
+class _Node:
+    __slots__ = ("children", "chunks", "tag")
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        self.children: list[_Node] = []
+        self.chunks: list[str] = []
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+class _Builder:
+    """Parser target: a light tree of known elements; comments and PIs never reach it."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.stack: list[_Node] = []
+        self.root: _Node | None = None
+        self.depth = self.values = self.params = 0
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        if tag not in _KNOWN:
+            raise ParseError(f"unknown element <{tag}>")
+        if tag == "value":
+            self.values += 1
+            if self.values > self.limits.max_members:
+                raise ParseError(f"more than {self.limits.max_members} values")
+        elif tag in ("struct", "array"):
+            self.depth += 1
+            if self.depth > self.limits.max_depth:
+                raise ParseError(f"structs/arrays nested deeper than {self.limits.max_depth}")
+        elif tag == "param":
+            self.params += 1
+            if self.params > self.limits.max_params:
+                raise ParseError(f"more than {self.limits.max_params} params")
+        node = _Node(tag)
+        if self.stack:
+            self.stack[-1].children.append(node)
+        else:
+            self.root = node
+        self.stack.append(node)
+
+    def end(self, tag: str) -> None:
+        self.stack.pop()
+        if tag in ("struct", "array"):
+            self.depth -= 1
+
+    def data(self, text: str) -> None:
+        if self.stack:
+            self.stack[-1].chunks.append(text)
+
+    def close(self) -> None:
+        pass
+
+
+def _encoding(body: bytes) -> str:
+    """The body's declared encoding; only ASCII-compatible ones (the span scanner reads bytes)."""
+    if body[:2] in (b"\xfe\xff", b"\xff\xfe") or 0 in body[:4]:
+        raise ParseError("unsupported encoding (UTF-16/UTF-32)")
+    match = _XML_DECL.match(body)
+    if match is None:
+        return "utf-8"
+    declared = match[1].decode("ascii")
+    try:
+        name = codecs.lookup(declared).name
+    except (LookupError, ValueError):
+        raise ParseError(f"unknown encoding {declared!r}") from None
+    if name not in _ENCODINGS:
+        raise ParseError(f"unsupported encoding {declared!r}")
+    return name
+
+
+def _parse(body: bytes, limits: Limits) -> tuple[_Node, str]:
+    encoding = _encoding(body)
+    builder = _Builder(limits)
+    parser = DefusedXMLParser(
+        target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True
+    )
+    try:
+        parser.feed(body)
+        parser.close()
+    except ParseError:
+        raise
+    except DefusedXmlException as exc:
+        raise ParseError(f"DTDs and entities are not allowed ({type(exc).__name__})") from None
+    except (SyntaxError, ValueError, LookupError) as exc:  # expat's errors, bad encodings
+        raise ParseError(str(exc) or "malformed XML") from None
+    if builder.root is None:  # pragma: no cover - expat reports "no element found" first
+        raise ParseError("no root element")
+    return builder.root, encoding
+
+
+def _children(node: _Node, *allowed: str) -> list[_Node]:
+    """The child elements of a container, which may hold nothing but them and whitespace."""
+    for chunk in node.chunks:
+        if chunk.strip(" \t\r\n"):
+            raise ParseError(f"unexpected text in <{node.tag}>")
+    for child in node.children:
+        if child.tag not in allowed:
+            raise ParseError(f"unexpected <{child.tag}> in <{node.tag}>")
+    return node.children
+
+
+def _single(node: _Node, tag: str) -> _Node:
+    children = _children(node, tag)
+    if len(children) != 1:
+        raise ParseError(f"<{node.tag}> must hold exactly one <{tag}>")
+    return children[0]
+
+
+def _value(node: _Node) -> Value:
+    if not node.children:
+        return node.text()  # untyped <value>: a string, whitespace and all
+    child = _single(node, node.children[0].tag)
+    if child.tag == "struct":
+        return _struct(child)
+    if child.tag == "array":
+        return _array(child)
+    if child.tag not in _SCALARS:
+        raise ParseError(f"<{child.tag}> is not a value type")
+    if child.children:
+        raise ParseError(f"<{child.tag}> must not contain elements")
+    return _scalar(child.tag, child.text())
+
+
+def _scalar(tag: str, text: str) -> Value:
+    if tag == "string":
+        return text
+    if tag == "base64":
+        try:  # whitespace and line breaks are allowed, other junk is not
+            return base64.b64decode(text.encode("ascii").translate(None, b" \t\r\n"), validate=True)
+        except ValueError:
+            raise ParseError("bad <base64> value") from None
+    stripped = text.strip()
+    if tag in ("i4", "int", "i8") and _INT.fullmatch(stripped):
+        return int(stripped)
+    if tag == "boolean" and stripped.lower() in ("0", "1", "false", "true"):
+        return stripped.lower() in ("1", "true")
+    if tag == "double" and _FLOAT.fullmatch(stripped):
+        return float(stripped)
+    if tag == "nil" and not stripped:
+        return None
+    if tag == "dateTime.iso8601" and (match := _DATETIME.fullmatch(stripped)):
+        year, month, day, hour, minute, second = map(int, match.groups()[:6])
+        micro = int((match[7] or "0").ljust(6, "0"))
+        try:  # a trailing Z or offset is tolerated and dropped: Keap's times are naive
+            return datetime.datetime(year, month, day, hour, minute, second, micro)
+        except ValueError:
+            pass
+    raise ParseError(f"bad <{tag}> value {stripped[:40]!r}")
+
+
+def _struct(node: _Node) -> dict[str, Value]:
+    result: dict[str, Value] = {}
+    for member in _children(node, "member"):
+        parts = {child.tag: child for child in _children(member, "name", "value")}
+        if len(member.children) != 2 or len(parts) != 2:
+            raise ParseError("<member> must hold one <name> and one <value>")
+        if parts["name"].children:
+            raise ParseError("<name> must not contain elements")
+        result[parts["name"].text()] = _value(parts["value"])
+    return result
+
+
+def _array(node: _Node) -> list[Value]:
+    data = _children(node, "data")
+    if len(data) > 1:
+        raise ParseError("<array> must hold one <data>")
+    return [_value(value) for value in _children(data[0], "value")] if data else []
+
+
+def parse_call(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Call:
+    """Parse a methodCall; raises ``ParseError`` saying what is wrong."""
+    root, encoding = _parse(body, limits)
+    if root.tag != "methodCall":
+        raise ParseError(f"root element is <{root.tag}>, expected <methodCall>")
+    children = _children(root, "methodName", "params")
+    names = [child for child in children if child.tag == "methodName"]
+    params = [child for child in children if child.tag == "params"]
+    if len(names) > 1 or len(params) > 1:
+        raise ParseError("<methodCall> holds more than one <methodName> or <params>")
+    if not names or names[0].children or not (method := names[0].text().strip()):
+        raise ParseError("missing methodName")
+    values = [_value(_single(p, "value")) for p in _children(params[0], "param")] if params else []
+    return Call(method, values, _first_param_span(body, encoding, values))
+
+
+def parse_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
+    """Parse a methodResponse; raises ``Fault`` for a fault, ``ParseError`` for garbage."""
+    root, _ = _parse(body, limits)
+    if root.tag != "methodResponse":
+        raise ParseError(f"root element is <{root.tag}>, expected <methodResponse>")
+    children = _children(root, "params", "fault")
+    if len(children) != 1:
+        raise ParseError("<methodResponse> must hold one <params> or one <fault>")
+    if children[0].tag == "params":
+        return _value(_single(_single(children[0], "param"), "value"))
+    fault = _value(_single(children[0], "value"))
+    code = fault.get("faultCode") if isinstance(fault, dict) else None
+    string = fault.get("faultString") if isinstance(fault, dict) else None
+    if isinstance(code, str) and _INT.fullmatch(code.strip()):
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool) or not isinstance(string, str):
+        raise ParseError("a <fault> needs an int faultCode and a string faultString")
+    raise Fault(code, string)
+
+
+# --- the span scanner: where the first param's text is, found in the bytes themselves ---
+
+_TAG = re.compile(rb"<(/?)([^\s/>]+)(?:\s+[^\s=]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+_REF = re.compile(r"&(?:#([0-9]+)|#x([0-9a-fA-F]+)|(amp|lt|gt|quot|apos));")
+_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
+
+
+def _next_tag(body: bytes, pos: int) -> re.Match[bytes]:
+    """The next start, end or empty tag from ``pos``, skipping comments, PIs and CDATA.
+
+    The body is already known to be well-formed, so a ``<`` always starts markup. Raises
+    ValueError if the body ends first.
+    """
+    while True:
+        pos = body.index(b"<", pos)
+        if body.startswith(b"<!--", pos):
+            pos = body.index(b"-->", pos + 4) + 3
+        elif body.startswith(b"<![CDATA[", pos):
+            pos = body.index(b"]]>", pos + 9) + 3
+        elif body.startswith(b"<?", pos):
+            pos = body.index(b"?>", pos + 2) + 2
+        elif match := _TAG.match(body, pos):
+            return match
+        else:
+            raise ValueError("unexpected markup")
+
+
+def _locate_first_param(body: bytes) -> tuple[str, int, int]:
+    """(kind, start, end): kind is "string" (text in start:end), "empty" or "other"."""
+    tag = _next_tag(body, 0)
+    while tag[1] or tag[2] != b"param":  # methodName holds text only: this is the first param
+        tag = _next_tag(body, tag.end())
+    tag = _next_tag(body, tag.end())
+    if tag[1] or tag[2] != b"value":
+        raise ValueError("no <value> in the first <param>")
+    if tag[3]:
+        return "empty", 0, 0
+    start = tag.end()
+    tag = _next_tag(body, start)
+    if tag[1]:  # </value> right away: an untyped string
+        return ("string", start, tag.start()) if tag[2] == b"value" else ("other", 0, 0)
+    if tag[2] != b"string":
+        return "other", 0, 0
+    if tag[3]:
+        return "empty", 0, 0
+    start = tag.end()
+    end = _next_tag(body, start)
+    if not end[1] or end[2] != b"string":
+        raise ValueError("<string> holds an element")
+    return "string", start, end.start()
+
+
+def _decode_text(raw: bytes, encoding: str) -> str:
+    """Character data as the parser sees it: line ends normalized, then references."""
+    text = raw.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+    if "&" not in text:
+        return text
+    return _REF.sub(_reference, text)
+
+
+def _reference(match: re.Match[str]) -> str:
+    if match[3]:
+        return _NAMED[match[3]]
+    return chr(int(match[1], 10) if match[1] else int(match[2], 16))
+
+
+def _decode_content(raw: bytes, encoding: str) -> str:
+    """Decode element content that holds no elements: text, references, CDATA, comments, PIs."""
+    out: list[str] = []
+    pos = 0
+    while (lt := raw.find(b"<", pos)) >= 0:
+        out.append(_decode_text(raw[pos:lt], encoding))
+        if raw.startswith(b"<![CDATA[", lt):
+            end = raw.index(b"]]>", lt)
+            out.append(raw[lt + 9 : end].decode(encoding).replace("\r\n", "\n").replace("\r", "\n"))
+            pos = end + 3
+        elif raw.startswith(b"<!--", lt):
+            pos = raw.index(b"-->", lt + 4) + 3
+        elif raw.startswith(b"<?", lt):
+            pos = raw.index(b"?>", lt + 2) + 2
+        else:
+            raise ValueError("element inside the first parameter")
+    out.append(_decode_text(raw[pos:], encoding))
+    return "".join(out)
+
+
+def _first_param_span(body: bytes, encoding: str, params: list[Value]) -> tuple[int, int] | None:
+    """Scan for the first param's text and check it against what the parser decoded."""
+    if not params:
+        return None
+    first = params[0]
+    try:
+        kind, start, end = _locate_first_param(body)
+        text = _decode_content(body[start:end], encoding) if kind == "string" else None
+    except (ValueError, OverflowError):
+        raise ParseError("could not locate the first parameter") from None
+    if kind == "string" and isinstance(first, str) and text == first:
+        return start, end
+    if (kind == "empty" and first == "") or (kind == "other" and not isinstance(first, str)):
+        return None
+    raise ParseError("the first parameter could not be located exactly")
+
+
+def replace_first_param(body: bytes, call: Call, placeholder: str) -> bytes:
+    """``body`` with only the first param's text replaced by the XML-escaped ``placeholder``.
+
+    ``call`` must come from ``parse_call(body)``. The placeholder is written in ASCII with
+    character references, which is right for every encoding ``parse_call`` accepts.
+    """
+    if call.first_param_span is None:
+        raise InvalidParameter("The first parameter must be the API key (a non-empty string)")
+    start, end = call.first_param_span
+    text = _escape(placeholder).encode("ascii", "xmlcharrefreplace")
+    return b"".join((body[:start], text, body[end:]))
+
+
+# --- writing ---
+
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_INT32 = range(-(2**31), 2**31)
+_INT64 = range(-(2**63), 2**63)
+
+
+def _escape(text: str) -> str:
+    """Escape for element content. A CR becomes ``&#13;`` so that it survives parsing; the
+    characters XML 1.0 cannot carry at all (NUL and most C0 controls, lone surrogates,
+    U+FFFE/U+FFFF) become U+FFFD, so the output is always well-formed."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if "\r" in text:
+        text = text.replace("\r", "&#13;")
+    if _NOT_XML_CHAR.search(text):
+        text = _NOT_XML_CHAR.sub("\ufffd", text)
+    return text
+
+
+def _dump(value: Value, out: list[str]) -> None:
+    if value is None:
+        out.append("<value><nil/></value>")
+    elif isinstance(value, bool):  # before int: bool is an int
+        out.append(f"<value><boolean>{int(value)}</boolean></value>")
+    elif isinstance(value, int):
+        if value not in _INT64:
+            raise OverflowError(f"int {value} does not fit in XML-RPC's <i8>")
+        tag = "i4" if value in _INT32 else "i8"
+        out.append(f"<value><{tag}>{value}</{tag}></value>")
+    elif isinstance(value, float):
+        out.append(f"<value><double>{value!r}</double></value>")
+    elif isinstance(value, str):
+        out += ("<value><string>", _escape(value), "</string></value>")
+    elif isinstance(value, (bytes, bytearray)):
+        out += ("<value><base64>", base64.b64encode(value).decode("ascii"), "</base64></value>")
+    elif isinstance(value, datetime.datetime):
+        v = value  # strftime("%Y") does not zero-pad years before 1000
+        iso = f"{v.year:04d}{v.month:02d}{v.day:02d}T{v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        out.append(f"<value><dateTime.iso8601>{iso}</dateTime.iso8601></value>")
+    elif isinstance(value, dict):
+        out.append("<value><struct>")
+        for name, member in value.items():
+            if not isinstance(name, str):
+                raise TypeError(f"struct member names must be str, not {type(name).__name__}")
+            out += ("<member><name>", _escape(name), "</name>")
+            _dump(member, out)
+            out.append("</member>")
+        out.append("</struct></value>")
+    elif isinstance(value, (list, tuple)):
+        out.append("<value><array><data>")
+        for item in value:
+            _dump(item, out)
+        out.append("</data></array></value>")
+    else:
+        raise TypeError(f"cannot marshal {type(value).__name__} as XML-RPC")
+
+
+def _document(*parts: str) -> bytes:
+    return "".join(('<?xml version="1.0"?>\n', *parts, "\n")).encode("utf-8")
+
+
+def _params(params: Sequence[Value]) -> str:
+    out = ["<params>"]
+    for param in params:
+        out.append("<param>")
+        _dump(param, out)
+        out.append("</param>")
+    out.append("</params>")
+    return "".join(out)
+
+
+def dumps_call(method: str, params: Sequence[Value]) -> bytes:
+    name = f"<methodName>{_escape(method)}</methodName>"
+    return _document("<methodCall>", name, _params(params), "</methodCall>")
+
+
+def dumps_response(value: Value) -> bytes:
+    return _document("<methodResponse>", _params([value]), "</methodResponse>")
+
+
+def dumps_fault(code: int, message: str) -> bytes:
+    out: list[str] = []
+    _dump({"faultCode": code, "faultString": message}, out)
+    return _document("<methodResponse><fault>", *out, "</fault></methodResponse>")
