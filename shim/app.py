@@ -57,6 +57,9 @@ access_log = logging.getLogger("shim.access")
 
 XMLRPC_PATHS = frozenset({"/api/xmlrpc", "/api/xmlrpc/", "/api/xmlrpc/v1"})
 ACCOUNT_CACHE_SECONDS = 2.0
+#: Bodies larger than this are parsed in a worker thread, so one big upload (or a hostile
+#: megabyte of nesting) does not stall every other caller on the event loop.
+PARSE_IN_THREAD = 256 * 1024
 #: Response headers of Keap's that reach the script (quota figures help people tune).
 PASS_HEADERS = (b"content-type", b"content-length", b"content-encoding")
 
@@ -245,7 +248,11 @@ class KeyshimApp:
                 scope, receive, self.settings.max_body, self.settings.body_timeout
             )
             t.bytes_in = len(body)
-            call = xmlrpc.parse_call(body)
+            call = (
+                await asyncio.to_thread(xmlrpc.parse_call, body)
+                if len(body) > PARSE_IN_THREAD
+                else xmlrpc.parse_call(body)
+            )
             t.method = call.method[:200]
             if not xmlrpc.is_method_name(call.method):
                 raise ParseError(f"not a Service.method name: {call.method[:80]!r}")
