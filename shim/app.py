@@ -113,20 +113,43 @@ class Services:
     async def send(
         self, account: Account, url: str, body: bytes, headers: dict[str, str]
     ) -> UpstreamResponse:
-        """Every upstream request goes through here: budget first, quota figures after."""
+        """Every XML-RPC request upstream goes through here.
+
+        The quota budget is waited for first and the credential is picked after the wait, so
+        a token cannot expire in the queue. A 401 means Keap did not run the call: refresh
+        (single-flight) and send once more; nothing else is ever retried.
+        """
+        response, generation = await self._send_once(account, url, body, headers)
+        if response.status == 401 and generation is not None:
+            await response.aclose()
+            await self.chains.refresh(account, seen_generation=generation, reason="401")
+            response, _ = await self._send_once(account, url, body, headers)
+        return response
+
+    async def _send_once(
+        self, account: Account, url: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[UpstreamResponse, int | None]:
         started = time.perf_counter()
         await self.budget.acquire(account)
         sent = time.perf_counter()
         if sent - started > 0.001:
             self.metrics.budget_wait.inc(sent - started)
-        response = await self.upstream.open(url, body, headers)
+        credential, generation = await self.credential(account)
+        response = await self.upstream.open(url, body, {**headers, **credential})
         self.metrics.observe_upstream(time.perf_counter() - sent)
         figures = quota_figures(response.headers)
         if figures:
             self.quota[account.name] = (figures, time.time())
         if response.status == 429:
             self.budget.pause(account, parse_retry_after(response.headers.get("retry-after")))
-        return response
+        return response, generation
+
+    async def credential(self, account: Account) -> tuple[dict[str, str], int | None]:
+        """The header that authenticates to Keap, and the token generation it came from."""
+        if account.kind == "oauth":
+            token, generation = await self.chains.access_token(account)
+            return {"Authorization": f"Bearer {token}"}, generation
+        return {"X-Keap-API-Key": account.service_key or ""}, None
 
     def _publish_quota(self, now: float) -> None:
         if self.quota:
@@ -316,25 +339,13 @@ class KeyshimApp:
     async def _forward(
         self, services: Services, account: Account, body: bytes, scope: Scope
     ) -> UpstreamResponse:
-        """Send upstream with the account's credential; on 401 refresh once and retry once."""
+        """Send upstream; return the answer if it is XML-RPC, else raise the right fault."""
         headers = {
             "Content-Type": "text/xml",
             "User-Agent": f"keyshim/{__version__}",
             "Accept-Encoding": _header(scope, b"accept-encoding") or "identity",
         }
-        generation = None
-        if account.kind == "oauth":
-            token, generation = await services.chains.access_token(account)
-            headers["Authorization"] = f"Bearer {token}"
-        else:
-            headers["X-Keap-API-Key"] = account.service_key or ""
         response = await services.send(account, account.xmlrpc_url, body, headers)
-        if response.status == 401 and generation is not None:
-            # A 401 means Keap did not run the call: refresh (single-flight) and retry once.
-            await response.aclose()
-            chain = await services.chains.refresh(account, seen_generation=generation, reason="401")
-            headers["Authorization"] = f"Bearer {chain.access_token}"
-            response = await services.send(account, account.xmlrpc_url, body, headers)
         if response.status == 200 and b"xml" in response.headers.get("content-type", "").encode():
             return response
         await _raise_for_answer(response)
