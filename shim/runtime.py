@@ -88,7 +88,9 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         flush_interval=settings.audit_flush,
     )
     budget = Budget(
-        share=1.0 / max(1, settings.workers), max_wait=settings.quota_wait, clock=time.time
+        share=settings.quota_share / max(1, settings.workers),
+        max_wait=settings.quota_wait,
+        clock=time.time,
     )
     return Services(settings, store, box, upstream, chains, alerter, audit, budget, Metrics())
 

@@ -82,6 +82,9 @@ class Settings:
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_body: int = 96 * 1024 * 1024
+    #: The fraction of Keap's per-client limits this server may use (split over its workers);
+    #: lower it when several servers share one Keap client.
+    quota_share: float = 1.0
     #: Longest a call waits for its turn in the upstream quota budget before [Throttled].
     quota_wait: float = 10.0
     #: A request body must arrive within this (slow senders get 408).
