@@ -17,6 +17,8 @@ from shim.simulator.config import SimConfig
 from shim.simulator.control import control
 from shim.simulator.data import Database
 from shim.simulator.endpoint import XmlRpcEndpoint
+from shim.simulator.rest import PREFIX as REST_PREFIX
+from shim.simulator.rest import RestEndpoint
 from shim.simulator.state import AuthState
 from shim.simulator.tokens import TokenEndpoint
 
@@ -33,6 +35,8 @@ class Simulator:
         self.db = Database(self.config)
         self.token_endpoint = TokenEndpoint(self.config, self.auth, self.now)
         self.xmlrpc_endpoint = XmlRpcEndpoint(self.config, self.auth, self.db, self.now)
+        #: REST v2 over the same data, billed to the same quotas as XML-RPC.
+        self.rest_endpoint = RestEndpoint(self.config, self.db, self.now, self.xmlrpc_endpoint)
 
         async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await self._asgi(scope, receive, send)
@@ -116,6 +120,8 @@ class Simulator:
             await self.token_endpoint.token(request, send)
         elif path == "/app/oauth/authorize" and method == "GET":
             await self.token_endpoint.authorize(request, send)
+        elif path.startswith(REST_PREFIX + "/"):
+            await self.rest_endpoint.handle(request, scope.get("query_string", b""), send)
         elif path.startswith(CONTROL_PREFIX):
             try:
                 body = request.json()

@@ -21,6 +21,8 @@ from typing import Any, Literal
 SpentBody = Literal["current", "older"]
 HoldMode = Literal["off", "before", "after"]
 XmlRpcMode = Literal["on", "off", "503", "404", "410"]
+RestEndToken = Literal["empty", "absent"]
+RestUnknownEmail = Literal["404", "non_marketable"]
 
 DAY = 86400
 
@@ -67,6 +69,15 @@ class SimConfig:
     xmlrpc_mode: XmlRpcMode = "on"
     #: Custom fields that exist on Contact (legacy names start with ``_``).
     custom_fields: tuple[str, ...] = field(default=("_LegacyId", "_Notes", "_ShoeSize"))
+    #: REST v2 ``page_size`` when a list request sends none (or 0). The SDK bounds it to
+    #: 0..1000 and states no default; 1000 (the bound, and legacy ``query``'s cap) is assumed.
+    rest_default_page_size: int = 1000
+    #: Unknown (keap-rest-v2 §8.10): at the last page ``next_page_token`` is ``""`` ("empty",
+    #: the AIP-158 convention Keap's v2 API follows) or left out of the answer ("absent").
+    rest_end_token: RestEndToken = "empty"
+    #: Unknown (§8.4): ``/emailAddresses/{email}/status`` for an address on no contact and never
+    #: seen: "404" (default), or answer it as a NON_MARKETABLE address.
+    rest_unknown_email: RestUnknownEmail = "404"
 
 
 class ConfigError(ValueError):
