@@ -90,7 +90,7 @@ def is_method_name(name: str) -> bool:
 # --- parsing: defusedxml drives a small tree builder that enforces the limits as it goes ---
 
 _SCALARS = frozenset(
-    {"string", "i4", "int", "i8", "boolean", "double", "nil", "dateTime.iso8601", "base64"}
+    ("string", "i4", "int", "i8", "boolean", "double", "nil", "dateTime.iso8601", "base64")
 )
 _KNOWN = _SCALARS | {
     "methodCall", "methodResponse", "methodName", "params", "param", "value",
@@ -159,9 +159,6 @@ class _Builder:
     def data(self, text: str) -> None:
         if self.stack:
             self.stack[-1].chunks.append(text)
-
-    def close(self) -> None:
-        pass
 
 
 def _encoding(body: bytes) -> str:
@@ -281,7 +278,13 @@ def _array(node: _Node) -> list[Value]:
 
 
 def parse_call(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Call:
-    """Parse a methodCall; raises ``ParseError`` saying what is wrong."""
+    """Parse a methodCall; raises ``ParseError`` saying what is wrong.
+
+    Lenient where clients differ: untyped values, ``<boolean>true</boolean>``, dates with or
+    without dashes (a Z or offset is dropped), ``<array/>``, attributes (ignored), methodName
+    whitespace (stripped). Refused: DTDs, entities, unknown elements, stray text between
+    elements, encodings that are not ASCII-compatible (UTF-16/32).
+    """
     root, encoding = _parse(body, limits)
     if root.tag != "methodCall":
         raise ParseError(f"root element is <{root.tag}>, expected <methodCall>")
@@ -318,88 +321,76 @@ def parse_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
 
 # --- the span scanner: where the first param's text is, found in the bytes themselves ---
 
-_TAG = re.compile(rb"<(/?)([^\s/>]+)(?:\s+[^\s=]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+_MARKUP = rb"<!--.*?-->|<\?.*?\?>|<!\[CDATA\[(.*?)\]\]>"  # comment, PI, CDATA (1: content)
+_NOT_TEXT = re.compile(_MARKUP, re.S)
+_TOKEN = re.compile(  # markup, or a tag: 2 "/" if an end tag, 3 name, 4 "/" if an empty tag
+    _MARKUP + rb"|<(/?)([^\s/>]+)(?:\s+[^\s=]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>", re.S
+)
 _REF = re.compile(r"&(?:#([0-9]+)|#x([0-9a-fA-F]+)|(amp|lt|gt|quot|apos));")
 _NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
 
 
 def _next_tag(body: bytes, pos: int) -> re.Match[bytes]:
-    """The next start, end or empty tag from ``pos``, skipping comments, PIs and CDATA.
+    """The next start, end or empty tag from ``pos``, skipping text, comments, PIs and CDATA.
 
-    The body is already known to be well-formed, so a ``<`` always starts markup. Raises
-    ValueError if the body ends first.
+    The body is already known to be well-formed, so every ``<`` starts one of these.
     """
-    while True:
-        pos = body.index(b"<", pos)
-        if body.startswith(b"<!--", pos):
-            pos = body.index(b"-->", pos + 4) + 3
-        elif body.startswith(b"<![CDATA[", pos):
-            pos = body.index(b"]]>", pos + 9) + 3
-        elif body.startswith(b"<?", pos):
-            pos = body.index(b"?>", pos + 2) + 2
-        elif match := _TAG.match(body, pos):
+    for match in _TOKEN.finditer(body, pos):
+        if match[2] is not None:
             return match
-        else:
-            raise ValueError("unexpected markup")
+    raise ValueError("no tag where one was expected")
 
 
 def _locate_first_param(body: bytes) -> tuple[str, int, int]:
     """(kind, start, end): kind is "string" (text in start:end), "empty" or "other"."""
     tag = _next_tag(body, 0)
-    while tag[1] or tag[2] != b"param":  # methodName holds text only: this is the first param
+    while tag[2] or tag[3] != b"param":  # methodName holds text only: this is the first param
         tag = _next_tag(body, tag.end())
     tag = _next_tag(body, tag.end())
-    if tag[1] or tag[2] != b"value":
+    if tag[2] or tag[3] != b"value":
         raise ValueError("no <value> in the first <param>")
-    if tag[3]:
+    if tag[4]:
         return "empty", 0, 0
     start = tag.end()
     tag = _next_tag(body, start)
-    if tag[1]:  # </value> right away: an untyped string
-        return ("string", start, tag.start()) if tag[2] == b"value" else ("other", 0, 0)
-    if tag[2] != b"string":
+    if tag[2]:  # </value> right away: an untyped string
+        return "string", start, tag.start()
+    if tag[3] != b"string":
         return "other", 0, 0
-    if tag[3]:
+    if tag[4]:
         return "empty", 0, 0
     start = tag.end()
-    end = _next_tag(body, start)
-    if not end[1] or end[2] != b"string":
+    tag = _next_tag(body, start)
+    if not tag[2]:
         raise ValueError("<string> holds an element")
-    return "string", start, end.start()
+    return "string", start, tag.start()
 
 
-def _decode_text(raw: bytes, encoding: str) -> str:
-    """Character data as the parser sees it: line ends normalized, then references."""
-    text = raw.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
-    if "&" not in text:
-        return text
-    return _REF.sub(_reference, text)
+def _decode_span(body: bytes, start: int, end: int, encoding: str) -> str:
+    """What the parser makes of ``body[start:end]``, which must hold no tag and cut no markup:
+    line ends normalized first, comments and PIs dropped, CDATA literal, references resolved."""
+    raw = body[start:end]
+    if b"\r" in raw:
+        raw = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if b"<" in raw:  # one pass into one buffer: a flood of comments costs time, not memory
+        out, pos = bytearray(), 0
+        for match in _NOT_TEXT.finditer(raw):
+            out += raw[pos : match.start()]
+            if match[1]:  # CDATA content, escaped into plain text
+                out += match[1].replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+            pos = match.end()
+        out += raw[pos:]
+        if b"<" in out:
+            raise ValueError("markup where the first parameter's text should be")
+        raw = bytes(out)
+    text = raw.decode(encoding)
+    return _REF.sub(_reference, text) if "&" in text else text
 
 
 def _reference(match: re.Match[str]) -> str:
     if match[3]:
         return _NAMED[match[3]]
     return chr(int(match[1], 10) if match[1] else int(match[2], 16))
-
-
-def _decode_content(raw: bytes, encoding: str) -> str:
-    """Decode element content that holds no elements: text, references, CDATA, comments, PIs."""
-    out: list[str] = []
-    pos = 0
-    while (lt := raw.find(b"<", pos)) >= 0:
-        out.append(_decode_text(raw[pos:lt], encoding))
-        if raw.startswith(b"<![CDATA[", lt):
-            end = raw.index(b"]]>", lt)
-            out.append(raw[lt + 9 : end].decode(encoding).replace("\r\n", "\n").replace("\r", "\n"))
-            pos = end + 3
-        elif raw.startswith(b"<!--", lt):
-            pos = raw.index(b"-->", lt + 4) + 3
-        elif raw.startswith(b"<?", lt):
-            pos = raw.index(b"?>", lt + 2) + 2
-        else:
-            raise ValueError("element inside the first parameter")
-    out.append(_decode_text(raw[pos:], encoding))
-    return "".join(out)
 
 
 def _first_param_span(body: bytes, encoding: str, params: list[Value]) -> tuple[int, int] | None:
@@ -409,7 +400,7 @@ def _first_param_span(body: bytes, encoding: str, params: list[Value]) -> tuple[
     first = params[0]
     try:
         kind, start, end = _locate_first_param(body)
-        text = _decode_content(body[start:end], encoding) if kind == "string" else None
+        text = _decode_span(body, start, end, encoding) if kind == "string" else None
     except (ValueError, OverflowError):
         raise ParseError("could not locate the first parameter") from None
     if kind == "string" and isinstance(first, str) and text == first:
@@ -489,30 +480,27 @@ def _dump(value: Value, out: list[str]) -> None:
         raise TypeError(f"cannot marshal {type(value).__name__} as XML-RPC")
 
 
-def _document(*parts: str) -> bytes:
-    return "".join(('<?xml version="1.0"?>\n', *parts, "\n")).encode("utf-8")
-
-
-def _params(params: Sequence[Value]) -> str:
-    out = ["<params>"]
+def _document(head: str, params: Sequence[Value], tail: str) -> bytes:
+    out = ['<?xml version="1.0"?>\n', head]
     for param in params:
         out.append("<param>")
         _dump(param, out)
         out.append("</param>")
-    out.append("</params>")
-    return "".join(out)
+    out += (tail, "\n")
+    return "".join(out).encode("utf-8")
 
 
 def dumps_call(method: str, params: Sequence[Value]) -> bytes:
-    name = f"<methodName>{_escape(method)}</methodName>"
-    return _document("<methodCall>", name, _params(params), "</methodCall>")
+    head = f"<methodCall><methodName>{_escape(method)}</methodName><params>"
+    return _document(head, params, "</params></methodCall>")
 
 
 def dumps_response(value: Value) -> bytes:
-    return _document("<methodResponse>", _params([value]), "</methodResponse>")
+    return _document("<methodResponse><params>", [value], "</params></methodResponse>")
 
 
 def dumps_fault(code: int, message: str) -> bytes:
-    out: list[str] = []
+    out = ['<?xml version="1.0"?>\n<methodResponse><fault>']
     _dump({"faultCode": code, "faultString": message}, out)
-    return _document("<methodResponse><fault>", *out, "</fault></methodResponse>")
+    out.append("</fault></methodResponse>\n")
+    return "".join(out).encode("utf-8")

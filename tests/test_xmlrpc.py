@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import time
+import tracemalloc
 import xmlrpc.client
 from typing import Any
 
@@ -259,7 +261,7 @@ def test_value_types(value_xml: str, expected: Value) -> None:
     body = call_body(f"<param><value>K</value></param><param><value>{value_xml}</value></param>")
     call = parse_call(body)
     assert same(call.params[1], expected)
-    assert same(call.params, [*assert_splices(body).params])
+    assert_splices(body)
 
 
 BAD_CALLS: dict[str, bytes] = {
@@ -404,6 +406,22 @@ def test_ten_megabyte_base64_param_is_fast() -> None:
     assert parsed < 5 and replaced < 0.5, (parsed, replaced)
 
 
+@pytest.mark.parametrize("fragment", [b"ab<!---->", b"a<![CDATA[<]]>", b"a<?p?>", b"&#97;b"])
+def test_markup_flood_in_the_key_costs_linear_time_and_memory(fragment: bytes) -> None:
+    key_xml = fragment * (128 * 1024 // len(fragment))
+    body = one_param("<value><string>KEY</string></value>").replace(b"KEY", key_xml)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        call = parse_call(body)
+        elapsed = time.perf_counter() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert span_bytes(body, call) == key_xml
+    assert elapsed < 3 and peak < 16 * len(body), (elapsed, peak / len(body))
+
+
 def test_span_guard_refuses_a_wrong_splice(monkeypatch: pytest.MonkeyPatch) -> None:
     body = one_param("<value><string>KEY</string></value>")
     start = body.index(b"KEY")
@@ -412,6 +430,12 @@ def test_span_guard_refuses_a_wrong_splice(monkeypatch: pytest.MonkeyPatch) -> N
         parse_call(body)
     monkeypatch.setattr(codec, "_locate_first_param", lambda _: ("other", 0, 0))
     with pytest.raises(ParseError, match="located exactly"):
+        parse_call(body)
+    # a span that cuts into a comment whose bytes read like the key's text
+    body = call_body("<param><!--x--><value><string>&lt;!--x</string></value></param>")
+    start = body.index(b"<!--x")
+    monkeypatch.setattr(codec, "_locate_first_param", lambda _: ("string", start, start + 5))
+    with pytest.raises(ParseError, match="could not locate"):
         parse_call(body)
 
 
@@ -626,7 +650,7 @@ def legacy_calls(draw: st.DrawFn) -> tuple[bytes, bytes, bytes, str, str, list[A
     return encode(head), encode(key_xml), encode(tail), method, key, rest
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(legacy_calls(), st.text(XML_CHARS, max_size=10))
 def test_property_splice_changes_only_the_first_param(
     parts: tuple[bytes, bytes, bytes, str, str, list[Any]], placeholder: str
@@ -649,7 +673,7 @@ def test_property_splice_changes_only_the_first_param(
     assert again.params[0] == placeholder and same(again.params[1:], rest)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(METHOD_NAMES, st.lists(VALUES, max_size=4))
 def test_property_dumps_call_roundtrip(method: str, params: list[Any]) -> None:
     body = dumps_call(method, params)
@@ -666,7 +690,7 @@ STDLIB_TEXT = st.text(st.characters(codec="utf-8", exclude_characters=NOT_XML + 
 STDLIB_VALUES = values(st.integers(-(2**31), 2**31 - 1), STDLIB_TEXT)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(METHOD_NAMES, st.lists(STDLIB_VALUES, max_size=4))
 def test_property_stdlib_dumps_parse_identically(method: str, params: list[Any]) -> None:
     body = xmlrpc.client.dumps(tuple(params), methodname=method, allow_none=True).encode()
@@ -688,26 +712,9 @@ SEEDS = [
     "<params><!--c--><param>\n<value><string>cl\xe9</string></value></param></params>"
     "</methodCall>".encode("latin-1"),
 ]
-FRAGMENTS = [
-    b"<",
-    b">",
-    b"/",
-    b"]]>",
-    b"<!--",
-    b"-->",
-    b"<![CDATA[",
-    b"&",
-    b"&#0;",
-    b"\xff",
-    b"\xc3",
-    b"\x00",
-    b"<!DOCTYPE a>",
-    b'"',
-    b"'",
-    b"<param>",
-    b"</value>",
-    b"<?p ?>",
-]
+FRAGMENTS = [b"<", b">", b"/", b"]]>", b"<!--", b"-->", b"<![CDATA[", b"&", b"&#0;", b"\xff",
+             b"\xc3", b"\x00", b"<!DOCTYPE a>", b'"', b"'", b"<param>", b"</value>",
+             b"<?p ?>"]  # fmt: skip
 TOKENS = [b" ", b"\r\n", b"x", b"<!--x-->", b"<?p x?>", b"<![CDATA[a]]>", b"<![CDATA[<]]>",
           b"&#233;", b"&amp;", b"&#13;", b"<string>", b"</string>", b"<string/>", b"<value>",
           b"</value>", b"<value/>", b"<i4>1</i4>", b"<nil/>"]  # fmt: skip
@@ -749,13 +756,11 @@ def check_never_anything_but_parse_error(body: bytes) -> None:
         return
     if call.first_param_span is not None:  # whatever parses must splice correctly
         assert_splices(body)
-    try:
+    with contextlib.suppress(ParseError, Fault):
         parse_response(body)
-    except (ParseError, Fault):
-        pass
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=200, deadline=2000)  # a hang or a blow-up fails
 @given(st.sampled_from(SEEDS), st.lists(MUTATION, min_size=1, max_size=4))
 def test_property_mutated_bodies_only_raise_parse_error(
     seed: bytes, mutations: list[tuple[str, int, int, bytes]]
@@ -763,7 +768,7 @@ def test_property_mutated_bodies_only_raise_parse_error(
     check_never_anything_but_parse_error(mutate(seed, mutations))
 
 
-@settings(max_examples=300, deadline=1000)
+@settings(max_examples=200, deadline=2000)  # a hang or a blow-up fails
 @given(
     st.sampled_from(SEEDS),
     st.lists(st.tuples(st.integers(0, 1000), st.sampled_from(TOKENS)), min_size=1, max_size=3),
