@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import click
 
@@ -25,7 +25,7 @@ from shim import keys
 from shim.alerts import Alerter
 from shim.crypto import DecryptError, SecretBox, encode_master_key, generate_master_key
 from shim.errors import CliError, ShimError, TokenEndpointError
-from shim.models import Account, KeyRecord, TokenPair
+from shim.models import Account, KeyRecord, Route, TokenPair
 from shim.ratelimit import parse_rate
 from shim.runtime import init_files, open_store
 from shim.settings import Settings, parse_duration
@@ -34,6 +34,7 @@ from shim.store import StoreConflict
 from shim.tokens import app_name_from_scope
 
 F = TypeVar("F", bound=Callable[..., Any])
+ROUTES = get_args(Route)
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -174,6 +175,7 @@ def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
         "client_id": a.client_id,
         "app_name": a.app_name,
         "xmlrpc_url": a.xmlrpc_url,
+        "rest_url": a.rest_url,
         "token_url": a.token_url if a.kind == "oauth" else None,
         "authorize_url": a.authorize_url if a.kind == "oauth" else None,
         "route": a.route,
@@ -202,6 +204,14 @@ def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
 @click.option("--xmlrpc-url", help="Override the OAuth XML-RPC endpoint.")
 @click.option("--token-url", help="Override the token endpoint.")
 @click.option("--authorize-url", help="Override the authorize page.")
+@click.option(
+    "--route",
+    type=click.Choice(ROUTES),
+    default="xmlrpc",
+    show_default=True,
+    help="xmlrpc: forward; rest: answer through REST v2; auto: REST v2 when XML-RPC is down.",
+)
+@click.option("--rest-url", help="Override the REST v2 base URL (…/crm/rest/v2).")
 @click.pass_context
 def account_add(
     ctx: click.Context,
@@ -212,13 +222,15 @@ def account_add(
     xmlrpc_url: str | None,
     token_url: str | None,
     authorize_url: str | None,
+    route: Route,
+    rest_url: str | None,
 ) -> None:
     """Add a Keap account with an OAuth client or a service key.
 
     \b
     Examples:
       shim account add prod --client-id abc123 --client-secret s3cr3t
-      shim account add stage --service-key KeapAK-xxxxxxxx
+      shim account add stage --service-key KeapAK-xxxxxxxx --route auto
     """
     oauth = client_id is not None or client_secret is not None
     if oauth == (service_key is not None):
@@ -232,9 +244,9 @@ def account_add(
         ("--xmlrpc-url", xmlrpc_url),
         ("--token-url", token_url),
         ("--authorize-url", authorize_url),
+        ("--rest-url", rest_url),
     ):
-        if url is not None and not url.startswith(("https://", "http://")):
-            raise CliError(f"{flag} must be an http(s) URL")
+        _check_url(flag, url)
     defaults = Account(name=name, kind="oauth", created_at=0.0)
     acct = Account(
         name=name,
@@ -246,6 +258,8 @@ def account_add(
         xmlrpc_url=xmlrpc_url or defaults.xmlrpc_url,
         token_url=token_url or defaults.token_url,
         authorize_url=authorize_url or defaults.authorize_url,
+        rest_url=rest_url or defaults.rest_url,
+        route=route,
     )
     with _store(ctx) as store:
         try:
@@ -257,6 +271,36 @@ def account_add(
         click.echo(
             f"next: shim account authorize {name}  (or shim account import-tokens {name} ...)"
         )
+
+
+def _check_url(flag: str, url: str | None) -> None:
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise CliError(f"{flag} must be an http(s) URL")
+
+
+@account.command("set")
+@click.argument("name")
+@click.option("--route", type=click.Choice(ROUTES), help="xmlrpc, rest or auto (see add).")
+@click.option("--rest-url", help="The REST v2 base URL (…/crm/rest/v2).")
+@click.pass_context
+def account_set(ctx: click.Context, name: str, route: Route | None, rest_url: str | None) -> None:
+    """Change how an account reaches Keap. Running servers pick it up within seconds.
+
+    \b
+    Examples:
+      shim account set prod --route auto         # REST v2 only while XML-RPC is down
+      shim account set prod --route rest         # all translated calls through REST v2
+    """
+    _check_url("--rest-url", rest_url)
+    changes = {k: v for k, v in (("route", route), ("rest_url", rest_url)) if v is not None}
+    if not changes:
+        raise CliError("nothing to change: give --route and/or --rest-url")
+    with _store(ctx) as store:
+        try:
+            acct = store.update_account(name, **changes)
+        except KeyError:
+            raise CliError(f"no account named {name!r} (see: shim account list)") from None
+    click.echo(f"account {name!r}: route {acct.route}, REST v2 at {acct.rest_url}")
 
 
 def _check_name(name: str) -> None:
@@ -333,7 +377,9 @@ def account_list(ctx: click.Context, as_json: bool) -> None:
                 else f"{tokens['state']}, access token expires {tokens['access_token_expires']}"
             )
         )
-        click.echo(f"{r['name']:<16} {r['kind']:<12} {state}  -> {r['xmlrpc_url']}")
+        click.echo(
+            f"{r['name']:<16} {r['kind']:<12} {state}  -> {r['xmlrpc_url']} (route {r['route']})"
+        )
 
 
 @account.command("authorize")
@@ -504,6 +550,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
     now = time.time()
     with _store(ctx) as store:
         healths = account_healths(store, now)
+        via_rest = _rest_answers(store.usage(now - 3600))
+    for h in healths:
+        h.facts["rest_answers_last_hour"] = via_rest.get(h.account, 0)
     if as_json:
         _echo_json(
             [
@@ -531,10 +580,25 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     f"{quota.get('throttle-available', '?')}/"
                     f"{quota.get('throttle-limit', '?')}"
                 )
+            if f.get("route", "xmlrpc") != "xmlrpc":
+                what = "fallbacks to" if f["route"] == "auto" else "calls answered through"
+                line += (
+                    f"; route {f['route']}: {f['rest_answers_last_hour']} {what} REST v2 in "
+                    "the last hour"
+                )
             if f.get("last_error"):
                 line += f"; last error: {f['last_error']}"
             click.echo(line)
     ctx.exit(exit_code(healths))
+
+
+def _rest_answers(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Calls answered through REST v2 per account (for an ``auto`` account: its fallbacks)."""
+    out: dict[str, int] = {}
+    for row in rows:
+        if row.get("account"):
+            out[row["account"]] = out.get(row["account"], 0) + int(row.get("via_rest") or 0)
+    return out
 
 
 def _iso_facts(facts: dict[str, Any]) -> dict[str, Any]:
@@ -803,6 +867,41 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
         )
 
 
+@cli.command()
+@click.option(
+    "--since",
+    default="30d",
+    show_default=True,
+    help="A duration ago (7d, 12h) or a UTC date (2026-11-01).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def readiness(ctx: click.Context, since: str, as_json: bool) -> None:
+    """Which scripts would keep working if Keap's XML-RPC API stopped today.
+
+    Per key and method: calls, and whether keyshim can answer the method through REST v2
+    (exact, approximate, no); per key and for the team, the share of recent calls that
+    would keep working (docs/translation.md says what each translation does).
+
+    \b
+    Examples:
+      shim readiness --since 7d
+      shim readiness --json > readiness.json
+    """
+    from shim.rest import readiness as ready
+
+    now = time.time()
+    start = _since(since, now)
+    with _store(ctx) as store:
+        data = ready.report(store.usage(start))
+    if as_json:
+        _echo_json({"since": _iso(start), **data})
+        return
+    click.echo(f"calls since {_iso(start)}")
+    for line in ready.lines(data):
+        click.echo(line)
+
+
 @cli.command("rotate-master-key")
 @click.option(
     "--new-key-file",
@@ -984,6 +1083,7 @@ def serve(
         log_level=settings.log_level,
         certfile=settings.certfile or None,
         keyfile=settings.keyfile or None,
+        max_clients=settings.max_clients,
     )
 
 

@@ -15,9 +15,60 @@ from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from shim.logs import uvicorn_log_config
+from shim.settings import Settings
+
+
+class HeadTimeoutProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus a deadline for each request head.
+
+    uvicorn arms no timer while it reads a request line and headers, so a client that opens
+    connections and trickles (or never sends) its head would hold them for ever. Each head must
+    now arrive within ``SHIM_HEAD_TIMEOUT`` of the connection or of its first byte; bodies have
+    their own deadline in the app (``SHIM_BODY_TIMEOUT``).
+    """
+
+    _timeout: float | None = None
+    _head_timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def timeout(cls) -> float:
+        if cls._timeout is None:  # read once per process (workers are separate processes)
+            cls._timeout = Settings.from_env().head_timeout
+        return cls._timeout
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.timeout(), self._expire)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _expire(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 def run(
@@ -30,6 +81,7 @@ def run(
     log_level: str = "info",
     certfile: str | None = None,
     keyfile: str | None = None,
+    max_clients: int | None = None,
 ) -> None:
     """Serve in the foreground until interrupted. ``workers > 1`` needs an import string.
 
@@ -49,6 +101,8 @@ def run(
         access_log=False,
         server_header=False,
         timeout_keep_alive=30,
+        http=HeadTimeoutProtocol,
+        limit_concurrency=max_clients,
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
     )
@@ -90,6 +144,7 @@ class BackgroundServer:
             lifespan="on",
             log_level="warning",
             access_log=False,
+            http=HeadTimeoutProtocol,
             ssl_certfile=certfile,
             ssl_keyfile=keyfile,
         )

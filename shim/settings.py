@@ -87,6 +87,10 @@ class Settings:
     quota_share: float = 1.0
     #: Longest a call waits for its turn in the upstream quota budget before [Throttled].
     quota_wait: float = 10.0
+    #: A request line and headers must arrive within this (else the connection is closed).
+    head_timeout: float = 10.0
+    #: Most connections a server process handles at once; more get HTTP 503.
+    max_clients: int = 1000
     #: A request body must arrive within this (slow senders get 408).
     body_timeout: float = 60.0
     max_connections: int = 100

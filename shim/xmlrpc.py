@@ -79,7 +79,7 @@ class Fault(Exception):
         return f"<Fault {self.code}: {self.string!r}>"
 
 
-_METHOD_NAME = re.compile(r"[A-Za-z0-9_]+\.[A-Za-z0-9_]+")
+_METHOD_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\.[A-Za-z0-9_]{1,64}")
 
 
 def is_method_name(name: str) -> bool:
@@ -101,7 +101,12 @@ _XML_DECL = re.compile(
     rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']"
 )
 _INT = re.compile(r"[+-]?[0-9]{1,40}")
-_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)", re.I)
+_FLOAT = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)", re.I
+)
+#: Longest scalar text matched by a regex: nothing legitimate is longer, and the bound keeps a
+#: hostile megabyte of digits from costing seconds of backtracking on the event loop.
+_MAX_SCALAR = 400
 _DATETIME = re.compile(
     r"([0-9]{4})-?([0-9]{2})-?([0-9]{2})T([0-9]{2}):?([0-9]{2}):?([0-9]{2})"
     r"(?:[.,]([0-9]{1,6})[0-9]*)?(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
@@ -240,6 +245,8 @@ def _scalar(tag: str, text: str) -> Value:
         except ValueError:
             raise ParseError("bad <base64> value") from None
     stripped = text.strip()
+    if len(stripped) > _MAX_SCALAR:
+        raise ParseError(f"<{tag}> value is {len(stripped)} characters long")
     if tag in ("i4", "int", "i8") and _INT.fullmatch(stripped):
         return int(stripped)
     if tag == "boolean" and stripped.lower() in ("0", "1", "false", "true"):
