@@ -21,18 +21,23 @@ from uvicorn.supervisors import Multiprocess
 from shim.logs import uvicorn_log_config
 from shim.settings import Settings
 
+#: The largest request line plus headers accepted (legacy clients send well under 2 KiB).
+MAX_HEAD_BYTES = 64 * 1024
+
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol plus a deadline for each request head.
+    """uvicorn's httptools protocol plus a deadline and a size bound for each request head.
 
     uvicorn arms no timer while it reads a request line and headers, so a client that opens
     connections and trickles (or never sends) its head would hold them for ever. Each head must
-    now arrive within ``SHIM_HEAD_TIMEOUT`` of the connection or of its first byte; bodies have
-    their own deadline in the app (``SHIM_BODY_TIMEOUT``).
+    now arrive within ``SHIM_HEAD_TIMEOUT`` of the connection or of its first byte, and within
+    ``MAX_HEAD_BYTES`` (else 431); bodies have their own limits in the app.
     """
 
     _timeout: float | None = None
     _head_timer: asyncio.TimerHandle | None = None
+    _head_bytes: int = 0
+    _in_head: bool = True
 
     @classmethod
     def timeout(cls) -> float:
@@ -48,9 +53,29 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        in_head = self._in_head
+        super().data_received(data)
+        if in_head and self._in_head and not self.transport.is_closing():
+            # The head is still incomplete after this chunk: count it (a body arriving in the
+            # same chunk as the end of its head is not counted).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:  # httptools would keep every header line
+                self._disarm()
+                self.transport.write(
+                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                    b"content-length: 0\r\nconnection: close\r\n\r\n"
+                )
+                self.transport.close()
+
     def on_headers_complete(self) -> None:
         self._disarm()
+        self._in_head = False
         super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
