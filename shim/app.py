@@ -13,7 +13,7 @@ import logging
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,6 +41,7 @@ from shim.limits import KeyRates
 from shim.metrics import CONTENT_TYPE as METRICS_TYPE
 from shim.metrics import Metrics
 from shim.models import Account, CallRecord
+from shim.rest.route import Router
 from shim.scheduler import Scheduler
 from shim.settings import Settings
 from shim.store import Store
@@ -78,6 +79,8 @@ class _Trace:
     bytes_in: int = 0
     bytes_out: int = 0
     started_response: bool = False
+    #: "rest" when answered through REST v2 (route rest, or an auto fallback).
+    route: str = "xmlrpc"
 
 
 class Services:
@@ -107,27 +110,51 @@ class Services:
         self.metrics = metrics
         chains.observer = metrics.refresh
         self.quota: dict[str, tuple[dict[str, str], float]] = {}
+        #: REST v2 translation (accounts routed rest or auto); its requests come back here.
+        self.rest = Router(self, chains, store)
         audit.after_flush.append(self.rates.publish)
         audit.after_flush.append(self._publish_quota)
 
     async def send(
         self, account: Account, url: str, body: bytes, headers: dict[str, str]
     ) -> UpstreamResponse:
-        """Every XML-RPC request upstream goes through here.
+        """A forwarded XML-RPC call (see ``request``)."""
+        return await self.request(account, "POST", url, headers=headers, content=body)
+
+    async def request(
+        self,
+        account: Account,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        params: Sequence[tuple[str, str]] | None = None,
+        json: object = None,
+        content: bytes | None = None,
+        multipart: Mapping[str, str | tuple[str, bytes, str]] | None = None,
+    ) -> UpstreamResponse:
+        """Every request upstream goes through here: forwarded XML-RPC calls and each REST v2
+        request of a translated call alike (so a call fanning out into 3 requests pays 3).
 
         The quota budget is waited for first and the credential is picked after the wait, so
         a token cannot expire in the queue. A 401 means Keap did not run the call: refresh
         (single-flight) and send once more; nothing else is ever retried.
         """
-        response, generation = await self._send_once(account, url, body, headers)
+        body = {"params": params, "json": json, "content": content, "multipart": multipart}
+        response, generation = await self._send_once(account, method, url, headers, body)
         if response.status == 401 and generation is not None:
             await response.aclose()
             await self.chains.refresh(account, seen_generation=generation, reason="401")
-            response, _ = await self._send_once(account, url, body, headers)
+            response, _ = await self._send_once(account, method, url, headers, body)
         return response
 
     async def _send_once(
-        self, account: Account, url: str, body: bytes, headers: dict[str, str]
+        self,
+        account: Account,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: dict[str, Any],
     ) -> tuple[UpstreamResponse, int | None]:
         started = time.perf_counter()
         await self.budget.acquire(account)
@@ -135,7 +162,9 @@ class Services:
         if sent - started > 0.001:
             self.metrics.budget_wait.inc(sent - started)
         credential, generation = await self.credential(account)
-        response = await self.upstream.open(url, body, {**headers, **credential})
+        response = await self.upstream.request(
+            method, url, headers={**headers, **credential}, **body
+        )
         self.metrics.observe_upstream(time.perf_counter() - sent)
         figures = quota_figures(response.headers)
         if figures:
@@ -296,8 +325,14 @@ class KeyshimApp:
             services.rates.check(record, t.at)
             account = self._account(record.account)
             t.account = account.name
-            forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
-            response = await self._forward(services, account, forwarded, scope)
+            if account.route == "xmlrpc":
+                forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
+                response = await self._forward(services, account, forwarded, scope)
+            else:
+                routed = await self._routed(services, account, call, body, scope, send, t)
+                if routed is None:
+                    return  # answered through REST v2
+                response = routed
             t.upstream_status = response.status
             await _stream(
                 send,
@@ -329,7 +364,7 @@ class KeyshimApp:
         record = CallRecord(
             at=t.at, request_id=t.request_id, key_id=t.key_id, account=t.account,
             method=t.method, outcome=t.outcome, upstream_status=t.upstream_status,
-            duration_ms=round(ms, 3), bytes_in=t.bytes_in, bytes_out=t.bytes_out,
+            duration_ms=round(ms, 3), bytes_in=t.bytes_in, bytes_out=t.bytes_out, route=t.route,
         )  # fmt: skip
         access_log.info("call", extra={"shim": asdict(record)})
         if self.services is not None:
@@ -350,6 +385,44 @@ class KeyshimApp:
             return response
         await _raise_for_answer(response)
         raise AssertionError("unreachable")
+
+    async def _routed(
+        self,
+        services: Services,
+        account: Account,
+        call: xmlrpc.Call,
+        body: bytes,
+        scope: Scope,
+        send: Send,
+        t: _Trace,
+    ) -> UpstreamResponse | None:
+        """Accounts routed ``rest`` or ``auto`` (issue 6; the rules are in shim/rest/route.py):
+        None once answered through REST v2, else XML-RPC's answer to stream on."""
+        router = services.rest
+        translation = router.translation(call)
+        if account.route == "rest" or (translation is not None and router.is_down(account)):
+            if translation is None:
+                raise router.untranslated(call.method, " (this account is routed to REST v2)")
+            if account.route != "rest":
+                log.info("request %s: %s through REST v2 (XML-RPC down)", t.request_id, t.method)
+            await router.answer(account, call, translation, t, send)
+            return None
+        forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
+        try:
+            response = await self._forward(services, account, forwarded, scope)
+            if await router.brownout(response):
+                raise UpstreamError("Keap's XML-RPC API answered with a brownout fault", status=503)
+        except ShimError as exc:
+            translation = router.fallback(account, call, translation, exc)
+            log.warning(
+                "request %s: %s answered through REST v2 instead (XML-RPC: %s)",
+                t.request_id,
+                t.method,
+                exc.message,
+            )
+            await router.answer(account, call, translation, t, send)
+            return None
+        return response
 
     def _account(self, name: str) -> Account:
         now = time.monotonic()
@@ -442,7 +515,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float)
     if ctype not in ACCEPTED_TYPES:
         raise UnsupportedContentType(f"XML-RPC requests are text/xml, not {ctype[:60]!r}")
     declared = _header(scope, b"content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0

@@ -14,7 +14,15 @@ with a code Keap sends::
     ├── InvalidKey                    2   [InvalidKey]           (unknown, mistyped, revoked...)
     ├── NoAccess                     14   [NoAccess]             (method not in the allowlist)
     ├── RateLimited                 108   [RateLimited]          (key over its local rate)
-    ├── NotFound                      5   [RecordNotFound]       (local lookups; the simulator)
+    ├── NotFound                      5   [RecordNotFound]       (local lookups; REST translation)
+    ├── LegacyFault                                               (Keap's own faults, which
+    │   ├── DatabaseError             4   [DatabaseError]         keyshim sends when it answers
+    │   ├── NoTableAccess             7   [NoTableAccess]         through REST v2: the code and
+    │   ├── NoFieldAccess             8   [NoFieldAccess]         tag Keap's XML-RPC API sent)
+    │   ├── NoTableFound              9   [NoTableFound]
+    │   ├── NoFieldFound             10   [NoFieldFound]
+    │   └── NoFields                 11   [NoFields]
+    ├── NoTranslation               112   [NoRestTranslation]    (routed to REST v2, no translation)
     ├── ChainError                                                (the token chain of an account)
     │   ├── ReauthorizationRequired 105   [ReauthorizationRequired]
     │   ├── NoTokens                105   [ReauthorizationRequired] (account never authorized)
@@ -117,6 +125,59 @@ class NotFound(ShimError):
     fault_code = 5
     tag = "RecordNotFound"
     default_message = "Record was not found"
+
+
+class LegacyFault(ShimError):
+    """Base of the Keap faults keyshim sends itself when it answers a call through REST v2.
+
+    A script that handled ``[NoFieldFound]`` from Keap must get exactly that from keyshim, so
+    these carry Keap's own codes (keap-facts.md), not keyshim's.
+    """
+
+
+class DatabaseError(LegacyFault):
+    fault_code = 4
+    tag = "DatabaseError"
+    default_message = "Database error"
+
+
+class NoTableAccess(LegacyFault):
+    fault_code = 7
+    tag = "NoTableAccess"
+    default_message = "Access denied to table"
+
+
+class NoFieldAccess(LegacyFault):
+    fault_code = 8
+    tag = "NoFieldAccess"
+    default_message = "Access denied to field"
+
+
+class NoTableFound(LegacyFault):
+    fault_code = 9
+    tag = "NoTableFound"
+    default_message = "No table found"
+
+
+class NoFieldFound(LegacyFault):
+    fault_code = 10
+    tag = "NoFieldFound"
+    default_message = "No field found"
+
+
+class NoFields(LegacyFault):
+    fault_code = 11
+    tag = "NoFields"
+    default_message = "No fields were requested"
+
+
+class NoTranslation(ShimError):
+    """The account is routed to REST v2 (or XML-RPC is down) and keyshim cannot express this
+    call there: nothing is sent. The message names the method (and table or field) and why."""
+
+    fault_code = 112
+    tag = "NoRestTranslation"
+    default_message = "This call has no REST v2 translation in keyshim"
 
 
 class ChainError(ShimError):

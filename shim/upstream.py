@@ -11,8 +11,8 @@ never left, a timeout or a reset after sending does not.
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -37,16 +37,63 @@ class UpstreamResponse:
     status: int
     headers: Mapping[str, str]
     _response: httpx.Response
+    #: Raw bytes already taken by ``peek``; ``iter_raw`` sends them first.
+    _head: bytes = b""
+    _raw: AsyncIterator[bytes] | None = field(default=None, repr=False)
+
+    def _chunks(self) -> AsyncIterator[bytes]:
+        if self._raw is None:
+            self._raw = self._response.aiter_raw()
+        return self._raw
+
+    async def peek(self, size: int) -> bytes:
+        """At least the first ``size`` raw bytes (fewer if the body is shorter), without losing
+        them: ``iter_raw`` still yields the whole body. Used to spot an in-protocol brownout
+        fault before streaming an answer on."""
+        try:
+            while len(self._head) < size:
+                chunk = await anext(self._chunks(), None)
+                if chunk is None:
+                    break
+                self._head += chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+        return self._head
 
     async def iter_raw(self) -> AsyncIterator[bytes]:
         """The body exactly as Keap sent it (still content-encoded)."""
+        if self._head:
+            head, self._head = self._head, b""
+            yield head
         try:
-            async for chunk in self._response.aiter_raw():
+            async for chunk in self._chunks():
                 yield chunk
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+
+    async def iter_decoded(self) -> AsyncIterator[bytes]:
+        """The body with any Content-Encoding undone (REST file downloads), errors mapped."""
+        try:
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout() from exc
+        except httpx.HTTPError as exc:
+            raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+
+    async def body(self, limit: int) -> bytes:
+        """The whole decoded body (a REST JSON answer); over ``limit`` bytes is an error."""
+        out = bytearray()
+        async for chunk in self.iter_decoded():
+            out += chunk
+            if len(out) > limit:
+                await self.aclose()
+                raise UpstreamError(f"Keap's answer is larger than {limit} bytes")
+        return bytes(out)
 
     async def read(self, limit: int = 65536) -> bytes:
         """Up to ``limit`` bytes of the decoded body (for error answers)."""
@@ -92,7 +139,38 @@ class Upstream:
 
     async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST ``body`` and return once the status line and headers are in."""
-        request = self._client.build_request("POST", url, content=body, headers=dict(headers))
+        return await self.request("POST", url, content=body, headers=headers)
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Sequence[tuple[str, str]] | None = None,
+        json: object = None,
+        content: bytes | None = None,
+        multipart: Mapping[str, str | tuple[str, bytes, str]] | None = None,
+    ) -> UpstreamResponse:
+        """Any request (REST v2 as well as XML-RPC); returns once the status and headers are in,
+        the body unread. ``multipart`` holds text parts (str) and file parts (name, bytes,
+        content type); the file bytes are sent as they are, not copied into one body first.
+        Failures are mapped like every other upstream error: what they prove decides what
+        may be retried."""
+        data = files = None
+        if multipart is not None:
+            data = {k: v for k, v in multipart.items() if isinstance(v, str)}
+            files = {k: v for k, v in multipart.items() if not isinstance(v, str)}
+        request = self._client.build_request(
+            method,
+            url,
+            params=list(params) if params is not None else None,
+            json=json,
+            content=content,
+            data=data,
+            files=files,
+            headers=dict(headers),
+        )
         try:
             response = await self._client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:

@@ -1,0 +1,79 @@
+"""What a translation handler works with: the call's REST client and the process's caches.
+
+``RestState`` lives as long as the process (one per ``Services``): page tokens per query,
+each account's contact custom-field model, and when each account's XML-RPC endpoint was last
+found down. ``Ctx`` is one call's view of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from shim.rest.client import RestClient
+from shim.rest.contact_map import CustomField, custom_fields
+from shim.rest.listing import PageTokens
+from shim.store import Store
+
+#: A custom-field name missing from the cached model triggers a re-read of the model, at most
+#: this often per account (a misspelt field must not cost a request every call).
+MODEL_RETRY = 10.0
+#: Lease on a contact while its array fields are read, merged and written back (seconds).
+RMW_LEASE = 10.0
+
+
+@dataclass
+class RestState:
+    """Per-process state shared by every translated call."""
+
+    tokens: PageTokens = field(default_factory=PageTokens)
+    models: dict[str, tuple[float, dict[str, CustomField]]] = field(default_factory=dict)
+    #: Account -> monotonic time until which XML-RPC counts as down (``auto`` route).
+    down_until: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Ctx:
+    """One translated call: its REST client, the process's shared state, the store."""
+
+    client: RestClient
+    state: RestState
+    store: Store
+    owner: str
+    clock: Callable[[], float] = time.time
+
+    @property
+    def account(self) -> str:
+        return self.client.account.name
+
+    async def custom(self, names: Iterable[str] = ()) -> dict[str, CustomField]:
+        """The account's contact custom fields (``GET /contacts/model``), cached; re-read when
+        a ``_Name`` in ``names`` is unknown (a field added since), at most every MODEL_RETRY."""
+        cached = self.state.models.get(self.account)
+        now = time.monotonic()
+        missing = [n for n in names if n.startswith("_") and (cached is None or n not in cached[1])]
+        if cached is not None and (not missing or now - cached[0] < MODEL_RETRY):
+            return cached[1]
+        model = await self.client.get("/contacts/model")
+        fields = custom_fields(model if isinstance(model, dict) else {})
+        self.state.models[self.account] = (now, fields)
+        return fields
+
+    @asynccontextmanager
+    async def lease(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name`` across every keyshim process sharing the store (bounded wait: the
+        lease expires after RMW_LEASE, so a dead holder delays, never blocks)."""
+        owner = f"{self.owner}:{secrets.token_hex(4)}"
+        deadline = time.monotonic() + RMW_LEASE
+        while not self.store.acquire_lease(name, owner, RMW_LEASE, self.clock()):
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)
+        try:
+            yield
+        finally:
+            self.store.release_lease(name, owner)

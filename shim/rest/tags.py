@@ -1,0 +1,377 @@
+"""Tags: ContactGroup (``/tags``), ContactGroupCategory (``/tags/categories``) and the
+read-only join ContactGroupAssign (``/contacts/{id}/tags``, ``/tags/{id}/contacts``).
+
+Tag tables are small, so queries on them read the whole (REST-filtered) list and order and
+page it locally: REST cannot order tags by id, the legacy default. ContactGroupAssign needs an
+exact ContactId or GroupId: without one, REST would have to list every tag's contacts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shim.errors import NoTableAccess, NotFound, NoTranslation
+from shim.rest import criteria as crit
+from shim.rest import legacy
+from shim.rest.contact_map import FIELDS as CONTACT_FIELDS
+from shim.rest.contact_map import parse_rest_time, rest_props
+from shim.rest.contacts import expressible
+from shim.rest.context import Ctx
+from shim.rest.legacy import FieldSpec
+from shim.rest.listing import SCAN_LIMIT, Filter, Row, project, scan, select
+from shim.xmlrpc import Value
+
+ASSIGN = "ContactGroupAssign"
+_JOIN = {
+    "Contact.Email": "email",
+    "Contact.FirstName": "given_name",
+    "Contact.LastName": "family_name",
+}
+ASSIGN_FIELDS: dict[str, FieldSpec] = {
+    "ContactId": FieldSpec("int"),
+    "GroupId": FieldSpec("int"),
+    "DateCreated": FieldSpec("date"),
+    "ContactGroup": FieldSpec("str"),
+    **{
+        f"Contact.{name}": FieldSpec(m.type)
+        for name, m in CONTACT_FIELDS.items()
+        if m.prop is not None
+    },
+}
+
+
+@dataclass(frozen=True)
+class TagTable:
+    """ContactGroup or ContactGroupCategory: a flat REST resource with id, name, description.
+    Also its listing ``Source`` (see listing.py)."""
+
+    table: str
+    path: str
+    items: str
+    #: legacy field -> REST property ("category" is the tag's category reference).
+    columns: dict[str, str]
+    fields: dict[str, FieldSpec]
+
+    def filter(self, c: crit.Criterion) -> Filter | None:
+        prop = self.columns.get(c.field)
+        if c.field == "Id":
+            ok = self.table == "ContactGroup" and c.op == "=" and isinstance(c.operand, int)
+            return Filter(f"tag_ids=={c.operand}", True) if ok else None
+        if prop == "category":
+            if c.op == "null":
+                return Filter("category_id==NONE", True)
+            ok = c.op == "=" and isinstance(c.operand, int)
+            return Filter(f"category_id=={c.operand}", True) if ok else None
+        if c.op == "null" and (prop == "description" or self.table != "ContactGroup"):
+            return Filter(f"{prop}==NONE", True)
+        if prop == "name" and c.op == "=" and isinstance(c.raw, str) and expressible(c.raw):
+            return Filter(f"name=={c.raw}", True)
+        return None
+
+    def order(self, field: str, ascending: bool) -> str | None:
+        return None  # REST cannot order by id; the lists are small and ordered here
+
+    def want(self, names: Iterable[str]) -> list[str] | None:
+        return None  # rows hold every field; these endpoints take no fields=
+
+    def readable(self, name: str) -> bool:
+        return True
+
+    def row(self, item: dict[str, Any]) -> Row:
+        out: Row = {}
+        for name, prop in self.columns.items():
+            value: Any = item.get(prop)
+            if prop == "category":
+                value = value.get("id") if isinstance(value, dict) else None
+            out[name] = _int(value) if self.fields[name].type == "int" else (value or None)
+        return out
+
+    def base_key(self, row: Row) -> Any:
+        return row.get("Id") or 0
+
+    def body(self, values: Mapping[str, Value]) -> dict[str, Any]:
+        """REST JSON for coerced legacy values (a category id of 0 or none: no category)."""
+        body: dict[str, Any] = {}
+        for name, value in values.items():
+            prop = self.columns[name]
+            if prop == "category":
+                ok = isinstance(value, int) and value > 0
+                body["category"] = {"id": str(value)} if ok else None
+            else:
+                body[prop] = value
+        return body
+
+
+TAGS = TagTable(
+    "ContactGroup",
+    "/tags",
+    "tags",
+    {
+        "Id": "id",
+        "GroupName": "name",
+        "GroupCategoryId": "category",
+        "GroupDescription": "description",
+    },
+    {
+        "Id": FieldSpec("int", writable=False),
+        "GroupName": FieldSpec("str"),
+        "GroupCategoryId": FieldSpec("int"),
+        "GroupDescription": FieldSpec("str"),
+    },
+)
+CATEGORIES = TagTable(
+    "ContactGroupCategory",
+    "/tags/categories",
+    "tag_categories",
+    {"Id": "id", "CategoryName": "name", "CategoryDescription": "description"},
+    {
+        "Id": FieldSpec("int", writable=False),
+        "CategoryName": FieldSpec("str"),
+        "CategoryDescription": FieldSpec("str"),
+    },
+)
+TABLES = {t.table: t for t in (TAGS, CATEGORIES)}
+
+
+def _int(value: Any) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
+# --- ContactGroup and ContactGroupCategory ------------------------------------------------
+
+
+async def load(ctx: Ctx, t: TagTable, record_id: int, names: list[str]) -> Value:
+    legacy.check_fields(t.table, t.fields, names)
+    if record_id < 1:
+        raise NotFound()
+    item = await ctx.client.get(f"{t.path}/{record_id}")
+    return project(t.row(item if isinstance(item, dict) else {}), names)
+
+
+async def add(ctx: Ctx, t: TagTable, data: Mapping[str, Value]) -> int:
+    values = legacy.writable(t.table, t.fields, dict(data))
+    item = await ctx.client.json("POST", t.path, json_body=t.body(values))
+    record_id = _int(item.get("id")) if isinstance(item, dict) else None
+    if record_id is None:
+        raise NotFound("Keap REST answered without the new record's id")
+    return record_id
+
+
+async def update(ctx: Ctx, t: TagTable, record_id: int, data: Mapping[str, Value]) -> int:
+    values = legacy.writable(t.table, t.fields, dict(data))
+    if record_id < 1:
+        raise NotFound()
+    body = t.body(values)
+    params = [("update_mask", prop) for prop in body]
+    await ctx.client.json("PATCH", f"{t.path}/{record_id}", params=params, json_body=body)
+    return record_id
+
+
+async def delete(ctx: Ctx, t: TagTable, record_id: int) -> bool:
+    if record_id < 1:
+        raise NotFound()
+    await ctx.client.json("DELETE", f"{t.path}/{record_id}")
+    return True
+
+
+async def query(
+    ctx: Ctx,
+    t: TagTable,
+    limit: int,
+    page: int,
+    criteria: Mapping[str, Value],
+    names: list[str],
+    order_by: str | None,
+    ascending: bool,
+) -> Value:
+    legacy.check_fields(t.table, t.fields, names)
+    compiled = crit.compile_query(t.table, t.fields, criteria)
+    if order_by is not None:
+        legacy.field(t.table, t.fields, order_by)
+    limit = crit.check_page(limit, page)
+    rows = await select(
+        ctx.client,
+        ctx.state.tokens,
+        t,
+        compiled,
+        (order_by, ascending),
+        limit,
+        page,
+        names,
+    )
+    return [project(row, names) for row in rows]
+
+
+async def count_rows(ctx: Ctx, t: TagTable, criteria: Mapping[str, Value]) -> int:
+    compiled = crit.compile_query(t.table, t.fields, criteria)
+    rows = await scan(ctx.client, t, [], SCAN_LIMIT, f"{t.table} is counted by keyshim")
+    return sum(1 for row in rows if crit.matches(compiled, row))
+
+
+# --- ContactGroupAssign (read-only) -------------------------------------------------------
+
+
+def read_only(table: str) -> NoTableAccess:
+    return NoTableAccess(f"Access denied to table {table}")
+
+
+async def assign_query(
+    ctx: Ctx,
+    limit: int,
+    page: int,
+    criteria: Mapping[str, Value],
+    names: list[str],
+    order_by: str | None,
+    ascending: bool,
+) -> Value:
+    legacy.check_fields(ASSIGN, ASSIGN_FIELDS, names)
+    compiled = crit.compile_query(ASSIGN, ASSIGN_FIELDS, criteria)
+    if order_by is not None:
+        legacy.field(ASSIGN, ASSIGN_FIELDS, order_by)
+    limit = crit.check_page(limit, page)
+    wanted = [*names, *criteria, *([order_by] if order_by else [])]
+    rows = await _assign_rows(ctx, compiled, wanted)
+    rows.sort(key=lambda r: (r.get("ContactId") or 0, r.get("GroupId") or 0))
+    if order_by is not None:
+        spec = ASSIGN_FIELDS[order_by]
+        rows.sort(key=lambda r: crit.sort_key(r.get(order_by), spec), reverse=not ascending)
+    return [project(row, names) for row in rows[page * limit : (page + 1) * limit]]
+
+
+async def assign_count(ctx: Ctx, criteria: Mapping[str, Value]) -> int:
+    compiled = crit.compile_query(ASSIGN, ASSIGN_FIELDS, criteria)
+    group = _exact(compiled, "GroupId")
+    if group is not None and len(compiled) == 1:
+        if group < 1:
+            return 0
+        try:
+            answer = await ctx.client.get(f"/tags/{group}/contacts/count")
+        except NotFound:
+            return 0
+        return int(answer.get("count") or 0) if isinstance(answer, dict) else 0
+    return len(await _assign_rows(ctx, compiled, list(criteria)))
+
+
+def _exact(compiled: list[crit.Criterion], name: str) -> int | None:
+    for c in compiled:
+        if c.field == name and c.op == "=" and isinstance(c.operand, int):
+            return c.operand
+    return None
+
+
+async def _assign_rows(ctx: Ctx, compiled: list[crit.Criterion], wanted: list[str]) -> list[Row]:
+    """The matching rows, holding ``wanted``: from one contact's tags or one tag's contacts."""
+    contact, group = _exact(compiled, "ContactId"), _exact(compiled, "GroupId")
+    try:
+        if contact is not None:
+            rows = await _contact_tags(ctx, contact, wanted) if contact > 0 else []
+        elif group is not None:
+            rows = await _tag_contacts(ctx, group, wanted) if group > 0 else []
+        else:
+            raise NoTranslation(
+                "ContactGroupAssign over REST v2 needs an exact ContactId or GroupId criterion "
+                "(REST lists tags per contact or contacts per tag, not all assignments)"
+            )
+    except NotFound:
+        return []  # an unknown contact or tag has no assignments
+    return [row for row in rows if crit.matches(compiled, row)]
+
+
+async def _contact_tags(ctx: Ctx, contact_id: int, wanted: list[str]) -> list[Row]:
+    applied = await scan(
+        ctx.client, _Applied(f"/contacts/{contact_id}/tags"), [], SCAN_LIMIT, "tags of a contact"
+    )
+    joined = _joined(wanted)
+    if joined:
+        contact = await ctx.client.get(
+            f"/contacts/{contact_id}", [("fields", ",".join(rest_props(joined, {})))]
+        )
+        extra = _contact_values(contact if isinstance(contact, dict) else {}, joined)
+        applied = [{**row, **extra} for row in applied]
+    return [{**row, "ContactId": contact_id} for row in applied]
+
+
+async def _tag_contacts(ctx: Ctx, tag_id: int, wanted: list[str]) -> list[Row]:
+    source = _Tagged(f"/tags/{tag_id}/contacts")
+    rows = [
+        {**row, "GroupId": tag_id}
+        for row in await scan(ctx.client, source, [], SCAN_LIMIT, "contacts of a tag")
+    ]
+    if "ContactGroup" in wanted and rows:
+        tag = await ctx.client.get(f"/tags/{tag_id}")
+        name = tag.get("name") if isinstance(tag, dict) else None
+        rows = [{**row, "ContactGroup": name} for row in rows]
+    joined = [n for n in _joined(wanted) if f"Contact.{n}" not in _JOIN]
+    if joined and rows:
+        ids = [str(row["ContactId"]) for row in rows]
+        fields = ",".join(rest_props(joined, {}))
+        by_id: dict[str, Row] = {}
+        for start in range(0, len(ids), 100):
+            params = [("filter", "ids==" + ",".join(ids[start : start + 100])), ("fields", fields)]
+            data = await ctx.client.get("/contacts", [*params, ("page_size", "100")])
+            for item in data.get("contacts") or [] if isinstance(data, dict) else []:
+                by_id[str(item.get("id"))] = _contact_values(item, joined)
+        rows = [{**row, **by_id.get(str(row["ContactId"]), {})} for row in rows]
+    return rows
+
+
+def _joined(wanted: list[str]) -> list[str]:
+    """Contact fields (``Contact.X`` -> ``X``) a ContactGroupAssign call asks for."""
+    return [n.split(".", 1)[1] for n in dict.fromkeys(wanted) if n.startswith("Contact.")]
+
+
+def _contact_values(contact: dict[str, Any], names: list[str]) -> Row:
+    return {f"Contact.{n}": CONTACT_FIELDS[n].read(contact) for n in names}
+
+
+class _Applied:
+    """``/contacts/{id}/tags``: applied tags as ContactGroupAssign rows (no contact id)."""
+
+    table = ASSIGN
+    items = "tags"
+    fields = ASSIGN_FIELDS
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def filter(self, c: crit.Criterion) -> Filter | None:
+        return None
+
+    def order(self, field: str, ascending: bool) -> str | None:
+        return None
+
+    def want(self, names: Iterable[str]) -> list[str] | None:
+        return None
+
+    def readable(self, name: str) -> bool:
+        return True
+
+    def row(self, item: dict[str, Any]) -> Row:
+        tag = item.get("tag") if isinstance(item.get("tag"), dict) else {}
+        assert isinstance(tag, dict)
+        return {
+            "GroupId": _int(tag.get("id")),
+            "ContactGroup": tag.get("name"),
+            "DateCreated": parse_rest_time(str(item.get("applied_time") or "")),
+        }
+
+    def base_key(self, row: Row) -> Any:
+        return row.get("GroupId") or 0
+
+
+class _Tagged(_Applied):
+    """``/tags/{id}/contacts``: tagged contacts as ContactGroupAssign rows (no tag id)."""
+
+    items = "contacts"
+
+    def row(self, item: dict[str, Any]) -> Row:
+        row: Row = {
+            "ContactId": _int(item.get("id")),
+            "DateCreated": parse_rest_time(str(item.get("applied_time") or "")),
+        }
+        for name, prop in _JOIN.items():
+            row[name] = item.get(prop) or None
+        return row
