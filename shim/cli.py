@@ -11,6 +11,7 @@ import asyncio
 import calendar
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -1063,28 +1064,40 @@ def serve(
     check_server_files(settings.certfile or None, settings.keyfile or None)
     open_store(settings).close()  # fail here, clearly, if init was not run
     os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
+    metrics_dir = None
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        # Workers are separate processes: their metrics meet in files under this directory.
+        # Workers are separate processes: their metrics meet in files under this directory,
+        # which lives as long as this server (stale files would resurrect old counts).
         import tempfile
 
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="keyshim-metrics-")
+        metrics_dir = tempfile.mkdtemp(prefix="keyshim-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     scheme = "https" if settings.certfile else "http"
     click.echo(
         f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "
         f"db={settings.db}",
         err=True,
     )
-    server.run(
-        "shim.runtime:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        certfile=settings.certfile or None,
-        keyfile=settings.keyfile or None,
-        max_clients=settings.max_clients,
-    )
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
+    # becomes a normal exit, so the cleanup below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.run(
+            "shim.runtime:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            certfile=settings.certfile or None,
+            keyfile=settings.keyfile or None,
+            max_clients=settings.max_clients,
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @cli.group()
