@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from shim.runtime import init_files, open_store
 from shim.settings import Settings
+from shim.simulator.rest_store import set_email_status
 from shim.sqlite_store import SqliteStore
 from tests.rest_pair import Pair
 
@@ -291,6 +292,157 @@ async def test_files_settings_echo(pair: Pair) -> None:
     for setting in ("optiontypes", "phonetypes", "faxtypes"):
         await pair.same("DataService.getAppSetting", "Contact", setting)
     await pair.same("DataService.echo", "hello")
+
+
+MORE: dict[str, Any] = {
+    "Fax1": "555-0901",
+    "Fax1Type": "Work",
+    "Fax2": "555-0902",
+    "ZipFour1": "1234",
+    "Address3Street1": "3 Other Pl",
+    "Address3Street2": "Flat 3",
+    "City3": "Bath",
+    "State3": "BAS",
+    "PostalCode3": "BA1",
+    "ZipFour3": "0003",
+    "Country3": "GBR",
+    "SpouseName": "William",
+    "Anniversary": datetime.datetime(1835, 7, 8),
+    "ReferralCode": "REF-1",
+    "TimeZone": "Europe/London",
+    "Language": "en_GB",
+    "LeadSourceId": 9,
+    "AssistantName": "Babbage",
+    "AssistantPhone": "555-0999",
+    "BillingInformation": "net 30",
+}
+
+
+async def test_more_contact_fields(pair: Pair) -> None:
+    ada = await pair.same("ContactService.add", {**ADA, **MORE})
+    fields = ["Id", *MORE]
+    await pair.same("ContactService.load", ada, fields)
+    await pair.same("ContactService.update", ada, {"Fax2": "", "City3": "Bristol", "ZipFour1": ""})
+    await pair.same("ContactService.update", ada, {"LeadSourceId": "11", "SpouseName": ""})
+    await pair.same("DataService.update", "Contact", ada, {"Anniversary": "2020-02-02"})
+    await pair.same("DataService.load", "Contact", ada, fields)
+    await pair.same("ContactService.findByEmail", "ada@example.com", ["Fax1", "Country3"])
+    await pair.same("DataService.query", "Contact", 10, 0, {"Id": ada}, fields)
+
+
+#: Translator differences (reported, shim/rest/ not changed here): on a duplicate match
+#: ``POST /contacts?duplicate_option=`` gets a create body, so REST replaces the matched
+#: contact's whole email/phone/address arrays (keap-rest-v2 §0) and drops slots the legacy
+#: call did not name; legacy updates only the fields sent.
+CLOBBERS = pytest.mark.xfail(
+    strict=True, reason="translator: dup match drops array slots the call did not send"
+)
+#: An unknown dupCheckType: same [InvalidParameter] fault, but the translator passes REST's
+#: text, which names the REST parameter (``duplicate_option``) instead of ``dupCheckType``.
+REST_WORDING = pytest.mark.xfail(
+    strict=True, reason="translator: fault text names REST's duplicate_option"
+)
+DUPS = [
+    pytest.param({"Email": "ADA@example.com", "JobTitle": "Poet"}, "Email", marks=CLOBBERS),
+    pytest.param({"Email": "ada@example.com", "FirstName": "ada", "LastName": "lovelace"},
+                 "EmailAndName", marks=CLOBBERS),
+    ({"Email": "ada@example.com", "FirstName": "Ada"}, "EmailAndName"),
+    ({"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace"},
+     "EmailAndNameAndCompany"),
+    pytest.param({"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace",
+                  "Company": "engines ltd", "Phone2": "555-0202"}, "EmailAndNameAndCompany",
+                 marks=CLOBBERS),
+    ({"Email": "GRACE@navy.example", "FirstName": "G", "LastName": "Hopper"}, "EmailAndName"),
+    ({"Email": "GRACE@navy.example", "FirstName": "G"}, "Email"),
+    ({"Email": "alan@b.example", "Phone1": "555-1", "JobTitle": "Codebreaker"}, "Email"),
+    ({"Email": "new@example.com", "FirstName": "New"}, "Email"),
+    ({"Email": "byron@example.com"}, "Email"),  # EmailAddress2 does not count
+    ({"Phone1": "555-0100"}, "Email"),  # no email: always a new contact
+    pytest.param({"Email": "x@y.z"}, "Nope", marks=REST_WORDING),
+    pytest.param({"Email": "x@y.z"}, "", marks=REST_WORDING),
+    ({"Nope": 1, "Email": "ada@example.com"}, "Email"),
+    ({"OwnerID": "abc", "Email": "ada@example.com"}, "Email"),
+    ({"Email": "ada@example.com"}, 1),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("data", "dup_type"), DUPS)
+async def test_add_with_dup_check(pair: Pair, data: dict[str, Any], dup_type: str) -> None:
+    await _people(pair)
+    answer = await pair.same("ContactService.addWithDupCheck", data, dup_type)
+    read = ["Id", "FirstName", "LastName", "Email", "EmailAddress2", "Phone1", "Phone2"]
+    read += ["JobTitle", "Company", "City", "LastUpdated"]
+    await pair.same("DataService.query", "Contact", 100, 0, {"Id": "%"}, read)
+    if isinstance(answer, int):
+        await pair.same("ContactService.load", answer, READ)
+
+
+async def test_merge(pair: Pair) -> None:
+    ids = await _people(pair)
+    await pair.same("ContactService.addToGroup", ids[0], 100)
+    await pair.same("ContactService.addToGroup", ids[3], 100)
+    await pair.same("ContactService.addToGroup", ids[3], 104)
+    await pair.same("FileService.uploadFile", ids[3], "byron.txt", "aGk=")
+    await pair.same("ContactService.merge", ids[0], ids[3])
+    await pair.same("ContactService.load", ids[0], READ)
+    await pair.same("ContactService.load", ids[3], ["Id"])
+    for query in ({"ContactId": ids[0]}, {"GroupId": 104}):
+        fields = ["ContactId", "GroupId", "DateCreated"]
+        await pair.same("DataService.query", "ContactGroupAssign", 10, 0, query, fields)
+    await pair.same("ContactService.merge", ids[4], ids[1])
+    await pair.same("ContactService.load", ids[4], READ)
+    for bad in ((ids[0], ids[3]), (ids[3], ids[0]), (999, ids[2]), (ids[2], ids[2]), (0, 1)):
+        answer = await pair.same("ContactService.merge", *bad)
+        assert isinstance(answer, tuple) and answer[0] == "fault", (bad, answer)
+    await pair.same("ContactService.merge", ids[2], "x")
+
+
+@pytest.mark.parametrize("unknown", ["404", "non_marketable"])
+async def test_email_opt_in_out(pair: Pair, unknown: str) -> None:
+    for sim in pair.sims.values():
+        sim.config.rest_unknown_email = unknown  # type: ignore[assignment]
+    await _people(pair)
+    for sim in pair.sims.values():
+        set_email_status(sim.db, "alan@b.example", "HARD_BOUNCE", datetime.datetime(2026, 1, 1))
+    emails = ["ada@example.com", "ADA@work.example", "grace@navy.example", "alan@b.example"]
+    emails += ["byron@example.com", "nobody@x.y"]
+    for email in emails:
+        await pair.same("APIEmailService.getOptStatus", email)
+        await pair.same("APIEmailService.optIn", email, "asked for it")
+        await pair.same("APIEmailService.getOptStatus", email)
+        await pair.same("APIEmailService.optOut", email, "")
+        await pair.same("APIEmailService.getOptStatus", email)
+        await pair.same("APIEmailService.optIn", email, "")
+        await pair.same("APIEmailService.getOptStatus", email)
+    for sim in pair.sims.values():
+        set_email_status(sim.db, "grace@navy.example", "CONFIRMED", datetime.datetime(2026, 1, 1))
+    await pair.same("APIEmailService.getOptStatus", "grace@navy.example")
+    await pair.same("APIEmailService.optIn", "grace@navy.example", "again")
+    await pair.same("APIEmailService.getOptStatus", "grace@navy.example")
+    await pair.same("APIEmailService.optOut", "grace@navy.example", "bye")
+    await pair.same("APIEmailService.getOptStatus", "grace@navy.example")
+    await pair.same("APIEmailService.optIn", "grace@navy.example")  # wrong arity
+    await pair.same("APIEmailService.getOptStatus", 5)
+
+
+async def test_achieve_goal_and_user_info(pair: Pair) -> None:
+    ids = await _people(pair)
+    for integration, call_name, contact in [
+        ("keyshim", "signup", ids[0]),
+        ("keyshim", "purchase", ids[1]),
+        ("keyshim", "purchase", ids[1]),
+        ("keyshim", "nope", ids[0]),
+        ("other", "signup", ids[0]),
+        ("", "", ids[0]),
+        ("keyshim", "signup", 999),
+        ("keyshim", "signup", 0),
+    ]:
+        await pair.same("FunnelService.achieveGoal", integration, call_name, contact)
+    await pair.same("FunnelService.achieveGoal", "keyshim", "signup", "1")
+    achieved = [sim.rest_endpoint.store.goals_achieved for sim in pair.sims.values()]
+    assert achieved[0] == achieved[1] and len(achieved[0]) == 3
+    await pair.same("DataService.getUserInfo")
+    await pair.same("DataService.getUserInfo", "extra")
 
 
 # --- hypothesis: contact data and query shapes ----------------------------------------------

@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Mapping
 
 from shim.simulator.config import SimConfig
-from shim.simulator.faults import KeapFault, not_found
+from shim.simulator.faults import KeapFault, invalid, not_found
 from shim.simulator.schema import READ_ONLY_TABLES, check_field, coerce, fields_of
 from shim.xmlrpc import Value
 
@@ -25,6 +25,12 @@ _TAGS = [
     (104, "Customer", "Bought something", 12),
     (106, "Do Not Contact", "", 12),
 ]
+#: ``addWithDupCheck``'s ``dupCheckType`` (REST ``duplicate_option``) -> the fields that must match.
+DUPLICATE_KEYS = {
+    "Email": ("Email",),
+    "EmailAndName": ("Email", "FirstName", "LastName"),
+    "EmailAndNameAndCompany": ("Email", "FirstName", "LastName", "Company"),
+}
 _SETTINGS = {
     ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
     ("Contact", "phonetypes"): "Work,Home,Mobile,Other",
@@ -102,6 +108,42 @@ class Database:
             row["LastUpdated"] = to_datetime(now)
         return record_id
 
+    def checked(self, table: str, data: Mapping[str, Value]) -> Row:
+        """``data`` validated and coerced as ``add``/``update`` would store it (faults alike)."""
+        return self._writable(table, data)
+
+    def find_duplicate(self, option: str, values: Mapping[str, Value]) -> int | None:
+        """The first contact matching ``values`` on ``option``'s fields (case-insensitive);
+        none without an Email (both protocols then add a new contact)."""
+        keys = DUPLICATE_KEYS[option]
+        if not values.get("Email"):
+            return None
+        wanted = [_fold(values.get(key)) for key in keys]
+        for record_id, row in sorted(self.tables["Contact"].items()):
+            if [_fold(row.get(key)) for key in keys] == wanted:
+                return record_id
+        return None
+
+    def merge(self, keep: int, dup: int, now: float) -> None:
+        """Fold contact ``dup`` into ``keep``: its values fill ``keep``'s empty fields, its tags
+        and files move over, then it is deleted (what Keap's merge keeps by default)."""
+        primary, other = self.tables["Contact"].get(keep), self.tables["Contact"].get(dup)
+        if primary is None or other is None:
+            raise not_found()
+        if keep == dup:
+            raise invalid("A contact cannot be merged with itself")
+        for name, value in other.items():
+            if value not in (None, "") and primary.get(name) in (None, ""):
+                primary[name] = value
+        tags = self.assignments.setdefault(keep, {})
+        for tag_id, when in self.assignments.get(dup, {}).items():
+            tags[tag_id] = min(when, tags.get(tag_id, when))
+        for file_row in self.tables["FileBox"].values():
+            if file_row.get("ContactId") == dup:
+                file_row["ContactId"] = keep
+        self.delete("Contact", dup)
+        primary["LastUpdated"] = to_datetime(now)
+
     def delete(self, table: str, record_id: int) -> None:
         self._check_writable_table(table)
         if self.tables[table].pop(record_id, None) is None:
@@ -177,3 +219,7 @@ class Database:
             "Contact.FirstName": contact.get("FirstName"),
             "Contact.LastName": contact.get("LastName"),
         }
+
+
+def _fold(value: object) -> str:
+    return "" if value is None else str(value).casefold()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 from shim.simulator.asgi import Answer, json_answer
-from shim.simulator.data import Row, to_datetime
+from shim.simulator.data import DUPLICATE_KEYS, Row, to_datetime
 from shim.simulator.faults import KeapFault
 from shim.simulator.rest_contact_model import (
     ARRAYS,
@@ -27,7 +27,6 @@ from shim.simulator.rest_http import (
     missing,
     no_content,
     parse_id,
-    row_id,
 )
 from shim.simulator.rest_query import (
     COMPARISONS,
@@ -86,11 +85,6 @@ RULES: dict[str, Rule] = {
     "contact_id": Rule("number", ops=COMPARISONS),
 }
 ORDER = {"id": "Id", "create_time": "DateCreated", "email": "Email", "update_time": "LastUpdated"}
-DUPLICATE_KEYS = {
-    "Email": ("Email",),
-    "EmailAndName": ("Email", "FirstName", "LastName"),
-    "EmailAndNameAndCompany": ("Email", "FirstName", "LastName", "Company"),
-}
 
 
 def create(call: Call) -> Answer:
@@ -153,18 +147,9 @@ def merge(call: Call) -> Answer:
     dup = parse_id(data.get("duplicate_contact_id"), "contact")
     if keep == dup:
         raise bad("A contact cannot be merged with itself", "contact", str(keep))
-    primary, other = _raw(call, keep), _raw(call, dup)
-    for name, value in other.items():
-        if value not in (None, "") and primary.get(name) in (None, ""):
-            primary[name] = value
-    tags = call.db.assignments.setdefault(keep, {})
-    for tag_id, when in call.db.assignments.get(dup, {}).items():
-        tags[tag_id] = min(when, tags.get(tag_id, when))
-    for file_row in call.db.tables["FileBox"].values():
-        if file_row.get("ContactId") == dup:
-            file_row["ContactId"] = keep
-    call.db.delete("Contact", dup)
-    primary["LastUpdated"] = to_datetime(call.now)
+    _raw(call, keep)
+    _raw(call, dup)
+    call.db.merge(keep, dup, call.now)
     names = fields_param(call.args("fields"))
     return json_answer(200, to_rest(call.db, call.db.get("Contact", keep), names))
 
@@ -211,20 +196,9 @@ def save(call: Call, contact_id: int | None, changes: Changes) -> int:
 
 def _duplicate(call: Call, option: str, changes: Changes) -> int | None:
     """The first contact matching on ``option``'s fields (case-insensitive), if any."""
-    keys = DUPLICATE_KEYS.get(option)
-    if keys is None:
+    if option not in DUPLICATE_KEYS:
         raise bad(f"duplicate_option must be one of {', '.join(DUPLICATE_KEYS)}", "contact")
-    if not changes.values.get("Email"):
-        return None
-    wanted = [_fold(changes.values.get(key)) for key in keys]
-    for row in call.db.rows("Contact"):
-        if [_fold(row.get(key)) for key in keys] == wanted:
-            return row_id(row)
-    return None
-
-
-def _fold(value: object) -> str:
-    return "" if value is None else str(value).casefold()
+    return call.db.find_duplicate(option, changes.values)
 
 
 def _rule(call: Call, name: str) -> Rule | None:

@@ -14,13 +14,12 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import Any
 
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.data import to_datetime
 from shim.simulator.rest_http import Call, bad, check_keys, iso, missing
-from shim.simulator.rest_store import EmailStatus, opt_in, opt_out
+from shim.simulator.rest_store import EmailStatus, RestStore, known_status, opt_in, opt_out
 
 #: Seeded API goals: (integration, call_name) -> (automation_id, goal_id, flow ids started).
 GOALS: dict[tuple[str, str], tuple[int, int, tuple[int, ...]]] = {
@@ -35,7 +34,6 @@ CONTACT_SETTINGS = {
     "title_types": ("Contact", "titletypes"),
     "suffix_types": ("Contact", "suffixtypes"),
 }
-_EMAILS = ("Email", "EmailAddress2", "EmailAddress3")
 MODULES = frozenset(
     {"affiliate", "appointment", "application", "contact", "ecommerce", "email", "forms"}
     | {"fulfillment", "invoice", "note", "opportunity", "task", "template"}
@@ -65,23 +63,9 @@ def update_email_status(call: Call) -> Answer:
 
 def _email_status(call: Call, email: str) -> EmailStatus:
     """The address's record, made NON_MARKETABLE on first look; 404 for an unknown address."""
-    key = email.casefold()
-    status = call.store.emails.get(key)
-    if status is not None:
-        return status
-    row = next(
-        (
-            row
-            for row in call.db.tables["Contact"].values()
-            if key in (str(row.get(n) or "").casefold() for n in _EMAILS)
-        ),
-        None,
-    )
-    if row is None and call.config.rest_unknown_email == "404":
+    status = known_status(call.db, email, to_datetime(call.now))
+    if status is None:
         raise missing("email address", email)
-    created = None if row is None else row.get("DateCreated")
-    when = created if isinstance(created, datetime.datetime) else to_datetime(call.now)
-    status = call.store.emails[key] = EmailStatus("NON_MARKETABLE", when)
     return status
 
 
@@ -116,15 +100,19 @@ def achieve_goal(call: Call) -> Answer:
         automation_id = _int(data.get("automation_id"), "automation_id")
         wanted = (automation_id, _int(data.get("goal_id"), "goal_id"))
         key = next((k for k, v in GOALS.items() if v[:2] == wanted), ("", ""))
+    label = f"{integration}/{call_name}" if by_name else "/".join(map(str, wanted))
+    return json_answer(200, {"results": [achieve(call.store, key, contact_id, label)]})
+
+
+def achieve(store: RestStore, key: tuple[str, str], contact_id: int, label: str) -> dict[str, Any]:
+    """One goal achievement as a REST result (``success: false`` when no goal matches)."""
     goal = GOALS.get(key)
     if goal is None:
-        message = f"No goal found for {integration or data.get('automation_id')}/"
-        message += f"{call_name or data.get('goal_id')}"
-        return json_answer(200, {"results": [{"success": False, "message": message}]})
-    call.store.goals_achieved.append((key[0], key[1], contact_id))
+        return {"success": False, "message": f"No goal found for {label}"}
+    store.goals_achieved.append((key[0], key[1], contact_id))
     automation_id, goal_id, flows = goal
     started = [{"success": True, "message": "Started", "flow_id": flow} for flow in flows]
-    result = {
+    return {
         "success": True,
         "message": "Goal achieved",
         "automation_id": automation_id,
@@ -132,7 +120,6 @@ def achieve_goal(call: Call) -> Answer:
         "flow_start_results": started,
         "flow_stop_results": [],
     }
-    return json_answer(200, {"results": [result]})
 
 
 def _int(value: Any, name: str) -> int:
@@ -149,20 +136,21 @@ def _int(value: Any, name: str) -> int:
 
 
 def user_info(call: Call) -> Answer:
-    app = call.config.app_name
-    return json_answer(
-        200,
-        {
-            "email": f"admin@{app}.example.com",
-            "sub": "1",
-            "id": "1",
-            "keap_id": "1",
-            "given_name": "Sim",
-            "family_name": "Admin",
-            "is_admin": True,
-            "tenant_id": app,
-        },
-    )
+    return json_answer(200, user_record(call.config.app_name))
+
+
+def user_record(app: str) -> dict[str, Any]:
+    """The simulated app's one (admin) user, as ``/oauth/connect/userinfo`` answers it."""
+    return {
+        "email": f"admin@{app}.example.com",
+        "sub": "1",
+        "id": "1",
+        "keap_id": "1",
+        "given_name": "Sim",
+        "family_name": "Admin",
+        "is_admin": True,
+        "tenant_id": app,
+    }
 
 
 def get_configuration(call: Call) -> Answer:

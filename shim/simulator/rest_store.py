@@ -109,6 +109,33 @@ def opt_out(db: Database, email: str, reason: str, now: datetime.datetime) -> Em
     return current
 
 
+_EMAILS = ("Email", "EmailAddress2", "EmailAddress3")
+
+
+def known_status(db: Database, email: str, now: datetime.datetime) -> EmailStatus | None:
+    """An address's record, made NON_MARKETABLE on first look (dated from its contact's
+    creation); None for an address on no contact and never seen when the config says such
+    addresses are unknown (``rest_unknown_email``: "404"). Shared by REST and legacy."""
+    key = email.casefold()
+    status = rest_store(db).emails.get(key)
+    if status is not None:
+        return status
+    row = next(
+        (
+            row
+            for row in db.tables["Contact"].values()
+            if key in (str(row.get(n) or "").casefold() for n in _EMAILS)
+        ),
+        None,
+    )
+    if row is None and db.config.rest_unknown_email == "404":
+        return None
+    created = None if row is None else row.get("DateCreated")
+    when = created if isinstance(created, datetime.datetime) else now
+    status = rest_store(db).emails[key] = EmailStatus("NON_MARKETABLE", when)
+    return status
+
+
 def _status(db: Database, email: str, now: datetime.datetime) -> EmailStatus:
     store = rest_store(db)
     current = store.emails.get(email.casefold())

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shim.simulator import query as q
-from shim.simulator.data import Database
+from shim.simulator.data import DUPLICATE_KEYS, Database, to_datetime
 from shim.simulator.faults import invalid, no_matching_method, no_such_handler, not_found
+from shim.simulator.rest_other import achieve, user_record
+from shim.simulator.rest_store import known_status, opt_in, opt_out, rest_store
 from shim.simulator.schema import fields_of
 from shim.xmlrpc import Value
 
@@ -225,3 +227,97 @@ def _file_bytes(value: str | bytes) -> bytes:
         return base64.b64decode(value, validate=False)
     except (binascii.Error, ValueError):
         raise invalid("fileData is not valid base64") from None
+
+
+# --- ContactService: duplicate check and merge ---
+
+
+@method("ContactService.addWithDupCheck", "Ss")
+def contact_add_with_dup_check(ctx: Context, data: dict[str, Value], dup_check_type: str) -> int:
+    """A contact matching ``data`` on ``dupCheckType``'s fields (Email, EmailAndName,
+    EmailAndNameAndCompany; case-insensitive) is updated and its id returned; else a new one."""
+    if dup_check_type not in DUPLICATE_KEYS:
+        raise invalid(f"dupCheckType must be one of {', '.join(DUPLICATE_KEYS)}")
+    existing = ctx.db.find_duplicate(dup_check_type, ctx.db.checked("Contact", data))
+    if existing is None:
+        return ctx.db.add("Contact", data, ctx.now)
+    return ctx.db.update("Contact", existing, data, ctx.now)
+
+
+@method("ContactService.merge", "ii")
+def contact_merge(ctx: Context, contact_id: int, duplicate_id: int) -> bool:
+    ctx.db.merge(contact_id, duplicate_id, ctx.now)
+    return True
+
+
+# --- APIEmailService (opt-in status shared with REST's /emailAddresses) ---
+
+
+@method("APIEmailService.optIn", "ss")
+def email_opt_in(ctx: Context, email: str, reason: str) -> bool:
+    """True when the address is now marketable; bounced, complained... addresses stay out.
+    An address Keap does not know (see ``rest_unknown_email``) answers false."""
+    now = to_datetime(ctx.now)
+    if known_status(ctx.db, email, now) is None:
+        return False
+    return opt_in(ctx.db, email, reason or DEFAULT_REASON, now).opted_in
+
+
+@method("APIEmailService.optOut", "ss")
+def email_opt_out(ctx: Context, email: str, reason: str) -> bool:
+    now = to_datetime(ctx.now)
+    if known_status(ctx.db, email, now) is None:
+        return False
+    opt_out(ctx.db, email, reason or DEFAULT_REASON, now)
+    return True
+
+
+#: Opt-in status -> legacy ``getOptStatus``: 2 confirmed, 1 marketable, 0 not (keap-rest-v2 §3).
+OPT_STATUS = {"CONFIRMED": 2, "DOUBLE_OPT_IN": 2, "SINGLE_OPT_IN": 1, "UNENGAGED_MARKETABLE": 1}
+DEFAULT_REASON = "Changed through the API"
+
+
+@method("APIEmailService.getOptStatus", "s")
+def email_get_opt_status(ctx: Context, email: str) -> int:
+    status = known_status(ctx.db, email, to_datetime(ctx.now))
+    return 0 if status is None else OPT_STATUS.get(status.status, 0)
+
+
+# --- FunnelService and DataService.getUserInfo ---
+
+
+@method("FunnelService.achieveGoal", "ssi")
+def funnel_achieve_goal(ctx: Context, integration: str, call_name: str, contact_id: int) -> Value:
+    """One struct per goal: ``{success, msg, funnelId, goalId, flowStart, flowStop}``; a goal
+    that matches nothing is one ``success: false`` struct (flow items ``{success, msg,
+    flowId}``, unverified)."""
+    if contact_id not in ctx.db.tables["Contact"]:
+        raise not_found()
+    store = rest_store(ctx.db)
+    result = achieve(store, (integration, call_name), contact_id, f"{integration}/{call_name}")
+    goal: dict[str, Value] = {"success": result["success"], "msg": result["message"]}
+    if "automation_id" in result:
+        goal["funnelId"] = result["automation_id"]
+        goal["goalId"] = result["goal_id"]
+        goal["flowStart"] = [_flow(f) for f in result["flow_start_results"]]
+        goal["flowStop"] = [_flow(f) for f in result["flow_stop_results"]]
+    return [goal]
+
+
+def _flow(item: dict[str, Any]) -> Value:
+    return {"success": item["success"], "msg": item["message"], "flowId": item["flow_id"]}
+
+
+@method("DataService.getUserInfo", "")
+def data_get_user_info(ctx: Context) -> Value:
+    """Legacy key names unverified (keap-rest-v2 §8.9); keyshim's translator uses the same."""
+    user = user_record(ctx.db.config.app_name)
+    app = user["tenant_id"]
+    return {
+        "globalUserId": int(user["id"]),
+        "localUserId": int(user["keap_id"]),
+        "displayName": f"{user['given_name']} {user['family_name']}",
+        "casUsername": user["email"],
+        "appAlias": app,
+        "appUrl": f"https://{app}.infusionsoft.com",
+    }
