@@ -330,36 +330,22 @@ async def test_more_contact_fields(pair: Pair) -> None:
     await pair.same("DataService.query", "Contact", 10, 0, {"Id": ada}, fields)
 
 
-#: Translator differences (reported, shim/rest/ not changed here): on a duplicate match
-#: ``POST /contacts?duplicate_option=`` gets a create body, so REST replaces the matched
-#: contact's whole email/phone/address arrays (keap-rest-v2 §0) and drops slots the legacy
-#: call did not name; legacy updates only the fields sent.
-CLOBBERS = pytest.mark.xfail(
-    strict=True, reason="translator: dup match drops array slots the call did not send"
-)
-#: An unknown dupCheckType: same [InvalidParameter] fault, but the translator passes REST's
-#: text, which names the REST parameter (``duplicate_option``) instead of ``dupCheckType``.
-REST_WORDING = pytest.mark.xfail(
-    strict=True, reason="translator: fault text names REST's duplicate_option"
-)
 DUPS = [
-    pytest.param({"Email": "ADA@example.com", "JobTitle": "Poet"}, "Email", marks=CLOBBERS),
-    pytest.param({"Email": "ada@example.com", "FirstName": "ada", "LastName": "lovelace"},
-                 "EmailAndName", marks=CLOBBERS),
+    ({"Email": "ADA@example.com", "JobTitle": "Poet"}, "Email"),
+    ({"Email": "ada@example.com", "FirstName": "ada", "LastName": "lovelace"}, "EmailAndName"),
     ({"Email": "ada@example.com", "FirstName": "Ada"}, "EmailAndName"),
     ({"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace"},
      "EmailAndNameAndCompany"),
-    pytest.param({"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace",
-                  "Company": "engines ltd", "Phone2": "555-0202"}, "EmailAndNameAndCompany",
-                 marks=CLOBBERS),
+    ({"Email": "ada@example.com", "FirstName": "Ada", "LastName": "Lovelace",
+      "Company": "engines ltd", "Phone2": "555-0202"}, "EmailAndNameAndCompany"),
     ({"Email": "GRACE@navy.example", "FirstName": "G", "LastName": "Hopper"}, "EmailAndName"),
     ({"Email": "GRACE@navy.example", "FirstName": "G"}, "Email"),
     ({"Email": "alan@b.example", "Phone1": "555-1", "JobTitle": "Codebreaker"}, "Email"),
     ({"Email": "new@example.com", "FirstName": "New"}, "Email"),
     ({"Email": "byron@example.com"}, "Email"),  # EmailAddress2 does not count
     ({"Phone1": "555-0100"}, "Email"),  # no email: always a new contact
-    pytest.param({"Email": "x@y.z"}, "Nope", marks=REST_WORDING),
-    pytest.param({"Email": "x@y.z"}, "", marks=REST_WORDING),
+    ({"Email": "x@y.z"}, "Nope"),
+    ({"Email": "x@y.z"}, ""),
     ({"Nope": 1, "Email": "ada@example.com"}, "Email"),
     ({"OwnerID": "abc", "Email": "ada@example.com"}, "Email"),
     ({"Email": "ada@example.com"}, 1),

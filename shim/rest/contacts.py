@@ -22,7 +22,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shim.errors import DatabaseError, NotFound
+from shim.errors import DatabaseError, InvalidParameter, NotFound
 from shim.rest import criteria as crit
 from shim.rest import legacy
 from shim.rest.contact_map import (
@@ -228,6 +228,40 @@ async def add(ctx: Ctx, data: Mapping[str, Value], duplicate_option: str | None 
         "POST", "/contacts", params=params, json_body=write.create_body()
     )
     return contact_id_of(answer)
+
+
+#: ``addWithDupCheck``'s ``dupCheckType`` -> the legacy fields that must match.
+DUPLICATE_KEYS = {
+    "Email": ("Email",),
+    "EmailAndName": ("Email", "FirstName", "LastName"),
+    "EmailAndNameAndCompany": ("Email", "FirstName", "LastName", "Company"),
+}
+
+
+async def add_with_dup_check(ctx: Ctx, data: Mapping[str, Value], dup_check_type: str) -> int:
+    """Legacy updates only the fields sent when a contact matches; REST's ``duplicate_option``
+    would replace the match's whole email, phone and address lists. So the match is found here
+    (first by id, case-insensitive, none without an Email) and updated like ``update`` does.
+    Another client creating the same contact between the lookup and the add is not excluded.
+    """
+    keys = DUPLICATE_KEYS.get(dup_check_type)
+    if keys is None:
+        raise InvalidParameter(f"dupCheckType must be one of {', '.join(DUPLICATE_KEYS)}")
+    await _checked(ctx, data)  # the same faults as add, before anything is looked up
+    email = data.get("Email")
+    if email:
+        wanted = [_fold(data.get(k)) for k in keys]
+        found = await find_by_email(ctx, str(email), ["Id", *keys])
+        rows = found if isinstance(found, list) else []
+        matches = [r for r in rows if isinstance(r, dict) and [_fold(r.get(k)) for k in keys]
+                   == wanted]  # fmt: skip
+        if matches:
+            return await update(ctx, min(int(str(r["Id"])) for r in matches), data)
+    return await add(ctx, data)
+
+
+def _fold(value: object) -> str:
+    return "" if value is None else str(value).casefold()
 
 
 async def update(ctx: Ctx, contact_id: int, data: Mapping[str, Value]) -> int:

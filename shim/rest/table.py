@@ -59,8 +59,11 @@ _CONTACT_WRITE = (
 TRANSLATIONS: list[Translation] = [
     Translation("ContactService.add", c.add, ("S",), "approximate", False, False,
                 "POST /contacts", _CONTACT_WRITE),
-    Translation("ContactService.addWithDupCheck", c.add, ("Ss",), "approximate", False, False,
-                "POST /contacts?duplicate_option=", _CONTACT_WRITE),
+    Translation("ContactService.addWithDupCheck", c.add_with_dup_check, ("Ss",), "approximate",
+                False, False, "GET /contacts?filter=email==, then PATCH (as update) or POST",
+                "the match is looked up and updated field by field (REST's duplicate_option "
+                "would replace whole arrays); a duplicate created by another client between "
+                "the lookup and the add is not excluded; " + _CONTACT_WRITE),
     Translation("ContactService.update", c.update, ("iS",), "approximate", False, True,
                 "PATCH /contacts/{id} (arrays: GET, merge, PATCH, GET)",
                 "arrays, custom fields and half a company are read-merge-written under a lease "
