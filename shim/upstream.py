@@ -6,6 +6,13 @@ failure is mapped onto the keyshim error tree here, so nothing above knows httpx
 
 What is safe to retry is decided by what the failure proves: a connect failure proves the call
 never left, a timeout or a reset after sending does not.
+
+Cookies are never kept. Every script's calls share this one client, so a ``Set-Cookie`` from
+Keap (a load balancer's affinity cookie, a session) stored in the client's jar would be sent
+on with the next script's call: state leaking between callers that keyshim must never carry.
+The client's jar is therefore one that never stores anything (``_NoCookies``), which also
+saves httpx's per-response cookie extraction (a urllib request and response built and parsed
+for every call).
 """
 
 from __future__ import annotations
@@ -28,6 +35,34 @@ from shim.tokens import parse_token_answer
 
 #: What tests inject instead of the network (httpx.MockTransport, httpx.ASGITransport).
 Transport = httpx.AsyncBaseTransport
+
+#: Parsed upstream URLs kept (a handful of accounts' endpoints; parsing one costs more than
+#: the rest of building a request).
+_URL_CACHE_SIZE = 64
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that never stores a cookie (see the module docstring)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        return None
+
+
+class _Client(httpx.AsyncClient):
+    """``httpx.AsyncClient`` whose cookie jar is always the empty ``_NoCookies``."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise TypeError("keyshim's upstream client never keeps cookies")
 
 
 @dataclass
@@ -124,7 +159,8 @@ class Upstream:
         max_connections: int = 100,
     ) -> None:
         self._token_timeout = httpx.Timeout(token_timeout, connect=connect_timeout)
-        self._client = httpx.AsyncClient(
+        self._urls: dict[str, httpx.URL] = {}
+        self._client = _Client(
             transport=transport,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             limits=httpx.Limits(
@@ -163,7 +199,7 @@ class Upstream:
             files = {k: v for k, v in multipart.items() if not isinstance(v, str)}
         request = self._client.build_request(
             method,
-            url,
+            self._url(url),
             params=list(params) if params is not None else None,
             json=json,
             content=content,
@@ -182,6 +218,15 @@ class Upstream:
         except httpx.HTTPError as exc:
             raise UpstreamError(f"Keap connection failed: {_reason(exc)}") from exc
         return UpstreamResponse(response.status_code, response.headers, response)
+
+    def _url(self, url: str) -> httpx.URL:
+        """``url`` parsed once (httpx copies a URL it is given, so the cached one is safe)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            parsed = self._urls[url] = httpx.URL(url)
+        return parsed
 
     async def token_grant(
         self,

@@ -95,13 +95,6 @@ class Wire:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
-
-        async def recording_receive() -> Any:
-            message = await receive()
-            if message["type"] == "http.request":
-                chunks.append(message.get("body", b""))
-            return message
-
         seen = Seen(
             scope["method"],
             scope["path"],
@@ -109,6 +102,17 @@ class Wire:
             list(scope["headers"]),
             b"",
         )
+        # Recorded as soon as it arrives: keyshim may hand the answer to the test before this
+        # wrapper's own code after the answer has run.
+        self.seen.append(seen)
+
+        async def recording_receive() -> Any:
+            message = await receive()
+            if message["type"] == "http.request":
+                chunks.append(message.get("body", b""))
+                seen.body = b"".join(chunks)
+            return message
+
         try:
             accept = (seen.header(b"accept-encoding") or b"").lower()
             if self.gzip_answers and b"gzip" in accept:
@@ -117,7 +121,6 @@ class Wire:
                 await self.app(scope, recording_receive, self._holding_send(send))
         finally:
             seen.body = b"".join(chunks)
-            self.seen.append(seen)
 
     async def _gzipped(self, scope: Any, receive: Any, send: Any) -> None:
         messages: list[Any] = []

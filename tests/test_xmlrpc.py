@@ -593,9 +593,9 @@ def key_markup(draw: st.DrawFn, key: str, encoding: str) -> str:
             out.append(f"<![CDATA[{piece}]]>")
             continue
         for char in piece:
-            refs = [f"&#{ord(char)};", f"&#x{ord(char):X};"] + (
-                ["\r\n", "\r"] if char == "\n" else []
-            )
+            # A newline may also be written CRLF (XML reads it as one newline). A bare CR is
+            # not offered: followed by a literal LF it would merge into a single newline.
+            refs = [f"&#{ord(char)};", f"&#x{ord(char):X};"] + (["\r\n"] if char == "\n" else [])
             literal_ok = char not in "&<\r" and (encoding == "utf-8" or ord(char) < 256)
             if char == ">" and "".join(out).endswith("]]"):
                 literal_ok = False
