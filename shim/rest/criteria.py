@@ -6,6 +6,10 @@ listed fields). Whatever a REST filter cannot say exactly is checked here, on th
 wildcards anywhere (SQL LIKE; ``_`` is literal); ``~<>~ ~>~ ~<~ ~>=~ ~<=~`` comparisons typed
 by the field; ``~null~`` and ``~<>~null~``. Text compares case-insensitively (Keap ran on
 MySQL) and an empty value matches no comparison (SQL's three-valued logic).
+
+The bundled simulator reads the same language in its own module (shim/simulator/query.py).
+The two are kept apart on purpose: the equivalence tests compare keyshim's REST answers with
+the simulator's XML-RPC ones, and a shared module would make a shared bug invisible to them.
 """
 
 from __future__ import annotations
