@@ -23,7 +23,6 @@ from shim.alerts import Alerter
 from shim.audit import AuditLog, fault_tag
 from shim.budget import Budget, quota_figures
 from shim.chains import Chains
-from shim.crypto import SecretBox
 from shim.errors import (
     InvalidKey,
     NoAccess,
@@ -90,7 +89,6 @@ class Services:
         self,
         settings: Settings,
         store: Store,
-        box: SecretBox,
         upstream: Upstream,
         chains: Chains,
         alerter: Alerter,

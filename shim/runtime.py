@@ -71,7 +71,6 @@ def open_store(settings: Settings) -> SqliteStore:
 
 def build_services(settings: Settings, transport: Transport | None = None) -> Services:
     store = open_store(settings)
-    box = SecretBox(load_master_key(settings))
     upstream = Upstream(
         transport=transport,
         connect_timeout=settings.connect_timeout,
@@ -92,7 +91,7 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         max_wait=settings.quota_wait,
         clock=time.time,
     )
-    return Services(settings, store, box, upstream, chains, alerter, audit, budget, Metrics())
+    return Services(settings, store, upstream, chains, alerter, audit, budget, Metrics())
 
 
 def create_app() -> KeyshimApp:
