@@ -116,8 +116,12 @@ class Services:
     async def send(
         self, account: Account, url: str, body: bytes, headers: dict[str, str]
     ) -> UpstreamResponse:
-        """A forwarded XML-RPC call (see ``request``)."""
-        return await self.request(account, "POST", url, headers=headers, content=body)
+        """A forwarded XML-RPC call (see ``request``); takes the upstream's lean POST path."""
+
+        def post(sent: dict[str, str]) -> Awaitable[UpstreamResponse]:
+            return self.upstream.open(url, body, sent)
+
+        return await self._authenticated(account, headers, post)
 
     async def request(
         self,
@@ -131,6 +135,28 @@ class Services:
         content: bytes | None = None,
         multipart: Mapping[str, str | tuple[str, bytes, str]] | None = None,
     ) -> UpstreamResponse:
+        """Any request upstream (each REST v2 request of a translated call; see
+        ``_authenticated``)."""
+
+        def send(sent: dict[str, str]) -> Awaitable[UpstreamResponse]:
+            return self.upstream.request(
+                method,
+                url,
+                headers=sent,
+                params=params,
+                json=json,
+                content=content,
+                multipart=multipart,
+            )
+
+        return await self._authenticated(account, headers, send)
+
+    async def _authenticated(
+        self,
+        account: Account,
+        headers: dict[str, str],
+        send: Callable[[dict[str, str]], Awaitable[UpstreamResponse]],
+    ) -> UpstreamResponse:
         """Every request upstream goes through here: forwarded XML-RPC calls and each REST v2
         request of a translated call alike (so a call fanning out into 3 requests pays 3).
 
@@ -138,21 +164,18 @@ class Services:
         a token cannot expire in the queue. A 401 means Keap did not run the call: refresh
         (single-flight) and send once more; nothing else is ever retried.
         """
-        body = {"params": params, "json": json, "content": content, "multipart": multipart}
-        response, generation = await self._send_once(account, method, url, headers, body)
+        response, generation = await self._send_once(account, headers, send)
         if response.status == 401 and generation is not None:
             await response.aclose()
             await self.chains.refresh(account, seen_generation=generation, reason="401")
-            response, _ = await self._send_once(account, method, url, headers, body)
+            response, _ = await self._send_once(account, headers, send)
         return response
 
     async def _send_once(
         self,
         account: Account,
-        method: str,
-        url: str,
         headers: dict[str, str],
-        body: dict[str, Any],
+        send: Callable[[dict[str, str]], Awaitable[UpstreamResponse]],
     ) -> tuple[UpstreamResponse, int | None]:
         started = time.perf_counter()
         await self.budget.acquire(account)
@@ -160,9 +183,7 @@ class Services:
         if sent - started > 0.001:
             self.metrics.budget_wait.inc(sent - started)
         credential, generation = await self.credential(account)
-        response = await self.upstream.request(
-            method, url, headers={**headers, **credential}, **body
-        )
+        response = await send({**headers, **credential})
         self.metrics.observe_upstream(time.perf_counter() - sent)
         figures = quota_figures(response.headers)
         if figures:

@@ -18,11 +18,15 @@ for every call).
 from __future__ import annotations
 
 import base64
+import contextlib
+import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
+from shim import http1
 from shim.errors import (
     TokenEndpointError,
     TransientTokenError,
@@ -65,36 +69,96 @@ class _Client(httpx.AsyncClient):
         raise TypeError("keyshim's upstream client never keeps cookies")
 
 
+class _Body(Protocol):
+    """Where an answer's body comes from: httpx, or the lean forwarding client (shim.http1).
+    Both raise keyshim errors only."""
+
+    def raw(self) -> AsyncIterator[bytes]: ...
+
+    def decoded(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _HttpxBody:
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+
+    async def raw(self) -> AsyncIterator[bytes]:
+        async with _mapped_errors():
+            async for chunk in self._response.aiter_raw():
+                yield chunk
+
+    async def decoded(self) -> AsyncIterator[bytes]:
+        async with _mapped_errors():
+            async for chunk in self._response.aiter_bytes():
+                yield chunk
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class _Http1Body:
+    def __init__(self, response: http1.Response) -> None:
+        self._response = response
+
+    def raw(self) -> AsyncIterator[bytes]:
+        return self._response.chunks()
+
+    async def decoded(self) -> AsyncIterator[bytes]:
+        """Only error answers are decoded on the forwarding path; gzip and deflate are what
+        keyshim's clients ask for (the header is theirs), anything else passes as is."""
+        encoding = self._response.headers.get("content-encoding", "").strip().lower()
+        wbits = {"gzip": 47, "x-gzip": 47, "deflate": 15}.get(encoding)
+        inflate = zlib.decompressobj(wbits) if wbits is not None else None
+        async for chunk in self._response.chunks():
+            if inflate is None:
+                yield chunk
+                continue
+            try:
+                yield inflate.decompress(chunk, 1 << 20)
+            except zlib.error as exc:
+                raise UpstreamError(f"Keap sent a broken {encoding} body") from exc
+
+    async def aclose(self) -> None:
+        self._response.close()
+
+
+@contextlib.asynccontextmanager
+async def _mapped_errors() -> AsyncIterator[None]:
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeout() from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+
+
 @dataclass
 class UpstreamResponse:
     """An upstream answer whose body has not been read yet (so it can be streamed)."""
 
     status: int
     headers: Mapping[str, str]
-    _response: httpx.Response
+    _body: _Body
     #: Raw bytes already taken by ``peek``; ``iter_raw`` sends them first.
     _head: bytes = b""
     _raw: AsyncIterator[bytes] | None = field(default=None, repr=False)
 
     def _chunks(self) -> AsyncIterator[bytes]:
         if self._raw is None:
-            self._raw = self._response.aiter_raw()
+            self._raw = self._body.raw()
         return self._raw
 
     async def peek(self, size: int) -> bytes:
         """At least the first ``size`` raw bytes (fewer if the body is shorter), without losing
         them: ``iter_raw`` still yields the whole body. Used to spot an in-protocol brownout
         fault before streaming an answer on."""
-        try:
-            while len(self._head) < size:
-                chunk = await anext(self._chunks(), None)
-                if chunk is None:
-                    break
-                self._head += chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+        while len(self._head) < size:
+            chunk = await anext(self._chunks(), None)
+            if chunk is None:
+                break
+            self._head += chunk
         return self._head
 
     async def iter_raw(self) -> AsyncIterator[bytes]:
@@ -102,23 +166,12 @@ class UpstreamResponse:
         if self._head:
             head, self._head = self._head, b""
             yield head
-        try:
-            async for chunk in self._chunks():
-                yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+        async for chunk in self._chunks():
+            yield chunk
 
-    async def iter_decoded(self) -> AsyncIterator[bytes]:
+    def iter_decoded(self) -> AsyncIterator[bytes]:
         """The body with any Content-Encoding undone (REST file downloads), errors mapped."""
-        try:
-            async for chunk in self._response.aiter_bytes():
-                yield chunk
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout() from exc
-        except httpx.HTTPError as exc:
-            raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
+        return self._body.decoded()
 
     async def body(self, limit: int) -> bytes:
         """The whole decoded body (a REST JSON answer); over ``limit`` bytes is an error."""
@@ -134,16 +187,16 @@ class UpstreamResponse:
         """Up to ``limit`` bytes of the decoded body (for error answers)."""
         out = bytearray()
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in self.iter_decoded():
                 out += chunk
                 if len(out) >= limit:
                     break
-        except httpx.HTTPError:
+        except UpstreamError:
             pass
         return bytes(out[:limit])
 
     async def aclose(self) -> None:
-        await self._response.aclose()
+        await self._body.aclose()
 
 
 class Upstream:
@@ -169,13 +222,31 @@ class Upstream:
             follow_redirects=False,
             trust_env=False,
         )
+        #: Forwarded calls over the network (the hot path); same limits and trust as httpx.
+        self._http1 = (
+            http1.Pool(
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_connections=max_connections,
+                ssl_context=httpx.create_ssl_context,
+            )
+            if transport is None
+            else None
+        )
 
     async def aclose(self) -> None:
+        if self._http1 is not None:
+            await self._http1.aclose()
         await self._client.aclose()
 
     async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
-        """POST ``body`` and return once the status line and headers are in."""
-        return await self.request("POST", url, content=body, headers=headers)
+        """POST ``body`` and return once the status line and headers are in: a forwarded call.
+        Over the network this takes the lean client (shim.http1); with an injected test
+        transport, httpx."""
+        if self._http1 is None:
+            return await self.request("POST", url, content=body, headers=headers)
+        response = await self._http1.post(url, headers, body)
+        return UpstreamResponse(response.status, response.headers, _Http1Body(response))
 
     async def request(
         self,
@@ -217,7 +288,7 @@ class Upstream:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:
             raise UpstreamError(f"Keap connection failed: {_reason(exc)}") from exc
-        return UpstreamResponse(response.status_code, response.headers, response)
+        return UpstreamResponse(response.status_code, response.headers, _HttpxBody(response))
 
     def _url(self, url: str) -> httpx.URL:
         """``url`` parsed once (httpx copies a URL it is given, so the cached one is safe)."""

@@ -1,0 +1,443 @@
+"""A lean HTTP/1.1 client for the one request every forwarded call makes: POST, stream the answer.
+
+Why not httpx on this path: profiling keyshim under load put half of its CPU per call inside
+httpx, httpcore, anyio and h11 (a pool walk and an expiry poll per request, several objects per
+request, a pure-Python parser). Forwarding needs a small part of what they do: send one
+``POST`` with a known length, read a status line and headers, pass the body on as it arrives,
+keep the connection for the next call. This module does that and nothing else; every other
+request (token grants, REST v2, webhooks) and every test transport still goes through httpx
+in ``shim.upstream``, which also owns the TLS trust (it hands in the ``ssl.SSLContext``).
+
+How it stays cheap and correct:
+
+* Connections are asyncio ``Protocol`` objects, so the event loop tells a pooled connection
+  the moment Keap closes it (``connection_lost``); nothing is polled before reuse. An idle
+  connection older than ``keepalive_expiry`` is closed rather than reused, because the peer
+  may be about to drop it.
+* Responses are parsed by httptools (llhttp, the parser Node.js and uvicorn use): chunked and
+  length-delimited bodies, interim ``1xx`` answers and keep-alive rules come from it. A body
+  delimited by the connection closing ends cleanly at EOF.
+* The body is streamed with flow control: past ``HIGH_WATER`` buffered bytes the socket is
+  paused until the reader drains below ``LOW_WATER``, so a 64 MB answer is never held whole.
+* A connection goes back to the pool as soon as its answer is complete, even if the caller is
+  still reading buffered bytes.
+
+Failures are keyshim errors, chosen by what they prove: could not connect (``UpstreamUnavailable``,
+the call never left), no answer in time (``UpstreamTimeout``, it may have run), connection broken
+or garbage received (``UpstreamError``). Nothing is retried here.
+
+This is the only module that imports httptools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, cast
+from urllib.parse import urlsplit
+
+import httptools
+
+from shim.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+
+#: Buffered answer bytes past which reading from Keap pauses, and below which it resumes.
+HIGH_WATER = 1 << 20
+LOW_WATER = 256 << 10
+
+#: Header names and values must not carry line breaks or NUL (header injection).
+_UNSAFE = re.compile(r"[\r\n\x00]")
+
+_Origin = tuple[str, str, int]
+
+
+class Headers(dict[str, str]):
+    """Response headers: lower-case names, repeated headers joined with ``", "`` (as httpx's
+    ``Headers.items()`` does), case-insensitive lookups."""
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name.lower() if isinstance(name, str) else name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return super().get(name.lower(), default)
+
+
+class Response:
+    """One answer: status and headers are in, the body arrives through ``chunks``."""
+
+    __slots__ = ("_body_ended", "_buffered", "_chunks", "_conn", "_error", "headers", "status")
+
+    def __init__(self, conn: _Connection) -> None:
+        self.status = 0
+        self.headers = Headers()
+        self._conn: _Connection | None = conn
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._body_ended = False
+        self._error: UpstreamError | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as Keap sent it (transfer encoding undone, content encoding kept)."""
+        while True:
+            if self._chunks:
+                chunk = self._chunks.popleft()
+                self._buffered -= len(chunk)
+                conn = self._conn
+                if conn is not None and conn.paused and self._buffered <= LOW_WATER:
+                    conn.resume()
+                yield chunk
+            elif self._error is not None:
+                raise self._error
+            elif self._body_ended:
+                return
+            else:
+                assert self._conn is not None  # attached until the body ends or fails
+                await self._conn.wait()
+
+    def close(self) -> None:
+        """Stop reading; an unfinished answer costs its connection (it cannot be reused)."""
+        self._chunks.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.abort()
+
+    # Called by the connection.
+    def _feed(self, chunk: bytes) -> int:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        return self._buffered
+
+    def _end(self, error: UpstreamError | None) -> None:
+        self._error = error
+        self._body_ended = error is None
+        self._conn = None
+
+
+class _Connection(asyncio.Protocol):
+    """One keep-alive connection to an origin, carrying one request at a time."""
+
+    def __init__(self, pool: Pool, origin: _Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.paused = False
+        self.idle_since = 0.0
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpResponseParser(self)
+        self._response: Response | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers_done = False
+        self._length_known = False
+        self._interim = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamError(f"Keap sent a malformed HTTP answer: {exc}"))
+            self.abort()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        response = self._response
+        if response is not None:
+            if self._headers_done and not self._length_known and exc is None:
+                self._message_done(keep_alive=False)  # a body delimited by the close
+            else:
+                reason = type(exc).__name__ if exc is not None else "closed by Keap"
+                self._fail(UpstreamError(_broken(self._headers_done, reason)))
+        self._wake()
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if 100 <= status < 200:  # an interim answer; the real one follows
+            self._interim = True
+            self._headers.clear()
+            return
+        response = self._response
+        if response is None:
+            return
+        response.status = status
+        headers = response.headers
+        for raw_name, raw_value in self._headers:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            if name in ("content-length", "transfer-encoding"):
+                self._length_known = True
+            old = dict.get(headers, name)
+            dict.__setitem__(headers, name, value if old is None else f"{old}, {value}")
+        self._headers.clear()
+        self._headers_done = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is not None and response._feed(body) > HIGH_WATER and not self.paused:
+            self.paused = True
+            assert self.transport is not None
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._message_done(keep_alive=self._parser.should_keep_alive())
+
+    # Used by Response and Pool.
+    def start(self, response: Response, data: bytes) -> None:
+        assert self.transport is not None
+        self._response = response
+        self._headers_done = self._length_known = self._interim = False
+        self.transport.write(data)
+
+    async def wait(self) -> None:
+        """Until the parser or the socket has news; ``UpstreamTimeout`` after the read timeout."""
+        if self.closed and self._response is None:
+            return
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(self.pool.read_timeout, self._timed_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def headers(self) -> None:
+        response = self._response
+        while response is not None and not self._headers_done and response._error is None:
+            await self.wait()
+
+    def resume(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        self._response = None
+        if not self.closed:
+            self.closed = True
+            self.pool.forget(self)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def _message_done(self, *, keep_alive: bool) -> None:
+        response, self._response = self._response, None
+        self.resume()
+        if response is not None:
+            response._end(None)
+        self.pool.release(self, reusable=keep_alive and not self.closed)
+        self._wake()
+
+    def _fail(self, error: UpstreamError) -> None:
+        response, self._response = self._response, None
+        if response is not None:
+            response._end(error)
+        self._wake()
+
+    def _timed_out(self) -> None:
+        headers_done = self._headers_done
+        self._fail(
+            UpstreamTimeout()
+            if not headers_done
+            else UpstreamTimeout("Keap stopped sending its answer part way (read timeout)")
+        )
+        self.abort()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _broken(headers_done: bool, reason: str) -> str:
+    if headers_done:
+        return f"Keap connection broke mid-answer: {reason}"
+    return f"Keap connection failed: {reason}"
+
+
+class _Target:
+    """A parsed upstream URL: where to connect and what to write in the request line."""
+
+    __slots__ = ("head", "origin", "server_hostname")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise UpstreamUnavailable(f"Keap URL is not an http(s) URL: {url[:100]!r}")
+        default = 443 if parts.scheme == "https" else 80
+        port = parts.port or default
+        host = parts.hostname
+        host_header = f"[{host}]" if ":" in host else host
+        if port != default:
+            host_header = f"{host_header}:{port}"
+        path = parts.path or "/"
+        if parts.query:
+            path = f"{path}?{parts.query}"
+        if _UNSAFE.search(path + host_header) or " " in path:
+            raise UpstreamUnavailable(f"Keap URL has characters not allowed in a request: {url!r}")
+        self.origin: _Origin = (parts.scheme, host, port)
+        self.server_hostname = host if parts.scheme == "https" else None
+        self.head = f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\n"
+
+
+class Pool:
+    """Keep-alive connections to each origin, at most ``max_connections`` open in all."""
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        max_connections: int,
+        ssl_context: Callable[[], ssl.SSLContext],
+        keepalive_expiry: float = 5.0,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_connections = max_connections
+        self.keepalive_expiry = keepalive_expiry
+        self._ssl_factory = ssl_context
+        self._ssl: ssl.SSLContext | None = None
+        self._targets: dict[str, _Target] = {}
+        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+        self._connecting = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
+        """Send ``body`` and return once the answer's status and headers are in."""
+        target = self._target(url)
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        n = len(headers)
+        if lines.count("\n") != n or lines.count("\r") != n or "\x00" in lines:
+            raise UpstreamError("refusing to send a header containing a line break or NUL")
+        try:
+            head = f"{target.head}{lines}Content-Length: {len(body)}\r\n\r\n".encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise UpstreamError("refusing to send a header that is not Latin-1") from exc
+        conn = await self._acquire(target)
+        response = Response(conn)
+        conn.start(response, head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            assert conn.transport is not None
+            conn.transport.write(body)
+        await conn.headers()
+        if response._error is not None:
+            raise response._error
+        return response
+
+    async def aclose(self) -> None:
+        for conn in list(self._open):
+            conn.abort()
+        self._idle.clear()
+
+    # Called by connections.
+    def release(self, conn: _Connection, *, reusable: bool) -> None:
+        if reusable:
+            conn.idle_since = conn._loop.time()
+            self._idle.setdefault(conn.origin, []).append(conn)
+            self._wake_one()
+        else:
+            conn.abort()
+
+    def forget(self, conn: _Connection) -> None:
+        if conn in self._open:
+            self._open.discard(conn)
+            idle = self._idle.get(conn.origin)
+            if idle and conn in idle:
+                idle.remove(conn)
+            self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) >= 64:
+                self._targets.clear()
+            target = self._targets[url] = _Target(url)
+        return target
+
+    async def _acquire(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.read_timeout
+        while True:
+            idle = self._idle.get(target.origin)
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                if loop.time() - conn.idle_since > self.keepalive_expiry:
+                    conn.abort()
+                    continue
+                return conn
+            if len(self._open) + self._connecting < self.max_connections:
+                self._connecting += 1
+                try:
+                    return await self._connect(target)
+                finally:
+                    self._connecting -= 1
+                    self._wake_one()
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError as exc:
+                raise UpstreamUnavailable(
+                    "Timed out waiting for a free connection to Keap"
+                ) from exc
+
+    async def _connect(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        scheme, host, port = target.origin
+        context = None
+        if scheme == "https":
+            if self._ssl is None:
+                self._ssl = self._ssl_factory()
+            context = self._ssl
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Connection(self, target.origin),
+                    host,
+                    port,
+                    ssl=context,
+                    server_hostname=target.server_hostname,
+                ),
+                self.connect_timeout,
+            )
+        except asyncio.TimeoutError as exc:
+            raise UpstreamUnavailable("Timed out connecting to Keap") from exc
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamUnavailable(f"Could not connect to Keap: {exc}"[:240]) from exc
+        self._open.add(conn)
+        return conn
+
+
+__all__ = ["HIGH_WATER", "LOW_WATER", "Headers", "Pool", "Response"]
