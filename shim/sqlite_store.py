@@ -113,6 +113,8 @@ _KEY_COLUMNS = (
     "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
     "last_used_at", "allow", "rate_per_min",
 )  # fmt: skip
+#: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
+_READ_CACHE_SIZE = 4096
 _ACCOUNT_SECRETS = ("client_secret", "service_key")
 _CHAIN_SECRETS = ("access_token", "refresh_token")
 _ACCOUNT_UPDATABLE = frozenset(_ACCOUNT_COLUMNS) - {"name", "created_at"}
@@ -186,6 +188,12 @@ class SqliteStore:
             conn.close()
             raise
         self._db = Database(conn, recursive_triggers=False, execute_plugins=False)
+        #: Per-call reads (a key by id, a chain's generation) remembered until the database
+        #: changes: ``PRAGMA data_version`` moves when another connection commits, and our own
+        #: writes (all through ``_write``) clear it. One pragma instead of a query, a row
+        #: mapping and a JSON decode per call; a revoked key is still refused on the next call.
+        self._reads: dict[tuple[str, str], Any] = {}
+        self._reads_version = -1
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -211,6 +219,21 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._reads.clear()
+
+    def _cached(self, kind: str, name: str, load: Callable[[], Any]) -> Any:
+        """``load()``, remembered until the database changes (see ``__init__``)."""
+        with self._lock:
+            version = self._db.conn.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
+                self._reads.clear()
+                self._reads_version = version
+            key = (kind, name)
+            if key in self._reads:
+                return self._reads[key]
+            value = self._reads[key] = load()
+            return value
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -335,8 +358,12 @@ class SqliteStore:
             return None if r is None else self._chain(r)
 
     def chain_generation(self, account: str) -> int | None:
-        r = self._one("SELECT generation FROM chains WHERE account = ?", (account,))
-        return None if r is None else int(r[0])
+        def load() -> int | None:
+            r = self._one("SELECT generation FROM chains WHERE account = ?", (account,))
+            return None if r is None else int(r[0])
+
+        generation: int | None = self._cached("generation", account, load)
+        return generation
 
     def put_tokens(self, account: str, pair: TokenPair, now: float) -> Chain:
         """Upsert: the first pair for an account creates its chain at generation 1."""
@@ -423,8 +450,12 @@ class SqliteStore:
             conn.execute(sql, row)
 
     def get_key(self, key_id: str) -> KeyRecord | None:
-        r = self._one(f"{_SELECT_KEY} WHERE id = ?", (key_id,))
-        return None if r is None else self._key(r)
+        def load() -> KeyRecord | None:
+            r = self._one(f"{_SELECT_KEY} WHERE id = ?", (key_id,))
+            return None if r is None else self._key(r)
+
+        key: KeyRecord | None = self._cached("key", key_id, load)
+        return key
 
     def find_key_by_digest(self, digest: str) -> KeyRecord | None:
         """Lookup by the keyed hash of a presented secret (unique index, O(log n))."""

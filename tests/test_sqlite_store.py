@@ -391,6 +391,32 @@ def test_revoke_in_the_future_and_touch(store: SqliteStore) -> None:
     assert store.get_key("k1").last_used_at == 50.0  # type: ignore[union-attr]
 
 
+def test_per_call_reads_see_every_commit(store: SqliteStore, path: Path) -> None:
+    """get_key and chain_generation are remembered between calls, but never past a change:
+    our own writes, another store's commit (another worker or `shim key revoke`) and a raw
+    write from any other connection all show on the very next read."""
+    store.add_key(_key("k1"))
+    store.put_tokens("prod", _pair(1), now=1.0)
+    assert store.get_key("k1").revoked_at is None  # type: ignore[union-attr]
+    assert store.chain_generation("prod") == 1
+    assert store.get_key("k1") is store.get_key("k1")  # remembered
+
+    store.revoke_key("k1", at=5.0)  # our own write
+    assert store.get_key("k1").revoked_at == 5.0  # type: ignore[union-attr]
+
+    with SqliteStore(path, SecretBox(KEY)) as other:  # another process's store
+        other.put_tokens("prod", _pair(2), now=2.0)
+        other.add_key(_key("k2"))
+    assert store.chain_generation("prod") == 2
+    assert store.get_key("k2") is not None
+
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DELETE FROM keys WHERE id = 'k2'")
+    conn.close()
+    assert store.get_key("k2") is None
+
+
 def _fill_keys(path: Path, n: int) -> list[str]:
     ids = [f"id{i:06d}" for i in range(n)]
     conn = sqlite3.connect(path)
