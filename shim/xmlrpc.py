@@ -25,14 +25,17 @@ import base64
 import codecs
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
+from xml.etree import ElementTree
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
 from shim.errors import InvalidParameter, ParseError
+
+_Element: TypeAlias = ElementTree.Element
 
 Value: TypeAlias = (
     int | bool | float | str | bytes | datetime.datetime | dict[str, "Value"] | list["Value"] | None
@@ -87,7 +90,7 @@ def is_method_name(name: str) -> bool:
     return _METHOD_NAME.fullmatch(name) is not None
 
 
-# --- parsing: defusedxml drives a small tree builder that enforces the limits as it goes ---
+# --- parsing: defusedxml guards expat, which feeds ElementTree's C tree builder ---
 
 _SCALARS = frozenset(
     ("string", "i4", "int", "i8", "boolean", "double", "nil", "dateTime.iso8601", "base64")
@@ -113,37 +116,29 @@ _DATETIME = re.compile(
 )
 
 
-class _Node:
-    __slots__ = ("children", "chunks", "tag")
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.children: list[_Node] = []
-        self.chunks: list[str] = []
-
-    def text(self) -> str:
-        return "".join(self.chunks)
+#: Bodies up to this size are parsed with expat feeding ElementTree's C tree builder directly
+#: (no Python call per element) and the limits are checked while the tree is read; such a
+#: tree is too small to matter. Larger bodies go through ``_Counter``, which counts as expat
+#: goes and stops a bomb at the first element past a limit, before it is built.
+FAST_PARSE_MAX = 64 * 1024
 
 
-class _Builder:
-    """Parser target: a light tree of known elements; comments and PIs never reach it.
+class _Counter:
+    """Expat handlers for large bodies: enforce the limits element by element, then hand the
+    element to the C tree builder.
 
-    ``start``, ``end`` and ``data`` are installed as expat's own handlers (see ``_parse``),
-    so ``start`` gets expat's raw names: a namespaced one arrives as ``uri}local`` and is
-    spelled ``{uri}local`` here, as ElementTree would.
+    ``start`` gets expat's raw names: a namespaced one arrives as ``uri}local`` and is spelled
+    ``{uri}local`` here, as ElementTree would.
     """
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, tree: ElementTree.TreeBuilder) -> None:
         self.limits = limits
-        self.stack: list[_Node] = []
-        self.root: _Node | None = None
+        self.tree = tree
         self.depth = self.values = self.params = 0
 
     def start(self, tag: str, attrib: object) -> None:
         if tag not in _KNOWN:
-            if "}" in tag:
-                tag = "{" + tag
-            raise ParseError(f"unknown element <{tag}>")
+            raise ParseError(f"unknown element <{_spelled(tag)}>")
         if tag == "value":
             self.values += 1
             if self.values > self.limits.max_members:
@@ -156,21 +151,16 @@ class _Builder:
             self.params += 1
             if self.params > self.limits.max_params:
                 raise ParseError(f"more than {self.limits.max_params} params")
-        node = _Node(tag)
-        if self.stack:
-            self.stack[-1].children.append(node)
-        else:
-            self.root = node
-        self.stack.append(node)
+        self.tree.start(tag, {})
 
     def end(self, tag: str) -> None:
-        self.stack.pop()
+        self.tree.end(tag)
         if tag in ("struct", "array"):
             self.depth -= 1
 
-    def data(self, text: str) -> None:
-        if self.stack:
-            self.stack[-1].chunks.append(text)
+
+def _spelled(tag: str) -> str:
+    return "{" + tag if "}" in tag and not tag.startswith("{") else tag
 
 
 def _encoding(body: bytes) -> str:
@@ -190,64 +180,125 @@ def _encoding(body: bytes) -> str:
     return name
 
 
-def _parse(body: bytes, limits: Limits) -> tuple[_Node, str]:
+def _parse(body: bytes, limits: Limits) -> tuple[_Element, str]:
     encoding = _encoding(body)
-    builder = _Builder(limits)
+    tree = ElementTree.TreeBuilder()
     parser = DefusedXMLParser(
-        target=builder, forbid_dtd=True, forbid_entities=True, forbid_external=True
+        target=tree, forbid_dtd=True, forbid_entities=True, forbid_external=True
     )
-    # ElementTree's per-element wrappers (name fixing, an attribute dict) cost more than the
-    # whole expat parse: the builder's methods become expat's handlers directly. defusedxml's
-    # DTD, entity and external-reference handlers, and the default handler, stay as set.
+    # ElementTree's Python wrappers per element (name fixing, an attribute dict) cost more than
+    # the whole expat parse, so expat calls the tree builder's C methods itself (or the
+    # counting ``_Counter`` for large bodies). defusedxml's DTD, entity and external-reference
+    # handlers, and the default handler, stay as set.
     expat = parser.parser
-    expat.StartElementHandler = builder.start
-    expat.EndElementHandler = builder.end
-    expat.CharacterDataHandler = builder.data
+    expat.ordered_attributes = False  # attributes arrive as the dict the tree builder takes
+    if len(body) <= FAST_PARSE_MAX:
+        expat.StartElementHandler = tree.start
+        expat.EndElementHandler = tree.end
+    else:
+        counter = _Counter(limits, tree)
+        expat.StartElementHandler = counter.start
+        expat.EndElementHandler = counter.end
+    expat.CharacterDataHandler = tree.data
     try:
         parser.feed(body)
-        parser.close()
+        root = parser.close()  # the tree builder's root element
     except ParseError:
         raise
     except DefusedXmlException as exc:
         raise ParseError(f"DTDs and entities are not allowed ({type(exc).__name__})") from None
     except (SyntaxError, ValueError, LookupError) as exc:  # expat's errors, bad encodings
         raise ParseError(str(exc) or "malformed XML") from None
-    if builder.root is None:  # pragma: no cover - expat reports "no element found" first
-        raise ParseError("no root element")
-    return builder.root, encoding
+    return root, encoding
 
 
-def _children(node: _Node, *allowed: str) -> list[_Node]:
-    """The child elements of a container, which may hold nothing but them and whitespace."""
-    for chunk in node.chunks:
-        if chunk.strip(" \t\r\n"):
+class _Walk:
+    """Reads a parsed tree into values, checking the shape and the limits as it goes.
+
+    Every element is visited once, so the limits hold for small bodies too (whose tree was
+    built without counting); recursion only follows struct/array nesting, which is bounded by
+    ``max_depth`` before it recurses.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.values = 0
+        self.depth = 0
+
+    def children(self, node: _Element, *allowed: str) -> list[_Element]:
+        """The child elements of a container, which may hold nothing but them and
+        whitespace."""
+        kids = list(node)
+        text = node.text
+        if text and text.strip(" \t\r\n"):
             raise ParseError(f"unexpected text in <{node.tag}>")
-    for child in node.children:
-        if child.tag not in allowed:
-            raise ParseError(f"unexpected <{child.tag}> in <{node.tag}>")
-    return node.children
+        for child in kids:
+            tag = child.tag
+            if tag not in allowed:
+                if tag not in _KNOWN:
+                    raise ParseError(f"unknown element <{_spelled(tag)}>")
+                raise ParseError(f"unexpected <{tag}> in <{node.tag}>")
+            tail = child.tail
+            if tail and tail.strip(" \t\r\n"):
+                raise ParseError(f"unexpected text in <{node.tag}>")
+        return kids
 
+    def single(self, node: _Element, tag: str) -> _Element:
+        children = self.children(node, tag)
+        if len(children) != 1:
+            raise ParseError(f"<{node.tag}> must hold exactly one <{tag}>")
+        return children[0]
 
-def _single(node: _Node, tag: str) -> _Node:
-    children = _children(node, tag)
-    if len(children) != 1:
-        raise ParseError(f"<{node.tag}> must hold exactly one <{tag}>")
-    return children[0]
+    def value(self, node: _Element) -> Value:
+        self.values += 1
+        if self.values > self.limits.max_members:
+            raise ParseError(f"more than {self.limits.max_members} values")
+        if not len(node):
+            return node.text or ""  # untyped <value>: a string, whitespace and all
+        child = node[0]
+        tag = child.tag
+        if tag not in _KNOWN:
+            raise ParseError(f"unknown element <{_spelled(tag)}>")
+        child = self.single(node, tag)
+        if tag == "struct":
+            return self.nested(child, self.struct)
+        if tag == "array":
+            return self.nested(child, self.array)
+        if tag not in _SCALARS:
+            raise ParseError(f"<{tag}> is not a value type")
+        if len(child):
+            inner = child[0].tag
+            if inner not in _KNOWN:
+                raise ParseError(f"unknown element <{_spelled(inner)}>")
+            raise ParseError(f"<{tag}> must not contain elements")
+        return _scalar(tag, child.text or "")
 
+    def nested(self, node: _Element, read: Callable[[_Element], Value]) -> Value:
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise ParseError(f"structs/arrays nested deeper than {self.limits.max_depth}")
+        try:
+            return read(node)
+        finally:
+            self.depth -= 1
 
-def _value(node: _Node) -> Value:
-    if not node.children:
-        return node.text()  # untyped <value>: a string, whitespace and all
-    child = _single(node, node.children[0].tag)
-    if child.tag == "struct":
-        return _struct(child)
-    if child.tag == "array":
-        return _array(child)
-    if child.tag not in _SCALARS:
-        raise ParseError(f"<{child.tag}> is not a value type")
-    if child.children:
-        raise ParseError(f"<{child.tag}> must not contain elements")
-    return _scalar(child.tag, child.text())
+    def struct(self, node: _Element) -> dict[str, Value]:
+        result: dict[str, Value] = {}
+        for member in self.children(node, "member"):
+            parts = {child.tag: child for child in self.children(member, "name", "value")}
+            if len(member) != 2 or len(parts) != 2:
+                raise ParseError("<member> must hold one <name> and one <value>")
+            name = parts["name"]
+            if len(name):
+                raise ParseError("<name> must not contain elements")
+            result[name.text or ""] = self.value(parts["value"])
+        return result
+
+    def array(self, node: _Element) -> list[Value]:
+        data = self.children(node, "data")
+        if len(data) > 1:
+            raise ParseError("<array> must hold one <data>")
+        return [self.value(value) for value in self.children(data[0], "value")] if data else []
 
 
 def _scalar(tag: str, text: str) -> Value:
@@ -279,25 +330,6 @@ def _scalar(tag: str, text: str) -> Value:
     raise ParseError(f"bad <{tag}> value {stripped[:40]!r}")
 
 
-def _struct(node: _Node) -> dict[str, Value]:
-    result: dict[str, Value] = {}
-    for member in _children(node, "member"):
-        parts = {child.tag: child for child in _children(member, "name", "value")}
-        if len(member.children) != 2 or len(parts) != 2:
-            raise ParseError("<member> must hold one <name> and one <value>")
-        if parts["name"].children:
-            raise ParseError("<name> must not contain elements")
-        result[parts["name"].text()] = _value(parts["value"])
-    return result
-
-
-def _array(node: _Node) -> list[Value]:
-    data = _children(node, "data")
-    if len(data) > 1:
-        raise ParseError("<array> must hold one <data>")
-    return [_value(value) for value in _children(data[0], "value")] if data else []
-
-
 def parse_call(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Call:
     """Parse a methodCall; raises ``ParseError`` saying what is wrong.
 
@@ -308,15 +340,23 @@ def parse_call(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Call:
     """
     root, encoding = _parse(body, limits)
     if root.tag != "methodCall":
+        if root.tag not in _KNOWN:
+            raise ParseError(f"unknown element <{_spelled(root.tag)}>")
         raise ParseError(f"root element is <{root.tag}>, expected <methodCall>")
-    children = _children(root, "methodName", "params")
+    walk = _Walk(limits)
+    children = walk.children(root, "methodName", "params")
     names = [child for child in children if child.tag == "methodName"]
     params = [child for child in children if child.tag == "params"]
     if len(names) > 1 or len(params) > 1:
         raise ParseError("<methodCall> holds more than one <methodName> or <params>")
-    if not names or names[0].children or not (method := names[0].text().strip()):
+    if not names or len(names[0]) or not (method := (names[0].text or "").strip()):
         raise ParseError("missing methodName")
-    values = [_value(_single(p, "value")) for p in _children(params[0], "param")] if params else []
+    values: list[Value] = []
+    if params:
+        param_nodes = walk.children(params[0], "param")
+        if len(param_nodes) > limits.max_params:
+            raise ParseError(f"more than {limits.max_params} params")
+        values = [walk.value(walk.single(p, "value")) for p in param_nodes]
     return Call(method, values, _first_param_span(body, encoding, values))
 
 
@@ -324,13 +364,16 @@ def parse_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
     """Parse a methodResponse; raises ``Fault`` for a fault, ``ParseError`` for garbage."""
     root, _ = _parse(body, limits)
     if root.tag != "methodResponse":
+        if root.tag not in _KNOWN:
+            raise ParseError(f"unknown element <{_spelled(root.tag)}>")
         raise ParseError(f"root element is <{root.tag}>, expected <methodResponse>")
-    children = _children(root, "params", "fault")
+    walk = _Walk(limits)
+    children = walk.children(root, "params", "fault")
     if len(children) != 1:
         raise ParseError("<methodResponse> must hold one <params> or one <fault>")
     if children[0].tag == "params":
-        return _value(_single(_single(children[0], "param"), "value"))
-    fault = _value(_single(children[0], "value"))
+        return walk.value(walk.single(walk.single(children[0], "param"), "value"))
+    fault = walk.value(walk.single(children[0], "value"))
     code = fault.get("faultCode") if isinstance(fault, dict) else None
     string = fault.get("faultString") if isinstance(fault, dict) else None
     if isinstance(code, str) and _INT.fullmatch(code.strip()):
