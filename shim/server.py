@@ -125,6 +125,9 @@ def run(
         lifespan="on",
         access_log=False,
         server_header=False,
+        # Scripts talk to keyshim directly; no client address it uses comes from a proxy, and
+        # trusting X-Forwarded-For from any local process would let it claim another's.
+        proxy_headers=False,
         timeout_keep_alive=30,
         http=HeadTimeoutProtocol,
         limit_concurrency=max_clients,
