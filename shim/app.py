@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import secrets
+import sys
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapping, Sequence
@@ -548,14 +549,35 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float)
     declared = _header(scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
+    if sys.version_info >= (3, 11):  # one timer for the whole body, no extra task
+        try:
+            async with asyncio.timeout(timeout):
+                chunks = await _receive_all(receive, limit)
+        except TimeoutError:
+            raise _late(timeout) from None
+    else:
+        try:
+            chunks = await asyncio.wait_for(_receive_all(receive, limit), timeout)
+        except asyncio.TimeoutError:
+            raise _late(timeout) from None
+    body = b"".join(chunks)
+    encoding = (_header(scope, b"content-encoding") or "").strip().lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        body = _decompress(body, limit, gzip=encoding != "deflate")
+    elif encoding not in ("", "identity"):
+        raise ParseError(f"unsupported Content-Encoding {encoding[:40]!r}")
+    return body
+
+
+def _late(timeout: float) -> RequestTimeout:
+    return RequestTimeout(f"The request body did not arrive within {timeout:g}s")
+
+
+async def _receive_all(receive: Receive, limit: int) -> list[bytes]:
     chunks: list[bytes] = []
     size = 0
-    deadline = time.monotonic() + timeout
     while True:
-        try:
-            message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-        except asyncio.TimeoutError:
-            raise RequestTimeout(f"The request body did not arrive within {timeout:g}s") from None
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise ParseError("client disconnected before sending the whole body")
         chunk = message.get("body", b"")
@@ -564,14 +586,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int, timeout: float)
             raise RequestTooLarge(f"Request body is over the {limit}-byte limit")
         chunks.append(chunk)
         if not message.get("more_body", False):
-            break
-    body = b"".join(chunks)
-    encoding = (_header(scope, b"content-encoding") or "").strip().lower()
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        body = _decompress(body, limit, gzip=encoding != "deflate")
-    elif encoding not in ("", "identity"):
-        raise ParseError(f"unsupported Content-Encoding {encoding[:40]!r}")
-    return body
+            return chunks
 
 
 def _decompress(data: bytes, limit: int, *, gzip: bool) -> bytes:
