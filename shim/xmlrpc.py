@@ -27,7 +27,7 @@ import datetime
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import NoReturn, TypeAlias
 from xml.etree import ElementTree
 
 from defusedxml import DefusedXmlException
@@ -99,6 +99,7 @@ _KNOWN = _SCALARS | {
     "methodCall", "methodResponse", "methodName", "params", "param", "value",
     "struct", "member", "name", "array", "data", "fault",
 }  # fmt: skip
+_WS = " \t\r\n"  # XML's whitespace
 _ENCODINGS = frozenset({"utf-8", "iso8859-1", "ascii", "cp1252"})  # all ASCII-compatible
 _XML_DECL = re.compile(
     rb"(?:\xef\xbb\xbf)?<\?xml\s[^>]*?\bencoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']"
@@ -250,28 +251,35 @@ class _Walk:
         return children[0]
 
     def value(self, node: _Element) -> Value:
+        """One ``<value>``. The common shapes (a scalar, a struct of scalars) are read inline:
+        this runs for every value of every call, so each helper call saved counts."""
         self.values += 1
         if self.values > self.limits.max_members:
             raise ParseError(f"more than {self.limits.max_members} values")
         if not len(node):
             return node.text or ""  # untyped <value>: a string, whitespace and all
+        if len(node) != 1:
+            self.single(node, node[0].tag)  # raises the precise complaint
         child = node[0]
+        text, tail = node.text, child.tail
+        if (text and text.strip(_WS)) or (tail and tail.strip(_WS)):
+            raise ParseError("unexpected text in <value>")
         tag = child.tag
-        if tag not in _KNOWN:
-            raise ParseError(f"unknown element <{_spelled(tag)}>")
-        child = self.single(node, tag)
+        if tag in _SCALARS:
+            if len(child):
+                inner = child[0].tag
+                if inner not in _KNOWN:
+                    raise ParseError(f"unknown element <{_spelled(inner)}>")
+                raise ParseError(f"<{tag}> must not contain elements")
+            text = child.text or ""
+            return text if tag == "string" else _scalar(tag, text)
         if tag == "struct":
             return self.nested(child, self.struct)
         if tag == "array":
             return self.nested(child, self.array)
-        if tag not in _SCALARS:
-            raise ParseError(f"<{tag}> is not a value type")
-        if len(child):
-            inner = child[0].tag
-            if inner not in _KNOWN:
-                raise ParseError(f"unknown element <{_spelled(inner)}>")
-            raise ParseError(f"<{tag}> must not contain elements")
-        return _scalar(tag, child.text or "")
+        if tag not in _KNOWN:
+            raise ParseError(f"unknown element <{_spelled(tag)}>")
+        raise ParseError(f"<{tag}> is not a value type")
 
     def nested(self, node: _Element, read: Callable[[_Element], Value]) -> Value:
         self.depth += 1
@@ -285,14 +293,30 @@ class _Walk:
     def struct(self, node: _Element) -> dict[str, Value]:
         result: dict[str, Value] = {}
         for member in self.children(node, "member"):
-            parts = {child.tag: child for child in self.children(member, "name", "value")}
-            if len(member) != 2 or len(parts) != 2:
-                raise ParseError("<member> must hold one <name> and one <value>")
-            name = parts["name"]
+            if len(member) != 2:
+                self._bad_member(member)
+            name, value = member
+            if name.tag == "value" and value.tag == "name":  # legal: the order is not fixed
+                name, value = value, name
+            elif name.tag != "name" or value.tag != "value":
+                self._bad_member(member)
+            text, tail, tail2 = member.text, name.tail, value.tail
+            if (
+                (text and text.strip(_WS))
+                or (tail and tail.strip(_WS))
+                or (tail2 and tail2.strip(_WS))
+            ):
+                raise ParseError("unexpected text in <member>")
             if len(name):
                 raise ParseError("<name> must not contain elements")
-            result[name.text or ""] = self.value(parts["value"])
+            result[name.text or ""] = self.value(value)
         return result
+
+    def _bad_member(self, member: _Element) -> NoReturn:
+        """Raise what is wrong with a ``<member>`` that is not one ``<name>`` and one
+        ``<value>``: an unknown or misplaced element, stray text, or a missing part."""
+        self.children(member, "name", "value")
+        raise ParseError("<member> must hold one <name> and one <value>")
 
     def array(self, node: _Element) -> list[Value]:
         data = self.children(node, "data")
