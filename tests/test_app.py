@@ -177,3 +177,40 @@ def test_every_fault_is_documented_in_the_readme() -> None:
         if cls.tag:
             assert f"[{cls.tag}]" in readme, cls.__name__
         assert f"| {cls.fault_code} " in readme, cls.__name__
+
+
+async def test_one_json_access_line_per_call(stack: Stack) -> None:
+    """Every call, answered or refused, leaves exactly one JSON line at INFO with its own
+    request id, the key id (never the key) and the outcome; at WARNING there are none."""
+    import io
+    import json
+    import logging
+
+    from shim.logs import JsonFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("shim.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        assert await stack.call("DataService.echo", "hi") == "hi"
+        await stack.fault("DataService.echo", "hi", key="shk_not_a_key")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [line["outcome"] for line in lines] == ["ok", "InvalidKey"]
+        ok, bad = lines
+        assert ok["logger"] == "shim.access" and ok["level"] == "info" and ok["msg"] == "call"
+        assert ok["method"] == "DataService.echo" and ok["account"] == "prod"
+        assert ok["key_id"] == stack.key[4:14] and ok["upstream_status"] == 200
+        assert ok["ts"].endswith("Z") and ok["duration_ms"] > 0 and ok["bytes_in"] > 0
+        assert len({ok["request_id"], bad["request_id"]}) == 2
+        assert bad["key_id"] is None and stack.key not in out.getvalue()
+
+        access.setLevel(logging.WARNING)
+        assert await stack.call("DataService.echo", "quiet") == "quiet"
+        assert len(out.getvalue().splitlines()) == 2
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
