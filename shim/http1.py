@@ -100,8 +100,10 @@ class Response:
                 await self._conn.wait()
 
     def close(self) -> None:
-        """Stop reading; an unfinished answer costs its connection (it cannot be reused)."""
+        """Stop reading; an unfinished answer costs its connection (it cannot be reused). Reading
+        on after this raises rather than waiting on a connection that is gone."""
         self._chunks.clear()
+        self._buffered = 0
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.abort()
@@ -148,6 +150,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(UpstreamError(f"Keap sent a malformed HTTP answer: {exc}"))
             self.abort()
+        except httptools.HttpParserUpgrade:
+            # Not an HttpParserError: left uncaught, asyncio would log a fatal protocol error.
+            self._fail(UpstreamError("Keap answered with a protocol switch (HTTP 101)"))
+            self.abort()
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -165,6 +171,14 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        # Trailers of the previous answer landed in _headers too: they are not this answer's.
+        self._headers.clear()
+        if self._response is None:
+            # Keap wrote with no call in flight (a stray answer, a 408 before closing, bytes
+            # after an answer): the connection is out of step, so it must not be reused.
+            self.abort()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
 
@@ -234,7 +248,10 @@ class _Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def abort(self) -> None:
-        self._response = None
+        """Close at once. An answer still in flight fails (its reader would otherwise wait on a
+        connection that will never report anything again)."""
+        if self._response is not None:
+            self._fail(UpstreamError(_broken(self._headers_done, "closed by keyshim")))
         if not self.closed:
             self.closed = True
             self.pool.forget(self)
@@ -244,8 +261,10 @@ class _Connection(asyncio.Protocol):
     def _message_done(self, *, keep_alive: bool) -> None:
         response, self._response = self._response, None
         self.resume()
-        if response is not None:
-            response._end(None)
+        if response is None:  # an answer nobody asked for (see on_message_begin)
+            self.abort()
+            return
+        response._end(None)
         self.pool.release(self, reusable=keep_alive and not self.closed)
         self._wake()
 
@@ -256,6 +275,9 @@ class _Connection(asyncio.Protocol):
         self._wake()
 
     def _timed_out(self) -> None:
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # the news came in the same loop turn as the deadline: not a timeout
         headers_done = self._headers_done
         self._fail(
             UpstreamTimeout()
@@ -342,7 +364,16 @@ class Pool:
         if len(body) >= 65536:
             assert conn.transport is not None
             conn.transport.write(body)
-        await conn.headers()
+        try:
+            await conn.headers()
+        except BaseException:
+            # Cancelled mid-call: the answer would arrive for nobody, and a big one would pause
+            # the connection forever, holding a pool slot. Only closing it frees the slot. (If
+            # the answer already ended, the connection is back in the pool, maybe carrying
+            # someone else's call by now: leave it alone.)
+            if conn._response is response:
+                conn.abort()
+            raise
         if response._error is not None:
             raise response._error
         return response
@@ -397,6 +428,8 @@ class Pool:
                     conn.abort()
                     continue
                 return conn
+            if len(self._open) + self._connecting >= self.max_connections:
+                self._evict_idle()
             if len(self._open) + self._connecting < self.max_connections:
                 self._connecting += 1
                 try:
@@ -408,10 +441,25 @@ class Pool:
             self._waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-            except asyncio.TimeoutError as exc:
-                raise UpstreamUnavailable(
-                    "Timed out waiting for a free connection to Keap"
-                ) from exc
+            except BaseException as exc:
+                if waiter.done() and not waiter.cancelled():
+                    # Woken but leaving (cancelled, or the deadline in the same loop turn):
+                    # pass the free connection on, or the next waiter sleeps past it.
+                    self._wake_one()
+                if isinstance(exc, asyncio.TimeoutError):
+                    raise UpstreamUnavailable(
+                        "Timed out waiting for a free connection to Keap"
+                    ) from exc
+                raise
+
+    def _evict_idle(self) -> None:
+        """Close the oldest idle connection (of another origin: the caller's own are used up).
+        The pool is full and none of its idle connections can carry this call; without this
+        the caller would wait out its deadline for a slot that frees only when Keap drops one."""
+        for idle in self._idle.values():
+            if idle:
+                idle[0].abort()
+                return
 
     async def _connect(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -436,6 +484,11 @@ class Pool:
             raise UpstreamUnavailable("Timed out connecting to Keap") from exc
         except (OSError, ssl.SSLError) as exc:
             raise UpstreamUnavailable(f"Could not connect to Keap: {exc}"[:240]) from exc
+        if conn.closed:
+            # Keap closed (or reset) it between the handshake and now, so connection_lost ran
+            # before the pool knew it: counting it would leak a slot, and writing the call to
+            # it would wait out the read timeout for an answer that cannot come.
+            raise UpstreamUnavailable("Keap closed the connection before the call was sent")
         self._open.add(conn)
         return conn
 

@@ -115,8 +115,10 @@ class _Http1Body:
             if inflate is None:
                 yield chunk
                 continue
-            try:
+            try:  # at most 1 MiB at a time: a small chunk may inflate to a great deal
                 yield inflate.decompress(chunk, 1 << 20)
+                while inflate.unconsumed_tail:
+                    yield inflate.decompress(inflate.unconsumed_tail, 1 << 20)
             except zlib.error as exc:
                 raise UpstreamError(f"Keap sent a broken {encoding} body") from exc
 
