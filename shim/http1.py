@@ -230,12 +230,15 @@ class _Connection(asyncio.Protocol):
         if self.closed and self._response is None:
             return
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self.pool.read_timeout, self._timed_out)
+        timer = self._loop.call_later(self.pool.read_timeout, self._timed_out, waiter)
         try:
             await waiter
         finally:
             timer.cancel()
-            self._waiter = None
+            # The previous answer's reader can resume after the connection already carries
+            # the next call, whose waiter is installed by then: only clear our own.
+            if self._waiter is waiter:
+                self._waiter = None
 
     async def headers(self) -> None:
         response = self._response
@@ -274,9 +277,8 @@ class _Connection(asyncio.Protocol):
             response._end(error)
         self._wake()
 
-    def _timed_out(self) -> None:
-        waiter = self._waiter
-        if waiter is None or waiter.done():
+    def _timed_out(self, waiter: asyncio.Future[None]) -> None:
+        if waiter.done():
             return  # the news came in the same loop turn as the deadline: not a timeout
         headers_done = self._headers_done
         self._fail(

@@ -871,10 +871,9 @@ async def test_deadline_in_the_same_loop_turn_as_the_news_is_not_a_timeout() -> 
     async with serve(holding(release)) as server, pool() as p:
         response = await p.post(server.url, {}, b"aaaAAA")
         [conn] = p._open
-        conn._waiter = asyncio.get_running_loop().create_future()
-        conn._waiter.set_result(None)  # the news is in; the timer fires before the reader runs
-        conn._timed_out()
-        conn._waiter = None
+        waiter = asyncio.get_running_loop().create_future()
+        waiter.set_result(None)  # the news is in; the timer fires before the reader runs
+        conn._timed_out(waiter)
         assert not conn.closed
         release.setdefault(1, asyncio.Event()).set()
         assert await read_all(response) == b"aaaAAA"
@@ -1159,3 +1158,30 @@ async def test_upstream_peek_then_iter_raw_yields_the_body_once() -> None:
             assert server.accepts == 1
         finally:
             await upstream.aclose()
+
+
+async def test_next_call_on_a_connection_is_woken_while_the_last_reader_resumes() -> None:
+    """The race a refresh-stampede test hit: A waits for the rest of its body; the rest
+    arrives, the connection goes back to the pool and another task (B, already runnable) takes
+    it and installs its waiter before A's reader resumes. A must not clear B's waiter on its
+    way out, or B never hears its own answer (and its read timer would not fire either)."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+        await peer.request()  # "def" is fed by the test itself, to order the two tasks
+        await asyncio.sleep(0.1)  # B waits for its headers meanwhile
+        await peer.send(answer(b"second"))
+        await keep_answering(peer)
+
+    async with serve(handler) as server, pool(read_timeout=1.0) as p:
+        first = await p.post(server.url, {}, b"A")
+        [conn] = p._open
+        reading = asyncio.create_task(read_all(first))
+        await until(lambda: conn._waiter is not None)  # A's reader waits on the connection
+        second = asyncio.create_task(p.post(server.url, {}, b"B"))  # runnable before A
+        conn.data_received(b"def")  # A's body ends: the connection is idle, A is woken
+        assert await asyncio.wait_for(reading, 2.0) == b"abcdef"
+        response = await asyncio.wait_for(second, 2.0)  # hung for ever before the fix
+        assert await read_all(response) == b"second"
+        assert server.accepts == 1
