@@ -121,6 +121,7 @@ _ACCOUNT_UPDATABLE = frozenset(_ACCOUNT_COLUMNS) - {"name", "created_at"}
 _CHOICES: dict[str, tuple[str, ...]] = {"kind": get_args(AccountKind), "route": get_args(Route)}
 _SELECT_ACCOUNT = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts"
 _SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM keys"
+_SELECT_KEY_BY_ID = f"{_SELECT_KEY} WHERE id = ?"
 _SELECT_CHAIN = """
 SELECT c.*, j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner,
        j.started_at AS j_started_at
@@ -188,10 +189,18 @@ class SqliteStore:
             conn.close()
             raise
         self._db = Database(conn, recursive_triggers=False, execute_plugins=False)
-        #: Per-call reads (a key by id, a chain's generation) remembered until the database
-        #: changes: ``PRAGMA data_version`` moves when another connection commits, and our own
-        #: writes (all through ``_write``) clear it. One pragma instead of a query, a row
-        #: mapping and a JSON decode per call; a revoked key is still refused on the next call.
+        self._timeout = timeout
+        #: The per-call reads (a key by id, a chain's generation) have a connection and a lock
+        #: of their own. The audit trail, rate counts and quota figures are written from a
+        #: worker thread, each write ending in an fsync (synchronous=FULL); on the shared
+        #: connection a call's key check waited behind that lock for the fsync. In WAL mode
+        #: a reader never waits for a writer.
+        self._hot: sqlite3.Connection | None = None
+        self._hot_lock = threading.Lock()
+        #: Those reads are remembered until the database changes: ``PRAGMA data_version`` on
+        #: the hot connection moves whenever any other connection commits, our own main one
+        #: included. One pragma instead of a query, a row mapping and a JSON decode per call;
+        #: a revoked key is still refused on the next call.
         self._reads: dict[tuple[str, str], Any] = {}
         self._reads_version = -1
 
@@ -204,6 +213,10 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._hot_lock:
+            if self._hot is not None:
+                self._hot.close()
+                self._hot = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -219,20 +232,28 @@ class SqliteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            finally:
-                self._reads.clear()
 
-    def _cached(self, kind: str, name: str, load: Callable[[], Any]) -> Any:
-        """``load()``, remembered until the database changes (see ``__init__``)."""
-        with self._lock:
-            version = self._db.conn.execute("PRAGMA data_version").fetchone()[0]
+    def _cached(self, kind: str, name: str, sql: str, convert: Callable[[sqlite3.Row], Any]) -> Any:
+        """``convert`` of the first row ``sql`` finds for ``name`` (None if none), read on the
+        hot connection and remembered until the database changes (see ``__init__``)."""
+        with self._hot_lock:
+            hot = self._hot
+            if hot is None:
+                hot = self._hot = sqlite3.connect(
+                    self.path, timeout=self._timeout, check_same_thread=False,
+                    isolation_level=None,
+                )  # fmt: skip
+                hot.row_factory = sqlite3.Row
+                hot.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+            version = hot.execute("PRAGMA data_version").fetchone()[0]
             if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
                 self._reads.clear()
                 self._reads_version = version
             key = (kind, name)
             if key in self._reads:
                 return self._reads[key]
-            value = self._reads[key] = load()
+            row = hot.execute(sql, (name,)).fetchone()
+            value = self._reads[key] = None if row is None else convert(row)
             return value
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
@@ -358,11 +379,8 @@ class SqliteStore:
             return None if r is None else self._chain(r)
 
     def chain_generation(self, account: str) -> int | None:
-        def load() -> int | None:
-            r = self._one("SELECT generation FROM chains WHERE account = ?", (account,))
-            return None if r is None else int(r[0])
-
-        generation: int | None = self._cached("generation", account, load)
+        sql = "SELECT generation FROM chains WHERE account = ?"
+        generation: int | None = self._cached("generation", account, sql, lambda r: int(r[0]))
         return generation
 
     def put_tokens(self, account: str, pair: TokenPair, now: float) -> Chain:
@@ -450,11 +468,7 @@ class SqliteStore:
             conn.execute(sql, row)
 
     def get_key(self, key_id: str) -> KeyRecord | None:
-        def load() -> KeyRecord | None:
-            r = self._one(f"{_SELECT_KEY} WHERE id = ?", (key_id,))
-            return None if r is None else self._key(r)
-
-        key: KeyRecord | None = self._cached("key", key_id, load)
+        key: KeyRecord | None = self._cached("key", key_id, _SELECT_KEY_BY_ID, self._key)
         return key
 
     def find_key_by_digest(self, digest: str) -> KeyRecord | None:
