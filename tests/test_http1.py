@@ -1185,3 +1185,91 @@ async def test_next_call_on_a_connection_is_woken_while_the_last_reader_resumes(
         response = await asyncio.wait_for(second, 2.0)  # hung for ever before the fix
         assert await read_all(response) == b"second"
         assert server.accepts == 1
+
+
+# --- TLS (Keap is https) ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A CA and a server certificate that names ``localhost`` only (not 127.0.0.1)."""
+    from types import SimpleNamespace
+
+    from shim.crypto import make_ca, make_server_cert
+
+    directory = tmp_path_factory.mktemp("tls")
+    ca_cert, ca_key = make_ca("keyshim test CA", days=2)
+    cert, key = make_server_cert(ca_cert, ca_key, ["localhost"], days=2)
+    files = SimpleNamespace(
+        ca_cert=directory / "ca.pem",
+        server_cert=directory / "s.pem",
+        server_key=directory / "k.pem",
+    )
+    files.ca_cert.write_bytes(ca_cert)
+    files.server_cert.write_bytes(cert)
+    files.server_key.write_bytes(key)
+    return files
+
+
+@contextlib.asynccontextmanager
+async def serve_tls(handler: Handler, files: Any) -> AsyncIterator[Server]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(files.server_cert, files.server_key)
+    server = Server(handler)
+    listener = await asyncio.start_server(server._serve, HOST, 0, ssl=context)
+    server.port = listener.sockets[0].getsockname()[1]
+    try:
+        yield server
+    finally:
+        listener.close()
+        for task in list(server._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+async def test_https_answers_stream_and_connections_are_reused(tls_files: Any) -> None:
+    """Over TLS with the CA trusted: the name is checked (SNI = the URL's host), answers come
+    back, a large one streams through the TLS transport's flow control, and the connection
+    is kept."""
+    big = os.urandom(3 << 20)
+
+    async def handler(peer: Peer) -> None:
+        await keep_answering(peer, lambda body: answer(big if body == b"big" else body))
+
+    def trusting() -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(tls_files.ca_cert))
+
+    async with serve_tls(handler, tls_files) as server:
+        url = f"https://localhost:{server.port}/crm/xmlrpc/v1"
+        p = http1.Pool(connect_timeout=2, read_timeout=5, max_connections=4, ssl_context=trusting)
+        try:
+            assert await read_all(await p.post(url, {}, b"hello")) == b"hello"
+            assert await read_all(await p.post(url, {}, b"big")) == big
+            assert server.accepts == 1
+            [(_, head, _)] = server.requests[:1]
+            assert f"Host: localhost:{server.port}\r\n".encode() in head
+        finally:
+            await p.aclose()
+
+
+@pytest.mark.parametrize("trust", ["system CAs only", "the CA, but the wrong name"])
+async def test_https_refuses_an_untrusted_certificate(tls_files: Any, trust: str) -> None:
+    async def handler(peer: Peer) -> None:
+        await keep_answering(peer)
+
+    def context() -> ssl.SSLContext:
+        if trust == "system CAs only":
+            return ssl.create_default_context()
+        return ssl.create_default_context(cafile=str(tls_files.ca_cert))
+
+    async with serve_tls(handler, tls_files) as server:
+        # The certificate names localhost only: by IP address the name does not match.
+        host = "localhost" if trust == "system CAs only" else HOST
+        url = f"https://{host}:{server.port}/x"
+        p = http1.Pool(connect_timeout=2, read_timeout=2, max_connections=4, ssl_context=context)
+        try:
+            with pytest.raises(UpstreamUnavailable, match="Could not connect to Keap"):
+                await p.post(url, {}, b"x")
+            assert not p._open
+        finally:
+            await p.aclose()
