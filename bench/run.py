@@ -1,6 +1,6 @@
 """keyshim benchmark: what keyshim costs on top of the fastest possible upstream.
 
-    python3 bench/run.py            # about 3 minutes on 2 cores; one table on stdout
+    python3 bench/run.py            # about 3.5 minutes on 2 cores; one table on stdout
 
 Three paths, interleaved round by round so that drift hits all of them alike:
 
@@ -35,7 +35,7 @@ ensure_keyshim()
 import getfile  # noqa: E402
 import keycheck  # noqa: E402
 from load import Cell, WrkRun, contact_add_body, run_wrk  # noqa: E402
-from stack import Stack, running_stack, start_keyshim, stop, wait_healthy  # noqa: E402
+from stack import Stack, running_stack, start_floor, start_keyshim, stop, wait_healthy  # noqa: E402
 
 CONNECTIONS = (1, 16, 64)
 
@@ -153,6 +153,8 @@ def main() -> int:
         )
         for shim in (shim1, shim2, stock):
             shims.callback(stop, shim.proc)
+        floor = start_floor(stack.direct_url, token, stack.workdir / "floor.log")
+        shims.callback(stop, floor.proc)
         for shim in (shim1, shim2, stock):
             wait_healthy(shim)
         progress(f"keyshim on :{shim1.port}, --workers 2 on :{shim2.port}, stock on :{stock.port}")
@@ -164,6 +166,7 @@ def main() -> int:
         routes = [
             Route("direct", stack.direct_url, direct_body, f"Bearer {token}", None),
             Route("nginx proxy", stack.proxy_url, direct_body, None, stack.proxy.proc.pid),
+            Route("python floor", floor.url, direct_body, None, floor.proc.pid),
             Route("keyshim", shim1.url, key_body, None, shim1.proc.pid),
         ]
         workers2 = Route("keyshim --workers 2", shim2.url, key_body, None, shim2.proc.pid)

@@ -290,6 +290,26 @@ def start_keyshim(
     return Keyshim(label, port, proc)
 
 
+def start_floor(upstream_url: str, token: str, log: Path) -> Keyshim:
+    """bench/floor_proxy.py under uvicorn as ``shim serve`` runs it (see that module)."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BENCH_FLOOR_UPSTREAM": upstream_url,
+        "BENCH_FLOOR_TOKEN": token,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    cmd = [
+        sys.executable, "-m", "uvicorn", "floor_proxy:app", "--app-dir", str(BENCH_DIR),
+        "--host", "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
+        "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    wait_for_port(port, proc, "floor proxy")
+    return Keyshim("floor", port, proc)
+
+
 def wait_healthy(shim: Keyshim, timeout: float = 60) -> None:
     """Wait for /healthz to answer 200 (lifespan startup done, the token chain is usable)."""
     deadline = time.monotonic() + timeout
