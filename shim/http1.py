@@ -70,16 +70,22 @@ class Headers(dict[str, str]):
 class Response:
     """One answer: status and headers are in, the body arrives through ``chunks``."""
 
-    __slots__ = ("_body_ended", "_buffered", "_chunks", "_conn", "_error", "headers", "status")
+    __slots__ = (
+        "_body_ended", "_buffered", "_chunks", "_conn", "_error", "_waiter", "headers", "status",
+    )  # fmt: skip
 
     def __init__(self, conn: _Connection) -> None:
-        self.status = 0
+        self.status = 0  # 0 until the (final, not 1xx) status line and headers are in
         self.headers = Headers()
         self._conn: _Connection | None = conn
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._body_ended = False
         self._error: UpstreamError | None = None
+        #: Who waits for news of this answer: its caller until the headers are in, then its
+        #: reader. Each answer has its own, so news of one call on a kept-alive connection
+        #: can never wake, or be taken by, another call's waiter.
+        self._waiter: asyncio.Future[None] | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body as Keap sent it (transfer encoding undone, content encoding kept)."""
@@ -96,8 +102,21 @@ class Response:
             elif self._body_ended:
                 return
             else:
-                assert self._conn is not None  # attached until the body ends or fails
-                await self._conn.wait()
+                await self.wait()
+
+    async def wait(self) -> None:
+        """Until the connection has news of this answer; ``UpstreamTimeout`` (the answer
+        fails, the connection is closed) when none comes within the read timeout."""
+        conn = self._conn
+        if conn is None:  # ended or failed already
+            return
+        waiter = self._waiter = conn._loop.create_future()
+        timer = conn._loop.call_later(conn.pool.read_timeout, conn._timed_out, self, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     def close(self) -> None:
         """Stop reading; an unfinished answer costs its connection (it cannot be reused). Reading
@@ -112,12 +131,19 @@ class Response:
     def _feed(self, chunk: bytes) -> int:
         self._chunks.append(chunk)
         self._buffered += len(chunk)
+        self._wake()
         return self._buffered
 
     def _end(self, error: UpstreamError | None) -> None:
         self._error = error
         self._body_ended = error is None
         self._conn = None
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class _Connection(asyncio.Protocol):
@@ -137,7 +163,6 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._length_known = False
         self._interim = False
-        self._waiter: asyncio.Future[None] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -168,7 +193,6 @@ class _Connection(asyncio.Protocol):
             else:
                 reason = type(exc).__name__ if exc is not None else "closed by Keap"
                 self._fail(UpstreamError(_broken(self._headers_done, reason)))
-        self._wake()
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -202,7 +226,7 @@ class _Connection(asyncio.Protocol):
             dict.__setitem__(headers, name, value if old is None else f"{old}, {value}")
         self._headers.clear()
         self._headers_done = True
-        self._wake()
+        response._wake()
 
     def on_body(self, body: bytes) -> None:
         response = self._response
@@ -210,7 +234,6 @@ class _Connection(asyncio.Protocol):
             self.paused = True
             assert self.transport is not None
             self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -224,26 +247,6 @@ class _Connection(asyncio.Protocol):
         self._response = response
         self._headers_done = self._length_known = self._interim = False
         self.transport.write(data)
-
-    async def wait(self) -> None:
-        """Until the parser or the socket has news; ``UpstreamTimeout`` after the read timeout."""
-        if self.closed and self._response is None:
-            return
-        waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self.pool.read_timeout, self._timed_out, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            # The previous answer's reader can resume after the connection already carries
-            # the next call, whose waiter is installed by then: only clear our own.
-            if self._waiter is waiter:
-                self._waiter = None
-
-    async def headers(self) -> None:
-        response = self._response
-        while response is not None and not self._headers_done and response._error is None:
-            await self.wait()
 
     def resume(self) -> None:
         if self.paused and self.transport is not None:
@@ -269,29 +272,21 @@ class _Connection(asyncio.Protocol):
             return
         response._end(None)
         self.pool.release(self, reusable=keep_alive and not self.closed)
-        self._wake()
 
     def _fail(self, error: UpstreamError) -> None:
         response, self._response = self._response, None
         if response is not None:
             response._end(error)
-        self._wake()
 
-    def _timed_out(self, waiter: asyncio.Future[None]) -> None:
-        if waiter.done():
+    def _timed_out(self, response: Response, waiter: asyncio.Future[None]) -> None:
+        if waiter.done() or response._conn is not self:
             return  # the news came in the same loop turn as the deadline: not a timeout
-        headers_done = self._headers_done
         self._fail(
             UpstreamTimeout()
-            if not headers_done
+            if not response.status
             else UpstreamTimeout("Keap stopped sending its answer part way (read timeout)")
         )
         self.abort()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
 
 def _broken(headers_done: bool, reason: str) -> str:
@@ -367,7 +362,8 @@ class Pool:
             assert conn.transport is not None
             conn.transport.write(body)
         try:
-            await conn.headers()
+            while not response.status and response._error is None:
+                await response.wait()
         except BaseException:
             # Cancelled mid-call: the answer would arrive for nobody, and a big one would pause
             # the connection forever, holding a pool slot. Only closing it frees the slot. (If

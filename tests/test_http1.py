@@ -873,7 +873,7 @@ async def test_deadline_in_the_same_loop_turn_as_the_news_is_not_a_timeout() -> 
         [conn] = p._open
         waiter = asyncio.get_running_loop().create_future()
         waiter.set_result(None)  # the news is in; the timer fires before the reader runs
-        conn._timed_out(waiter)
+        conn._timed_out(response, waiter)
         assert not conn.closed
         release.setdefault(1, asyncio.Event()).set()
         assert await read_all(response) == b"aaaAAA"
@@ -1178,7 +1178,7 @@ async def test_next_call_on_a_connection_is_woken_while_the_last_reader_resumes(
         first = await p.post(server.url, {}, b"A")
         [conn] = p._open
         reading = asyncio.create_task(read_all(first))
-        await until(lambda: conn._waiter is not None)  # A's reader waits on the connection
+        await until(lambda: first._waiter is not None)  # A's reader waits for its body
         second = asyncio.create_task(p.post(server.url, {}, b"B"))  # runnable before A
         conn.data_received(b"def")  # A's body ends: the connection is idle, A is woken
         assert await asyncio.wait_for(reading, 2.0) == b"abcdef"
@@ -1273,3 +1273,32 @@ async def test_https_refuses_an_untrusted_certificate(tls_files: Any, trust: str
             assert not p._open
         finally:
             await p.aclose()
+
+
+async def test_a_call_whose_answer_came_whole_does_not_wait_on_the_next_call() -> None:
+    """The hang the refresh-stampede test found (a call in ~100 never answered): A's whole
+    answer arrives in one read while A waits for its headers; the connection goes back to the
+    pool and B, already runnable, sends its call on it before A resumes. A must see its own
+    answer as complete, not the connection's state (which now belongs to B), and B must hear
+    its own answer."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(answer(b"warm-up"))
+        await peer.request()  # A's answer is fed by the test itself, to order the tasks
+        await peer.request()
+        await asyncio.sleep(0.1)
+        await peer.send(answer(b"second"))
+        await keep_answering(peer)
+
+    async with serve(handler) as server, pool(read_timeout=1.0) as p:
+        assert await read_all(await p.post(server.url, {}, b"one connection")) == b"warm-up"
+        first = asyncio.create_task(p.post(server.url, {}, b"A"))
+        await until(lambda: bool(p._open) and next(iter(p._open))._response is not None)
+        [conn] = p._open
+        second = asyncio.create_task(p.post(server.url, {}, b"B"))  # runnable before A
+        conn.data_received(answer(b"first"))  # A's whole answer in one read
+        a, b = await asyncio.wait_for(asyncio.gather(first, second), 2.0)
+        assert await read_all(a) == b"first"
+        assert await read_all(b) == b"second"
+        assert server.accepts == 1
