@@ -163,6 +163,7 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._length_known = False
         self._interim = False
+        self._eof = False
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -181,6 +182,7 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     def eof_received(self) -> bool:
+        self._eof = True  # not reusable from now on, though connection_lost may be turns away
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -208,6 +210,12 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status < 100:
+            # llhttp takes any three digits. 000 would also read as "no status yet" (0): the
+            # call would wait for headers that came, then spin once the answer ended.
+            self._fail(UpstreamError(f"Keap sent a malformed HTTP answer: status {status:03d}"))
+            self.abort()
+            return
         if 100 <= status < 200:  # an interim answer; the real one follows
             self._interim = True
             self._headers.clear()
@@ -252,6 +260,13 @@ class _Connection(asyncio.Protocol):
         if self.paused and self.transport is not None:
             self.paused = False
             self.transport.resume_reading()
+
+    def closing(self) -> bool:
+        """Closed, or about to be: Keap's FIN (or a reset) was read, but ``connection_lost``
+        comes later (next loop turn; over TLS a few turns on, the transport not even saying
+        it is closing meanwhile), and a task can run before it. A call written now would be
+        dropped and fail as if it had been sent."""
+        return self.closed or self._eof or self.transport is None or self.transport.is_closing()
 
     def abort(self) -> None:
         """Close at once. An answer still in flight fails (its reader would otherwise wait on a
@@ -343,6 +358,8 @@ class Pool:
         self._open: set[_Connection] = set()
         self._connecting = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
+        #: Waiters woken (something was freed for them) that have not run yet.
+        self._woken = 0
 
     async def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Send ``body`` and return once the answer's status and headers are in."""
@@ -403,6 +420,7 @@ class Pool:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._woken += 1
                 return
 
     def _target(self, url: str) -> _Target:
@@ -416,19 +434,25 @@ class Pool:
     async def _acquire(self, target: _Target) -> _Connection:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.read_timeout
+        woken = False
         while True:
-            idle = self._idle.get(target.origin)
+            # What was freed while calls wait is for the calls it woke: a call arriving before
+            # they run takes only what is left over, else it queues behind them. (A caller that
+            # calls again as soon as its answer ends runs first, since the end wakes its reader
+            # first: it would take the connection back every time, starving the waiter.)
+            take = woken or not self._woken or self._spare() > self._woken
+            idle = self._idle.get(target.origin) if take else None
             while idle:
                 conn = idle.pop()
                 if conn.closed:
                     continue
-                if loop.time() - conn.idle_since > self.keepalive_expiry:
+                if conn.closing() or loop.time() - conn.idle_since > self.keepalive_expiry:
                     conn.abort()
                     continue
                 return conn
-            if len(self._open) + self._connecting >= self.max_connections:
+            if take and len(self._open) + self._connecting >= self.max_connections:
                 self._evict_idle()
-            if len(self._open) + self._connecting < self.max_connections:
+            if take and len(self._open) + self._connecting < self.max_connections:
                 self._connecting += 1
                 try:
                     return await self._connect(target)
@@ -436,19 +460,30 @@ class Pool:
                     self._connecting -= 1
                     self._wake_one()
             waiter = loop.create_future()
-            self._waiters.append(waiter)
+            if woken:  # woken for nothing in the end: it keeps its place at the front
+                self._waiters.appendleft(waiter)
+            else:
+                self._waiters.append(waiter)
             try:
                 await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
             except BaseException as exc:
                 if waiter.done() and not waiter.cancelled():
                     # Woken but leaving (cancelled, or the deadline in the same loop turn):
                     # pass the free connection on, or the next waiter sleeps past it.
+                    self._woken -= 1
                     self._wake_one()
                 if isinstance(exc, asyncio.TimeoutError):
                     raise UpstreamUnavailable(
                         "Timed out waiting for a free connection to Keap"
                     ) from exc
                 raise
+            self._woken -= 1
+            woken = True
+
+    def _spare(self) -> int:
+        """Connections a call could have at once: idle ones and free slots."""
+        idle = sum(len(conns) for conns in self._idle.values())
+        return idle + self.max_connections - len(self._open) - self._connecting
 
     def _evict_idle(self) -> None:
         """Close the oldest idle connection (of another origin: the caller's own are used up).
@@ -482,10 +517,11 @@ class Pool:
             raise UpstreamUnavailable("Timed out connecting to Keap") from exc
         except (OSError, ssl.SSLError) as exc:
             raise UpstreamUnavailable(f"Could not connect to Keap: {exc}"[:240]) from exc
-        if conn.closed:
+        if conn.closing():
             # Keap closed (or reset) it between the handshake and now, so connection_lost ran
-            # before the pool knew it: counting it would leak a slot, and writing the call to
-            # it would wait out the read timeout for an answer that cannot come.
+            # (or is due) before the pool knew it: counting it would leak a slot, and writing
+            # the call to it would wait out the read timeout for an answer that cannot come.
+            conn.abort()
             raise UpstreamUnavailable("Keap closed the connection before the call was sent")
         self._open.add(conn)
         return conn

@@ -1302,3 +1302,167 @@ async def test_a_call_whose_answer_came_whole_does_not_wait_on_the_next_call() -
         assert await read_all(a) == b"first"
         assert await read_all(b) == b"second"
         assert server.accepts == 1
+
+
+async def test_an_idle_connection_keap_is_closing_is_not_used() -> None:
+    """Keap's FIN on an idle connection: the transport asks ``eof_received``, closes, and only
+    schedules ``connection_lost``. A task that runs first in that loop turn (woken by another
+    socket's event in the same batch) must not send its call on the closing connection: the
+    write would be dropped and the call fail as "closed by Keap" though it never left."""
+    async with serve(keep_answering) as server, pool() as p:
+        assert await read_all(await p.post(server.url, {}, b"first")) == b"first"
+        [conn] = p._open
+        assert conn.transport is not None
+        assert conn.eof_received() is False  # what the transport does with Keap's FIN ...
+        conn.transport.close()  # ... connection_lost is now scheduled, not run
+        response = await p.post(server.url, {}, b"second")
+        assert await read_all(response) == b"second"
+        assert server.accepts == 2
+        await until(lambda: len(p._open) == 1)
+
+
+async def test_a_new_connection_keap_is_closing_fails_as_never_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The same race right after connecting: Keap's FIN was read before the pool resumed, and
+    connection_lost is still due. The call never left: UpstreamUnavailable, and no slot kept.
+    (Python 3.11's wait_for resumes a loop turn late, which hides this; 3.12's does not.)"""
+    monkeypatch.setattr(asyncio, "wait_for", _wait_for_312)
+    loop = asyncio.get_running_loop()
+    create_connection = loop.create_connection
+
+    async def fin_read(*args: Any, **kw: Any) -> Any:
+        transport, conn = await create_connection(*args, **kw)
+        assert conn.eof_received() is False
+        transport.close()
+        return transport, conn
+
+    monkeypatch.setattr(loop, "create_connection", fin_read)
+    async with serve(keep_answering) as server, pool(max_connections=1) as p:
+        with pytest.raises(UpstreamUnavailable, match="before the call was sent"):
+            await p.post(server.url, {}, b"x")
+        assert not p._open and p._connecting == 0
+        await asyncio.sleep(0.02)
+        assert not server.requests
+
+
+async def test_a_waiter_is_not_starved_by_a_caller_that_calls_again_at_once() -> None:
+    """Fairness: A holds the only connection and, each time its answer ends, calls again at once
+    (a busy worker). The answer's end wakes A's reader before it wakes the waiting call W, so
+    A runs first and would take the connection back before W can: W then waits out its whole
+    deadline ("no free connection") while A is served call after call."""
+
+    async def slow(peer: Peer) -> None:
+        while (req := await peer.request()) is not None:
+            await asyncio.sleep(0.05)
+            await peer.send(answer(req[1]))
+
+    async with serve(slow) as server, pool(max_connections=1, read_timeout=0.5) as p:
+        served: list[bytes] = []
+
+        async def worker() -> None:
+            for i in range(12):  # ~0.6 s of calls, longer than W's deadline
+                served.append(await read_all(await p.post(server.url, {}, b"A%d" % i)))
+
+        a = asyncio.create_task(worker())
+        await until(lambda: len(server.requests) == 1)
+        w = await p.post(server.url, {}, b"W")  # timed out waiting before the fix
+        assert await read_all(w) == b"W"
+        assert len(served) <= 2  # W went next, not after all of A's calls
+        await a
+
+
+async def test_a_new_call_takes_what_the_woken_waiters_leave_over() -> None:
+    """The other side of fairness: two connections free up in one turn while one call waits.
+    The waiter is owed one; a call arriving meanwhile takes the other at once, rather than
+    queueing for a wake-up that no event is left to give."""
+
+    async def handler(peer: Peer) -> None:
+        while await peer.request() is not None:  # each answer's last 3 bytes: the test's
+            await peer.send(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabc")
+
+    def finish(response: http1.Response) -> None:
+        assert response._conn is not None
+        response._conn.data_received(b"def")
+
+    async with serve(handler) as server, pool(max_connections=2, read_timeout=0.5) as p:
+        a = await p.post(server.url, {}, b"A")
+        b = await p.post(server.url, {}, b"B")
+        w = asyncio.create_task(p.post(server.url, {}, b"W"))
+        await until(lambda: len(p._waiters) == 1)
+        n = asyncio.create_task(p.post(server.url, {}, b"N"))  # runs before W is woken
+        finish(a)  # both answers end: two connections free, one waiter
+        finish(b)
+        # Were N to queue behind W, no wake-up would come for it: it would time out.
+        got = await asyncio.wait_for(asyncio.gather(w, n), 2.0)
+        for response in got:
+            finish(response)
+        for response in (a, b, *got):
+            assert await read_all(response) == b"abcdef"
+        assert server.accepts == 2
+
+
+@pytest.mark.timeout(3)  # before the fix the call spun for ever, holding the event loop
+@pytest.mark.parametrize("status", ["000", "099"])
+async def test_a_status_below_100_is_garbage_not_a_missing_status(status: str) -> None:
+    """llhttp takes any three digits as a status. ``000`` reads as "status not in yet" (0):
+    the call waited for headers that had come, and once the answer ended ``wait()`` returned at
+    once, so it looped without ever yielding: the whole process hung."""
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(f"HTTP/1.1 {status} Odd\r\nContent-Length: 2\r\n\r\nhi".encode())
+        await peer.eof()
+
+    async with serve(handler) as server, pool() as p:
+        with pytest.raises(UpstreamError, match="malformed") as info:
+            await p.post(server.url, {}, b"x")
+        assert type(info.value) is UpstreamError
+        assert not p._open and idle_count(p) == 0
+
+
+async def test_an_idle_tls_connection_keap_closed_is_not_used(tls_files: Any) -> None:
+    """Over TLS the window is wider: on Keap's FIN the TLS layer calls ``eof_received`` and
+    closes the socket a loop turn later, ``connection_lost`` comes a turn or two after that,
+    and meanwhile the transport does not even say it is closing. A call taken in between
+    would be dropped and fail as "closed by Keap"."""
+
+    async def handler(peer: Peer) -> None:
+        req = await peer.request()
+        assert req is not None
+        await peer.send(answer(req[1]))
+        if peer.n == 1:
+            await asyncio.sleep(0.05)
+            peer.writer.transport.abort()  # FIN, no TLS close_notify
+            return
+        await keep_answering(peer)
+
+    def trusting() -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(tls_files.ca_cert))
+
+    async with serve_tls(handler, tls_files) as server:
+        url = f"https://localhost:{server.port}/crm/xmlrpc/v1"
+        p = http1.Pool(connect_timeout=2, read_timeout=2, max_connections=4, ssl_context=trusting)
+        try:
+            assert await read_all(await p.post(url, {}, b"first")) == b"first"
+            [conn] = p._open
+            news = asyncio.get_running_loop().create_future()
+            eof_received, connection_lost = conn.eof_received, conn.connection_lost
+
+            def noting_eof() -> bool:
+                if not news.done():
+                    news.set_result(None)
+                return eof_received()
+
+            def noting_loss(exc: Exception | None) -> None:
+                if not news.done():  # uvloop's TLS goes straight here on a FIN
+                    news.set_result(None)
+                connection_lost(exc)
+
+            conn.eof_received = noting_eof  # type: ignore[method-assign]
+            conn.connection_lost = noting_loss  # type: ignore[method-assign]
+            await _wait_for_312(news, 2.0)  # resumes a loop turn after Keap's FIN was read
+            assert await read_all(await p.post(url, {}, b"second")) == b"second"
+            assert server.accepts == 2
+        finally:
+            await p.aclose()
