@@ -162,6 +162,31 @@ def idle_count(p: http1.Pool) -> int:
     return sum(len(v) for v in p._idle.values())
 
 
+async def post_fails(
+    p: http1.Pool, server: Server, error: type[UpstreamError], match: str
+) -> UpstreamError:
+    """``post`` raises exactly ``error`` (not a subclass: what a failure proves decides what
+    may be retried) and leaves nothing in the pool."""
+    with pytest.raises(error, match=match) as info:
+        await p.post(server.url, {}, b"x")
+    assert type(info.value) is error
+    assert not p._open and idle_count(p) == 0
+    return info.value
+
+
+async def read_fails(
+    p: http1.Pool, response: http1.Response, error: type[UpstreamError], match: str
+) -> bytes:
+    """Reading ``response`` raises ``error`` after the bytes returned; nothing is left in the
+    pool."""
+    got = b""
+    with pytest.raises(error, match=match):
+        async for chunk in response.chunks():
+            got += chunk
+    assert not p._open and idle_count(p) == 0
+    return got
+
+
 async def keep_answering(peer: Peer, make: Callable[[bytes], bytes] | None = None) -> None:
     """Answer every request on the connection with ``make(request body)`` (an echo)."""
     while (req := await peer.request()) is not None:
@@ -594,10 +619,7 @@ async def test_close_before_any_answer() -> None:
         peer.close()
 
     async with serve(handler) as server, pool() as p:
-        with pytest.raises(UpstreamError, match="Keap connection failed") as info:
-            await p.post(server.url, {}, b"x")
-        assert type(info.value) is UpstreamError  # the call was sent: not "unavailable"
-        assert not p._open and idle_count(p) == 0
+        await post_fails(p, server, UpstreamError, "Keap connection failed")
         assert server.accepts == 1
 
 
@@ -673,10 +695,7 @@ async def test_garbage_instead_of_http(reply: bytes) -> None:
         await peer.eof()
 
     async with serve(handler) as server, pool() as p:
-        with pytest.raises(UpstreamError, match="malformed") as info:
-            await p.post(server.url, {}, b"x")
-        assert type(info.value) is UpstreamError
-        assert not p._open and idle_count(p) == 0
+        await post_fails(p, server, UpstreamError, "malformed")
         await until(lambda: not server._tasks)  # the client dropped the connection
 
 
@@ -690,12 +709,7 @@ async def test_garbage_mid_chunked_body() -> None:
 
     async with serve(handler) as server, pool() as p:
         response = await p.post(server.url, {}, b"x")
-        got = b""
-        with pytest.raises(UpstreamError, match="malformed"):
-            async for chunk in response.chunks():
-                got += chunk
-        assert got == b"abc"
-        assert not p._open and idle_count(p) == 0
+        assert await read_fails(p, response, UpstreamError, "malformed") == b"abc"
         assert server.accepts == 1
 
 
@@ -1415,10 +1429,7 @@ async def test_a_status_below_100_is_garbage_not_a_missing_status(status: str) -
         await peer.eof()
 
     async with serve(handler) as server, pool() as p:
-        with pytest.raises(UpstreamError, match="malformed") as info:
-            await p.post(server.url, {}, b"x")
-        assert type(info.value) is UpstreamError
-        assert not p._open and idle_count(p) == 0
+        await post_fails(p, server, UpstreamError, "malformed")
 
 
 async def test_an_idle_tls_connection_keap_closed_is_not_used(tls_files: Any) -> None:
