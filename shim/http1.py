@@ -357,6 +357,7 @@ class Pool:
         self._idle: dict[_Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._connecting = 0
+        self._closed = False
         self._waiters: deque[asyncio.Future[None]] = deque()
         #: Waiters woken (something was freed for them) that have not run yet.
         self._woken = 0
@@ -394,6 +395,9 @@ class Pool:
         return response
 
     async def aclose(self) -> None:
+        """Close every connection; a connect still under way is closed when it completes and
+        its call fails (nothing may be left open after shutdown)."""
+        self._closed = True
         for conn in list(self._open):
             conn.abort()
         self._idle.clear()
@@ -523,6 +527,9 @@ class Pool:
             # the call to it would wait out the read timeout for an answer that cannot come.
             conn.abort()
             raise UpstreamUnavailable("Keap closed the connection before the call was sent")
+        if self._closed:
+            conn.abort()
+            raise UpstreamUnavailable("keyshim is shutting down; the call was not sent")
         self._open.add(conn)
         return conn
 

@@ -1477,3 +1477,38 @@ async def test_an_idle_tls_connection_keap_closed_is_not_used(tls_files: Any) ->
             assert server.accepts == 2
         finally:
             await p.aclose()
+
+
+async def test_aclose_during_a_connect_leaves_nothing_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Shutdown while a call is still connecting: the call fails as never sent and the new
+    connection is closed, not added to a pool that is gone."""
+    loop = asyncio.get_running_loop()
+    create_connection = loop.create_connection
+    made: list[Any] = []
+
+    async def slow(*args: Any, **kw: Any) -> Any:
+        transport, protocol = await create_connection(*args, **kw)
+        made.append(transport)
+        await asyncio.sleep(0.1)  # aclose() runs meanwhile
+        return transport, protocol
+
+    monkeypatch.setattr(loop, "create_connection", slow)
+
+    async def handler(peer: Peer) -> None:
+        await keep_answering(peer)
+
+    async with serve(handler) as server:
+        p = http1.Pool(
+            connect_timeout=1,
+            read_timeout=1,
+            max_connections=2,
+            ssl_context=ssl.create_default_context,
+        )
+        call = asyncio.create_task(p.post(server.url, {}, b"x"))
+        await until(lambda: bool(made))
+        await p.aclose()
+        with pytest.raises(UpstreamUnavailable, match="shutting down"):
+            await call
+        assert not p._open and made[0].is_closing()
+        await until(lambda: not server._tasks)  # the server saw the connection close
+        assert not server.requests
