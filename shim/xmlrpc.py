@@ -181,7 +181,8 @@ def _encoding(body: bytes) -> str:
     return name
 
 
-def _parse(body: bytes, limits: Limits) -> tuple[_Element, str]:
+def _parse(body: bytes, limits: Limits, root_tag: str) -> tuple[_Element, str]:
+    """The tree of ``body``, whose root must be ``<root_tag>``, and the body's encoding."""
     encoding = _encoding(body)
     tree = ElementTree.TreeBuilder()
     parser = DefusedXMLParser(
@@ -210,6 +211,10 @@ def _parse(body: bytes, limits: Limits) -> tuple[_Element, str]:
         raise ParseError(f"DTDs and entities are not allowed ({type(exc).__name__})") from None
     except (SyntaxError, ValueError, LookupError) as exc:  # expat's errors, bad encodings
         raise ParseError(str(exc) or "malformed XML") from None
+    if root.tag != root_tag:
+        if root.tag not in _KNOWN:
+            raise ParseError(f"unknown element <{_spelled(root.tag)}>")
+        raise ParseError(f"root element is <{root.tag}>, expected <{root_tag}>")
     return root, encoding
 
 
@@ -362,11 +367,7 @@ def parse_call(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Call:
     whitespace (stripped). Refused: DTDs, entities, unknown elements, stray text between
     elements, encodings that are not ASCII-compatible (UTF-16/32).
     """
-    root, encoding = _parse(body, limits)
-    if root.tag != "methodCall":
-        if root.tag not in _KNOWN:
-            raise ParseError(f"unknown element <{_spelled(root.tag)}>")
-        raise ParseError(f"root element is <{root.tag}>, expected <methodCall>")
+    root, encoding = _parse(body, limits, "methodCall")
     walk = _Walk(limits)
     children = walk.children(root, "methodName", "params")
     names = [child for child in children if child.tag == "methodName"]
@@ -386,11 +387,7 @@ def parse_call(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Call:
 
 def parse_response(body: bytes, limits: Limits = DEFAULT_LIMITS) -> Value:
     """Parse a methodResponse; raises ``Fault`` for a fault, ``ParseError`` for garbage."""
-    root, _ = _parse(body, limits)
-    if root.tag != "methodResponse":
-        if root.tag not in _KNOWN:
-            raise ParseError(f"unknown element <{_spelled(root.tag)}>")
-        raise ParseError(f"root element is <{root.tag}>, expected <methodResponse>")
+    root, _ = _parse(body, limits, "methodResponse")
     walk = _Walk(limits)
     children = walk.children(root, "params", "fault")
     if len(children) != 1:
