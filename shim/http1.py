@@ -160,7 +160,6 @@ class _Connection(asyncio.Protocol):
         self._parser = httptools.HttpResponseParser(self)
         self._response: Response | None = None
         self._headers: list[tuple[bytes, bytes]] = []
-        self._headers_done = False
         self._length_known = False
         self._interim = False
         self._eof = False
@@ -190,11 +189,11 @@ class _Connection(asyncio.Protocol):
         self.pool.forget(self)
         response = self._response
         if response is not None:
-            if self._headers_done and not self._length_known and exc is None:
+            if response.status and not self._length_known and exc is None:
                 self._message_done(keep_alive=False)  # a body delimited by the close
             else:
                 reason = type(exc).__name__ if exc is not None else "closed by Keap"
-                self._fail(UpstreamError(_broken(self._headers_done, reason)))
+                self._fail(UpstreamError(_broken(response, reason)))
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -233,7 +232,6 @@ class _Connection(asyncio.Protocol):
             old = dict.get(headers, name)
             dict.__setitem__(headers, name, value if old is None else f"{old}, {value}")
         self._headers.clear()
-        self._headers_done = True
         response._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -253,7 +251,7 @@ class _Connection(asyncio.Protocol):
     def start(self, response: Response, data: bytes) -> None:
         assert self.transport is not None
         self._response = response
-        self._headers_done = self._length_known = self._interim = False
+        self._length_known = self._interim = False
         self.transport.write(data)
 
     def resume(self) -> None:
@@ -272,7 +270,7 @@ class _Connection(asyncio.Protocol):
         """Close at once. An answer still in flight fails (its reader would otherwise wait on a
         connection that will never report anything again)."""
         if self._response is not None:
-            self._fail(UpstreamError(_broken(self._headers_done, "closed by keyshim")))
+            self._fail(UpstreamError(_broken(self._response, "closed by keyshim")))
         if not self.closed:
             self.closed = True
             self.pool.forget(self)
@@ -304,8 +302,8 @@ class _Connection(asyncio.Protocol):
         self.abort()
 
 
-def _broken(headers_done: bool, reason: str) -> str:
-    if headers_done:
+def _broken(response: Response, reason: str) -> str:
+    if response.status:  # its headers are in
         return f"Keap connection broke mid-answer: {reason}"
     return f"Keap connection failed: {reason}"
 
