@@ -149,6 +149,15 @@ def _create_private(path: str) -> None:
     os.close(fd)
 
 
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), rows by name, usable from
+    the worker threads that flush the audit trail."""
+    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    return conn
+
+
 def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
     """Switch to WAL, retrying: the switch needs an exclusive lock and SQLite does not run the
     busy handler for it, so processes opening a fresh file together get "database is locked"."""
@@ -175,12 +184,8 @@ class SqliteStore:
         self._box = box
         self._lock = threading.RLock()
         _create_private(self.path)
-        conn = sqlite3.connect(
-            self.path, timeout=timeout, check_same_thread=False, isolation_level=None
-        )
+        conn = _connect(self.path, timeout)
         try:
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA secure_delete = ON")
             _enable_wal(conn, timeout)
@@ -239,12 +244,7 @@ class SqliteStore:
         with self._hot_lock:
             hot = self._hot
             if hot is None:
-                hot = self._hot = sqlite3.connect(
-                    self.path, timeout=self._timeout, check_same_thread=False,
-                    isolation_level=None,
-                )  # fmt: skip
-                hot.row_factory = sqlite3.Row
-                hot.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+                hot = self._hot = _connect(self.path, self._timeout)
             version = hot.execute("PRAGMA data_version").fetchone()[0]
             if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
                 self._reads.clear()
