@@ -133,7 +133,6 @@ class Services:
         headers: dict[str, str],
         params: Sequence[tuple[str, str]] | None = None,
         json: object = None,
-        content: bytes | None = None,
         multipart: Mapping[str, str | tuple[str, bytes, str]] | None = None,
     ) -> UpstreamResponse:
         """Any request upstream (each REST v2 request of a translated call; see
@@ -146,7 +145,6 @@ class Services:
                 headers=sent,
                 params=params,
                 json=json,
-                content=content,
                 multipart=multipart,
             )
 

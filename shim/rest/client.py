@@ -57,7 +57,6 @@ class Sender(Protocol):
         headers: dict[str, str],
         params: Params | None = None,
         json: object = None,
-        content: bytes | None = None,
         multipart: Multipart | None = None,
     ) -> UpstreamResponse: ...
 
