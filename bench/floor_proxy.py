@@ -1,7 +1,7 @@
 """The floor for keyshim's serving stack: the same server and upstream client, no keyshim work.
 
 uvicorn (httptools + uvloop, one worker, as ``shim serve`` runs it) serving a raw ASGI app that
-reads the body, forwards it with keyshim's own upstream client (``shim.http1``) adding the
+reads the body, forwards it with keyshim's own upstream client (``shim.keap.http1``) adding the
 Bearer header, and streams the answer back. No XML parsing, no key check, no budget, no audit,
 log line or metrics. The gap between this row and ``keyshim`` in bench/run.py's table is what
 keyshim's per-call work costs; this row itself is what Python serving costs on the machine.
@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from shim import http1
+from shim.keap import http1
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

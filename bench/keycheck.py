@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 from util import progress
 
 if TYPE_CHECKING:
-    from shim.keys import IssuedKey
-    from shim.sqlite_store import SqliteStore
+    from shim.access.keys import IssuedKey
+    from shim.store.sqlite import SqliteStore
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
@@ -94,9 +94,9 @@ def measure(
 
 
 def _make_store(db: Path, size: int, lookups: int, rng: random.Random) -> _KeyStore:
-    from shim import keys
+    from shim.access import keys
     from shim.models import Account
-    from shim.runtime import init_files, open_store
+    from shim.serve.runtime import init_files, open_store
     from shim.settings import Settings
 
     def random_b62(width: int) -> str:
@@ -131,7 +131,7 @@ def _bulk_insert(db: str, issued: list[IssuedKey]) -> None:
 def _time_checks(ks: _KeyStore, texts: list[str], *, cached: bool = False) -> float:
     """Seconds for the whole key path of app.py over ``texts``; unless ``cached``, every
     lookup reads SQLite (see the module docstring)."""
-    from shim import keys
+    from shim.access import keys
 
     store, hmac_key, now = ks.store, ks.hmac_key, time.time()
     forget = _forget(store, cached)
@@ -151,7 +151,7 @@ def _forget(store: SqliteStore, cached: bool) -> Callable[[], None]:
 
 def _time_steps(ks: _KeyStore) -> tuple[float, float, float]:
     """Mean microseconds of key_id_of, get_key and verify, each in a loop of its own."""
-    from shim import keys
+    from shim.access import keys
 
     now, n = time.time(), len(ks.sample)
     started = time.perf_counter()

@@ -40,10 +40,12 @@ AREAS = {
     "ASGI server (uvicorn, httptools)": {"uvicorn", "httptools"},
     "event loop (asyncio)": {"asyncio", "uvloop", "concurrent", "selectors"},
     "XML parsing (expat/ElementTree, shim.xmlrpc)": {"xml", "defusedxml", "shim.xmlrpc"},
-    "SQLite store and audit writes": {"shim.sqlite_store", "shim.sqlite_audit", "sqlite_utils"},
+    "SQLite store and audit writes": {
+        "shim.store.sqlite", "shim.store.sqlite_audit", "sqlite_utils",
+    },
     "logging, metrics, dataclasses": {
-        "logging", "shim.logs", "json", "dataclasses", "prometheus_client", "shim.metrics",
-        "shim.audit", "copy",
+        "logging", "shim.logs", "json", "dataclasses", "prometheus_client", "shim.serve.metrics",
+        "shim.serve.audit", "copy",
     },
 }  # fmt: skip
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")

@@ -205,9 +205,9 @@ class Keys:
 def provision_keyshim(db: Path, upstream_base: str, token: str) -> Keys:
     """``shim init`` + two OAuth accounts with imported tokens + a key each, via the store
     (the same calls as ``shim account add/import-tokens`` and ``shim key issue``)."""
-    from shim import keys
+    from shim.access import keys
     from shim.models import Account, KeyRecord, TokenPair
-    from shim.runtime import init_files, open_store
+    from shim.serve.runtime import init_files, open_store
     from shim.settings import Settings
 
     settings = Settings.from_env({}, db=str(db))

@@ -34,9 +34,9 @@ from shim.errors import (
     UpstreamError,
     UpstreamThrottled,
 )
+from shim.keap.client import UpstreamResponse
 from shim.models import Account
-from shim.tokens import parse_retry_after
-from shim.upstream import UpstreamResponse
+from shim.oauth.token_policy import parse_retry_after
 
 #: Largest JSON answer read into memory (a page of 1000 full contacts is a few MB).
 MAX_JSON = 64 * 1024 * 1024

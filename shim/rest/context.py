@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from shim.rest.client import RestClient
 from shim.rest.contact_map import CustomField, custom_fields
 from shim.rest.listing import PageTokens
-from shim.store import Store
+from shim.store.protocol import Store
 
 #: A custom-field name missing from the cached model triggers a re-read of the model, at most
 #: this often per account (a misspelt field must not cost a request every call).

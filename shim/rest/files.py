@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from shim.errors import InvalidParameter, NotFound, NoTranslation
+from shim.keap.client import UpstreamResponse
 from shim.rest.contacts import contact_id_of
 from shim.rest.context import Ctx
-from shim.upstream import UpstreamResponse
 
 
 @dataclass

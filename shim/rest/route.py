@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from shim import xmlrpc
-from shim.chains import Chains
 from shim.errors import (
     NoTranslation,
     ShimError,
@@ -36,14 +35,15 @@ from shim.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from shim.keap.client import UpstreamResponse
 from shim.models import Account
+from shim.oauth.chains import Chains
 from shim.rest.client import RestClient, Sender
 from shim.rest.context import Ctx, RestState
 from shim.rest.files import Streamed
 from shim.rest.legacy import check_signature
 from shim.rest.table import Translation, lookup
-from shim.store import Store
-from shim.upstream import UpstreamResponse
+from shim.store.protocol import Store
 
 log = logging.getLogger("shim.rest")
 

@@ -50,7 +50,7 @@ def serve(host: str, port: int, config: SimConfig) -> None:
 
     Port 0 picks a free port first, so the printed URLs are the real ones.
     """
-    from shim import server  # the one module that imports uvicorn
+    from shim.serve import server  # the one module that imports uvicorn
 
     if port == 0:
         with socket.socket() as probe:

@@ -17,8 +17,8 @@ from shim.simulator.config import SimConfig
 from shim.simulator.control import control
 from shim.simulator.data import Database
 from shim.simulator.endpoint import XmlRpcEndpoint
-from shim.simulator.rest import PREFIX as REST_PREFIX
-from shim.simulator.rest import RestEndpoint
+from shim.simulator.rest.endpoint import PREFIX as REST_PREFIX
+from shim.simulator.rest.endpoint import RestEndpoint
 from shim.simulator.state import AuthState
 from shim.simulator.tokens import TokenEndpoint
 

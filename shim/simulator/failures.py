@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shim.keap.client import connection_reset
 from shim.simulator.asgi import Answer, Send, gateway_fault, json_answer, send_answer
-from shim.upstream import connection_reset
 
 KINDS = ("500", "503", "429", "timeout", "reset")
 SERVICE_UNAVAILABLE = gateway_fault(

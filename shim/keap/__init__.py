@@ -1,0 +1,1 @@
+"""Everything that talks to Keap: the HTTP clients, Keap's quota budget."""

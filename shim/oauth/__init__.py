@@ -1,0 +1,1 @@
+"""The token life: token policy (pure), chains, scheduler, first authorization, alerts, health."""

@@ -1,0 +1,86 @@
+"""Loud alerts when a chain becomes degraded, dies, or recovers.
+
+Always logged at ERROR; also POSTed as JSON to ``SHIM_ALERT_WEBHOOK`` when set, with retries,
+in the background so an unreachable webhook never slows a refresh or a call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from shim.errors import UpstreamError
+from shim.oauth.chains import ChainEvent
+
+log = logging.getLogger("shim.oauth.alerts")
+
+PostJson = Callable[[str, object], Awaitable[int]]
+
+
+class Alerter:
+    """The ``on_event`` sink of ``Chains``."""
+
+    def __init__(
+        self,
+        webhook: str,
+        post_json: PostJson,
+        *,
+        retries: int = 4,
+        backoff: float = 1.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.webhook = webhook
+        self.post_json = post_json
+        self.retries = retries
+        self.backoff = backoff
+        self.sleep = sleep
+        self.sent: list[dict[str, Any]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, event: ChainEvent) -> None:
+        payload = {
+            "source": "keyshim",
+            "host": socket.gethostname(),
+            "account": event.account,
+            "event": event.kind,
+            "error": event.error,
+            "at": event.at,
+            "action": _action(event.kind),
+        }
+        level = logging.WARNING if event.kind == "recovered" else logging.ERROR
+        log.log(level, "chain %s: %s", event.account, event.kind, extra={"shim": payload})
+        if self.webhook:
+            task = asyncio.create_task(self._deliver(payload))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, payload: dict[str, Any]) -> None:
+        for attempt in range(self.retries + 1):
+            try:
+                status = await self.post_json(self.webhook, payload)
+            except UpstreamError as exc:
+                status, reason = 0, exc.message
+            else:
+                reason = f"HTTP {status}"
+                if status < 300:
+                    self.sent.append(payload)
+                    return
+            if attempt < self.retries:
+                await self.sleep(self.backoff * (2**attempt))
+        log.error("alert webhook gave up after %d tries: %s", self.retries + 1, reason)
+
+    async def drain(self) -> None:
+        """Wait for deliveries in flight (shutdown, tests)."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _action(kind: str) -> str:
+    if kind == "dead":
+        return "Re-authorize: shim account authorize ACCOUNT"
+    if kind == "degraded":
+        return "keyshim keeps retrying; check the Keap token endpoint and the client secret"
+    return "none"

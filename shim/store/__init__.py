@@ -1,0 +1,1 @@
+"""What keyshim keeps: the Store protocol, its SQLite implementation, sealed secrets."""

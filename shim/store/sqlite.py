@@ -1,0 +1,590 @@
+"""SqliteStore: the embedded ``shim.store.protocol.Store``, one SQLite file shared by every process.
+
+The only module that imports ``sqlite_utils``. Decisions, and why:
+
+- Durability: WAL + ``synchronous=FULL``, so ``put_tokens``/``begin_refresh`` are fsynced
+  before they return; a rotated refresh token lost in a crash is gone for good.
+- Processes: every write is one short ``BEGIN IMMEDIATE ... COMMIT`` that takes the write lock
+  up front, so read-check-write steps (leases, migrations) cannot interleave with another
+  process; ``busy_timeout`` makes writers wait rather than fail. No transaction spans I/O.
+- Threads: one connection (``check_same_thread=False``) behind a ``threading.RLock`` held for
+  each public method. Statements take microseconds, so this is cheaper and simpler than a
+  connection per thread, and ``close()`` closes everything. Use one store per process.
+- Secrets: sealed under a context naming row and column (``chain:prod:refresh_token``), so a
+  ciphertext moved to another row does not open. File created 0600 (SQLite copies the mode
+  to ``-wal``/``-shm``); ``secure_delete`` zeroes freed pages. Errors never carry values.
+- sqlite-utils wraps the connection and runs migration scripts inside our transaction; rows
+  are written with explicit SQL so a missing migration fails loudly instead of letting
+  ``table.insert`` infer a table.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, get_args
+
+from sqlite_utils import Database
+
+from shim.models import (
+    Account,
+    AccountKind,
+    CallRecord,
+    Chain,
+    KeyRecord,
+    RefreshJournal,
+    Route,
+    TokenPair,
+)
+from shim.store import sqlite_audit
+from shim.store.protocol import StoreConflict
+from shim.store.secrets import SecretBox, rewrap
+
+if TYPE_CHECKING:
+    from shim.store.protocol import Store
+
+MigrationStep = Callable[[Database], None]
+Migration = tuple[int, str, str | MigrationStep]
+
+_SCHEMA_V1 = """
+CREATE TABLE accounts (
+    name          TEXT PRIMARY KEY NOT NULL,
+    kind          TEXT NOT NULL CHECK (kind IN ('oauth', 'service_key')),
+    client_id     TEXT,
+    client_secret TEXT,  -- sealed
+    service_key   TEXT,  -- sealed
+    xmlrpc_url TEXT NOT NULL, token_url TEXT NOT NULL, authorize_url TEXT NOT NULL,
+    rest_url   TEXT NOT NULL,
+    route         TEXT NOT NULL CHECK (route IN ('xmlrpc', 'rest', 'auto')),
+    app_name      TEXT,
+    created_at    REAL NOT NULL
+);
+CREATE TABLE chains (
+    account       TEXT PRIMARY KEY NOT NULL REFERENCES accounts (name),
+    access_token  TEXT NOT NULL,  -- sealed
+    refresh_token TEXT NOT NULL,  -- sealed
+    expires_at REAL NOT NULL, refresh_issued_at REAL NOT NULL, generation INTEGER NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('ok', 'needs_reauth')),
+    last_refresh_at REAL, last_error TEXT, last_error_at REAL,
+    failures   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE refresh_journal (
+    account TEXT PRIMARY KEY NOT NULL REFERENCES accounts (name),
+    refresh_fingerprint TEXT NOT NULL, owner TEXT NOT NULL, started_at REAL NOT NULL
+);
+CREATE TABLE leases (name TEXT PRIMARY KEY NOT NULL, owner TEXT NOT NULL, expires_at REAL NOT NULL);
+CREATE TABLE keys (
+    id      TEXT PRIMARY KEY NOT NULL,
+    account TEXT NOT NULL REFERENCES accounts (name),
+    label TEXT NOT NULL, digest TEXT NOT NULL, prefix TEXT NOT NULL,
+    created_at REAL NOT NULL, expires_at REAL, revoked_at REAL, last_used_at REAL,
+    allow TEXT NOT NULL DEFAULT '[]',  -- JSON list of allowed method patterns
+    rate_per_min INTEGER
+);
+CREATE UNIQUE INDEX keys_digest ON keys (digest);
+CREATE INDEX keys_account ON keys (account);
+"""
+
+#: Applied in order, each in its own transaction. Append only; never edit a released step.
+MIGRATIONS: list[Migration] = [
+    (1, "initial schema", _SCHEMA_V1),
+    (2, "audit of calls", sqlite_audit.SCHEMA),
+    (3, "shared rate counters", sqlite_audit.RATE_SCHEMA),
+    (
+        4,
+        "server secrets",
+        "CREATE TABLE server_secrets "
+        "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
+    ),
+    (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
+]
+
+_ACCOUNT_COLUMNS = (
+    "name", "kind", "client_id", "client_secret", "service_key", "xmlrpc_url", "token_url",
+    "authorize_url", "rest_url", "route", "app_name", "created_at",
+)  # fmt: skip
+_KEY_COLUMNS = (
+    "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
+    "last_used_at", "allow", "rate_per_min",
+)  # fmt: skip
+#: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
+_READ_CACHE_SIZE = 4096
+_ACCOUNT_SECRETS = ("client_secret", "service_key")
+_CHAIN_SECRETS = ("access_token", "refresh_token")
+_ACCOUNT_UPDATABLE = frozenset(_ACCOUNT_COLUMNS) - {"name", "created_at"}
+_CHOICES: dict[str, tuple[str, ...]] = {"kind": get_args(AccountKind), "route": get_args(Route)}
+_SELECT_ACCOUNT = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts"
+_SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM keys"
+_SELECT_KEY_BY_ID = f"{_SELECT_KEY} WHERE id = ?"
+_SELECT_CHAIN = """
+SELECT c.*, j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner,
+       j.started_at AS j_started_at
+FROM chains c LEFT JOIN refresh_journal j ON j.account = c.account
+WHERE c.account = ?
+"""
+
+
+def _ctx(table: str, row: str, column: str) -> str:
+    """Seal context binding a value to its row and column (column last, so it is unambiguous
+    even if the row name contains a colon)."""
+    return f"{table}:{row}:{column}"
+
+
+def _as_dict(r: sqlite3.Row) -> dict[str, Any]:
+    return dict(zip(r.keys(), r, strict=True))
+
+
+def _create_private(path: str) -> None:
+    """Create the database file 0600 before SQLite sees it, so it is never world-readable."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), rows by name, usable from
+    the worker threads that flush the audit trail."""
+    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL, retrying: the switch needs an exclusive lock and SQLite does not run the
+    busy handler for it, so processes opening a fresh file together get "database is locked"."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            mode = str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+    if mode.lower() != "wal":
+        raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
+
+
+class SqliteStore:
+    """The ``Store`` protocol on one SQLite file. Call :meth:`migrate` before first use."""
+
+    def __init__(
+        self, path: str | os.PathLike[str], box: SecretBox, *, timeout: float = 10.0
+    ) -> None:
+        self.path = os.fspath(path)
+        self._box = box
+        self._lock = threading.RLock()
+        _create_private(self.path)
+        conn = _connect(self.path, timeout)
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")
+            _enable_wal(conn, timeout)
+            conn.execute("PRAGMA synchronous = FULL")
+        except BaseException:
+            conn.close()
+            raise
+        self._db = Database(conn, recursive_triggers=False, execute_plugins=False)
+        self._timeout = timeout
+        #: The per-call reads (a key by id, a chain's generation) have a connection and a lock
+        #: of their own. The audit trail, rate counts and quota figures are written from a
+        #: worker thread, each write ending in an fsync (synchronous=FULL); on the shared
+        #: connection a call's key check waited behind that lock for the fsync. In WAL mode
+        #: a reader never waits for a writer.
+        self._hot: sqlite3.Connection | None = None
+        self._hot_lock = threading.Lock()
+        #: Those reads are remembered until the database changes: ``PRAGMA data_version`` on
+        #: the hot connection moves whenever any other connection commits, our own main one
+        #: included. One pragma instead of a query, a row mapping and a JSON decode per call;
+        #: a revoked key is still refused on the next call.
+        self._reads: dict[tuple[str, str], Any] = {}
+        self._reads_version = -1
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        with self._hot_lock:
+            if self._hot is not None:
+                self._hot.close()
+                self._hot = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction, holding the database write lock from the start."""
+        with self._lock:
+            conn = self._db.conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    def _cached(self, kind: str, name: str, sql: str, convert: Callable[[sqlite3.Row], Any]) -> Any:
+        """``convert`` of the first row ``sql`` finds for ``name`` (None if none), read on the
+        hot connection and remembered until the database changes (see ``__init__``)."""
+        with self._hot_lock:
+            hot = self._hot
+            if hot is None:
+                hot = self._hot = _connect(self.path, self._timeout)
+            version = hot.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
+                self._reads.clear()
+                self._reads_version = version
+            key = (kind, name)
+            if key in self._reads:
+                return self._reads[key]
+            row = hot.execute(sql, (name,)).fetchone()
+            value = self._reads[key] = None if row is None else convert(row)
+            return value
+
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.conn.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Row | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _seal(self, value: str | None, context: str) -> str | None:
+        return None if value is None else self._box.seal(value, context=context)
+
+    def _open(self, value: str | None, context: str) -> str | None:
+        return None if value is None else self._box.open(value, context=context)
+
+    @staticmethod
+    def _require_account(conn: sqlite3.Connection, name: str) -> None:
+        if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone() is None:
+            raise KeyError(name)
+
+    # -- migrations -------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        """Highest applied migration, 0 for a fresh file."""
+        if self._one("SELECT 1 FROM sqlite_master WHERE name = 'migrations'") is None:
+            return 0
+        row = self._one("SELECT COALESCE(MAX(version), 0) FROM migrations")
+        return int(row[0]) if row is not None else 0
+
+    def migrate(self) -> int:
+        """Apply pending migrations, each in its own transaction.
+
+        Safe when several processes start at once: the "already applied?" check runs inside
+        the ``BEGIN IMMEDIATE`` transaction, so the second process sees the first one's row.
+        Refuses a database written by a newer keyshim rather than guess at its schema.
+        """
+        with self._write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS migrations "
+                "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+        for version, name, step in MIGRATIONS:
+            with self._write() as conn:
+                done = conn.execute("SELECT 1 FROM migrations WHERE version = ?", (version,))
+                if done.fetchone() is not None:
+                    continue
+                if isinstance(step, str):
+                    self._db.executescript(step)  # statement by statement, inside our BEGIN
+                else:
+                    step(self._db)
+                conn.execute(
+                    "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (version, name, time.time()),
+                )
+        current, known = self.schema_version(), MIGRATIONS[-1][0]
+        if current > known:
+            raise RuntimeError(
+                f"database schema version {current} is newer than this keyshim knows "
+                f"({known}); upgrade keyshim"
+            )
+        return current
+
+    # -- accounts ---------------------------------------------------------------------------
+    def _account(self, r: sqlite3.Row) -> Account:
+        row = _as_dict(r)
+        for col in _ACCOUNT_SECRETS:
+            row[col] = self._open(row[col], _ctx("account", row["name"], col))
+        return Account(**row)
+
+    def add_account(self, account: Account) -> None:
+        row = {col: getattr(account, col) for col in _ACCOUNT_COLUMNS}
+        for col in _ACCOUNT_SECRETS:
+            row[col] = self._seal(row[col], _ctx("account", account.name, col))
+        sql = f"INSERT INTO accounts VALUES ({', '.join(':' + c for c in _ACCOUNT_COLUMNS)})"
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (account.name,)).fetchone():
+                raise StoreConflict(f"account {account.name!r} already exists")
+            conn.execute(sql, row)
+
+    def get_account(self, name: str) -> Account | None:
+        with self._lock:  # read and open under one lock: rekey() may swap the box
+            r = self._one(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,))
+            return None if r is None else self._account(r)
+
+    def list_accounts(self) -> list[Account]:
+        with self._lock:
+            return [self._account(r) for r in self._rows(f"{_SELECT_ACCOUNT} ORDER BY name")]
+
+    def update_account(self, name: str, **changes: object) -> Account:
+        """Change plain fields (all are text); ValueError for name/created_at or unknown ones."""
+        unknown = sorted(set(changes) - _ACCOUNT_UPDATABLE)
+        if unknown:
+            raise ValueError(f"account fields that cannot be changed: {', '.join(unknown)}")
+        values: dict[str, object] = {"name": name}
+        for col, value in changes.items():
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"account field {col} must be a string or None")
+            if col in _CHOICES and value not in _CHOICES[col]:
+                raise ValueError(f"account {col} must be one of {', '.join(_CHOICES[col])}")
+            sealed = col in _ACCOUNT_SECRETS
+            values[col] = self._seal(value, _ctx("account", name, col)) if sealed else value
+        with self._write() as conn:
+            self._require_account(conn, name)
+            if changes:
+                sets = ", ".join(f"{col} = :{col}" for col in changes)
+                conn.execute(f"UPDATE accounts SET {sets} WHERE name = :name", values)
+            row = conn.execute(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,)).fetchone()
+            return self._account(row)
+
+    # -- token chains -----------------------------------------------------------------------
+    def _chain(self, r: sqlite3.Row) -> Chain:
+        row = _as_dict(r)
+        journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at")]
+        for col in _CHAIN_SECRETS:
+            row[col] = self._box.open(row[col], context=_ctx("chain", row["account"], col))
+        if journal[1] is not None:
+            row["in_flight"] = RefreshJournal(row["account"], *journal)
+        return Chain(**row)
+
+    def get_chain(self, account: str) -> Chain | None:
+        with self._lock:
+            r = self._one(_SELECT_CHAIN, (account,))
+            return None if r is None else self._chain(r)
+
+    def chain_generation(self, account: str) -> int | None:
+        sql = "SELECT generation FROM chains WHERE account = ?"
+        generation: int | None = self._cached("generation", account, sql, lambda r: int(r[0]))
+        return generation
+
+    def put_tokens(self, account: str, pair: TokenPair, now: float) -> Chain:
+        """Upsert: the first pair for an account creates its chain at generation 1."""
+        params: dict[str, object] = {"account": account, "expires_at": pair.expires_at, "now": now}
+        for col in _CHAIN_SECRETS:
+            params[col] = self._box.seal(getattr(pair, col), context=_ctx("chain", account, col))
+        with self._write() as conn:
+            self._require_account(conn, account)
+            conn.execute(
+                """
+                INSERT INTO chains (account, access_token, refresh_token, expires_at,
+                    refresh_issued_at, generation, state, last_refresh_at, failures)
+                VALUES (:account, :access_token, :refresh_token, :expires_at, :now, 1, 'ok',
+                    :now, 0)
+                ON CONFLICT (account) DO UPDATE SET
+                    access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+                    expires_at = excluded.expires_at, refresh_issued_at = :now,
+                    generation = chains.generation + 1, state = 'ok', last_refresh_at = :now,
+                    last_error = NULL, last_error_at = NULL, failures = 0
+                """,
+                params,
+            )
+            conn.execute("DELETE FROM refresh_journal WHERE account = ?", (account,))
+            return self._chain(conn.execute(_SELECT_CHAIN, (account,)).fetchone())
+
+    def begin_refresh(self, journal: RefreshJournal) -> None:
+        """Replaces any older journal row: the caller holds the refresh lease, so an older row
+        can only be a crashed refresh it has already recovered from."""
+        with self._write() as conn:
+            self._require_account(conn, journal.account)
+            conn.execute(
+                "INSERT OR REPLACE INTO refresh_journal VALUES (?, ?, ?, ?)",
+                (journal.account, journal.refresh_fingerprint, journal.owner, journal.started_at),
+            )
+
+    def end_refresh_failed(self, account: str, error: str, now: float, *, dead: bool) -> Chain:
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE chains SET failures = failures + 1, last_error = ?, last_error_at = ?, "
+                "state = CASE WHEN ? THEN 'needs_reauth' ELSE state END WHERE account = ?",
+                (error, now, dead, account),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(account)
+            conn.execute("DELETE FROM refresh_journal WHERE account = ?", (account,))
+            return self._chain(conn.execute(_SELECT_CHAIN, (account,)).fetchone())
+
+    # -- leases -----------------------------------------------------------------------------
+    def acquire_lease(self, name: str, owner: str, ttl: float, now: float) -> bool:
+        with self._write() as conn:
+            r = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,))
+            held = r.fetchone()
+            if held is not None and held["owner"] != owner and held["expires_at"] > now:
+                return False
+            conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, owner, now + ttl))
+            return True
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+            return cur.rowcount == 1
+
+    def lease_holder(self, name: str, now: float) -> str | None:
+        r = self._one("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now))
+        return None if r is None else str(r[0])
+
+    # -- local keys -------------------------------------------------------------------------
+    @staticmethod
+    def _key(r: sqlite3.Row) -> KeyRecord:
+        row = _as_dict(r)
+        row["allow"] = tuple(json.loads(row["allow"]))
+        return KeyRecord(**row)
+
+    def add_key(self, key: KeyRecord) -> None:
+        """Insert; KeyError for an unknown account, StoreConflict for a taken id or digest."""
+        row = {col: getattr(key, col) for col in _KEY_COLUMNS}
+        row["allow"] = json.dumps(list(key.allow))
+        sql = f"INSERT INTO keys VALUES ({', '.join(':' + c for c in _KEY_COLUMNS)})"
+        with self._write() as conn:
+            self._require_account(conn, key.account)
+            taken = "SELECT 1 FROM keys WHERE id = ? OR digest = ?"
+            if conn.execute(taken, (key.id, key.digest)).fetchone():
+                raise StoreConflict(f"key {key.id!r} (or its digest) already exists")
+            conn.execute(sql, row)
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        key: KeyRecord | None = self._cached("key", key_id, _SELECT_KEY_BY_ID, self._key)
+        return key
+
+    def find_key_by_digest(self, digest: str) -> KeyRecord | None:
+        """Lookup by the keyed hash of a presented secret (unique index, O(log n))."""
+        r = self._one(f"{_SELECT_KEY} WHERE digest = ?", (digest,))
+        return None if r is None else self._key(r)
+
+    def list_keys(self, account: str | None = None) -> list[KeyRecord]:
+        order = "ORDER BY created_at, id"
+        if account is None:
+            return [self._key(r) for r in self._rows(f"{_SELECT_KEY} {order}")]
+        rows = self._rows(f"{_SELECT_KEY} WHERE account = ? {order}", (account,))
+        return [self._key(r) for r in rows]
+
+    def revoke_key(self, key_id: str, at: float) -> bool:
+        with self._write() as conn:
+            cur = conn.execute("UPDATE keys SET revoked_at = ? WHERE id = ?", (at, key_id))
+            return cur.rowcount == 1
+
+    def touch_keys(self, last_used: Mapping[str, float]) -> None:
+        """Never moves a time backwards, so batches flushed out of order are harmless."""
+        if not last_used:
+            return
+        with self._write() as conn:
+            conn.executemany(
+                "UPDATE keys SET last_used_at = MAX(COALESCE(last_used_at, ?1), ?1) WHERE id = ?2",
+                [(at, key_id) for key_id, at in last_used.items()],
+            )
+
+    # -- master-key rotation ----------------------------------------------------------------
+    def rekey(self, new_box: SecretBox) -> int:
+        """Re-encrypt every sealed column under ``new_box`` in one transaction; return how
+        many values were rewrapped.
+
+        All or nothing: a value that does not open under the current key aborts the whole
+        rotation. Other processes still holding the old key must be restarted afterwards.
+        """
+        targets = [("accounts", "name", "account", c) for c in _ACCOUNT_SECRETS]
+        targets += [("chains", "account", "chain", c) for c in _CHAIN_SECRETS]
+        targets += [("server_secrets", "name", "secret", "value")]
+        count = 0
+        with self._lock:
+            with self._write() as conn:
+                for table, pk, prefix, col in targets:
+                    rows = conn.execute(f"SELECT {pk}, {col} FROM {table} WHERE {col} NOT NULL")
+                    for row_id, sealed in rows.fetchall():
+                        ctx = _ctx(prefix, row_id, col)
+                        new = rewrap(sealed, context=ctx, old=self._box, new=new_box)
+                        conn.execute(f"UPDATE {table} SET {col} = ? WHERE {pk} = ?", (new, row_id))
+                        count += 1
+            self._box = new_box
+            # Best effort: copy the new pages into the main file and empty the WAL, so it stops
+            # holding ciphertext under the retired key.
+            self._db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return count
+
+    def server_secret(self, name: str) -> bytes:
+        """A random 32-byte server secret (e.g. the HMAC key of local keys), made on first use.
+
+        Kept sealed in the database rather than derived from the master key, so that rotating
+        the master key re-encrypts it instead of invalidating every local key.
+        """
+        ctx = _ctx("secret", name, "value")
+        with self._lock:
+            r = self._one("SELECT value FROM server_secrets WHERE name = ?", (name,))
+            if r is None:
+                with self._write() as conn:
+                    r = conn.execute(
+                        "SELECT value FROM server_secrets WHERE name = ?", (name,)
+                    ).fetchone()
+                    if r is None:
+                        fresh = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+                        conn.execute(
+                            "INSERT INTO server_secrets (name, value) VALUES (?, ?)",
+                            (name, self._box.seal(fresh, context=ctx)),
+                        )
+                        return base64.urlsafe_b64decode(fresh)
+            return base64.urlsafe_b64decode(self._box.open(str(r[0]), context=ctx))
+
+    # -- audit --------------------------------------------------------------------------------
+    def record_calls(self, records: Sequence[CallRecord]) -> None:
+        if not records:
+            return
+        with self._write() as conn:
+            sqlite_audit.insert(conn, records)
+
+    def prune_calls(self, before: float) -> int:
+        with self._write() as conn:
+            return sqlite_audit.prune(conn, before)
+
+    def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
+        with self._write() as conn:
+            sqlite_audit.publish_rates(conn, owner, counts, oldest)
+
+    def others_rates(self, key_id: str, minutes: tuple[int, int], owner: str) -> dict[int, int]:
+        with self._lock:
+            return sqlite_audit.others_rates(self._db.conn, key_id, minutes, owner)
+
+    def put_quota(self, figures: dict[str, tuple[dict[str, str], float]]) -> None:
+        with self._write() as conn:
+            sqlite_audit.put_quota(conn, figures)
+
+    def get_quota(self) -> dict[str, tuple[dict[str, str], float]]:
+        with self._lock:
+            return sqlite_audit.get_quota(self._db.conn)
+
+    def usage(self, since: float) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = sqlite_audit.usage(self._db.conn, since)
+            tags = sqlite_audit.fault_tags(self._db.conn, since)
+        for row in rows:
+            row["fault_tags"] = tags.get((row["key_id"], row["method"]), {})
+        return rows
+
+
+if TYPE_CHECKING:
+
+    def _conforms(store: SqliteStore) -> Store:
+        return store

@@ -1,0 +1,90 @@
+"""The upstream quota budget: bursts wait their turn instead of collecting 429s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from shim.errors import UpstreamThrottled
+from shim.keap.budget import Budget, credential_id, quota_figures
+from shim.models import Account
+from shim.oauth.health import account_healths
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.anyio
+
+OAUTH = Account(name="a", kind="oauth", created_at=0, client_id="cid", client_secret="s")
+OAUTH2 = Account(name="b", kind="oauth", created_at=0, client_id="cid", client_secret="s")
+KEY = Account(name="k", kind="service_key", created_at=0, service_key="KeapAK-secret")
+
+
+def test_spike_limit_spaces_calls() -> None:
+    budget = Budget(share=1.0, max_wait=10, clock=lambda: 0.0)
+    waits = [budget.reserve(OAUTH, 0.0) for _ in range(50)]
+    assert waits[0] == 0.0  # spike arrest: one every 1/25 s, no burst
+    assert waits[1] == pytest.approx(1 / 25) and waits[-1] == pytest.approx(49 / 25)
+
+
+def test_accounts_of_one_client_share_its_budget() -> None:
+    budget = Budget(share=1.0, max_wait=10, clock=lambda: 0.0)
+    assert credential_id(OAUTH) == credential_id(OAUTH2)
+    for _ in range(25):
+        budget.reserve(OAUTH, 0.0)
+    assert budget.reserve(OAUTH2, 0.0) > 0
+    assert "secret" not in credential_id(KEY)
+
+
+def test_minute_limit_and_refusal() -> None:
+    budget = Budget(share=1.0, max_wait=5, clock=lambda: 0.0)
+    t, waits = 0.0, []
+    for _ in range(480):  # a key: 10 a second until its 240 a minute run out
+        waits.append(budget.reserve(KEY, t))
+        t += waits[-1]
+    assert waits[10] == pytest.approx(0.1)
+    assert waits[-1] == pytest.approx(0.25, rel=0.05)  # then 240/60 a second
+    with pytest.raises(UpstreamThrottled) as info:
+        for _ in range(100):
+            budget.reserve(KEY, t)  # all at once: the wait soon exceeds max_wait
+    assert info.value.fault_code == 103 and info.value.retry_after is not None
+    assert budget.refused == 1
+
+
+def test_worker_share_and_pause_after_429() -> None:
+    now = [0.0]
+    budget = Budget(share=0.25, max_wait=30, clock=lambda: now[0])
+    budget.reserve(OAUTH, 0.0)
+    assert budget.reserve(OAUTH, 0.0) == pytest.approx(4 / 25)  # a quarter of 25 a second
+    budget.pause(OAUTH, 7.0)
+    assert budget.reserve(OAUTH, 0.0) >= 7.0
+
+
+def test_quota_figures() -> None:
+    figures = quota_figures(
+        {
+            "x-keap-product-quota-available": "149990",
+            "content-type": "x",
+            "X-Keap-Product-Throttle-Limit": "1500",
+        }
+    )
+    assert figures == {"quota-available": "149990", "throttle-limit": "1500"}
+
+
+async def test_burst_through_keyshim_never_sees_a_429(stack: Stack) -> None:
+    sim = stack.sim
+    sim.config.throttle = True
+    sim.config.oauth_spike_limit = 5  # Keap (simulated) admits one call every 0.2 s...
+    services = stack.app.services
+    assert services is not None
+    services.budget.limits = {"oauth": (4.0, 1500.0), "service_key": (2.0, 240.0)}
+    services.budget._credentials.clear()  # ...and keyshim's budget is set just under it
+    started = time.monotonic()
+    results = await asyncio.gather(*(stack.call("DataService.echo", str(i)) for i in range(12)))
+    assert results == [str(i) for i in range(12)]
+    assert time.monotonic() - started >= 2.5  # smoothed: 12 calls at 4 a second
+    assert sim.stats()["xmlrpc_throttled"] == 0
+    services.audit.flush_now()
+    health = {h.account: h for h in account_healths(stack.store, time.time())}
+    quota = health["prod"].facts["keap_quota"]
+    assert "quota-available" in quota and "throttle-limit" in quota

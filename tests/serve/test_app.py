@@ -1,0 +1,216 @@
+"""The endpoint in-process: keys, forwarding, faults, refresh before forwarding."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import pytest
+
+from shim import xmlrpc
+from shim.errors import all_faults
+from tests.support.stack import Stack, add_key_account, issue_key
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_forwards_and_hides_the_local_key(stack: Stack) -> None:
+    assert await stack.call("DataService.echo", "hi") == "hi"
+    cid = await stack.call("ContactService.add", {"FirstName": "Ada", "Email": "a@x.io"})
+    assert isinstance(cid, int)
+    assert await stack.call("ContactService.load", cid, ["FirstName"]) == {"FirstName": "Ada"}
+    stats = stack.sim.stats()
+    assert stats["last_private_key"] == stack.settings.placeholder
+    assert stack.key not in str(stats)
+
+
+async def test_keap_faults_pass_through_unchanged(stack: Stack) -> None:
+    fault = await stack.fault("ContactService.load", 987654, ["Id"])
+    assert fault.code == 5 and fault.string.startswith("[RecordNotFound]")
+
+
+@pytest.mark.parametrize("key", ["", "not-a-key", "shk_" + "A" * 40])
+async def test_bad_keys_never_go_upstream(stack: Stack, key: str) -> None:
+    before = stack.sim.stats()["xmlrpc_calls"]
+    fault = await stack.fault("ContactService.load", 1, ["Id"], key=key)
+    assert fault.code == 2 and fault.string.startswith("[InvalidKey]")
+    assert stack.sim.stats()["xmlrpc_calls"] == before
+
+
+async def test_revoked_and_expired_keys(stack: Stack) -> None:
+    revoked = issue_key(stack.store, stack.settings, "prod", revoked_at=time.time() - 1)
+    expired = issue_key(stack.store, stack.settings, "prod", expires_at=time.time() - 1)
+    for key, word in ((revoked, "revoked"), (expired, "expired")):
+        fault = await stack.fault("DataService.echo", "x", key=key)
+        assert fault.code == 2 and word in fault.string
+    # revocation takes effect on the very next call
+    await stack.call("DataService.echo", "x")
+    assert stack.store.revoke_key(stack.key[4:14], time.time())
+    assert (await stack.fault("DataService.echo", "x")).string.startswith("[InvalidKey]")
+
+
+async def test_allowlist_fault(stack: Stack) -> None:
+    key = issue_key(stack.store, stack.settings, "prod", allow=("ContactService.*",))
+    fault = await stack.fault("DataService.echo", "x", key=key)
+    assert fault.code == 14 and fault.string.startswith("[NoAccess]")
+
+
+async def test_keyless_calls(stack: Stack) -> None:
+    before = stack.sim.stats()["xmlrpc_calls"]
+    response = await stack.post(xmlrpc.dumps_call("DataService.echo", ["ping"]))
+    assert xmlrpc.parse_response(response.content) == "ping"
+    response = await stack.post(xmlrpc.dumps_call("DataService.getTemporaryKey", ["v", "u", "p"]))
+    with pytest.raises(xmlrpc.Fault) as info:
+        xmlrpc.parse_response(response.content)
+    assert info.value.string.startswith("[NoAccess]")
+    assert stack.sim.stats()["xmlrpc_calls"] == before
+
+
+async def test_key_in_header_or_query(stack: Stack) -> None:
+    body = xmlrpc.dumps_call("DataService.echo", ["backwards-compatability", "hdr"])
+    response = await stack.post(body, headers={"X-Keap-API-Key": stack.key})
+    assert xmlrpc.parse_response(response.content) == "hdr"
+    response = await stack.post(body, path=f"/api/xmlrpc/v1?access_token={stack.key}")
+    assert xmlrpc.parse_response(response.content) == "hdr"
+
+
+async def test_parse_errors_are_faults(stack: Stack) -> None:
+    for body in (
+        b"",
+        b"<methodCall>",
+        b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>"
+        b"<methodCall><methodName>&a;</methodName></methodCall>",
+    ):
+        response = await stack.post(body)
+        assert response.status_code == 200
+        with pytest.raises(xmlrpc.Fault) as info:
+            xmlrpc.parse_response(response.content)
+        assert info.value.code == 0
+        assert info.value.string.startswith("Failed to parse XML-RPC request")
+
+
+async def test_bad_method_name(stack: Stack) -> None:
+    response = await stack.post(xmlrpc.dumps_call("system.multicall.x", [stack.key]))
+    with pytest.raises(xmlrpc.Fault):
+        xmlrpc.parse_response(response.content)
+
+
+async def test_http_methods_and_paths(stack: Stack) -> None:
+    assert (await stack.client.get("/api/xmlrpc")).status_code == 405
+    assert (await stack.client.get("/nope")).status_code == 404
+    health = await stack.client.get("/healthz")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    assert await stack.call("DataService.echo", "v1") == "v1"
+    body = xmlrpc.dumps_call("DataService.echo", [stack.key, "v1"])
+    assert xmlrpc.parse_response((await stack.post(body, path="/api/xmlrpc/v1")).content) == "v1"
+
+
+async def test_gzip_request_and_size_limit(stack: Stack) -> None:
+    body = xmlrpc.dumps_call("DataService.echo", [stack.key, "zipped"])
+    response = await stack.post(gzip.compress(body), headers={"Content-Encoding": "gzip"})
+    assert xmlrpc.parse_response(response.content) == "zipped"
+    bomb = gzip.compress(b"<" * (stack.settings.max_body + 10))
+    response = await stack.post(bomb, headers={"Content-Encoding": "gzip"})
+    with pytest.raises(xmlrpc.Fault) as info:
+        xmlrpc.parse_response(response.content)
+    assert info.value.string.startswith("[RequestTooLarge]")
+
+
+async def test_service_key_account(stack: Stack) -> None:
+    add_key_account(stack.store, stack.sim, stack.base)
+    key = issue_key(stack.store, stack.settings, "sak")
+    assert await stack.call("DataService.echo", "sak", key=key) == "sak"
+
+
+async def test_refresh_before_forwarding_once(stack: Stack) -> None:
+    chain = stack.store.get_chain("prod")
+    assert chain is not None
+    # make the stored access token look about to expire
+    from shim.models import TokenPair
+
+    stack.store.put_tokens(
+        "prod", TokenPair(chain.access_token, chain.refresh_token, time.time() + 1), time.time()
+    )
+    import asyncio
+
+    before = stack.sim.stats()["refreshes_served"]
+    results = await asyncio.gather(*(stack.call("DataService.echo", str(i)) for i in range(50)))
+    assert results == [str(i) for i in range(50)]
+    assert stack.sim.stats()["refreshes_served"] == before + 1
+
+
+async def test_upstream_401_refreshes_and_retries_once(stack: Stack) -> None:
+    chain = stack.store.get_chain("prod")
+    assert chain is not None
+    from shim.models import TokenPair
+
+    # a token Keap does not know, with a far expiry: only the 401 reveals it
+    stack.store.put_tokens(
+        "prod", TokenPair("bogus", chain.refresh_token, time.time() + 9999), time.time()
+    )
+    before = stack.sim.stats()["refreshes_served"]
+    assert await stack.call("DataService.echo", "after401") == "after401"
+    assert stack.sim.stats()["refreshes_served"] == before + 1
+
+
+async def test_upstream_errors_become_faults(stack: Stack) -> None:
+    stack.sim.config.xmlrpc_mode = "503"
+    fault = await stack.fault("DataService.echo", "x")
+    assert fault.string.startswith("[UpstreamError]") and "503" in fault.string
+    stack.sim.config.xmlrpc_mode = "on"
+    stack.sim.config.throttle = True
+    stack.sim.config.oauth_spike_limit = 1
+    results = []
+    for _ in range(3):
+        try:
+            results.append(await stack.call("DataService.echo", "x"))
+        except xmlrpc.Fault as fault:
+            results.append(fault.string)
+    assert any(isinstance(r, str) and r.startswith("[Throttled]") for r in results)
+
+
+def test_every_fault_is_documented_in_the_readme() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for cls in all_faults():
+        if cls.tag:
+            assert f"[{cls.tag}]" in readme, cls.__name__
+        assert f"| {cls.fault_code} " in readme, cls.__name__
+
+
+async def test_one_json_access_line_per_call(stack: Stack) -> None:
+    """Every call, answered or refused, leaves exactly one JSON line at INFO with its own
+    request id, the key id (never the key) and the outcome; at WARNING there are none."""
+    import io
+    import json
+    import logging
+
+    from shim.logs import JsonFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("shim.access")
+    access.addHandler(handler)
+    old_level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        assert await stack.call("DataService.echo", "hi") == "hi"
+        await stack.fault("DataService.echo", "hi", key="shk_not_a_key")
+        lines = [json.loads(line) for line in out.getvalue().splitlines()]
+        assert [line["outcome"] for line in lines] == ["ok", "InvalidKey"]
+        ok, bad = lines
+        assert ok["logger"] == "shim.access" and ok["level"] == "info" and ok["msg"] == "call"
+        assert ok["method"] == "DataService.echo" and ok["account"] == "prod"
+        assert ok["key_id"] == stack.key[4:14] and ok["upstream_status"] == 200
+        assert ok["ts"].endswith("Z") and ok["duration_ms"] > 0 and ok["bytes_in"] > 0
+        assert len({ok["request_id"], bad["request_id"]}) == 2
+        assert bad["key_id"] is None and stack.key not in out.getvalue()
+
+        access.setLevel(logging.WARNING)
+        assert await stack.call("DataService.echo", "quiet") == "quiet"
+        assert len(out.getvalue().splitlines()) == 2
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(old_level)
