@@ -266,10 +266,11 @@ def start_keyshim(
     workers: int = 1,
     keap_budget: bool = False,
     extra_env: Mapping[str, str] | None = None,
+    launcher: Path = BENCH_DIR / "keyshim_serve.py",
 ) -> Keyshim:
-    """``shim serve`` in a subprocess. Without ``keap_budget`` it runs through
-    bench/keyshim_serve.py, which lifts the per-credential Keap quota (25 calls/s per OAuth
-    client) that would otherwise cap every throughput figure at 25 requests/s."""
+    """``shim serve`` in a subprocess. Without ``keap_budget`` it runs through ``launcher``,
+    by default bench/keyshim_serve.py, which lifts the per-credential Keap quota (25 calls/s
+    per OAuth client) that would otherwise cap every throughput figure at 25 requests/s."""
     port = free_port()
     # shim serve makes a fresh PROMETHEUS_MULTIPROC_DIR under /tmp unless one is given, and
     # never removes it; this one goes away with the bench's temporary directory.
@@ -283,24 +284,33 @@ def start_keyshim(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         **(extra_env or {}),
     }
-    launcher = ["-m", "shim"] if keap_budget else [str(BENCH_DIR / "keyshim_serve.py")]
-    cmd = [sys.executable, *launcher, "serve", "--port", str(port), "--workers", str(workers)]
+    script = ["-m", "shim"] if keap_budget else [str(launcher)]
+    cmd = [sys.executable, *script, "serve", "--port", str(port), "--workers", str(workers)]
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     return Keyshim(label, port, proc)
 
 
-def start_floor(upstream_url: str, token: str, log: Path) -> Keyshim:
-    """bench/floor_proxy.py under uvicorn as ``shim serve`` runs it (see that module)."""
+def start_floor(
+    upstream_url: str,
+    token: str,
+    log: Path,
+    *,
+    app: str = "floor_proxy:app",
+    extra_env: Mapping[str, str] | None = None,
+) -> Keyshim:
+    """bench/floor_proxy.py (or another forwarding ``app`` in bench/) under uvicorn as
+    ``shim serve`` runs it (see that module)."""
     port = free_port()
     env = {
         **os.environ,
         "BENCH_FLOOR_UPSTREAM": upstream_url,
         "BENCH_FLOOR_TOKEN": token,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **(extra_env or {}),
     }
     cmd = [
-        sys.executable, "-m", "uvicorn", "floor_proxy:app", "--app-dir", str(BENCH_DIR),
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH_DIR),
         "--host", "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
         "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
     ]  # fmt: skip
