@@ -1,7 +1,7 @@
 """keyshim's upstream client three ways, for bench/clients.py: the forwarding path with only the
 HTTP client swapped.
 
-* ``http1``: ``shim.upstream.Upstream`` as shipped. A forwarded call goes through
+* ``http1``: ``shim.keap.client.Upstream`` as shipped. A forwarded call goes through
   ``Upstream.open``, i.e. the lean client in ``shim/http1.py``.
 * ``httpx-aiohttp``: ``Upstream`` built with httpx-aiohttp's ``AiohttpTransport`` as its
   transport. An injected transport makes ``open`` take keyshim's general httpx path
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from shim.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from shim.upstream import Transport, Upstream, UpstreamResponse
+from shim.keap.client import Transport, Upstream, UpstreamResponse
 
 if TYPE_CHECKING:
     import aiohttp
@@ -173,7 +173,7 @@ class _AiohttpBody:
             raise UpstreamError(f"Keap connection broke mid-answer: {type(exc).__name__}") from exc
 
     async def decoded(self) -> AsyncIterator[bytes]:
-        """Content-Encoding undone (gzip, deflate), as shim.upstream does for http1.py."""
+        """Content-Encoding undone (gzip, deflate), as shim.keap.client does for http1.py."""
         encoding = self._answer.headers.get("content-encoding", "").strip().lower()
         wbits = {"gzip": 47, "x-gzip": 47, "deflate": 15}.get(encoding)
         inflate = zlib.decompressobj(wbits) if wbits is not None else None

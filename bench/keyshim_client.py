@@ -1,7 +1,7 @@
 """``shim ...`` with Keap's quota budget lifted and the upstream HTTP client chosen by
 ``BENCH_CLIENT`` (``http1``, ``httpx-aiohttp`` or ``aiohttp``; see bench/client_variants.py).
 
-keyshim builds its ``Upstream`` in ``shim.runtime.build_services``; this launcher replaces the
+keyshim builds its ``Upstream`` in ``shim.serve.runtime.build_services``; this launcher replaces the
 class it builds there, before the CLI runs, so everything else in keyshim (parsing, key check,
 budget, audit, log line, metrics, streaming the answer) is exactly as shipped. Like
 bench/keyshim_serve.py (whose budget patch it imports) it patches at import time, so uvicorn
@@ -15,8 +15,8 @@ import os
 import keyshim_serve  # noqa: F401  (lifts the quota budget on import)
 from client_variants import upstream_class
 
-from shim import runtime
-from shim.cli import main
+from shim.cli.commands import main
+from shim.serve import runtime
 
 runtime.Upstream = upstream_class(os.environ.get("BENCH_CLIENT", "http1"))  # type: ignore[misc]
 
