@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.errors import CliError
 from shim.serve.app import KeyshimApp
 from shim.serve.runtime import build_services
