@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shim.errors import CliError
+from shim.files import write_private
 from shim.settings import Settings
 from shim.store.secrets import SecretBox, decode_master_key, encode_master_key, generate_master_key
 from shim.store.sqlite import SqliteStore
@@ -46,9 +47,9 @@ def create_file(settings: Settings) -> bool:
     exists; True if it was written."""
     if settings.secret_key or Path(settings.key_file).exists():
         return False
-    fd = os.open(settings.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(encode_master_key(generate_master_key()) + "\n")
+    write_private(
+        settings.key_file, encode_master_key(generate_master_key()) + "\n", exclusive=True
+    )
     return True
 
 
@@ -87,11 +88,7 @@ def rotate(
     (from :func:`rotation_target`)."""
     new_key = generate_master_key()
     progress("1/3 writing the new key")
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(encode_master_key(new_key) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    write_private(target, encode_master_key(new_key) + "\n", exclusive=True)
     progress("2/3 re-encrypting secrets")
     count = store.rekey(SecretBox(new_key))
     if settings.secret_key:

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from sqlite_utils import Database
 
+from shim.files import write_private
 from shim.models import (
     Account,
     AccountKind,
@@ -142,11 +143,8 @@ def _as_dict(r: sqlite3.Row) -> dict[str, Any]:
 
 def _create_private(path: str) -> None:
     """Create the database file 0600 before SQLite sees it, so it is never world-readable."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        write_private(path, b"", exclusive=True)
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:
