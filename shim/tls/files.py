@@ -9,7 +9,7 @@ when, on the machine where they run,
 3. keyshim serves HTTPS on port 443 with a server certificate for that name from the CA.
 
 This module writes the files (``init_tls``) and tells the admin how to do the rest
-(``instructions``). The X.509 work is in :mod:`shim.store.secrets`; nothing here imports
+(``instructions``). The X.509 work is in :mod:`shim.tls.ca`; nothing here imports
 ``cryptography``.
 
 Files in the TLS directory (default ``tls/`` next to the database)::
@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from shim.errors import CliError
 from shim.files import write_private
 from shim.models import KEAP_AUTHORIZE_URL, KEAP_REST_URL, KEAP_TOKEN_URL, KEAP_XMLRPC_URL
-from shim.store.secrets import cert_info, check_ca_pair, make_ca, make_server_cert
+from shim.tls.ca import cert_info, check_ca_pair, make_ca, make_server_cert
 
 __all__ = [
     "CA_CERT",
