@@ -8,8 +8,10 @@ sees ``SecretBox.seal``/``open`` on text.
 Format of a sealed value: ``"v1:" + urlsafe_b64(nonce(12) + AES-256-GCM ciphertext+tag)``.
 
 - The AES key is not the master key itself but an HKDF-SHA256 subkey (info ``keyshim seal v1``),
-  so the same master key can safely feed other uses through :meth:`SecretBox.derive` (for
-  example the HMAC key for local API keys) without ever reusing key material across purposes.
+  so the same master key could feed other purposes through :meth:`SecretBox.derive` without
+  reusing key material. Nothing in keyshim derives from it today: the HMAC key of local keys is
+  a random server secret kept sealed in the store (``Store.server_secret("key-hmac")``), so
+  rotating the master key re-encrypts it instead of invalidating every local key.
 - The nonce is random per seal. With 96-bit nonces the collision risk stays negligible far
   beyond the number of tokens keyshim will ever write under one master key.
 - ``context`` is authenticated as associated data. Callers pass the row identity and column
@@ -67,8 +69,8 @@ def _check_master_key(master_key: bytes) -> None:
 class SecretBox:
     """Seals and opens text under one master key.
 
-    Holds the master key in memory only so that :meth:`derive` can serve other purposes; it
-    is never included in ``repr`` or in any exception.
+    Holds the master key in memory only for :meth:`derive`; it is never included in ``repr`` or
+    in any exception.
     """
 
     __slots__ = ("_aead", "_master")
@@ -115,9 +117,11 @@ class SecretBox:
             raise DecryptError(f"sealed value for {context!r} is not UTF-8 text") from None
 
     def derive(self, label: str) -> bytes:
-        """A 32-byte subkey for ``label`` (e.g. ``"key-hmac"``), independent of the seal key.
+        """A 32-byte subkey for ``label``, independent of the seal key.
 
-        Deterministic, so every process with the same master key derives the same subkey.
+        Deterministic, so every process with the same master key derives the same subkey. Not
+        used for the HMAC key of local keys (a sealed random server secret; see the module
+        docstring): a derived key would change with every master-key rotation.
         """
         if not label:
             raise ValueError("derive() needs a non-empty label")
