@@ -5,7 +5,8 @@ functions and prints. User mistakes become one line on stderr and a non-zero exi
 (``CliError`` → click's ``ClickException``), never a traceback. ``--json`` output never
 carries a secret, except the one-time output of ``key issue`` and ``key rotate``.
 
-\b
+Modules:
+
   options.py   shared option decorators (--db, --json, --since, ACCOUNT), ctx helpers
   admin.py     init, rotate-master-key
   account.py   account add/set/list/import-tokens/authorize, refresh
