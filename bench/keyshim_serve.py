@@ -10,7 +10,7 @@ re-imports this file) get the same limits.
 Usage: python3 bench/keyshim_serve.py serve --port 8080 [--workers 2]
 """
 
-from shim.cli.commands import main
+from shim.cli import main
 from shim.keap import budget
 
 UNLIMITED = (1e9, 1e9)  # calls a second, calls a minute

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from shim.errors import SpentRefreshToken, TokenEndpointError, TransientTokenError
 from shim.models import Chain, TokenPair
 
-#: Both bodies Keap's gateways send for a used or bad refresh token (keap-facts).
+#: Both bodies Keap's gateways send for a used or bad refresh token (docs/keap.md#tokens).
 SPENT_ERRORS = frozenset({"invalid_grant", "invalid_request"})
 
 

@@ -50,7 +50,7 @@ log = logging.getLogger("shim.rest")
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: After XML-RPC was found down, how long translated calls of that account skip it (seconds).
 DOWN_HOLD = 30.0
-#: What an in-protocol brownout fault says (Keap's real wording is unknown; keap-facts.md).
+#: What an in-protocol brownout fault says (Keap's real wording is unknown; docs/keap.md#sunset).
 BROWNOUT = re.compile(
     rb"<fault>.*XML-?RPC[^<]{0,120}(unavailable|retired|disabled|brownout|sunset|shut)",
     re.IGNORECASE | re.DOTALL,

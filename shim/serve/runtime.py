@@ -1,13 +1,18 @@
 """Wiring at the edge: settings → master key → store, upstream client, chains, app.
 
-The only place that reads the key file and decides how the pieces are put together, so the
-CLI, ``shim serve`` workers and the tests all build keyshim the same way.
+The only builder: the one place that decides how the pieces are put together, so the CLI,
+``shim serve`` and its workers, and the tests all build keyshim the same way. (Where the
+master key comes from is :mod:`shim.store.master_key`.)
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from shim.errors import CliError
@@ -19,41 +24,18 @@ from shim.serve.app import KeyshimApp, Services
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
 from shim.settings import Settings
-from shim.store.secrets import SecretBox, decode_master_key, encode_master_key, generate_master_key
+from shim.store import master_key
+from shim.store.master_key import load as load_master_key
+from shim.store.protocol import Store
+from shim.store.secrets import SecretBox
 from shim.store.sqlite import SqliteStore
-
-
-def load_master_key(settings: Settings) -> bytes:
-    """The master secret: ``SHIM_SECRET_KEY`` or the key file ``shim init`` made."""
-    if settings.secret_key:
-        try:
-            return decode_master_key(settings.secret_key)
-        except ValueError as exc:
-            raise CliError(f"SHIM_SECRET_KEY: {exc}") from None
-    path = Path(settings.key_file)
-    if Path(settings.key_file + ".new").exists():
-        raise CliError(
-            f"{settings.key_file}.new exists: a master-key rotation was interrupted "
-            "(see README: Rotating the master key)"
-        )
-    if not path.exists():
-        raise CliError(f"no master key at {path} (run `shim init`, or set SHIM_SECRET_KEY)")
-    try:
-        return decode_master_key(path.read_text().strip())
-    except ValueError as exc:
-        raise CliError(f"{path}: {exc}") from None
 
 
 def init_files(settings: Settings) -> tuple[Path, bool]:
     """Create the data directory, the key file (mode 0600) and the database (0600)."""
     db = Path(settings.db)
     db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    created = False
-    if not settings.secret_key and not Path(settings.key_file).exists():
-        fd = os.open(settings.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(encode_master_key(generate_master_key()) + "\n")
-        created = True
+    created = master_key.create_file(settings)
     store = SqliteStore(settings.db, SecretBox(load_master_key(settings)))
     store.migrate()
     store.close()
@@ -98,3 +80,68 @@ def create_app() -> KeyshimApp:
     """uvicorn factory (``shim.serve.runtime:create_app``): settings come from ``SHIM_*``."""
     settings = Settings.from_env()
     return KeyshimApp(settings, build_services)
+
+
+def token_client(settings: Settings) -> Upstream:
+    """An upstream client for the token endpoint only (commands outside ``shim serve``)."""
+    return Upstream(token_timeout=settings.token_timeout)
+
+
+@asynccontextmanager
+async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains]:
+    """Chains with the server's lease, journal and alerts, for refreshes outside a server.
+
+    Alerts still queued when the block ends are sent before the client closes.
+    """
+    upstream = token_client(settings)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    try:
+        yield Chains(store, upstream, settings, on_event=alerter)
+        await alerter.drain()
+    finally:
+        await upstream.aclose()
+
+
+def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
+    """Run ``shim serve``: uvicorn with :func:`create_app` in every worker, until a signal.
+
+    Checks the store first (a missing ``shim init`` fails here, clearly), then hands the
+    settings to the workers through ``SHIM_*`` and calls ``announce`` with the address line.
+    """
+    from shim.serve import server
+
+    open_store(settings).close()  # fail here, clearly, if init was not run
+    os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
+    metrics_dir = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers are separate processes: their metrics meet in files under this directory,
+        # which lives as long as this server (stale files would resurrect old counts).
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="keyshim-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    scheme = "https" if settings.certfile else "http"
+    announce(
+        f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "
+        f"db={settings.db}"
+    )
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
+    # becomes a normal exit, so the cleanup below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.run(
+            "shim.serve.runtime:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            certfile=settings.certfile or None,
+            keyfile=settings.keyfile or None,
+            max_clients=settings.max_clients,
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)

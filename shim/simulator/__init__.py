@@ -1,7 +1,7 @@
 """A faithful stand-in for Keap: token endpoint, authorize redirect, OAuth XML-RPC endpoint.
 
 keyshim's tests, benchmarks and ``shim demo`` run against it instead of the real Keap. It
-follows ``keap-facts.md``, including the inconvenient parts (single-use refresh tokens, JSON
+follows ``docs/keap.md``, including the inconvenient parts (single-use refresh tokens, JSON
 401 and 429 bodies, ``[Tag]`` faults); where the facts are unknown, ``SimConfig`` has a switch.
 
 In-process::

@@ -1,8 +1,10 @@
 """The Store interface: everything keyshim keeps, behind one small protocol.
 
-SQLite (``shim.store.sqlite``) is the embedded default. The interface is deliberately narrow
-and transactional per method, so a shared PostgreSQL store can serve several hosts later:
-nothing above this module writes SQL, holds a transaction, or assumes a single process.
+SQLite (``shim.store.sqlite``) is the embedded default. The interface is not small (27 methods:
+accounts, token chains, leases, keys, server secrets, the audit trail, shared rate counts, Keap
+quota figures and usage reports), but every method is one transaction of its own, so a shared
+PostgreSQL store can serve several hosts: nothing above this module writes SQL, holds a
+transaction, or assumes a single process.
 
 Rules every implementation keeps:
 - Secrets (client secrets, tokens, service keys) are encrypted at rest; callers see plaintext.

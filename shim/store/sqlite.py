@@ -13,7 +13,10 @@ The only module that imports ``sqlite_utils``. Decisions, and why:
 - Secrets: sealed under a context naming row and column (``chain:prod:refresh_token``), so a
   ciphertext moved to another row does not open. File created 0600 (SQLite copies the mode
   to ``-wal``/``-shm``); ``secure_delete`` zeroes freed pages. Errors never carry values.
-- sqlite-utils wraps the connection and runs migration scripts inside our transaction; rows
+- sqlite-utils wraps the connection and runs migration scripts inside our transaction. That
+  needs sqlite-utils 4: from 4.0, ``Database.executescript`` runs a script statement by
+  statement while a transaction is open, where 3.x handed it to ``sqlite3``'s
+  ``executescript``, which COMMITs first (hence ``sqlite-utils>=4`` in pyproject.toml). Rows
   are written with explicit SQL so a missing migration fails loudly instead of letting
   ``table.insert`` infer a table.
 """
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any, get_args
 
 from sqlite_utils import Database
 
+from shim.files import write_private
 from shim.models import (
     Account,
     AccountKind,
@@ -142,11 +146,8 @@ def _as_dict(r: sqlite3.Row) -> dict[str, Any]:
 
 def _create_private(path: str) -> None:
     """Create the database file 0600 before SQLite sees it, so it is never world-readable."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        write_private(path, b"", exclusive=True)
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shim.cli.commands import cli
+from shim.cli import cli
 
 
 @pytest.fixture

@@ -1209,7 +1209,7 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A CA and a server certificate that names ``localhost`` only (not 127.0.0.1)."""
     from types import SimpleNamespace
 
-    from shim.store.secrets import make_ca, make_server_cert
+    from shim.tls.ca import make_ca, make_server_cert
 
     directory = tmp_path_factory.mktemp("tls")
     ca_cert, ca_key = make_ca("keyshim test CA", days=2)

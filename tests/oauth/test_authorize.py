@@ -22,7 +22,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.errors import CliError
 from shim.oauth import authorize
 from shim.oauth.authorize import (

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.serve.server import BackgroundServer
 from shim.simulator import SimConfig, Simulator
 

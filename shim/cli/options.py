@@ -1,0 +1,96 @@
+"""What the command groups share: option decorators, parameter types and the ``ctx`` helpers.
+
+Like sqlite-utils' shared options: one decorator per recurring option, so every command spells
+``--db``, ``--json``, ``--since`` and the ACCOUNT argument the same way, and a new store kind
+(``--db`` with another scheme) changes one place.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from shim.serve.runtime import open_store
+from shim.settings import Settings, parse_duration
+from shim.store.sqlite import SqliteStore
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float | int):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = Duration()
+
+
+def db_option(fn: F) -> F:
+    """``--db``: where keyshim keeps its state (env ``SHIM_DB``)."""
+    return click.option(
+        "--db",
+        envvar="SHIM_DB",
+        type=click.Path(dir_okay=False),
+        help="Database file (env SHIM_DB; default: keyshim.db in your data directory).",
+    )(fn)
+
+
+def json_option(fn: F) -> F:
+    """``--json``: machine-readable output on stdout."""
+    return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)
+
+
+def since_option(fn: F) -> F:
+    """``--since``: the start of a report window, a duration ago or a UTC date."""
+    return click.option(
+        "--since",
+        default="30d",
+        show_default=True,
+        help="A duration ago (7d, 12h) or a UTC date (2026-11-01).",
+    )(fn)
+
+
+def account_argument(fn: F) -> F:
+    """The ACCOUNT a command acts on, by name."""
+    return click.argument("account_name", metavar="ACCOUNT")(fn)
+
+
+def settings(ctx: click.Context) -> Settings:
+    """The settings the root group read from ``SHIM_*`` and ``--db``."""
+    obj = ctx.find_root().obj
+    assert isinstance(obj, Settings)
+    return obj
+
+
+@contextmanager
+def store(ctx: click.Context) -> Iterator[SqliteStore]:
+    """The store for this command, closed when the command is done."""
+    opened = open_store(settings(ctx))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
