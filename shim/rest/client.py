@@ -1,7 +1,7 @@
 """Every REST v2 request keyshim makes, with the rules forwarded XML-RPC calls follow.
 
-Each request goes through ``sender.request`` (``Services.request``), the path forwarded
-XML-RPC calls take, so it gets:
+Each request goes through the gateway (shim/keap/gateway.py), the path forwarded XML-RPC
+calls take, so it gets:
 
 * the same credential: the account's bearer token from its chain, picked after the budget
   wait, or its service key as ``X-Keap-API-Key`` (Keap documents that header for PATs and
@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from shim import __version__
 from shim.errors import (
@@ -35,37 +34,20 @@ from shim.errors import (
     UpstreamThrottled,
 )
 from shim.keap.client import UpstreamResponse
+from shim.keap.gateway import Gateway, Multipart, Params
 from shim.models import Account
 from shim.oauth.token_policy import parse_retry_after
 
 #: Largest JSON answer read into memory (a page of 1000 full contacts is a few MB).
 MAX_JSON = 64 * 1024 * 1024
-Params = Sequence[tuple[str, str]]
-Multipart = Mapping[str, str | tuple[str, bytes, str]]
 _TAG = re.compile(r"^\[\w+\]")
-
-
-class Sender(Protocol):
-    """What the client needs of ``Services``: the budgeted request."""
-
-    async def request(
-        self,
-        account: Account,
-        method: str,
-        url: str,
-        *,
-        headers: dict[str, str],
-        params: Params | None = None,
-        json: object = None,
-        multipart: Multipart | None = None,
-    ) -> UpstreamResponse: ...
 
 
 class RestClient:
     """The REST requests of one legacy call for one account; counts them (fan-out)."""
 
-    def __init__(self, sender: Sender, account: Account) -> None:
-        self.sender = sender
+    def __init__(self, gateway: Gateway, account: Account) -> None:
+        self.gateway = gateway
         self.account = account
         self.requests = 0
         self.last_status: int | None = None
@@ -83,7 +65,7 @@ class RestClient:
         url = self.account.rest_url.rstrip("/") + path
         headers = {"Accept": "application/json", "User-Agent": f"keyshim/{__version__}"}
         self.requests += 1
-        response = await self.sender.request(
+        response = await self.gateway.request(
             self.account,
             method,
             url,

@@ -22,7 +22,7 @@ import logging
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
 from shim import xmlrpc
@@ -36,18 +36,19 @@ from shim.errors import (
     UpstreamUnavailable,
 )
 from shim.keap.client import UpstreamResponse
+from shim.keap.gateway import Gateway
 from shim.models import Account
 from shim.oauth.chains import Chains
-from shim.rest.client import RestClient, Sender
+from shim.rest.client import RestClient
 from shim.rest.context import Ctx, RestState
 from shim.rest.files import Streamed
 from shim.rest.legacy import check_signature
 from shim.rest.table import Translation, lookup
+from shim.serve.asgi import Send
 from shim.store.protocol import Store
 
 log = logging.getLogger("shim.rest")
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: After XML-RPC was found down, how long translated calls of that account skip it (seconds).
 DOWN_HOLD = 30.0
 #: What an in-protocol brownout fault says (Keap's real wording is unknown; keap-facts.md).
@@ -74,8 +75,8 @@ class Trace(Protocol):
 class Router:
     """Per-process: the translation table, the REST state, the fallback rules."""
 
-    def __init__(self, sender: Sender, chains: Chains, store: Store) -> None:
-        self.sender = sender
+    def __init__(self, gateway: Gateway, chains: Chains, store: Store) -> None:
+        self.gateway = gateway
         self.chains = chains
         self.store = store
         self.state = RestState()
@@ -142,7 +143,7 @@ class Router:
     ) -> None:
         """Run the translation and send its answer; the trace records route and statuses."""
         t.route = "rest"
-        client = RestClient(self.sender, account)
+        client = RestClient(self.gateway, account)
         ctx = Ctx(client, self.state, self.store, self.chains.owner)
         try:
             check_signature(call.params, translation.signatures)

@@ -89,6 +89,9 @@ class Metrics:
     def observe_upstream(self, seconds: float) -> None:
         self.upstream.observe(seconds)
 
+    def observe_budget_wait(self, seconds: float) -> None:
+        self.budget_wait.inc(seconds)
+
     def refresh(self, account: str, outcome: str) -> None:
         self.refreshes.labels(account, outcome).inc()
 

@@ -15,9 +15,10 @@ from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
 from shim.oauth.chains import Chains
-from shim.serve.app import KeyshimApp, Services
+from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
+from shim.serve.services import Services
 from shim.settings import Settings
 from shim.store.secrets import SecretBox, decode_master_key, encode_master_key, generate_master_key
 from shim.store.sqlite import SqliteStore
