@@ -26,7 +26,7 @@ from shim.errors import (
     ShimError,
     UpstreamError,
 )
-from shim.keap.answers import raise_for_xmlrpc_answer
+from shim.keap import answers
 from shim.keap.client import UpstreamResponse
 from shim.models import Account, CallRecord
 from shim.serve import asgi
@@ -150,7 +150,7 @@ class Calls:
         response = await services.gateway.send(account, account.xmlrpc_url, body, headers)
         if response.status == 200 and b"xml" in response.headers.get("content-type", "").encode():
             return response
-        await raise_for_xmlrpc_answer(response)
+        await answers.raise_for_answer(response, answers.XMLRPC)
         raise AssertionError("unreachable")
 
     async def _routed(
