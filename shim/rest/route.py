@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-import zlib
 from collections.abc import Callable, MutableMapping
 from typing import Any, Protocol
 
@@ -35,6 +34,7 @@ from shim.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from shim.inflate import InflateError, inflater
 from shim.keap.client import UpstreamResponse
 from shim.keap.gateway import Gateway
 from shim.models import Account
@@ -98,12 +98,11 @@ class Router:
     async def brownout(self, response: UpstreamResponse) -> bool:
         """Whether a 200 XML-RPC answer is a brownout fault (peeked, never lost)."""
         head = await response.peek(2048)
-        encoding = response.headers.get("content-encoding", "").lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
+        decoder = inflater(response.headers.get("content-encoding", ""))
+        if decoder is not None:
             try:
-                wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
-                head = zlib.decompressobj(wbits).decompress(head, 8192)
-            except zlib.error:
+                head = decoder.head(head, 8192)
+            except InflateError:
                 return False
         if BROWNOUT.search(head) is None:
             return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import zlib
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +19,7 @@ from shim.errors import (
     UnsupportedContentType,
     UpstreamError,
 )
+from shim.inflate import InflateError, Inflater, inflater
 from shim.serve.audit import fault_tag
 
 if TYPE_CHECKING:
@@ -76,8 +76,9 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
             raise _late(timeout) from None
     body = b"".join(chunks)
     encoding = (header(scope, b"content-encoding") or "").strip().lower()
-    if encoding in ("gzip", "x-gzip", "deflate"):
-        body = _decompress(body, limit, gzip=encoding != "deflate")
+    decoder = inflater(encoding)
+    if decoder is not None:
+        body = _decompress(decoder, body, limit)
     elif encoding not in ("", "identity"):
         raise ParseError(f"unsupported Content-Encoding {encoding[:40]!r}")
     return body
@@ -103,13 +104,12 @@ async def _receive_all(receive: Receive, limit: int) -> list[bytes]:
             return chunks
 
 
-def _decompress(data: bytes, limit: int, *, gzip: bool) -> bytes:
-    decoder = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+def _decompress(decoder: Inflater, data: bytes, limit: int) -> bytes:
     try:
-        out = decoder.decompress(data, limit + 1)
-    except zlib.error as exc:
+        out = decoder.head(data, limit + 1)
+    except InflateError as exc:
         raise ParseError(f"bad compressed body: {exc}") from None
-    if len(out) > limit or decoder.unconsumed_tail:
+    if len(out) > limit or decoder.cut:
         raise RequestTooLarge(f"Decompressed request body is over the {limit}-byte limit")
     if not decoder.eof:
         raise ParseError("truncated compressed body")
