@@ -71,6 +71,7 @@ class Budget:
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         limits: Mapping[str, tuple[float, float]] = KEAP_LIMITS,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.share = share
         self.max_wait = max_wait
@@ -78,8 +79,8 @@ class Budget:
         self.sleep = sleep
         self.limits = limits
         self._credentials: dict[str, Credential] = {}
-        self.waited = 0.0  # total seconds calls spent waiting (for metrics)
-        self.refused = 0
+        #: Called for each call refused at once (its wait would exceed ``max_wait``; a metric).
+        self.on_refused = on_refused
 
     def _credential(self, account: Account, now: float) -> Credential:
         cid = credential_id(account)
@@ -106,7 +107,7 @@ class Budget:
         cred = self._credential(account, now)
         wait = max(cred.paused_until - now, *(b.wait_for_one(now) for b in cred.buckets))
         if wait > self.max_wait:
-            self.refused += 1
+            self.on_refused()
             raise UpstreamThrottled(
                 f"keyshim is holding calls back to stay within Keap's rate limits for "
                 f"{account.name}; retry after {wait:.0f}s",
@@ -119,7 +120,6 @@ class Budget:
     async def acquire(self, account: Account) -> None:
         wait = self.reserve(account, self.clock())
         if wait > 0:
-            self.waited += wait
             await self.sleep(wait)
 
     def pause(self, account: Account, retry_after: float | None) -> None:

@@ -81,18 +81,21 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
     )
     alerter = Alerter(settings.alert_webhook, upstream.post_json)
     chains = Chains(store, upstream, settings, on_event=alerter)
+    metrics = Metrics()
     audit = AuditLog(
         store,
         retention=settings.audit_retention,
         clock=time.time,
         flush_interval=settings.audit_flush,
+        on_drop=metrics.dropped_audit,
     )
     budget = Budget(
         share=settings.quota_share / max(1, settings.workers),
         max_wait=settings.quota_wait,
         clock=time.time,
+        on_refused=metrics.refused_by_budget,
     )
-    return Services(settings, store, upstream, chains, alerter, audit, budget, Metrics())
+    return Services(settings, store, upstream, chains, alerter, audit, budget, metrics)
 
 
 def create_app() -> KeyshimApp:
