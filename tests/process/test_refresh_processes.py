@@ -39,10 +39,10 @@ from shim import xmlrpc
 from shim.models import Chain, TokenPair
 from shim.oauth.token_policy import fingerprint, refresh_lease
 from shim.serve.runtime import init_files, open_store
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.simulator.state import SPENT_BODIES
+from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from shim.models import TokenPair
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.servers import BackgroundServer
 from tests.support.stack import Stack, add_oauth_account, issue_key
 
 
