@@ -93,6 +93,7 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         share=settings.quota_share / max(1, settings.workers),
         max_wait=settings.quota_wait,
         clock=time.time,
+        limits=settings.limits(),
         on_refused=metrics.refused_by_budget,
     )
     return Services(settings, store, upstream, chains, alerter, audit, budget, metrics)

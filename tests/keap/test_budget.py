@@ -11,6 +11,7 @@ from shim.errors import UpstreamThrottled
 from shim.keap.budget import Budget, credential_id, quota_figures
 from shim.models import Account
 from shim.oauth.health import account_healths
+from shim.settings import Settings
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +60,31 @@ def test_worker_share_and_pause_after_429() -> None:
     assert budget.reserve(OAUTH, 0.0) == pytest.approx(4 / 25)  # a quarter of 25 a second
     budget.pause(OAUTH, 7.0)
     assert budget.reserve(OAUTH, 0.0) >= 7.0
+
+
+def test_budget_honours_shim_keap_limits() -> None:
+    limits = Settings(keap_limits="oauth=5/s,20/min;service_key=off").limits()
+    budget = Budget(share=1.0, max_wait=60, clock=lambda: 0.0, limits=limits)
+    waits = [budget.reserve(OAUTH, 0.0) for _ in range(20)]
+    assert waits[1] == pytest.approx(1 / 5)  # 5 a second, spaced
+    assert waits[19] == pytest.approx(19 / 5)
+    assert all(budget.reserve(KEY, 0.0) == 0.0 for _ in range(1000))  # off: never waits
+
+
+def test_minute_only_limit_allows_a_burst_then_spaces() -> None:
+    limits = Settings(keap_limits="oauth=60/min").limits()
+    budget = Budget(share=1.0, max_wait=60, clock=lambda: 0.0, limits=limits)
+    assert [budget.reserve(OAUTH, 0.0) for _ in range(60)] == [0.0] * 60
+    assert budget.reserve(OAUTH, 0.0) == pytest.approx(1.0)
+
+
+def test_off_still_pauses_after_a_429() -> None:
+    budget = Budget(
+        share=1.0, max_wait=60, clock=lambda: 0.0, limits=Settings(keap_limits="off").limits()
+    )
+    assert budget.reserve(OAUTH, 0.0) == 0.0
+    budget.pause(OAUTH, 4.0)
+    assert budget.reserve(OAUTH, 0.0) == pytest.approx(4.0)
 
 
 def test_quota_figures() -> None:
