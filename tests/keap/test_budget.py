@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from shim.errors import UpstreamThrottled
 from shim.keap.budget import Budget, credential_id, quota_figures
 from shim.models import Account
-from shim.oauth.health import account_healths
 from shim.settings import Settings
-from tests.support.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
@@ -96,22 +91,3 @@ def test_quota_figures() -> None:
         }
     )
     assert figures == {"quota-available": "149990", "throttle-limit": "1500"}
-
-
-async def test_burst_through_keyshim_never_sees_a_429(stack: Stack) -> None:
-    sim = stack.sim
-    sim.config.throttle = True
-    sim.config.oauth_spike_limit = 5  # Keap (simulated) admits one call every 0.2 s...
-    services = stack.app.services
-    assert services is not None
-    services.budget.limits = {"oauth": (4.0, 1500.0), "service_key": (2.0, 240.0)}
-    services.budget._credentials.clear()  # ...and keyshim's budget is set just under it
-    started = time.monotonic()
-    results = await asyncio.gather(*(stack.call("DataService.echo", str(i)) for i in range(12)))
-    assert results == [str(i) for i in range(12)]
-    assert time.monotonic() - started >= 2.5  # smoothed: 12 calls at 4 a second
-    assert sim.stats()["xmlrpc_throttled"] == 0
-    services.audit.flush_now()
-    health = {h.account: h for h in account_healths(stack.store, time.time())}
-    quota = health["prod"].facts["keap_quota"]
-    assert "quota-available" in quota and "throttle-limit" in quota
