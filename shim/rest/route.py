@@ -22,7 +22,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, MutableMapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shim import xmlrpc
 from shim.errors import (
@@ -44,8 +44,10 @@ from shim.rest.context import Ctx, RestState
 from shim.rest.files import Streamed
 from shim.rest.legacy import check_signature
 from shim.rest.table import Translation, lookup
-from shim.serve.asgi import Send
 from shim.store.protocol import Store
+
+if TYPE_CHECKING:  # the ASGI types only; rest/ does not depend on serve/ at run time
+    from shim.serve.asgi import Send
 
 log = logging.getLogger("shim.rest")
 
