@@ -34,6 +34,7 @@ from shim.serve.asgi import Receive, Scope, Send
 from shim.serve.services import Services
 from shim.settings import Settings
 
+#: Named for the app, as before the split: operators filter their logs by this name.
 log = logging.getLogger("shim.serve.app")
 access_log = logging.getLogger("shim.access")
 
