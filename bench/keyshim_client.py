@@ -1,21 +1,20 @@
-"""``shim ...`` with Keap's quota budget lifted and the upstream HTTP client chosen by
+"""``shim ...`` with the upstream HTTP client chosen by
 ``BENCH_CLIENT`` (``http1``, ``httpx-aiohttp`` or ``aiohttp``; see bench/client_variants.py).
 
 keyshim builds its ``Upstream`` in ``shim.serve.runtime.build_services``; this launcher replaces the
 class it builds there, before the CLI runs, so everything else in keyshim (parsing, key check,
-budget, audit, log line, metrics, streaming the answer) is exactly as shipped. Like
-bench/keyshim_serve.py (whose budget patch it imports) it patches at import time, so uvicorn
-worker processes would get the same client.
+budget, audit, log line, metrics, streaming the answer) is exactly as shipped. It patches at
+import time, so uvicorn worker processes would get the same client. bench/stack.py lifts
+Keap's quota budget through ``SHIM_KEAP_LIMITS``.
 
 Usage: BENCH_CLIENT=aiohttp python3 bench/keyshim_client.py serve --port 8080
 """
 
 import os
 
-import keyshim_serve  # noqa: F401  (lifts the quota budget on import)
 from client_variants import upstream_class
 
-from shim.cli.commands import main
+from shim.cli import main
 from shim.serve import runtime
 
 runtime.Upstream = upstream_class(os.environ.get("BENCH_CLIENT", "http1"))  # type: ignore[misc]

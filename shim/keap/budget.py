@@ -1,7 +1,8 @@
 """The upstream quota budget: smooth bursts by waiting instead of collecting 429s.
 
 Keap limits each OAuth client to about 25 calls a second and 1,500 a minute across every app it
-serves, and each Service Account Key / PAT to 10 a second and 240 a minute. The per-second
+serves, and each Service Account Key / PAT to 10 a second and 240 a minute (the default of
+``SHIM_KEAP_LIMITS``, which can change them per kind or turn them off). The per-second
 limit is a spike arrest (calls evenly spaced, no bursts). keyshim keeps two
 token buckets per upstream credential and makes a call wait (up to ``SHIM_QUOTA_WAIT``) for its
 turn; a call that would wait longer gets ``[Throttled]`` at once, without reaching Keap. After a
@@ -21,12 +22,10 @@ from dataclasses import dataclass
 
 from shim.errors import UpstreamThrottled
 from shim.models import Account
+from shim.settings import DEFAULT_KEAP_LIMITS, KeapLimits, parse_keap_limits
 
-#: (calls a second, calls a minute) per credential kind, from keap-facts.
-KEAP_LIMITS: dict[str, tuple[float, float]] = {
-    "oauth": (25.0, 1500.0),
-    "service_key": (10.0, 240.0),
-}
+#: (calls a second, calls a minute) per credential kind, from keap-facts; None: not limited.
+KEAP_LIMITS: KeapLimits = parse_keap_limits(DEFAULT_KEAP_LIMITS)
 
 
 @dataclass
@@ -70,7 +69,8 @@ class Budget:
         max_wait: float,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        limits: Mapping[str, tuple[float, float]] = KEAP_LIMITS,
+        limits: Mapping[str, tuple[float | None, float | None]] = KEAP_LIMITS,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.share = share
         self.max_wait = max_wait
@@ -78,24 +78,23 @@ class Budget:
         self.sleep = sleep
         self.limits = limits
         self._credentials: dict[str, Credential] = {}
-        self.waited = 0.0  # total seconds calls spent waiting (for metrics)
-        self.refused = 0
+        #: Called for each call refused at once (its wait would exceed ``max_wait``; a metric).
+        self.on_refused = on_refused
 
     def _credential(self, account: Account, now: float) -> Credential:
         cid = credential_id(account)
         cred = self._credentials.get(cid)
         if cred is None:
             per_second, per_minute = self.limits[account.kind]
-            second = per_second * self.share
-            minute = per_minute * self.share
-            # Keap's spike limit is an Apigee SpikeArrest: it admits one call every 1/rate
-            # seconds and no bursts, so the per-second bucket holds a single token.
-            cred = self._credentials[cid] = Credential(
-                (
-                    Bucket(second, 1.0, 1.0, now),
-                    Bucket(minute / 60.0, max(1.0, minute), max(1.0, minute), now),
-                )
-            )
+            buckets = []
+            if per_second is not None:
+                # Keap's spike limit is an Apigee SpikeArrest: it admits one call every 1/rate
+                # seconds and no bursts, so the per-second bucket holds a single token.
+                buckets.append(Bucket(per_second * self.share, 1.0, 1.0, now))
+            if per_minute is not None:
+                minute = per_minute * self.share
+                buckets.append(Bucket(minute / 60.0, max(1.0, minute), max(1.0, minute), now))
+            cred = self._credentials[cid] = Credential(tuple(buckets))
         return cred
 
     def reserve(self, account: Account, now: float) -> float:
@@ -104,9 +103,9 @@ class Budget:
         Raises UpstreamThrottled when the wait would exceed ``max_wait``.
         """
         cred = self._credential(account, now)
-        wait = max(cred.paused_until - now, *(b.wait_for_one(now) for b in cred.buckets))
+        wait = max([cred.paused_until - now, *(b.wait_for_one(now) for b in cred.buckets)])
         if wait > self.max_wait:
-            self.refused += 1
+            self.on_refused()
             raise UpstreamThrottled(
                 f"keyshim is holding calls back to stay within Keap's rate limits for "
                 f"{account.name}; retry after {wait:.0f}s",
@@ -119,7 +118,6 @@ class Budget:
     async def acquire(self, account: Account) -> None:
         wait = self.reserve(account, self.clock())
         if wait > 0:
-            self.waited += wait
             await self.sleep(wait)
 
     def pause(self, account: Account, retry_after: float | None) -> None:

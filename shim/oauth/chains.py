@@ -6,7 +6,7 @@ token about to expire, a 401 from Keap, the background scheduler, ``shim refresh
 after a crash) goes through ``Chains.refresh``:
 
 1. one asyncio lock per account in this process, so concurrent callers share one refresh;
-2. a lease in the store (``refresh:<account>``, owner and expiry, owner-checked release), so
+2. a lease in the store (``refresh_lease(account)``, owner and expiry, owner-checked release), so
    only one process or host refreshes a chain at a time; callers that lose wait (bounded) for
    the winner's result by watching the chain's generation;
 3. after taking the lease the chain is read again: somebody may have refreshed meanwhile;
@@ -43,7 +43,13 @@ from shim.errors import (
 )
 from shim.keap.client import Upstream
 from shim.models import Account, Chain, RefreshJournal
-from shim.oauth.token_policy import backoff, fingerprint, is_due, needs_inline_refresh
+from shim.oauth.token_policy import (
+    backoff,
+    fingerprint,
+    is_due,
+    needs_inline_refresh,
+    refresh_lease,
+)
 from shim.settings import Settings
 from shim.store.protocol import Store
 
@@ -143,7 +149,7 @@ class Chains:
             if self._settled(chain, seen_generation, reason):
                 return chain
             deadline = self.clock() + self.settings.refresh_wait
-            lease = f"refresh:{name}"
+            lease = refresh_lease(name)
             while True:
                 if self.store.acquire_lease(
                     lease, self.owner, self.settings.lease_ttl, self.clock()
@@ -223,7 +229,7 @@ class Chains:
                     await self._failed(chain, exc, dead=False)
                     raise
                 renewed = self.store.acquire_lease(
-                    f"refresh:{name}", self.owner, self.settings.lease_ttl + wait, self.clock()
+                    refresh_lease(name), self.owner, self.settings.lease_ttl + wait, self.clock()
                 )
                 if not renewed:
                     # Someone else holds the chain now: leave its journal and health alone.
@@ -303,7 +309,7 @@ class Chains:
             chain = self.store.get_chain(account.name)
             if chain is None or chain.in_flight is None or chain.state != "ok":
                 continue
-            if self.store.lease_holder(f"refresh:{account.name}", self.clock()) is not None:
+            if self.store.lease_holder(refresh_lease(account.name), self.clock()) is not None:
                 continue  # a live process is refreshing it right now
             try:
                 await self.refresh(account, seen_generation=chain.generation, reason="recovery")

@@ -113,3 +113,8 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
     """Full-jitter exponential backoff: a random wait in [0, min(cap, base * 2**attempt)]."""
     high = min(cap, base * (2**attempt))
     return (rng or random).uniform(base / 2, max(base / 2, high))
+
+
+def refresh_lease(account: str) -> str:
+    """The name of the store lease that lets one process at a time refresh ``account``."""
+    return f"refresh:{account}"

@@ -20,9 +20,10 @@ from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
 from shim.oauth.chains import Chains
-from shim.serve.app import KeyshimApp, Services
+from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
+from shim.serve.services import Services
 from shim.settings import Settings
 from shim.store import master_key
 from shim.store.master_key import load as load_master_key
@@ -62,18 +63,22 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
     )
     alerter = Alerter(settings.alert_webhook, upstream.post_json)
     chains = Chains(store, upstream, settings, on_event=alerter)
+    metrics = Metrics()
     audit = AuditLog(
         store,
         retention=settings.audit_retention,
         clock=time.time,
         flush_interval=settings.audit_flush,
+        on_drop=metrics.dropped_audit,
     )
     budget = Budget(
         share=settings.quota_share / max(1, settings.workers),
         max_wait=settings.quota_wait,
         clock=time.time,
+        limits=settings.limits(),
+        on_refused=metrics.refused_by_budget,
     )
-    return Services(settings, store, upstream, chains, alerter, audit, budget, Metrics())
+    return Services(settings, store, upstream, chains, alerter, audit, budget, metrics)
 
 
 def create_app() -> KeyshimApp:

@@ -472,11 +472,6 @@ class SqliteStore:
         key: KeyRecord | None = self._cached("key", key_id, _SELECT_KEY_BY_ID, self._key)
         return key
 
-    def find_key_by_digest(self, digest: str) -> KeyRecord | None:
-        """Lookup by the keyed hash of a presented secret (unique index, O(log n))."""
-        r = self._one(f"{_SELECT_KEY} WHERE digest = ?", (digest,))
-        return None if r is None else self._key(r)
-
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
         order = "ORDER BY created_at, id"
         if account is None:

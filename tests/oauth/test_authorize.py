@@ -33,10 +33,10 @@ from shim.oauth.authorize import (
     parse_listen,
     parse_redirect,
 )
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.timeout(30)
 

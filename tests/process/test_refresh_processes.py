@@ -37,12 +37,12 @@ import pytest
 
 from shim import xmlrpc
 from shim.models import Chain, TokenPair
-from shim.oauth.token_policy import fingerprint
+from shim.oauth.token_policy import fingerprint, refresh_lease
 from shim.serve.runtime import init_files, open_store
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.simulator.state import SPENT_BODIES
+from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -253,7 +253,7 @@ class Harness:
         return chain
 
     def lease_holder(self, name: str = ACCOUNT) -> str | None:
-        return self.store.lease_holder(f"refresh:{name}", time.time())
+        return self.store.lease_holder(refresh_lease(name), time.time())
 
     def rotations(self, name: str = ACCOUNT) -> int:
         """How many times Keap rotated this account's chain (pairs issued after the first)."""

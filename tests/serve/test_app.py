@@ -1,4 +1,4 @@
-"""The endpoint in-process: keys, forwarding, faults, refresh before forwarding."""
+"""The endpoint in-process: keys, forwarding, faults (the gateway's rules: tests/keap)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from shim import xmlrpc
 from shim.errors import all_faults
-from tests.support.stack import Stack, add_key_account, issue_key
+from tests.support.stack import Stack, issue_key
 
 pytestmark = pytest.mark.anyio
 
@@ -114,43 +114,6 @@ async def test_gzip_request_and_size_limit(stack: Stack) -> None:
     with pytest.raises(xmlrpc.Fault) as info:
         xmlrpc.parse_response(response.content)
     assert info.value.string.startswith("[RequestTooLarge]")
-
-
-async def test_service_key_account(stack: Stack) -> None:
-    add_key_account(stack.store, stack.sim, stack.base)
-    key = issue_key(stack.store, stack.settings, "sak")
-    assert await stack.call("DataService.echo", "sak", key=key) == "sak"
-
-
-async def test_refresh_before_forwarding_once(stack: Stack) -> None:
-    chain = stack.store.get_chain("prod")
-    assert chain is not None
-    # make the stored access token look about to expire
-    from shim.models import TokenPair
-
-    stack.store.put_tokens(
-        "prod", TokenPair(chain.access_token, chain.refresh_token, time.time() + 1), time.time()
-    )
-    import asyncio
-
-    before = stack.sim.stats()["refreshes_served"]
-    results = await asyncio.gather(*(stack.call("DataService.echo", str(i)) for i in range(50)))
-    assert results == [str(i) for i in range(50)]
-    assert stack.sim.stats()["refreshes_served"] == before + 1
-
-
-async def test_upstream_401_refreshes_and_retries_once(stack: Stack) -> None:
-    chain = stack.store.get_chain("prod")
-    assert chain is not None
-    from shim.models import TokenPair
-
-    # a token Keap does not know, with a far expiry: only the 401 reveals it
-    stack.store.put_tokens(
-        "prod", TokenPair("bogus", chain.refresh_token, time.time() + 9999), time.time()
-    )
-    before = stack.sim.stats()["refreshes_served"]
-    assert await stack.call("DataService.echo", "after401") == "after401"
-    assert stack.sim.stats()["refreshes_served"] == before + 1
 
 
 async def test_upstream_errors_become_faults(stack: Stack) -> None:

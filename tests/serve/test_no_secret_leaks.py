@@ -28,8 +28,8 @@ import pytest
 from click.testing import CliRunner
 
 from shim.cli import cli
-from shim.serve.server import BackgroundServer
 from shim.simulator import SimConfig, Simulator
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.timeout(120)
 
