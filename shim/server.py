@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import sys
 import threading
 import time
@@ -24,6 +25,93 @@ from shim.settings import Settings
 #: The largest request line plus headers accepted (legacy clients send well under 2 KiB).
 MAX_HEAD_BYTES = 64 * 1024
 
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-length: 0\r\nconnection: close\r\n\r\n"
+)
+_BLANK_LINE = b"\r\n\r\n"  # ends a head, and a chunked body's trailer section
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+
+
+def _blank_line_end(tail: bytes, data: bytes, start: int, stop: int) -> int | None:
+    """The offset in ``data`` just past the first CRLF CRLF that ends in ``data[start:stop]``;
+    ``tail`` (at most 3 bytes) is what came just before ``data[start]``, maybe in another read."""
+    bridge = tail + data[start : start + 3]
+    found = bridge.find(_BLANK_LINE)
+    if found >= 0:  # begins in the tail: earlier than any match inside data[start:]
+        end = start + found + 4 - len(tail)
+        return end if end <= stop else None
+    found = data.find(_BLANK_LINE, start, stop)
+    return None if found < 0 else found + 4
+
+
+def _tail(tail: bytes, data: bytes, start: int, end: int) -> bytes:
+    """The last 3 bytes of ``tail + data[start:end]``."""
+    return (tail + data[max(start, end - 3) : end])[-3:]
+
+
+class _Length:
+    """Where a body framed by Content-Length ends."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def end(self, data: bytes, start: int) -> int | None:
+        """Take ``data[start:]``; the offset where the body ends, if it ends in it."""
+        if len(data) - start >= self.left:
+            end, self.left = start + self.left, 0
+            return end
+        self.left -= len(data) - start
+        return None
+
+
+class _Chunked:
+    """Where a chunked body ends: each chunk's size line is read to skip its data, and the
+    body ends at the blank line after the last (zero) chunk and its trailer fields.
+
+    It only finds the end of a body that llhttp accepts (strict CRLFs, hex sizes); llhttp still
+    checks every byte, and on anything else it answers 400 before this matters.
+    """
+
+    def __init__(self) -> None:
+        self.state = "size"  # size line, "data" (and its CRLF), "trailer", "lost"
+        self.line = b""  # the start of the size line read so far
+        self.left = 0
+        self.tail = b""
+
+    def end(self, data: bytes, start: int) -> int | None:
+        pos = start
+        while pos < len(data):
+            if self.state == "data":
+                step = min(self.left, len(data) - pos)
+                pos, self.left = pos + step, self.left - step
+                if not self.left:
+                    self.state = "size"
+            elif self.state == "size":
+                newline = data.find(b"\n", pos)
+                stop = len(data) if newline < 0 else newline
+                self.line += data[pos : min(stop, pos + 32 - len(self.line))]
+                if newline < 0:
+                    return None
+                digits = _HEX.match(self.line)
+                size = int(digits.group(), 16) if digits else -1
+                pos, self.line = newline + 1, b""
+                if size < 0:
+                    self.state = "lost"  # not a size line: the parser answers 400
+                elif size:
+                    self.state, self.left = "data", size + 2
+                else:  # the CRLF that ended this line may also start the blank line
+                    self.state, self.tail = "trailer", b"\r\n"
+            elif self.state == "trailer":
+                end = _blank_line_end(self.tail, data, pos, len(data))
+                if end is not None:
+                    return end
+                self.tail = _tail(self.tail, data, pos, len(data))
+                return None
+            else:
+                return None
+        return None
+
 
 class HeadTimeoutProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus a deadline and a size bound for each request head.
@@ -32,12 +120,23 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     connections and trickles (or never sends) its head would hold them for ever. Each head must
     now arrive within ``SHIM_HEAD_TIMEOUT`` of the connection or of its first byte, and within
     ``MAX_HEAD_BYTES`` (else 431); bodies have their own limits in the app.
+
+    To count only head bytes, each read is fed to the parser in parts that end where a head
+    or a body ends: a head up to its blank line, after checking that it fits; a body up to its
+    length, or its last chunk. So a read carrying a whole request, or a request and the start
+    of the next, counts each head alone, and a head over the limit is refused before the
+    parser sees the end of it (it is never handed to the app).
     """
 
     _timeout: float | None = None
     _head_timer: asyncio.TimerHandle | None = None
-    _head_bytes: int = 0
-    _in_head: bool = True
+    #: Where the parser is: "idle" between requests, "head" or "body" of one.
+    _phase: str = "idle"
+    _ended: int = 0  # requests parsed to their end
+    _head_bytes: int = 0  # bytes of the current head (and blank lines before it) fed so far
+    _tail: bytes = b""  # the last bytes fed while looking for the end of a head
+    _body: _Length | _Chunked | None = None
+    _refused: bool = False  # a 431 is decided: nothing more is parsed
 
     @classmethod
     def timeout(cls) -> float:
@@ -49,33 +148,83 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm()
 
+    def data_received(self, data: bytes) -> None:
+        pos = 0
+        while pos < len(data) and not self._refused:
+            in_head = self._phase != "body"
+            if in_head:
+                budget = MAX_HEAD_BYTES - self._head_bytes
+                end = _blank_line_end(self._tail, data, pos, min(len(data), pos + budget))
+                if end is None:
+                    if len(data) - pos > budget:  # httptools would keep every header line
+                        self._refuse(HEAD_TOO_LARGE)
+                        return
+                    end = len(data)
+            else:
+                end = self._body.end(data, pos) if self._body is not None else None
+                if end is None or end <= pos:
+                    end = len(data)
+            ended = self._ended
+            super().data_received(data[pos:end])
+            if (
+                self._refused
+                or self.transport.is_closing()
+                or self.transport.get_protocol() is not self  # a WebSocket took over
+            ):
+                return
+            self._account(data, pos, end, in_head=in_head, ended=self._ended != ended)
+            if self._ended != ended and self.parser.should_upgrade():
+                return  # like uvicorn, the rest of a read after an upgrade request is dropped
+            pos = end
+
+    def _account(self, data: bytes, start: int, end: int, *, in_head: bool, ended: bool) -> None:
+        """Book ``data[start:end]``, just fed, to the head or body it belongs to."""
+        if self._phase == "body":
+            if in_head or ended:  # a head ended here: its body comes next
+                self._body, self._head_bytes, self._tail = self._framing(), 0, b""
+        elif ended:  # a request ended here: what follows is the next head
+            self._body = None
+            if self._phase == "head":  # it began in this part: count the whole part, at most
+                self._head_bytes, self._tail = end - start, _tail(b"", data, start, end)
+            else:
+                self._head_bytes, self._tail = 0, b""
+        else:
+            self._head_bytes += end - start
+            self._tail = _tail(self._tail, data, start, end)
+
+    def _framing(self) -> _Length | _Chunked | None:
+        """How the body of the request whose head just ended is framed (llhttp has checked
+        that there is one Content-Length, or a Transfer-Encoding ending in chunked)."""
+        length = None
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                return _Chunked()
+            if name == b"content-length":
+                with contextlib.suppress(ValueError):
+                    length = int(value)
+        return _Length(length) if length else None
+
+    def _refuse(self, answer: bytes) -> None:
+        """Answer a request that will not be parsed, and close."""
+        self._refused = True
+        self._disarm()
+        self.transport.write(answer)
+        self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._phase = "head"
         self._arm()
-
-    def data_received(self, data: bytes) -> None:
-        in_head = self._in_head
-        super().data_received(data)
-        if in_head and self._in_head and not self.transport.is_closing():
-            # The head is still incomplete after this chunk: count it (a body arriving in the
-            # same chunk as the end of its head is not counted).
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:  # httptools would keep every header line
-                self._disarm()
-                self.transport.write(
-                    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-                    b"content-length: 0\r\nconnection: close\r\n\r\n"
-                )
-                self.transport.close()
 
     def on_headers_complete(self) -> None:
         self._disarm()
-        self._in_head = False
         super().on_headers_complete()
+        self._phase = "body"
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._in_head, self._head_bytes = True, 0
+        self._phase = "idle"
+        self._ended += 1
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
