@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 from uvicorn.config import STARTUP_FAILURE
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from shim.logs import uvicorn_log_config
@@ -126,6 +126,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     length, or its last chunk. So a read carrying a whole request, or a request and the start
     of the next, counts each head alone, and a head over the limit is refused before the
     parser sees the end of it (it is never handed to the app).
+
+    Answers go out in request order: a refusal (431, or uvicorn's 400 for a malformed request)
+    behind requests the app still has waits for their answers.
     """
 
     _timeout: float | None = None
@@ -136,7 +139,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     _head_bytes: int = 0  # bytes of the current head (and blank lines before it) fed so far
     _tail: bytes = b""  # the last bytes fed while looking for the end of a head
     _body: _Length | _Chunked | None = None
-    _refused: bool = False  # a 431 is decided: nothing more is parsed
+    _refused: bool = False  # a refusal is decided: nothing more is parsed
+    _refusal: bytes | None = None  # a refusal waiting for earlier requests' answers
 
     @classmethod
     def timeout(cls) -> float:
@@ -205,11 +209,51 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         return _Length(length) if length else None
 
     def _refuse(self, answer: bytes) -> None:
-        """Answer a request that will not be parsed, and close."""
+        """Answer a request that will not be parsed, and close: now, or once the requests
+        before it have their answers."""
         self._refused = True
         self._disarm()
-        self.transport.write(answer)
-        self.transport.close()
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._refusal = answer
+            self.flow.pause_reading()
+        else:
+            self.transport.write(answer)
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a malformed request, sent after the answers owed before it."""
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: " + str(len(msg)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                msg.encode("ascii"),
+            ]
+        )
+        answer = b"".join(content)
+        cycle = self.cycle
+        if self._phase != "body" or cycle is None:
+            self._refuse(answer)  # a head: nothing of this request was handed to the app
+            return
+        # The body of a request the app has: the app never gets all of it, so never forwards it.
+        queued = next((item for item in self.pipeline if item[0] is cycle), None)
+        if queued is not None:  # not started: it will not be
+            self.pipeline.remove(queued)
+            self._refuse(answer)
+        elif cycle.response_started:  # answered without its body: that is its one answer
+            self._refused = True
+            cycle.keep_alive = False
+            if cycle.response_complete:
+                self.transport.close()
+        else:  # the app waits for the body: this is its answer, and the app sees a disconnect
+            self._refused = True
+            self._disarm()
+            self.transport.write(answer)
+            self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -225,6 +269,17 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         super().on_message_complete()
         self._phase = "idle"
         self._ended += 1
+
+    def on_response_complete(self) -> None:
+        last = not self.pipeline  # no request parsed after this one waits to start
+        super().on_response_complete()
+        if not last or self.transport.is_closing():
+            return
+        if self._refusal is not None:
+            self._unset_keepalive_if_required()
+            self.transport.write(self._refusal)
+            self.transport.close()
+            self._refusal = None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -13,7 +13,7 @@ nothing gets the socket's own reads, as in production.
 What must hold (issue #15): a well-formed request gets exactly one answer, the app's, however
 big and however split; only head bytes count toward the 64 KiB head limit, and a head over it
 gets 431 without reaching the app; an error answer from keyshim's own HTTP layer (400, 408,
-413, 431) means nothing was sent upstream.
+413, 431) means nothing was sent upstream; answers go out in request order.
 """
 
 from __future__ import annotations
@@ -487,6 +487,16 @@ def test_431_head_over_the_limit_is_never_dispatched(rig: Rig) -> None:
         assert done.upstream == 0, plan_kind
 
 
+def test_431_behind_a_good_request_comes_after_its_answer(rig: Rig) -> None:
+    body, text = echo_body(rig.key, 100_000)
+    good, bad = request(body), request(body, head_size=MAX_HEAD_BYTES + 10)
+    done = exchange(rig, good + bad, plan=[len(good + bad)], answers=2, settle=0.3)
+    assert [a.status for a in done.answers] == [200, 431]
+    assert_echoed(done.answers[0], text)
+    assert done.rest == b""
+    assert done.upstream == 1
+
+
 BAD_HEADS = {
     "bare LF": b"POST /api/xmlrpc HTTP/1.1\nHost: x\nContent-Type: text/xml\n",
     "space before colon": b"POST /api/xmlrpc HTTP/1.1\r\nHost : x\r\nContent-Type: text/xml\r\n",
@@ -513,6 +523,36 @@ def test_400_broken_chunked_body_is_never_forwarded(rig: Rig) -> None:
     assert [a.status for a in done.answers] == [400]
     assert done.rest == b""
     assert done.upstream == 0
+
+
+def test_400_behind_good_requests_comes_after_their_answers(rig: Rig) -> None:
+    """A malformed head, and a broken body of a request still queued behind a running one."""
+    body, text = echo_body(rig.key, 100_000)
+    good = request(body)
+    broken = request(echo_body(rig.key, 20_000)[0], chunked=4096)
+    broken = broken.replace(b"\r\n1000;piece=8192\r\n", b"\r\nzz\r\n")
+    for bad in (BAD_HEADS["space before colon"] + b"\r\n", broken):
+        data = good + good + bad
+        done = exchange(rig, data, plan=[len(data)], answers=3, settle=0.3)
+        assert [a.status for a in done.answers] == [200, 200, 400]
+        assert_echoed(done.answers[0], text)
+        assert_echoed(done.answers[1], text)
+        assert done.rest == b""
+        assert done.upstream == 2
+
+
+def test_400_after_an_early_answer_is_not_a_second_answer(rig: Rig) -> None:
+    """The app answers a request before its body is in (a 404 here); when the rest of the
+    body then turns out malformed, that answer stays the request's only one."""
+    raw = request(b"x" * 5000, chunked=1000).replace(b"/api/xmlrpc", b"/nowhere")
+    cut = raw.index(b"\r\n3e8;piece=2000")
+    with socket.create_connection((HOST, rig.port), timeout=10) as sock:
+        sock.sendall(raw[:cut])
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert answer is not None and answer.status == 404
+        sock.sendall(b"\r\nzz\r\n")  # not a chunk size
+        assert reader.rest() == b""
 
 
 @pytest.mark.parametrize("how", ["declared", "chunked"])
