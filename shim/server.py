@@ -128,7 +128,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     parser sees the end of it (it is never handed to the app).
 
     Answers go out in request order: a refusal (431, or uvicorn's 400 for a malformed request)
-    behind requests the app still has waits for their answers.
+    behind requests the app still has waits for their answers, and a head's clock starts once
+    the requests before it are answered.
     """
 
     _timeout: float | None = None
@@ -258,7 +259,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._phase = "head"
-        self._arm()
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm()  # else from the answer to the request before it (on_response_complete)
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -280,6 +282,8 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self.transport.write(self._refusal)
             self.transport.close()
             self._refusal = None
+        elif self._phase == "head":
+            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

@@ -589,6 +589,37 @@ def test_408_late_body_is_never_forwarded(rig: Rig) -> None:
     assert done.upstream == 0
 
 
+# --- the head clock waits for the answers before it --------------------------------------------
+
+
+def test_head_clock_starts_after_the_answer_before_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request whose upstream call outlasts the head timeout, with the start of the next
+    head behind it: the request still gets its answer; the next head then has the full time."""
+    monkeypatch.setattr(Regrouped, "_timeout", 0.5)
+    body, text = echo_body(rig.key, 1000)
+    first, second = request(body), request(body)
+    rig.sim.fail_xmlrpc_requests({"kind": "timeout", "after": True, "seconds": 1.2})
+    before = rig.upstream_calls()
+    with socket.create_connection((HOST, rig.port), timeout=10) as sock:
+        sock.sendall(first + second[:20])
+        reader = Reader(sock)
+        answer = reader.answer()
+        assert answer is not None
+        assert_echoed(answer, text)
+        time.sleep(0.2)  # within the head timeout, counted from the answer
+        sock.sendall(second[20:])
+        answer = reader.answer()
+        assert answer is not None
+        assert_echoed(answer, text)
+        sock.sendall(second[:20])
+        started = time.monotonic()
+        assert reader.rest() == b""  # the stalled head is cut off...
+        assert 0.3 < time.monotonic() - started < 3  # ...after its timeout
+    assert rig.upstream_calls() - before == 2
+
+
 # --- many sizes over real reads while the loop is busy ----------------------------------------
 
 STORM_SIZES = [10_000, 30_000, 50_000, 64_000, 66_000, 100_000, 200_000, 500_000, 1_000_000,
