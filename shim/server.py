@@ -36,11 +36,11 @@ _HEX = re.compile(rb"[0-9A-Fa-f]+")
 def _blank_line_end(tail: bytes, data: bytes, start: int, stop: int) -> int | None:
     """The offset in ``data`` just past the first CRLF CRLF that ends in ``data[start:stop]``;
     ``tail`` (at most 3 bytes) is what came just before ``data[start]``, maybe in another read."""
-    bridge = tail + data[start : start + 3]
-    found = bridge.find(_BLANK_LINE)
-    if found >= 0:  # begins in the tail: earlier than any match inside data[start:]
-        end = start + found + 4 - len(tail)
-        return end if end <= stop else None
+    if tail:
+        found = (tail + data[start : start + 3]).find(_BLANK_LINE)
+        if found >= 0:  # begins in the tail: earlier than any match inside data[start:]
+            end = start + found + 4 - len(tail)
+            return end if end <= stop else None
     found = data.find(_BLANK_LINE, start, stop)
     return None if found < 0 else found + 4
 
@@ -154,59 +154,54 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        pos = 0
-        while pos < len(data) and not self._refused:
-            in_head = self._phase != "body"
-            if in_head:
-                budget = MAX_HEAD_BYTES - self._head_bytes
-                end = _blank_line_end(self._tail, data, pos, min(len(data), pos + budget))
-                if end is None:
-                    if len(data) - pos > budget:  # httptools would keep every header line
-                        self._refuse(HEAD_TOO_LARGE)
-                        return
-                    end = len(data)
-            else:
+        pos, size = 0, len(data)
+        while pos < size and not self._refused:
+            body = self._phase == "body"
+            if body:
                 end = self._body.end(data, pos) if self._body is not None else None
                 if end is None or end <= pos:
-                    end = len(data)
+                    end = size
+            else:
+                budget = MAX_HEAD_BYTES - self._head_bytes
+                end = _blank_line_end(self._tail, data, pos, min(size, pos + budget))
+                if end is None:
+                    if size - pos > budget:  # httptools would keep every header line
+                        self._refuse(HEAD_TOO_LARGE)
+                        return
+                    end = size
             ended = self._ended
             super().data_received(data[pos:end])
-            if (
-                self._refused
-                or self.transport.is_closing()
-                or self.transport.get_protocol() is not self  # a WebSocket took over
-            ):
+            if self._refused or self.transport.is_closing():
                 return
-            self._account(data, pos, end, in_head=in_head, ended=self._ended != ended)
-            if self._ended != ended and self.parser.should_upgrade():
-                return  # like uvicorn, the rest of a read after an upgrade request is dropped
-            pos = end
-
-    def _account(self, data: bytes, start: int, end: int, *, in_head: bool, ended: bool) -> None:
-        """Book ``data[start:end]``, just fed, to the head or body it belongs to."""
-        if self._phase == "body":
-            if in_head or ended:  # a head ended here: its body comes next
-                self._body, self._head_bytes, self._tail = self._framing(), 0, b""
-        elif ended:  # a request ended here: what follows is the next head
-            self._body = None
-            if self._phase == "head":  # it began in this part: count the whole part, at most
-                self._head_bytes, self._tail = end - start, _tail(b"", data, start, end)
+            # Book the part to the head or body it belongs to.
+            if self._phase == "body":
+                if not body or self._ended != ended:  # a head ended here: its body comes next
+                    self._body, self._head_bytes, self._tail = self._framing(), 0, b""
+            elif self._ended != ended:  # a request ended here: what follows is the next head
+                self._body = None
+                if self._phase == "head":  # it began in this part: count the part, at most
+                    self._head_bytes, self._tail = end - pos, _tail(b"", data, pos, end)
+                else:
+                    self._head_bytes, self._tail = 0, b""
+                if self.parser.should_upgrade():
+                    return  # as in uvicorn, the rest of a read after an upgrade is dropped
             else:
-                self._head_bytes, self._tail = 0, b""
-        else:
-            self._head_bytes += end - start
-            self._tail = _tail(self._tail, data, start, end)
+                self._head_bytes += end - pos
+                self._tail = _tail(self._tail, data, pos, end)
+            pos = end
 
     def _framing(self) -> _Length | _Chunked | None:
         """How the body of the request whose head just ended is framed (llhttp has checked
         that there is one Content-Length, or a Transfer-Encoding ending in chunked)."""
-        length = None
+        length = 0
         for name, value in self.headers:
             if name == b"transfer-encoding":
                 return _Chunked()
             if name == b"content-length":
-                with contextlib.suppress(ValueError):
+                try:
                     length = int(value)
+                except ValueError:
+                    return None
         return _Length(length) if length else None
 
     def _refuse(self, answer: bytes) -> None:
