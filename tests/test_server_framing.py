@@ -296,10 +296,10 @@ def exchange(
             if answer is None:
                 break
             got.append(answer)
+        sent.join(30)
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_WR)
         rest = reader.rest()
-        sent.join(30)
     finally:
         sock.close()
     time.sleep(settle)
@@ -326,11 +326,11 @@ def assert_echoed(answer: Answer, text: str | None) -> None:
 
 # --- a whole request in one read -------------------------------------------------------------
 
-#: Body sizes from 1 byte to the body limit, dense where the request as a whole crosses 64 KiB
-#: (the head here is 104 bytes).
-HEAD_HERE = len(request(b""))
+#: Body sizes from 1 byte to the body limit, dense where the whole request crosses 64 KiB.
+#: The smallest echo call is 242 bytes; smaller bodies are junk the app answers with a fault.
+HEAD_HERE = len(request(b"x" * 10_000)) - 10_000  # with a 5-digit Content-Length
 ONE_READ_SIZES = sorted(
-    {1, 2, 100, 299, 300, 1000, 10_000, 50_000, 65_000, 100_000, 262_144, 1_000_000, MAX_BODY}
+    {1, 2, 100, 241, 242, 1000, 10_000, 50_000, 65_000, 100_000, 262_144, 1_000_000, MAX_BODY}
     | {MAX_HEAD_BYTES - HEAD_HERE + d for d in (-1, 0, 1, 2)}
 )
 
@@ -458,11 +458,11 @@ def test_pipelined_split_near_each_boundary(rig: Rig, delta: int) -> None:
 
 
 def test_pipelined_random_reads(rig: Rig) -> None:
-    """The same pipeline in 20 random read patterns, from 1-byte reads to big ones."""
+    """The same pipeline in 12 random read patterns, from 1-byte reads to big ones."""
     raws, texts = pipeline(rig.key)
     data = b"".join(raws)
     chance = random.Random(15)
-    for _ in range(20):
+    for _ in range(12):
         points = sorted(chance.sample(range(1, len(data)), chance.choice([1, 3, 10, 60])))
         plan = [b - a for a, b in zip([0, *points], [*points, len(data)], strict=True)]
         check_pipeline(exchange(rig, data, plan=plan, answers=len(raws)), texts)
@@ -481,7 +481,7 @@ def test_431_head_over_the_limit_is_never_dispatched(rig: Rig) -> None:
             "head then body": [head, len(raw) - head],
             "byte at the end": [head - 1, 1, len(raw) - head],
         }[plan_kind]
-        done = exchange(rig, raw, plan=plan, settle=0.3)
+        done = exchange(rig, raw, plan=plan, settle=0.2)
         assert [a.status for a in done.answers] == [431], plan_kind
         assert done.rest == b""
         assert done.upstream == 0, plan_kind
@@ -490,7 +490,7 @@ def test_431_head_over_the_limit_is_never_dispatched(rig: Rig) -> None:
 def test_431_behind_a_good_request_comes_after_its_answer(rig: Rig) -> None:
     body, text = echo_body(rig.key, 100_000)
     good, bad = request(body), request(body, head_size=MAX_HEAD_BYTES + 10)
-    done = exchange(rig, good + bad, plan=[len(good + bad)], answers=2, settle=0.3)
+    done = exchange(rig, good + bad, plan=[len(good + bad)], answers=2, settle=0.2)
     assert [a.status for a in done.answers] == [200, 431]
     assert_echoed(done.answers[0], text)
     assert done.rest == b""
@@ -509,7 +509,7 @@ def test_400_malformed_head_is_never_dispatched(rig: Rig, case: str) -> None:
     body, _ = echo_body(rig.key, 1000)
     newline = b"\n" if case == "bare LF" else b"\r\n"
     raw = BAD_HEADS[case] + b"Content-Length: %d" % len(body) + newline * 2 + body
-    done = exchange(rig, raw, plan=[len(raw)], settle=0.3)
+    done = exchange(rig, raw, plan=[len(raw)], settle=0.2)
     assert [a.status for a in done.answers] == [400]
     assert done.rest == b""
     assert done.upstream == 0
@@ -519,7 +519,7 @@ def test_400_broken_chunked_body_is_never_forwarded(rig: Rig) -> None:
     body, _ = echo_body(rig.key, 20_000)
     raw = request(body, chunked=4096)
     raw = raw.replace(b"\r\n1000;piece=8192\r\n", b"\r\nzz\r\n")  # not a chunk size
-    done = exchange(rig, raw, plan=[len(raw)], settle=0.3)
+    done = exchange(rig, raw, plan=[len(raw)], settle=0.2)
     assert [a.status for a in done.answers] == [400]
     assert done.rest == b""
     assert done.upstream == 0
@@ -533,7 +533,7 @@ def test_400_behind_good_requests_comes_after_their_answers(rig: Rig) -> None:
     broken = broken.replace(b"\r\n1000;piece=8192\r\n", b"\r\nzz\r\n")
     for bad in (BAD_HEADS["space before colon"] + b"\r\n", broken):
         data = good + good + bad
-        done = exchange(rig, data, plan=[len(data)], answers=3, settle=0.3)
+        done = exchange(rig, data, plan=[len(data)], answers=3, settle=0.2)
         assert [a.status for a in done.answers] == [200, 200, 400]
         assert_echoed(done.answers[0], text)
         assert_echoed(done.answers[1], text)
@@ -565,7 +565,7 @@ def test_413_body_over_the_limit_is_never_forwarded(rig: Rig, how: str) -> None:
         raw = request(b"").replace(b"Content-Length: 0", b"Content-Length: %d" % (MAX_BODY + 1))
     else:
         raw = request(echo_body(rig.key, MAX_BODY + 1)[0], chunked=256 * 1024)
-    done = exchange(rig, raw, plan=[len(raw)], settle=0.3)
+    done = exchange(rig, raw, plan=[len(raw)], settle=0.2)
     assert [a.status for a in done.answers] == [200]
     assert done.answers[0].headers.get("connection") == "close"
     with pytest.raises(xmlrpc.Fault) as fault:
@@ -582,7 +582,7 @@ def test_408_late_body_is_never_forwarded(rig: Rig) -> None:
     raw = request(body)
     part = raw[: head_length(raw) + 50_000]  # the rest never comes
     started = time.monotonic()
-    done = exchange(rig, part, plan=[len(part)], port=server.port, settle=0.3)
+    done = exchange(rig, part, plan=[len(part)], port=server.port, settle=0.2)
     assert [a.status for a in done.answers] == [408]
     assert 0.4 < time.monotonic() - started < 5
     assert done.rest == b""
@@ -679,7 +679,7 @@ def test_sizes_in_one_sendall_while_the_loop_is_busy(rig: Rig) -> None:
 _CHUNK_DATA = st.binary(max_size=40) | st.sampled_from([b"\r\n\r\n", b"0\r\n\r\n", b"\r\n0\r\n"])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     chunks=st.lists(st.lists(_CHUNK_DATA, max_size=3).map(b"".join).filter(bool), max_size=5),
     extension=st.sampled_from([b"", b";a=b", b';q="x;y"', b";z"]),
