@@ -35,12 +35,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shim import xmlrpc
-from shim.app import KeyshimApp
-from shim.runtime import build_services, init_files, open_store
-from shim.server import MAX_HEAD_BYTES, BackgroundServer, HeadTimeoutProtocol, _Chunked
+from shim.serve.app import KeyshimApp
+from shim.serve.runtime import build_services, init_files, open_store
+from shim.serve.server import MAX_HEAD_BYTES, HeadTimeoutProtocol, _Chunked
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
-from tests.conftest import add_oauth_account, issue_key
+from tests.support.servers import BackgroundServer
+from tests.support.stack import add_oauth_account, issue_key
 
 pytestmark = pytest.mark.timeout(60)
 
