@@ -15,7 +15,7 @@ import os
 import keyshim_serve  # noqa: F401  (lifts the quota budget on import)
 from client_variants import upstream_class
 
-from shim.cli.commands import main
+from shim.cli import main
 from shim.serve import runtime
 
 runtime.Upstream = upstream_class(os.environ.get("BENCH_CLIENT", "http1"))  # type: ignore[misc]
