@@ -19,16 +19,18 @@ Modules:
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
 import click
 
-from shim.cli import account, admin, demo_sim, key, serve, tls, usage
+from shim.cli import account, admin, demo_sim, key, options, serve, tls, usage
 from shim.cli.options import db_option
 from shim.errors import CliError, ShimError
 from shim.settings import Settings
 from shim.store.secrets import DecryptError
+from shim.store.sqlite import explain_error
 
 __all__ = ["cli", "main"]
 
@@ -61,6 +63,9 @@ class ShimGroup(click.Group):
         except (CliError, ShimError, ValueError) as exc:
             message = exc.message if isinstance(exc, ShimError) else str(exc)
             raise click.ClickException(message) from None
+        except sqlite3.Error as exc:
+            db = options.settings(ctx).db if isinstance(ctx.obj, Settings) else "(unknown)"
+            raise click.ClickException(explain_error(exc, db)) from None
         except DecryptError:
             raise click.ClickException(
                 "the master key does not open this database's secrets "

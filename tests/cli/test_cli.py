@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -285,3 +287,56 @@ def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert len(csv_out) == 4
     assert "ContactService.add" in run("usage", "--since", "2020-01-01").output
     assert "--since" in run("usage", "--since", "whenever", ok=False).output
+
+
+def _read_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Open every connection read-only, as SQLite does for a file the user may not write
+    (chmod alone does not stop root, who runs some CI)."""
+    from shim.store import sqlite as sqlite_store
+
+    real = sqlite_store._connect
+
+    def connect(path: str, timeout: float):  # type: ignore[no-untyped-def]
+        conn = real(f"file:{path}?mode=ro", timeout)
+        return conn
+
+    monkeypatch.setattr(sqlite_store, "_connect", connect)
+    monkeypatch.setattr(
+        sqlite_store.sqlite3,
+        "connect",
+        functools.partial(sqlite3.connect, uri=True),
+    )
+
+
+def test_read_only_database_reads_and_refuses_writes_in_one_line(  # type: ignore[no-untyped-def]
+    run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run("account", "add", "prod", "--client-id", "cid", "--client-secret", "s")
+    _read_only(monkeypatch)
+    assert "prod" in run("account", "list").output  # reading never migrates
+    result = run("account", "add", "p2", "--client-id", "c", "--client-secret", "s", ok=False)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "Traceback" not in result.output
+    assert "shim: error: the database" in result.output and "read-only" in result.output
+
+
+def test_corrupt_and_busy_database_are_one_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "k.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN EXCLUSIVE")
+    from shim.store.sqlite import explain_error
+
+    try:
+        sqlite3.connect(db, timeout=0, isolation_level=None).execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        assert "locked by another process" in explain_error(exc, str(db))
+    else:
+        raise AssertionError("expected a busy database")
+    conn.execute("ROLLBACK")
+    conn.close()
+    for name in ("k.db-wal", "k.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    result = run("account", "list", ok=False)
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "not a keyshim database or is damaged" in result.output
