@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from shim.access import issuing, keys
+from shim.access.rate_policy import Rate
 from shim.cli import options
 from shim.errors import CliError
 from shim.models import KeyRecord
@@ -29,7 +30,8 @@ def _key_json(k: KeyRecord, now: float) -> dict[str, Any]:
         "revoked": options.iso(k.revoked_at),
         "last_used": options.iso(k.last_used_at),
         "allow": list(k.allow),
-        "rate_per_min": k.rate_per_min,
+        "rate": None if k.rate_per_min is None else str(Rate(k.rate_per_min, k.rate_window or 60)),
+        "rate_per_min": k.rate_per_min if (k.rate_window or 60) == 60 else None,
         "state": k.state(now),
     }
 
@@ -55,7 +57,11 @@ def _show_issued(issued: keys.IssuedKey, record: KeyRecord, now: float, as_json:
     multiple=True,
     help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.",
 )
-@click.option("--rate", default=None, help="Most calls a minute for this key, e.g. 60/min.")
+@click.option(
+    "--rate",
+    default=None,
+    help="Most calls for this key per unit: N/s, N/min, N/h or N/day (e.g. 10/h).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print an object with id and key.")
 @click.pass_context
 def key_issue(

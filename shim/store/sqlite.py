@@ -107,6 +107,7 @@ MIGRATIONS: list[Migration] = [
         "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
     ),
     (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
+    (6, "key rate windows", "ALTER TABLE keys ADD COLUMN rate_window REAL;"),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -115,7 +116,7 @@ _ACCOUNT_COLUMNS = (
 )  # fmt: skip
 _KEY_COLUMNS = (
     "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "allow", "rate_per_min",
+    "last_used_at", "allow", "rate_per_min", "rate_window",
 )  # fmt: skip
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096

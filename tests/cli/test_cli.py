@@ -340,3 +340,12 @@ def test_corrupt_and_busy_database_are_one_line(run, tmp_path: Path) -> None:  #
     result = run("account", "list", ok=False)
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert "not a keyshim database or is damaged" in result.output
+
+
+def test_key_rate_keeps_its_unit(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    out = run("key", "issue", "prod", "--label", "hourly", "--rate", "10/h", "--json").output
+    issued = json.loads(out)
+    assert issued["rate"] == "10/h" and issued["rate_per_min"] is None
+    listed = json.loads(run("key", "list", "--json").output)
+    assert listed[0]["rate"] == "10/h"
