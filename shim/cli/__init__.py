@@ -9,7 +9,7 @@ Modules:
 
   options.py   shared option decorators (--db, --json, --since, ACCOUNT), ctx helpers
   admin.py     init, rotate-master-key
-  account.py   account add/set/list/import-tokens/authorize, refresh
+  account.py   account add/set/remove/list/import-tokens/authorize, refresh
   key.py       key issue/rotate/list/revoke
   usage.py     usage, readiness, status
   serve.py     serve

@@ -396,6 +396,15 @@ class SqliteStore:
             row = conn.execute(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,)).fetchone()
             return self._account(row)
 
+    def remove_account(self, name: str) -> int:
+        with self._write() as conn:
+            self._require_account(conn, name)
+            for table in ("refresh_journal", "chains", "quota_figures"):
+                conn.execute(f"DELETE FROM {table} WHERE account = ?", (name,))
+            keys = conn.execute("DELETE FROM keys WHERE account = ?", (name,)).rowcount
+            conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+            return int(keys)
+
     # -- token chains -----------------------------------------------------------------------
     def _chain(self, r: sqlite3.Row) -> Chain:
         row = _as_dict(r)

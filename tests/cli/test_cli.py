@@ -130,7 +130,7 @@ def test_mistakes_are_one_line(run, args: list[str], message: str) -> None:  # t
 
 
 def test_keys(run) -> None:  # type: ignore[no-untyped-def]
-    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
     issued = json.loads(
         run(
             "key",
@@ -187,7 +187,7 @@ def test_every_command_has_help_with_an_example() -> None:
 
 
 def test_key_rotate_with_overlap(run) -> None:  # type: ignore[no-untyped-def]
-    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
     old = json.loads(
         run(
             "key",
@@ -258,7 +258,7 @@ def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     from shim.serve.runtime import open_store
     from shim.settings import Settings
 
-    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
     issued = json.loads(run("key", "issue", "prod", "--label", "nightly", "--json").output)
     store = open_store(Settings.from_env({"SHIM_DB": str(tmp_path / "k.db")}))
     now = time.time()
@@ -343,9 +343,50 @@ def test_corrupt_and_busy_database_are_one_line(run, tmp_path: Path) -> None:  #
 
 
 def test_key_rate_keeps_its_unit(run) -> None:  # type: ignore[no-untyped-def]
-    run("account", "add", "prod", "--service-key", "KeapAK-x")
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
     out = run("key", "issue", "prod", "--label", "hourly", "--rate", "10/h", "--json").output
     issued = json.loads(out)
     assert issued["rate"] == "10/h" and issued["rate_per_min"] is None
     listed = json.loads(run("key", "list", "--json").output)
     assert listed[0]["rate"] == "10/h"
+
+
+def test_service_key_form_is_checked(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("account", "add", "s", "--service-key", "notakey", ok=False)
+    assert result.exit_code == 1 and "KeapAK-" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_account_set_changes_credentials_and_urls(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "prod", "--client-id", "cid", "--client-secret", "s1")
+    run("account", "add", "sak", "--service-key", "KeapAK-0123456789ab")
+    out = run(
+        "account", "set", "prod", "--client-id", "cid2", "--client-secret", "s2",
+        "--xmlrpc-url", "http://127.0.0.1:9/crm/xmlrpc/v1", "--token-url", "http://127.0.0.1:9/t",
+        "--json",
+    ).output  # fmt: skip
+    shown = json.loads(out)
+    assert shown["client_id"] == "cid2" and shown["token_url"] == "http://127.0.0.1:9/t"
+    assert shown["xmlrpc_url"] == "http://127.0.0.1:9/crm/xmlrpc/v1" and "s2" not in out
+    run("account", "set", "sak", "--service-key", "KeapAK-abcdefabcdef")
+    for args, message in (
+        (["sak", "--client-secret", "x"], "does not apply"),
+        (["prod", "--service-key", "KeapAK-abcdefabcdef"], "does not apply"),
+        (["prod", "--service-key", "nope"], "KeapAK-"),
+        (["prod", "--token-url", "ftp://x"], "http(s)"),
+        (["prod"], "nothing to change"),
+        (["nope", "--route", "rest"], "no account"),
+    ):
+        result = run("account", "set", *args, ok=False)
+        assert result.exit_code == 1 and message in result.output, (args, result.output)
+
+
+def test_account_remove(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
+    run("key", "issue", "prod", "--label", "x")
+    assert run("account", "remove", "prod", ok=False).exit_code == 1  # asks; no answer aborts
+    gone = json.loads(run("account", "remove", "prod", "--yes", "--json").output)
+    assert gone == {"name": "prod", "removed": True, "keys_removed": 1}
+    assert json.loads(run("account", "list", "--json").output) == []
+    assert json.loads(run("key", "list", "--json").output) == []
+    assert "no account" in run("account", "remove", "prod", "--yes", ok=False).output
