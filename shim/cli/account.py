@@ -60,8 +60,12 @@ def _account_json(a: Account, store: Store) -> dict[str, Any]:
 @account.command("add")
 @click.argument("name")
 @click.option("--client-id", help="OAuth client id (Keap developer portal).")
-@click.option("--client-secret", help="OAuth client secret.")
-@click.option("--service-key", help="Service Account Key or Personal Access Token (KeapAK-...).")
+@options.secret_option("--client-secret", "OAuth client secret.", envvar="SHIM_CLIENT_SECRET")
+@options.secret_option(
+    "--service-key",
+    "Service Account Key or Personal Access Token (KeapAK-...).",
+    envvar="SHIM_SERVICE_KEY",
+)
 @click.option("--xmlrpc-url", help="Override the OAuth XML-RPC endpoint.")
 @click.option("--token-url", help="Override the token endpoint.")
 @click.option("--authorize-url", help="Override the authorize page.")
@@ -92,6 +96,7 @@ def account_add(
     Examples:
       shim account add prod --client-id abc123 --client-secret s3cr3t
       shim account add stage --service-key KeapAK-xxxxxxxx --route auto
+      shim account add prod --client-id abc123 --client-secret - < secret.txt
     """
     oauth = client_id is not None or client_secret is not None
     if oauth == (service_key is not None):
@@ -155,8 +160,8 @@ def _check_service_key(key: str | None) -> None:
 @account.command("set")
 @click.argument("name")
 @click.option("--client-id", help="OAuth client id (OAuth accounts).")
-@click.option("--client-secret", help="OAuth client secret (OAuth accounts).")
-@click.option("--service-key", help="Service Account Key or PAT (service-key accounts).")
+@options.secret_option("--client-secret", "OAuth client secret (OAuth accounts).")
+@options.secret_option("--service-key", "Service Account Key or PAT (service-key accounts).")
 @click.option("--xmlrpc-url", help="The XML-RPC endpoint.")
 @click.option("--token-url", help="The token endpoint (OAuth accounts).")
 @click.option("--authorize-url", help="The authorize page (OAuth accounts).")
@@ -252,8 +257,15 @@ def _oauth_account(store: Store, name: str) -> Account:
 
 @account.command("import-tokens")
 @click.argument("name")
-@click.option("--access-token", required=True, help="Current access token.")
-@click.option("--refresh-token", required=True, help="Current (unused) refresh token.")
+@options.secret_option(
+    "--access-token", "Current access token.", envvar="SHIM_ACCESS_TOKEN", required=True
+)
+@options.secret_option(
+    "--refresh-token",
+    "Current (unused) refresh token.",
+    envvar="SHIM_REFRESH_TOKEN",
+    required=True,
+)
 @click.option(
     "--expires-in",
     required=True,
@@ -271,7 +283,7 @@ def import_tokens(
 
     \b
     Example:
-      shim account import-tokens prod --access-token AT --refresh-token RT --expires-in 86400
+      SHIM_ACCESS_TOKEN=AT SHIM_REFRESH_TOKEN=RT shim account import-tokens prod --expires-in 24h
     """
     with options.store(ctx) as store:
         _oauth_account(store, name)

@@ -49,6 +49,34 @@ def db_option(fn: F) -> F:
     )(fn)
 
 
+def _secret_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-`` reads the secret from one line of standard input (once per command)."""
+    if value != "-":
+        return value
+    if ctx.meta.get("shim.stdin_secret"):
+        raise click.BadParameter("only one secret can be read from standard input", ctx, param)
+    ctx.meta["shim.stdin_secret"] = param.name
+    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    if not line:
+        raise click.BadParameter("expected the secret on standard input, got nothing", ctx, param)
+    return line
+
+
+def secret_option(
+    flag: str, help: str, *, envvar: str | None = None, **kw: Any
+) -> Callable[[F], F]:
+    """A secret: on the command line it shows in ``ps`` and shell history, so ``-`` reads it
+    from standard input and ``envvar`` (a ``SHIM_*`` name) is read when the flag is absent."""
+    where = f" Use - to read it from standard input{f' (or set {envvar})' if envvar else ''}."
+
+    def decorate(fn: F) -> F:
+        return click.option(flag, envvar=envvar, callback=_secret_value, help=help + where, **kw)(
+            fn
+        )
+
+    return decorate
+
+
 def json_option(fn: F) -> F:
     """``--json``: machine-readable output on stdout."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)

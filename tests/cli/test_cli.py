@@ -390,3 +390,40 @@ def test_account_remove(run) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(run("account", "list", "--json").output) == []
     assert json.loads(run("key", "list", "--json").output) == []
     assert "no account" in run("account", "remove", "prod", "--yes", ok=False).output
+
+
+def test_secrets_from_stdin_or_environment(tmp_path: Path) -> None:
+    """Secrets on the command line show in ps and shell history."""
+    runner = CliRunner()
+    env = {"SHIM_DB": str(tmp_path / "k.db"), "SHIM_SECRET_KEY": ""}
+
+    def shim(*args: str, input: str | None = None, **extra: str):  # type: ignore[no-untyped-def]
+        return runner.invoke(cli, list(args), env={**env, **extra}, input=input)
+
+    assert shim("init").exit_code == 0
+    added = shim(
+        "account", "add", "prod", "--client-id", "cid", "--client-secret", "-", input="S1\n"
+    )
+    assert added.exit_code == 0, added.output
+    added = shim("account", "add", "sak", SHIM_SERVICE_KEY="KeapAK-0123456789ab")
+    assert added.exit_code == 0, added.output
+    stored = shim(
+        "account", "import-tokens", "prod", "--expires-in", "1h", "--refresh-token", "-",
+        input="RT-1\n", SHIM_ACCESS_TOKEN="AT-1",
+    )  # fmt: skip
+    assert stored.exit_code == 0, stored.output
+    both = shim(
+        "account", "import-tokens", "prod", "--expires-in", "1h",
+        "--access-token", "-", "--refresh-token", "-", input="a\nb\n",
+    )  # fmt: skip
+    assert both.exit_code != 0 and "only one secret" in both.output
+    from shim.serve.runtime import open_store
+    from shim.settings import Settings
+
+    with open_store(Settings.from_env(env)) as store:
+        prod = store.get_account("prod")
+        assert prod is not None and prod.client_secret == "S1"
+        sak = store.get_account("sak")
+        assert sak is not None and sak.service_key == "KeapAK-0123456789ab"
+        chain = store.get_chain("prod")
+        assert chain is not None and (chain.access_token, chain.refresh_token) == ("AT-1", "RT-1")
