@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 import click
 
@@ -125,7 +126,7 @@ def account_add(
         xmlrpc_url=xmlrpc_url or defaults.xmlrpc_url,
         token_url=token_url or defaults.token_url,
         authorize_url=authorize_url or defaults.authorize_url,
-        rest_url=rest_url or defaults.rest_url,
+        rest_url=rest_url or rest_url_beside(xmlrpc_url) or defaults.rest_url,
         route=route,
     )
     with options.store(ctx) as store:
@@ -133,11 +134,24 @@ def account_add(
             store.add_account(acct)
         except StoreConflict:
             raise CliError(f"account {name!r} already exists") from None
-    click.echo(f"added {acct.kind} account {name!r}")
+    click.echo(f"added {acct.kind} account {name!r}: XML-RPC at {acct.xmlrpc_url}")
+    click.echo(f"REST v2 at {acct.rest_url}" + ("" if rest_url else " (change: --rest-url)"))
     if oauth:
         click.echo(
             f"next: shim account authorize {name}  (or shim account import-tokens {name} ...)"
         )
+
+
+def rest_url_beside(xmlrpc_url: str | None) -> str | None:
+    """The REST v2 base on the host of a non-Keap XML-RPC URL (a simulator, a test double):
+    Keap serves both from one host, so an account pointed elsewhere must not keep Keap's."""
+    if not xmlrpc_url:
+        return None
+    parts = urlsplit(xmlrpc_url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    prefix = parts.path.rstrip("/").removesuffix("/crm/xmlrpc/v1")
+    return f"{parts.scheme}://{parts.netloc}{prefix}/crm/rest/v2"
 
 
 def _check_url(flag: str, url: str | None) -> None:

@@ -427,3 +427,15 @@ def test_secrets_from_stdin_or_environment(tmp_path: Path) -> None:
         assert sak is not None and sak.service_key == "KeapAK-0123456789ab"
         chain = store.get_chain("prod")
         assert chain is not None and (chain.access_token, chain.refresh_token) == ("AT-1", "RT-1")
+
+
+def test_simulator_urls_give_a_rest_url_on_the_same_host(run) -> None:  # type: ignore[no-untyped-def]
+    from shim.simulator import SimConfig, Simulator, describe
+
+    urls = describe(Simulator(SimConfig()), "http://127.0.0.1:8780")
+    assert urls["rest_url"] == "http://127.0.0.1:8780/crm/rest/v2"
+    out = run("account", "add", "sim", "--service-key", urls["service_key"],
+              "--xmlrpc-url", urls["xmlrpc_url"]).output  # fmt: skip
+    assert "REST v2 at http://127.0.0.1:8780/crm/rest/v2" in out
+    (row,) = json.loads(run("account", "list", "--json").output)
+    assert row["rest_url"] == "http://127.0.0.1:8780/crm/rest/v2"

@@ -1512,3 +1512,19 @@ async def test_aclose_during_a_connect_leaves_nothing_open(monkeypatch: pytest.M
         assert not p._open and made[0].is_closing()
         await until(lambda: not server._tasks)  # the server saw the connection close
         assert not server.requests
+
+
+async def test_connect_failure_names_the_url() -> None:
+    """A REST call to an account still on Keap's real REST URL failed with a bare resolver
+    message ("Name or service not known"); the fault must say which URL it tried."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port = probe.getsockname()[1]  # closed again below: nothing listens there
+    p = http1.Pool(
+        connect_timeout=2, read_timeout=2, max_connections=4, ssl_context=ssl.create_default_context
+    )
+    try:
+        with pytest.raises(UpstreamUnavailable, match=f"at http://{HOST}:{port}"):
+            await p.post(f"http://{HOST}:{port}/crm/rest/v2/contacts", {}, b"x")
+    finally:
+        await p.aclose()
