@@ -7,7 +7,9 @@ Like sqlite-utils' shared options: one decorator per recurring option, so every 
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from shim.errors import CliError
 from shim.serve.runtime import open_store
 from shim.settings import Settings, parse_duration
 from shim.store.sqlite import SqliteStore
@@ -37,6 +40,28 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 
 
 DURATION = Duration()
+
+
+def check_port(host: str, port: int) -> None:
+    """Fail in one line, before any startup work, when ``host:port`` cannot be bound."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot bind {host}:{port}: {exc.strerror}; check --host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {port} on {host} is already in use; pick another with --port "
+                    "(or stop what is listening there)"
+                ) from None
+            raise CliError(f"cannot bind {host}:{port}: {exc.strerror}") from None
 
 
 def db_option(fn: F) -> F:

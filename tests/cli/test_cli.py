@@ -439,3 +439,19 @@ def test_simulator_urls_give_a_rest_url_on_the_same_host(run) -> None:  # type: 
     assert "REST v2 at http://127.0.0.1:8780/crm/rest/v2" in out
     (row,) = json.loads(run("account", "list", "--json").output)
     assert row["rest_url"] == "http://127.0.0.1:8780/crm/rest/v2"
+
+
+@pytest.mark.parametrize("command", [["serve"], ["simulator"]])
+def test_port_in_use_is_one_line_before_any_startup_work(run, command: list[str]) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = run(*command, "--host", "127.0.0.1", "--port", port, ok=False)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"shim: error: port {port} on 127.0.0.1 is already in use; pick another with --port "
+        "(or stop what is listening there)\n"
+    )
