@@ -268,7 +268,12 @@ class KeyshimApp:
             body = services.metrics.render(account_healths(services.store, self.clock()))
             await _plain(send, 200, body, [(b"content-type", METRICS_TYPE.encode())])
         else:
-            await _plain(send, 404, b"not found\n")
+            # A script pointed at the wrong path (Keap's /crm/xmlrpc/v1, /xmlrpc, /) must learn
+            # the right one from the answer, and the operator from the log.
+            log.warning(
+                "no such path %s %s; XML-RPC is at /api/xmlrpc", scope["method"], path[:200]
+            )
+            await _plain(send, 404, b"not found: keyshim's XML-RPC endpoint is /api/xmlrpc\n")
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

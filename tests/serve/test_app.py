@@ -214,3 +214,17 @@ async def test_one_json_access_line_per_call(stack: Stack) -> None:
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
+
+
+async def test_a_wrong_script_url_is_told_the_right_one(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = xmlrpc.dumps_call("DataService.echo", [stack.key, "x"])
+    for path in ("/xmlrpc", "/", "/crm/xmlrpc/v1"):
+        with caplog.at_level("WARNING", logger="shim.serve.app"):
+            answer = await stack.client.post(path, content=body)
+        assert answer.status_code == 404 and b"/api/xmlrpc" in answer.content, path
+        assert any(
+            path in r.getMessage() and "/api/xmlrpc" in r.getMessage() for r in caplog.records
+        )
+        caplog.clear()
