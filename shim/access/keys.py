@@ -93,6 +93,11 @@ def key_id_of(text: str) -> str | None:
     return text[len(PREFIX) : len(PREFIX) + ID_LEN]
 
 
+def matches(record: KeyRecord, hmac_key: bytes, text: str) -> bool:
+    """True when ``text`` is the key ``record`` was issued as (whatever its state)."""
+    return hmac.compare_digest(record.digest, digest(hmac_key, text))
+
+
 def verify(record: KeyRecord | None, hmac_key: bytes, text: str, now: float) -> KeyRecord:
     """Check a presented key against its record; return the record or raise InvalidKey."""
     if record is None or not hmac.compare_digest(record.digest, digest(hmac_key, text)):
