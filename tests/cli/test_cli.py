@@ -284,6 +284,7 @@ def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     }
     csv_out = run("usage", "--csv").output.splitlines()
     assert csv_out[0].startswith("key_id,label,account,method,calls")
+    assert "via_rest" in csv_out[0].split(",")
     assert len(csv_out) == 4
     assert "ContactService.add" in run("usage", "--since", "2020-01-01").output
     assert "--since" in run("usage", "--since", "whenever", ok=False).output
