@@ -96,6 +96,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 for _module in (admin, account, key, usage, serve, tls, demo_sim):
     for _command in _module.COMMANDS:
+        options.add_db_option(_command)
         cli.add_command(_command)
 
 

@@ -102,6 +102,34 @@ def secret_option(
     return decorate
 
 
+def _sub_db(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        try:
+            ctx.find_root().obj = Settings.from_env(db=value)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def add_db_option(command: click.Command) -> None:
+    """Let ``--db`` follow the subcommand too (``shim init --db X``), on every command."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_db_option(sub)
+        return
+    if any(p.name == "db" for p in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["--db"],
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            is_eager=True,
+            callback=_sub_db,
+            help="Database file (as shim --db; env SHIM_DB).",
+        )
+    )
+
+
 def json_option(fn: F) -> F:
     """``--json``: machine-readable output on stdout."""
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")(fn)

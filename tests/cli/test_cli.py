@@ -456,3 +456,18 @@ def test_port_in_use_is_one_line_before_any_startup_work(run, command: list[str]
         f"shim: error: port {port} on 127.0.0.1 is already in use; pick another with --port "
         "(or stop what is listening there)\n"
     )
+
+
+def test_db_option_after_the_subcommand(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "after.db")
+    env = {"SHIM_DB": str(tmp_path / "elsewhere.db"), "SHIM_SECRET_KEY": ""}
+    result = runner.invoke(cli, ["init", "--db", db], env=env)
+    assert result.exit_code == 0 and f"database: {db}" in result.output, result.output
+    result = runner.invoke(
+        cli, ["account", "add", "p", "--service-key", "KeapAK-0123456789ab", "--db", db], env=env
+    )
+    assert result.exit_code == 0, result.output
+    listed = runner.invoke(cli, ["account", "list", "--json", "--db", db], env=env)
+    assert [r["name"] for r in json.loads(listed.output)] == ["p"]
+    assert not (tmp_path / "elsewhere.db").exists()
