@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from shim.access import issuing, keys
+from shim.access import issuing, keys, legacy_methods
 from shim.access.rate_policy import Rate
 from shim.cli import options
 from shim.errors import CliError
@@ -81,6 +81,9 @@ def key_issue(
       shim key issue prod --label "reports" --expires-in 90d --allow 'DataService.query'
       shim key issue prod --label "sync" --allow 'ContactService.*' --rate 120/min
     """
+    for pattern, closest in legacy_methods.unknown_patterns(allow):
+        hint = f"; did you mean {closest!r}?" if closest else ""
+        click.echo(f"warning: --allow {pattern!r} matches no legacy Keap method{hint}", err=True)
     now = time.time()
     with options.store(ctx) as store:
         issued, record = issuing.issue(

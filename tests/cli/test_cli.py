@@ -471,3 +471,20 @@ def test_db_option_after_the_subcommand(tmp_path: Path) -> None:
     listed = runner.invoke(cli, ["account", "list", "--json", "--db", db], env=env)
     assert [r["name"] for r in json.loads(listed.output)] == ["p"]
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_allow_warns_about_unknown_methods_and_names_the_closest(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
+    result = run(
+        "key", "issue", "prod", "--label", "x", "--allow", "ContactService.laod",
+        "--allow", "DataService.*", "--allow", "ContactServce.*",
+    )  # fmt: skip
+    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert lines == [
+        "warning: --allow 'ContactService.laod' matches no legacy Keap method; "
+        "did you mean 'ContactService.load'?",
+        "warning: --allow 'ContactServce.*' matches no legacy Keap method; "
+        "did you mean 'ContactService.*'?",
+    ]
+    quiet = run("key", "issue", "prod", "--label", "y", "--allow", "DataService.query").output
+    assert "warning" not in quiet
