@@ -118,6 +118,7 @@ def key_rotate(ctx: click.Context, key_id: str, overlap: float, as_json: bool) -
       shim key rotate 7fQ2kd9XbA --overlap 7d
     """
     now = time.time()
+    key_id = keys.id_given(key_id)
     with options.store(ctx) as store:
         issued, record = issuing.rotate(store, key_id, now=now, overlap=overlap)
     if not as_json:
@@ -156,12 +157,14 @@ def key_list(ctx: click.Context, account_name: str | None, as_json: bool) -> Non
 @click.argument("key_id")
 @click.pass_context
 def key_revoke(ctx: click.Context, key_id: str) -> None:
-    """Revoke a key; the very next call with it is refused, in every process.
+    """Revoke a key (by id, or the shk_… prefix key list shows); the very next call with it is
+    refused, in every process.
 
     \b
     Example:
       shim key revoke 7fQ2kd9XbA
     """
+    key_id = keys.id_given(key_id)
     with options.store(ctx) as store:
         if not store.revoke_key(key_id, time.time()):
             raise CliError(f"no key with id {key_id!r} (see: shim key list)")

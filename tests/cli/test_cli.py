@@ -488,3 +488,15 @@ def test_allow_warns_about_unknown_methods_and_names_the_closest(run) -> None:  
     ]
     quiet = run("key", "issue", "prod", "--label", "y", "--allow", "DataService.query").output
     assert "warning" not in quiet
+
+
+def test_key_revoke_takes_the_prefix_key_list_shows(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
+    first = json.loads(run("key", "issue", "prod", "--label", "a", "--json").output)
+    second = json.loads(run("key", "issue", "prod", "--label", "b", "--json").output)
+    assert first["prefix"].startswith("shk_")
+    assert first["prefix"] in run("key", "list").output
+    run("key", "revoke", first["prefix"])
+    run("key", "revoke", second["key"])  # the whole key works too
+    states = {r["id"]: r["state"] for r in json.loads(run("key", "list", "--json").output)}
+    assert states == {first["id"]: "revoked", second["id"]: "revoked"}
