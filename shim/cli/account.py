@@ -299,6 +299,10 @@ def import_tokens(
     Example:
       SHIM_ACCESS_TOKEN=AT SHIM_REFRESH_TOKEN=RT shim account import-tokens prod --expires-in 24h
     """
+    if not access_token.strip() or not refresh_token.strip():
+        raise CliError("--access-token and --refresh-token cannot be empty")
+    if expires_in <= 0:
+        raise CliError("--expires-in must be positive (the access token's remaining lifetime)")
     with options.store(ctx) as store:
         _oauth_account(store, name)
         now = time.time()

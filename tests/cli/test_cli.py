@@ -103,6 +103,29 @@ def test_accounts(run) -> None:  # type: ignore[no-untyped-def]
             ],
             "no account",
         ),
+        (
+            [
+                *["account", "import-tokens", "x", "--access-token", "a", "--refresh-token"],
+                "",
+                "--expires-in",
+                "1h",
+            ],
+            "cannot be empty",
+        ),
+        (
+            [
+                "account",
+                "import-tokens",
+                "x",
+                "--access-token",
+                "a",
+                "--refresh-token",
+                "r",
+                "--expires-in",
+                "0",
+            ],
+            "must be positive",
+        ),
         (["key", "issue", "nope", "--label", "x"], "no account"),
         (["key", "revoke", "nope"], "no key"),
         (
