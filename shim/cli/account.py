@@ -164,7 +164,7 @@ def _check_service_key(key: str | None) -> None:
     if key is None:
         return
     body = key.removeprefix(SERVICE_KEY_PREFIX)
-    if body == key or len(body) < 8 or not all(c.isalnum() or c in "-_." for c in body):
+    if body == key or not body or not all(c.isalnum() or c in "-_." for c in body):
         raise CliError(
             f"--service-key does not look like a Keap Service Account Key or Personal Access "
             f"Token ({SERVICE_KEY_PREFIX}... from Keap: Settings, API)"
