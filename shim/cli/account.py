@@ -12,7 +12,7 @@ import click
 
 from shim.cli import options
 from shim.errors import CliError, ShimError
-from shim.models import Account, Route, TokenPair
+from shim.models import KEAP_REST_URL, Account, Route, TokenPair
 from shim.oauth import authorize
 from shim.oauth.token_policy import app_name_from_scope
 from shim.serve import runtime
@@ -217,6 +217,10 @@ def account_set(ctx: click.Context, /, name: str, as_json: bool, **given: str | 
                 f"account {name!r} is {kind} account: {flags} does not apply "
                 "(to change its kind, remove it and add it again)"
             )
+        # A REST URL that followed the old XML-RPC host (or is still Keap's) follows the new.
+        follows = acct.rest_url in (rest_url_beside(acct.xmlrpc_url), KEAP_REST_URL)
+        if "xmlrpc_url" in changes and "rest_url" not in changes and follows:
+            changes["rest_url"] = rest_url_beside(changes["xmlrpc_url"]) or acct.rest_url
         acct = store.update_account(name, **changes)
         shown = _account_json(acct, store)
     if as_json:

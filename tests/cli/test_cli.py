@@ -523,3 +523,12 @@ def test_key_revoke_takes_the_prefix_key_list_shows(run) -> None:  # type: ignor
     run("key", "revoke", second["key"])  # the whole key works too
     states = {r["id"]: r["state"] for r in json.loads(run("key", "list", "--json").output)}
     assert states == {first["id"]: "revoked", second["id"]: "revoked"}
+
+
+def test_account_set_moves_the_rest_url_with_the_xmlrpc_host(run) -> None:  # type: ignore[no-untyped-def]
+    run("account", "add", "sim", "--service-key", "KeapAK-0123456789ab")
+    out = run("account", "set", "sim", "--xmlrpc-url", "http://127.0.0.1:8781/crm/xmlrpc/v1").output
+    assert "REST v2 at http://127.0.0.1:8781/crm/rest/v2" in out
+    run("account", "set", "sim", "--rest-url", "http://127.0.0.1:9/custom/rest")
+    out = run("account", "set", "sim", "--xmlrpc-url", "http://127.0.0.1:8782/crm/xmlrpc/v1").output
+    assert "REST v2 at http://127.0.0.1:9/custom/rest" in out  # chosen by hand: left alone
