@@ -42,13 +42,15 @@ def issue(
         raise CliError("--expires-in must be positive")
     if store.get_account(account) is None:
         raise CliError(f"no account named {account!r} (see: shim account list)")
+    parsed = parse_rate(rate) if rate is not None else None
     return store_new(
         store,
         KeyRecord(
             id="", account=account, label=label, digest="", prefix="", created_at=now,
             expires_at=now + expires_in if expires_in else None,
             allow=keys.validate_allow(allow),
-            rate_per_min=parse_rate(rate) if rate is not None else None,
+            rate_per_min=parsed.count if parsed else None,
+            rate_window=parsed.window if parsed else None,
         ),
     )  # fmt: skip
 

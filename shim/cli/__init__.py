@@ -9,7 +9,7 @@ Modules:
 
   options.py   shared option decorators (--db, --json, --since, ACCOUNT), ctx helpers
   admin.py     init, rotate-master-key
-  account.py   account add/set/list/import-tokens/authorize, refresh
+  account.py   account add/set/remove/list/import-tokens/authorize, refresh
   key.py       key issue/rotate/list/revoke
   usage.py     usage, readiness, status
   serve.py     serve
@@ -19,16 +19,18 @@ Modules:
 
 from __future__ import annotations
 
+import sqlite3
 import sys
 from typing import Any
 
 import click
 
-from shim.cli import account, admin, demo_sim, key, serve, tls, usage
+from shim.cli import account, admin, demo_sim, key, options, serve, tls, usage
 from shim.cli.options import db_option
 from shim.errors import CliError, ShimError
 from shim.settings import Settings
 from shim.store.secrets import DecryptError
+from shim.store.sqlite import explain_error
 
 __all__ = ["cli", "main"]
 
@@ -61,6 +63,9 @@ class ShimGroup(click.Group):
         except (CliError, ShimError, ValueError) as exc:
             message = exc.message if isinstance(exc, ShimError) else str(exc)
             raise click.ClickException(message) from None
+        except sqlite3.Error as exc:
+            db = options.settings(ctx).db if isinstance(ctx.obj, Settings) else "(unknown)"
+            raise click.ClickException(explain_error(exc, db)) from None
         except DecryptError:
             raise click.ClickException(
                 "the master key does not open this database's secrets "
@@ -91,6 +96,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
 
 for _module in (admin, account, key, usage, serve, tls, demo_sim):
     for _command in _module.COMMANDS:
+        options.add_db_option(_command)
         cli.add_command(_command)
 
 

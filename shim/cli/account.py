@@ -6,12 +6,13 @@ import asyncio
 import sys
 import time
 from typing import Any, get_args
+from urllib.parse import urlsplit
 
 import click
 
 from shim.cli import options
 from shim.errors import CliError, ShimError
-from shim.models import Account, Route, TokenPair
+from shim.models import KEAP_REST_URL, Account, Route, TokenPair
 from shim.oauth import authorize
 from shim.oauth.token_policy import app_name_from_scope
 from shim.serve import runtime
@@ -19,6 +20,9 @@ from shim.settings import Settings
 from shim.store.protocol import Store, StoreConflict
 
 ROUTES = get_args(Route)
+#: Keap's Service Account Keys and Personal Access Tokens start with this (docs/keap.md).
+SERVICE_KEY_PREFIX = "KeapAK-"
+_OAUTH_ONLY = frozenset({"client_id", "client_secret", "token_url", "authorize_url"})
 
 
 @click.group()
@@ -57,8 +61,12 @@ def _account_json(a: Account, store: Store) -> dict[str, Any]:
 @account.command("add")
 @click.argument("name")
 @click.option("--client-id", help="OAuth client id (Keap developer portal).")
-@click.option("--client-secret", help="OAuth client secret.")
-@click.option("--service-key", help="Service Account Key or Personal Access Token (KeapAK-...).")
+@options.secret_option("--client-secret", "OAuth client secret.", envvar="SHIM_CLIENT_SECRET")
+@options.secret_option(
+    "--service-key",
+    "Service Account Key or Personal Access Token (KeapAK-...).",
+    envvar="SHIM_SERVICE_KEY",
+)
 @click.option("--xmlrpc-url", help="Override the OAuth XML-RPC endpoint.")
 @click.option("--token-url", help="Override the token endpoint.")
 @click.option("--authorize-url", help="Override the authorize page.")
@@ -89,6 +97,7 @@ def account_add(
     Examples:
       shim account add prod --client-id abc123 --client-secret s3cr3t
       shim account add stage --service-key KeapAK-xxxxxxxx --route auto
+      shim account add prod --client-id abc123 --client-secret - < secret.txt
     """
     oauth = client_id is not None or client_secret is not None
     if oauth == (service_key is not None):
@@ -105,6 +114,7 @@ def account_add(
         ("--rest-url", rest_url),
     ):
         _check_url(flag, url)
+    _check_service_key(service_key)
     defaults = Account(name=name, kind="oauth", created_at=0.0)
     acct = Account(
         name=name,
@@ -116,7 +126,7 @@ def account_add(
         xmlrpc_url=xmlrpc_url or defaults.xmlrpc_url,
         token_url=token_url or defaults.token_url,
         authorize_url=authorize_url or defaults.authorize_url,
-        rest_url=rest_url or defaults.rest_url,
+        rest_url=rest_url or rest_url_beside(xmlrpc_url) or defaults.rest_url,
         route=route,
     )
     with options.store(ctx) as store:
@@ -124,11 +134,24 @@ def account_add(
             store.add_account(acct)
         except StoreConflict:
             raise CliError(f"account {name!r} already exists") from None
-    click.echo(f"added {acct.kind} account {name!r}")
+    click.echo(f"added {acct.kind} account {name!r}: XML-RPC at {acct.xmlrpc_url}")
+    click.echo(f"REST v2 at {acct.rest_url}" + ("" if rest_url else " (change: --rest-url)"))
     if oauth:
         click.echo(
             f"next: shim account authorize {name}  (or shim account import-tokens {name} ...)"
         )
+
+
+def rest_url_beside(xmlrpc_url: str | None) -> str | None:
+    """The REST v2 base on the host of a non-Keap XML-RPC URL (a simulator, a test double):
+    Keap serves both from one host, so an account pointed elsewhere must not keep Keap's."""
+    if not xmlrpc_url:
+        return None
+    parts = urlsplit(xmlrpc_url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    prefix = parts.path.rstrip("/").removesuffix("/crm/xmlrpc/v1")
+    return f"{parts.scheme}://{parts.netloc}{prefix}/crm/rest/v2"
 
 
 def _check_url(flag: str, url: str | None) -> None:
@@ -136,29 +159,104 @@ def _check_url(flag: str, url: str | None) -> None:
         raise CliError(f"{flag} must be an http(s) URL")
 
 
+def _check_service_key(key: str | None) -> None:
+    """Keap's Service Account Keys and Personal Access Tokens read ``KeapAK-`` then the key."""
+    if key is None:
+        return
+    body = key.removeprefix(SERVICE_KEY_PREFIX)
+    if body == key or not body or not all(c.isalnum() or c in "-_." for c in body):
+        raise CliError(
+            f"--service-key does not look like a Keap Service Account Key or Personal Access "
+            f"Token ({SERVICE_KEY_PREFIX}... from Keap: Settings, API)"
+        )
+
+
 @account.command("set")
 @click.argument("name")
-@click.option("--route", type=click.Choice(ROUTES), help="xmlrpc, rest or auto (see add).")
+@click.option("--client-id", help="OAuth client id (OAuth accounts).")
+@options.secret_option("--client-secret", "OAuth client secret (OAuth accounts).")
+@options.secret_option("--service-key", "Service Account Key or PAT (service-key accounts).")
+@click.option("--xmlrpc-url", help="The XML-RPC endpoint.")
+@click.option("--token-url", help="The token endpoint (OAuth accounts).")
+@click.option("--authorize-url", help="The authorize page (OAuth accounts).")
 @click.option("--rest-url", help="The REST v2 base URL (…/crm/rest/v2).")
+@click.option("--route", type=click.Choice(ROUTES), help="xmlrpc, rest or auto (see add).")
+@options.json_option
 @click.pass_context
-def account_set(ctx: click.Context, name: str, route: Route | None, rest_url: str | None) -> None:
-    """Change how an account reaches Keap. Running servers pick it up within seconds.
+def account_set(ctx: click.Context, /, name: str, as_json: bool, **given: str | None) -> None:
+    """Change an account's credentials, URLs or route. Running servers pick it up within
+    seconds. A new client id or secret keeps the token chain; re-authorize if Keap says the
+    tokens belong to another client.
 
     \b
     Examples:
       shim account set prod --route auto         # REST v2 only while XML-RPC is down
-      shim account set prod --route rest         # all translated calls through REST v2
+      shim account set prod --client-secret -    # read the new secret from standard input
+      shim account set stage --xmlrpc-url http://127.0.0.1:8765/crm/xmlrpc/v1 --json
     """
-    _check_url("--rest-url", rest_url)
-    changes = {k: v for k, v in (("route", route), ("rest_url", rest_url)) if v is not None}
+    changes = {k: v for k, v in given.items() if v is not None}
     if not changes:
-        raise CliError("nothing to change: give --route and/or --rest-url")
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise CliError(f"nothing to change: give one or more of {flags}")
+    for col, value in changes.items():
+        if col.endswith("_url"):
+            _check_url("--" + col.replace("_", "-"), value)
+    _check_service_key(changes.get("service_key"))
+    if changes.get("client_id") == "" or changes.get("client_secret") == "":
+        raise CliError("--client-id and --client-secret cannot be empty")
     with options.store(ctx) as store:
-        try:
-            acct = store.update_account(name, **changes)
-        except KeyError:
-            raise CliError(f"no account named {name!r} (see: shim account list)") from None
-    click.echo(f"account {name!r}: route {acct.route}, REST v2 at {acct.rest_url}")
+        acct = store.get_account(name)
+        if acct is None:
+            raise CliError(f"no account named {name!r} (see: shim account list)")
+        wrong = _OAUTH_ONLY if acct.kind == "service_key" else {"service_key"}
+        misplaced = sorted(set(changes) & wrong)
+        if misplaced:
+            flags = ", ".join("--" + c.replace("_", "-") for c in misplaced)
+            kind = "a service-key" if acct.kind == "service_key" else "an OAuth"
+            raise CliError(
+                f"account {name!r} is {kind} account: {flags} does not apply "
+                "(to change its kind, remove it and add it again)"
+            )
+        # A REST URL that followed the old XML-RPC host (or is still Keap's) follows the new.
+        follows = acct.rest_url in (rest_url_beside(acct.xmlrpc_url), KEAP_REST_URL)
+        if "xmlrpc_url" in changes and "rest_url" not in changes and follows:
+            changes["rest_url"] = rest_url_beside(changes["xmlrpc_url"]) or acct.rest_url
+        acct = store.update_account(name, **changes)
+        shown = _account_json(acct, store)
+    if as_json:
+        options.echo_json(shown)
+        return
+    what = ", ".join(c.replace("_", " ") for c in changes)
+    click.echo(f"account {name!r}: changed {what}; route {acct.route}, REST v2 at {acct.rest_url}")
+
+
+@account.command("remove")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@options.json_option
+@click.pass_context
+def account_remove(ctx: click.Context, name: str, yes: bool, as_json: bool) -> None:
+    """Remove an account with its tokens and local keys (the usage history stays).
+
+    Its refresh token is deleted, not revoked at Keap: to use the account again, add it and
+    authorize (or import tokens) afresh. Scripts using its keys get [InvalidKey].
+
+    \b
+    Example:
+      shim account remove stage --yes
+    """
+    with options.store(ctx) as store:
+        if store.get_account(name) is None:
+            raise CliError(f"no account named {name!r} (see: shim account list)")
+        if not yes:
+            click.confirm(
+                f"Remove account {name!r}, its tokens and all its keys?", abort=True, err=True
+            )
+        removed_keys = store.remove_account(name)
+    if as_json:
+        options.echo_json({"name": name, "removed": True, "keys_removed": removed_keys})
+        return
+    click.echo(f"removed account {name!r} and {removed_keys} key(s)")
 
 
 def _check_name(name: str) -> None:
@@ -177,8 +275,15 @@ def _oauth_account(store: Store, name: str) -> Account:
 
 @account.command("import-tokens")
 @click.argument("name")
-@click.option("--access-token", required=True, help="Current access token.")
-@click.option("--refresh-token", required=True, help="Current (unused) refresh token.")
+@options.secret_option(
+    "--access-token", "Current access token.", envvar="SHIM_ACCESS_TOKEN", required=True
+)
+@options.secret_option(
+    "--refresh-token",
+    "Current (unused) refresh token.",
+    envvar="SHIM_REFRESH_TOKEN",
+    required=True,
+)
 @click.option(
     "--expires-in",
     required=True,
@@ -196,8 +301,12 @@ def import_tokens(
 
     \b
     Example:
-      shim account import-tokens prod --access-token AT --refresh-token RT --expires-in 86400
+      SHIM_ACCESS_TOKEN=AT SHIM_REFRESH_TOKEN=RT shim account import-tokens prod --expires-in 24h
     """
+    if not access_token.strip() or not refresh_token.strip():
+        raise CliError("--access-token and --refresh-token cannot be empty")
+    if expires_in <= 0:
+        raise CliError("--expires-in must be positive (the access token's remaining lifetime)")
     with options.store(ctx) as store:
         _oauth_account(store, name)
         now = time.time()

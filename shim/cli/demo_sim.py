@@ -31,6 +31,7 @@ def simulator(host: str, port: int, access_token_lifetime: float, throttle: bool
     """
     from shim.simulator import SimConfig, serve_simulator
 
+    options.check_port(host, port)  # before fresh credentials are printed
     config = SimConfig(access_token_lifetime=access_token_lifetime, throttle=throttle)
     serve_simulator(host, port, config)
 

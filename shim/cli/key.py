@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from shim.access import issuing, keys
+from shim.access import issuing, keys, legacy_methods
+from shim.access.rate_policy import Rate
 from shim.cli import options
 from shim.errors import CliError
 from shim.models import KeyRecord
@@ -29,7 +30,8 @@ def _key_json(k: KeyRecord, now: float) -> dict[str, Any]:
         "revoked": options.iso(k.revoked_at),
         "last_used": options.iso(k.last_used_at),
         "allow": list(k.allow),
-        "rate_per_min": k.rate_per_min,
+        "rate": None if k.rate_per_min is None else str(Rate(k.rate_per_min, k.rate_window or 60)),
+        "rate_per_min": k.rate_per_min if (k.rate_window or 60) == 60 else None,
         "state": k.state(now),
     }
 
@@ -55,7 +57,11 @@ def _show_issued(issued: keys.IssuedKey, record: KeyRecord, now: float, as_json:
     multiple=True,
     help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.",
 )
-@click.option("--rate", default=None, help="Most calls a minute for this key, e.g. 60/min.")
+@click.option(
+    "--rate",
+    default=None,
+    help="Most calls for this key per unit: N/s, N/min, N/h or N/day (e.g. 10/h).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print an object with id and key.")
 @click.pass_context
 def key_issue(
@@ -75,6 +81,9 @@ def key_issue(
       shim key issue prod --label "reports" --expires-in 90d --allow 'DataService.query'
       shim key issue prod --label "sync" --allow 'ContactService.*' --rate 120/min
     """
+    for pattern, closest in legacy_methods.unknown_patterns(allow):
+        hint = f"; did you mean {closest!r}?" if closest else ""
+        click.echo(f"warning: --allow {pattern!r} matches no legacy Keap method{hint}", err=True)
     now = time.time()
     with options.store(ctx) as store:
         issued, record = issuing.issue(
@@ -109,6 +118,7 @@ def key_rotate(ctx: click.Context, key_id: str, overlap: float, as_json: bool) -
       shim key rotate 7fQ2kd9XbA --overlap 7d
     """
     now = time.time()
+    key_id = keys.id_given(key_id)
     with options.store(ctx) as store:
         issued, record = issuing.rotate(store, key_id, now=now, overlap=overlap)
     if not as_json:
@@ -147,12 +157,14 @@ def key_list(ctx: click.Context, account_name: str | None, as_json: bool) -> Non
 @click.argument("key_id")
 @click.pass_context
 def key_revoke(ctx: click.Context, key_id: str) -> None:
-    """Revoke a key; the very next call with it is refused, in every process.
+    """Revoke a key (by id, or the shk_… prefix key list shows); the very next call with it is
+    refused, in every process.
 
     \b
     Example:
       shim key revoke 7fQ2kd9XbA
     """
+    key_id = keys.id_given(key_id)
     with options.store(ctx) as store:
         if not store.revoke_key(key_id, time.time()):
             raise CliError(f"no key with id {key_id!r} (see: shim key list)")

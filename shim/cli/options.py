@@ -7,7 +7,9 @@ Like sqlite-utils' shared options: one decorator per recurring option, so every 
 
 from __future__ import annotations
 
+import errno
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 
+from shim.errors import CliError
 from shim.serve.runtime import open_store
 from shim.settings import Settings, parse_duration
 from shim.store.sqlite import SqliteStore
@@ -39,6 +42,28 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
 DURATION = Duration()
 
 
+def check_port(host: str, port: int) -> None:
+    """Fail in one line, before any startup work, when ``host:port`` cannot be bound."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise CliError(f"cannot bind {host}:{port}: {exc.strerror}; check --host") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise CliError(
+                    f"port {port} on {host} is already in use; pick another with --port "
+                    "(or stop what is listening there)"
+                ) from None
+            raise CliError(f"cannot bind {host}:{port}: {exc.strerror}") from None
+
+
 def db_option(fn: F) -> F:
     """``--db``: where keyshim keeps its state (env ``SHIM_DB``)."""
     return click.option(
@@ -47,6 +72,62 @@ def db_option(fn: F) -> F:
         type=click.Path(dir_okay=False),
         help="Database file (env SHIM_DB; default: keyshim.db in your data directory).",
     )(fn)
+
+
+def _secret_value(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-`` reads the secret from one line of standard input (once per command)."""
+    if value != "-":
+        return value
+    if ctx.meta.get("shim.stdin_secret"):
+        raise click.BadParameter("only one secret can be read from standard input", ctx, param)
+    ctx.meta["shim.stdin_secret"] = param.name
+    line = click.get_text_stream("stdin").readline().rstrip("\r\n")
+    if not line:
+        raise click.BadParameter("expected the secret on standard input, got nothing", ctx, param)
+    return line
+
+
+def secret_option(
+    flag: str, help: str, *, envvar: str | None = None, **kw: Any
+) -> Callable[[F], F]:
+    """A secret: on the command line it shows in ``ps`` and shell history, so ``-`` reads it
+    from standard input and ``envvar`` (a ``SHIM_*`` name) is read when the flag is absent."""
+    where = f" Use - to read it from standard input{f' (or set {envvar})' if envvar else ''}."
+
+    def decorate(fn: F) -> F:
+        return click.option(flag, envvar=envvar, callback=_secret_value, help=help + where, **kw)(
+            fn
+        )
+
+    return decorate
+
+
+def _sub_db(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        try:
+            ctx.find_root().obj = Settings.from_env(db=value)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def add_db_option(command: click.Command) -> None:
+    """Let ``--db`` follow the subcommand too (``shim init --db X``), on every command."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_db_option(sub)
+        return
+    if any(p.name == "db" for p in command.params):
+        return
+    command.params.append(
+        click.Option(
+            ["--db"],
+            type=click.Path(dir_okay=False),
+            expose_value=False,
+            is_eager=True,
+            callback=_sub_db,
+            help="Database file (as shim --db; env SHIM_DB).",
+        )
+    )
 
 
 def json_option(fn: F) -> F:

@@ -116,6 +116,7 @@ def serve(
         certfile=certfile,
         keyfile=keyfile,
     )
+    options.check_port(settings.host, settings.port)
     check_server_files(settings.certfile or None, settings.keyfile or None)
     runtime.run_server(settings, announce=lambda line: click.echo(line, err=True))
 

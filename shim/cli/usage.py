@@ -65,6 +65,7 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
         "calls",
         "faults",
         "errors",
+        "via_rest",
         "first_seen",
         "last_seen",
         "avg_ms",

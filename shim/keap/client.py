@@ -280,9 +280,13 @@ class Upstream:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:
-            raise UpstreamUnavailable("Timed out connecting to Keap") from exc
+            where = request.url.copy_with(path="/", query=None)
+            raise UpstreamUnavailable(f"Timed out connecting to Keap at {where}") from exc
         except httpx.ConnectError as exc:
-            raise UpstreamUnavailable(f"Could not connect to Keap: {_reason(exc)}") from exc
+            where = request.url.copy_with(path="/", query=None)
+            raise UpstreamUnavailable(
+                f"Could not connect to Keap at {where}: {_reason(exc)}"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:

@@ -14,7 +14,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
-from shim.errors import CliError, TokenEndpointError
+from shim.errors import CliError, SpentRefreshToken, TokenEndpointError
 from shim.keap.client import Upstream
 from shim.models import Account, TokenPair
 
@@ -131,5 +131,13 @@ async def exchange_code(
     }
     try:
         return await upstream.token_grant(account.token_url, form, now)
+    except SpentRefreshToken as exc:
+        # The token policy words invalid_grant for the refresh grant it usually answers.
+        detail = exc.message.removeprefix("Keap rejected the refresh token: ")
+        raise CliError(
+            f"Keap refused the authorization code ({detail}): codes are single-use and expire "
+            "within minutes, and the redirect URI must be the one registered; run "
+            "`shim account authorize` again and paste the new redirect promptly"
+        ) from None
     except TokenEndpointError as exc:
         raise CliError(f"Keap refused the authorization code ({exc.message})") from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -26,6 +27,8 @@ from shim.settings import Settings
 __all__ = ["XMLRPC_PATHS", "KeyshimApp", "Services", "ServicesFactory"]
 
 XMLRPC_PATHS = frozenset({"/api/xmlrpc", "/api/xmlrpc/", "/api/xmlrpc/v1"})
+
+log = logging.getLogger("shim.serve.app")
 
 
 class KeyshimApp:
@@ -104,7 +107,12 @@ class KeyshimApp:
             body = services.metrics.render(account_healths(services.store, self.clock()))
             await plain(send, 200, body, [(b"content-type", METRICS_TYPE.encode())])
         else:
-            await plain(send, 404, b"not found\n")
+            # A script pointed at the wrong path (Keap's /crm/xmlrpc/v1, /xmlrpc, /) must learn
+            # the right one from the answer, and the operator from the log.
+            log.warning(
+                "no such path %s %s; XML-RPC is at /api/xmlrpc", scope["method"], path[:200]
+            )
+            await plain(send, 404, b"not found: keyshim's XML-RPC endpoint is /api/xmlrpc\n")
 
     async def _xmlrpc(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = await self.startup()

@@ -118,9 +118,11 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
     open_store(settings).close()  # fail here, clearly, if init was not run
     os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
     metrics_dir = None
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers are separate processes: their metrics meet in files under this directory,
-        # which lives as long as this server (stale files would resurrect old counts).
+        # which lives as long as this server (stale files would resurrect old counts). One
+        # worker runs in this process, whose prometheus_client was imported before this
+        # variable existed, so it keeps the single-process registry: no directory then.
         import tempfile
 
         metrics_dir = tempfile.mkdtemp(prefix="keyshim-metrics-")

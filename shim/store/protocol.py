@@ -46,6 +46,11 @@ class Store(Protocol):
         """Change plain fields (route, urls, app_name, secrets); KeyError if unknown."""
         ...
 
+    def remove_account(self, name: str) -> int:
+        """Delete an account with its token chain and keys; return how many keys went with
+        it (the audit trail stays). KeyError if unknown."""
+        ...
+
     # -- token chains ---------------------------------------------------------------------
     def get_chain(self, account: str) -> Chain | None:
         """The chain with its in-flight journal row, if any."""

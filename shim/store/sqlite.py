@@ -107,6 +107,7 @@ MIGRATIONS: list[Migration] = [
         "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
     ),
     (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
+    (6, "key rate windows", "ALTER TABLE keys ADD COLUMN rate_window REAL;"),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -115,7 +116,7 @@ _ACCOUNT_COLUMNS = (
 )  # fmt: skip
 _KEY_COLUMNS = (
     "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "allow", "rate_per_min",
+    "last_used_at", "allow", "rate_per_min", "rate_window",
 )  # fmt: skip
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
@@ -173,6 +174,30 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
     if mode.lower() != "wal":
         raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
+
+
+def explain_error(exc: sqlite3.Error, path: str) -> str:
+    """One line for a user: what went wrong with the database file and what to do about it."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return (
+            f"the database {path} is read-only and this command writes to it: run it as a "
+            "user who may write the file and its folder, or use a command that only reads"
+        )
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+        return (
+            f"{path} is not a keyshim database or is damaged ({text}): check --db, or "
+            "restore the file from a backup"
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return (
+            f"the database {path} is locked by another process ({text}): try again in a "
+            "moment, or stop the process that holds it"
+        )
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return f"cannot open the database {path}: check that its folder exists and is writable"
+    return f"database error on {path}: {text}"
 
 
 class SqliteStore:
@@ -290,7 +315,11 @@ class SqliteStore:
         Safe when several processes start at once: the "already applied?" check runs inside
         the ``BEGIN IMMEDIATE`` transaction, so the second process sees the first one's row.
         Refuses a database written by a newer keyshim rather than guess at its schema.
+        A current schema is only read, never written: commands that only read work on a
+        read-only file.
         """
+        if self.schema_version() >= MIGRATIONS[-1][0]:
+            return self._check_version()
         with self._write() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations "
@@ -309,6 +338,9 @@ class SqliteStore:
                     "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, time.time()),
                 )
+        return self._check_version()
+
+    def _check_version(self) -> int:
         current, known = self.schema_version(), MIGRATIONS[-1][0]
         if current > known:
             raise RuntimeError(
@@ -363,6 +395,15 @@ class SqliteStore:
                 conn.execute(f"UPDATE accounts SET {sets} WHERE name = :name", values)
             row = conn.execute(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,)).fetchone()
             return self._account(row)
+
+    def remove_account(self, name: str) -> int:
+        with self._write() as conn:
+            self._require_account(conn, name)
+            for table in ("refresh_journal", "chains", "quota_figures"):
+                conn.execute(f"DELETE FROM {table} WHERE account = ?", (name,))
+            keys = conn.execute("DELETE FROM keys WHERE account = ?", (name,)).rowcount
+            conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+            return int(keys)
 
     # -- token chains -----------------------------------------------------------------------
     def _chain(self, r: sqlite3.Row) -> Chain:

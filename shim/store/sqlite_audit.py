@@ -100,7 +100,10 @@ CREATE TABLE rate_counts (
 def publish_rates(
     conn: sqlite3.Connection, owner: str, counts: dict[tuple[str, int], int], oldest: int
 ) -> None:
-    """Replace this owner's counts (absolute, so a lost flush heals) and drop old minutes."""
+    """Replace this owner's counts (absolute, so a lost flush heals) and drop slots older than
+    ``oldest`` (a dead process's). The ``minute`` column holds a slot: a window's start in
+    epoch seconds (``shim.access.rate_policy``)."""
+    conn.execute("DELETE FROM rate_counts WHERE owner = ?", (owner,))
     conn.executemany(
         "INSERT INTO rate_counts (key_id, minute, owner, count) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (key_id, minute, owner) DO UPDATE SET count = excluded.count",

@@ -15,9 +15,12 @@ pytestmark = pytest.mark.anyio
 
 
 def test_parse_rate() -> None:
-    assert ratelimit.parse_rate("60/min") == 60
-    assert ratelimit.parse_rate("60") == 60
-    assert ratelimit.parse_rate("2/s") == 120
+    assert ratelimit.parse_rate("60/min") == ratelimit.Rate(60, 60)
+    assert ratelimit.parse_rate("60") == ratelimit.Rate(60, 60)
+    assert ratelimit.parse_rate("2/s") == ratelimit.Rate(2, 1)
+    assert ratelimit.parse_rate("10/h") == ratelimit.Rate(10, 3600)
+    assert ratelimit.parse_rate("500/day") == ratelimit.Rate(500, 86400)
+    assert str(ratelimit.parse_rate("10/h")) == "10/h"
     for bad in ("", "x/min", "0/min", "-1", "5/fortnight"):
         with pytest.raises(ValueError):
             ratelimit.parse_rate(bad)
@@ -33,7 +36,26 @@ def test_sliding_estimate_and_retry_after() -> None:
     assert ratelimit.estimate(3, 0, t0 + 90) == pytest.approx(1.5)
     assert counter.admit("k", 3, t0 + 90, {}) is None
     # others' counts are added
-    assert counter.admit("other", 3, t0 + 5, {10: 3}) is not None  # minute 10 == t0 // 60
+    assert counter.admit("other", 3, t0 + 5, {600: 3}) is not None  # the slot starting at t0
+
+
+def test_hourly_rate_is_exact_in_hours() -> None:
+    """--rate 10/h once became 1/min; 60/h let one call a minute through."""
+    counter = ratelimit.RateCounter()
+    hour = 3600.0 * 500
+    ten_an_hour = ratelimit.parse_rate("10/h")
+    admitted = [
+        counter.admit("k", ten_an_hour.count, hour + i, {}, ten_an_hour.window) for i in range(11)
+    ]
+    assert admitted[:10] == [None] * 10  # ten calls within one minute pass
+    assert admitted[10] is not None and admitted[10] > 60  # the eleventh waits for the hour
+    sixty = ratelimit.parse_rate("60/h")
+    assert all(counter.admit("j", 60, hour + i, {}, sixty.window) is None for i in range(60))
+    two_a_second = ratelimit.parse_rate("2/s")
+    assert counter.admit("s", 2, hour, {}, 1.0) is None
+    assert counter.admit("s", 2, hour + 0.1, {}, 1.0) is None
+    assert counter.admit("s", 2, hour + 0.2, {}, 1.0) is not None  # not 120 in one second
+    assert two_a_second.window == 1.0
 
 
 async def test_rate_fault_and_sharing_across_processes(stack: Stack) -> None:

@@ -372,6 +372,8 @@ def test_cli_authorize_mistakes(e: Env, monkeypatch: pytest.MonkeyPatch) -> None
     # A code Keap never issued: the exchange fails and nothing is stored.
     result = e.run("account", "authorize", "prod", input="not-a-real-code\n", code=1)
     assert "invalid_grant" in result.stderr
+    assert "refresh token" not in result.stderr  # it was a code, not a refresh token
+    assert "authorization code" in result.stderr and "single-use" in result.stderr
     assert e.store.get_chain("prod") is None
     assert e.sim.stats()["code_exchanges"] == 0
 

@@ -232,6 +232,11 @@ class Harness:
         command = [sys.executable, "-m", "shim", "serve", "--port", str(port)]
         if workers > 1:
             command += ["--workers", str(workers)]
+            # The workers' metrics files go under tmp_path: a server killed with SIGKILL
+            # cannot remove the temp-dir folder it would make for them itself.
+            metrics = self.tmp_path / f"metrics-{label}-{port}"
+            metrics.mkdir()
+            extra.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 command,
@@ -1007,3 +1012,14 @@ def test_transient_failures_past_the_retries_degrade_but_never_kill(h: Harness) 
     code, health = shim.healthz()
     assert code == 200, health
     assert h.shim_status() == (0, {ACCOUNT: "ok", "late": "ok"})
+
+
+def test_killed_servers_leave_no_metrics_folder_in_the_temp_dir(h: Harness) -> None:
+    """Each run of these tests used to leave keyshim-metrics-* folders behind."""
+    temp = h.tmp_path / "temp"  # this server's temp dir: other test runs share the system one
+    temp.mkdir()
+    h.add_account()
+    shim = h.start("two-workers", workers=2, TMPDIR=str(temp))
+    shim.kill()
+    shim.proc.wait(timeout=30)
+    assert list(temp.glob("keyshim-metrics-*")) == []

@@ -177,3 +177,34 @@ async def test_one_json_access_line_per_call(stack: Stack) -> None:
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
+
+
+async def test_a_wrong_script_url_is_told_the_right_one(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = xmlrpc.dumps_call("DataService.echo", [stack.key, "x"])
+    for path in ("/xmlrpc", "/", "/crm/xmlrpc/v1"):
+        with caplog.at_level("WARNING", logger="shim.serve.app"):
+            answer = await stack.client.post(path, content=body)
+        assert answer.status_code == 404 and b"/api/xmlrpc" in answer.content, path
+        assert any(
+            path in r.getMessage() and "/api/xmlrpc" in r.getMessage() for r in caplog.records
+        )
+        caplog.clear()
+
+
+async def test_calls_with_a_revoked_key_are_filed_under_its_id(stack: Stack) -> None:
+    key = issue_key(stack.store, stack.settings, "prod", label="old cron")
+    key_id = key[len("shk_") : len("shk_") + 10]
+    record = stack.store.get_key(key_id)
+    assert record is not None
+    stack.store.revoke_key(record.id, time.time() - 1)
+    fault = await stack.fault("DataService.echo", "x", key=key)
+    assert fault.code == 2 and "revoked" in fault.string
+    garbage = "shk_" + "x" * (len(key) - 4)
+    await stack.fault("DataService.echo", "x", key=garbage)  # not a key: no id to file under
+    services = stack.app.services
+    assert services is not None
+    services.audit.flush_now()
+    rows = {(r["key_id"], r["method"]): r for r in stack.store.usage(0)}
+    assert rows[(record.id, "DataService.echo")]["label"] == "old cron"

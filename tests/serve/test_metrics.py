@@ -62,7 +62,12 @@ async def test_metrics_in_process(stack: Stack) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: SqliteStore) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_sum_across_workers(
+    tmp_path: Path, settings: Settings, store: SqliteStore, workers: int
+) -> None:
+    """With one worker (the default) every call metric was missing: the server process had
+    imported prometheus_client before shim serve pointed it at a multiprocess directory."""
     sim = Simulator(SimConfig())
     with BackgroundServer(sim.app) as keap:
         add_oauth_account(store, sim, keap.url)
@@ -80,7 +85,7 @@ def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: S
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shim", "serve", "--port", str(port), "--workers", "2"],
+            [sys.executable, "-m", "shim", "serve", "--port", str(port), "--workers", str(workers)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -101,7 +106,7 @@ def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: S
                 seen.add(
                     value(text, "keyshim_calls_total", method="DataService.echo", outcome="ok")
                 )
-            assert seen == {40.0}  # whichever worker answers, the sum of both
+            assert seen == {40.0}  # whichever worker answers, the sum of all
             assert re.search(r"keyshim_access_token_expiry_seconds\{account=\"prod\"\}", text)
         finally:
             proc.terminate()
