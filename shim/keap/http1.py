@@ -242,6 +242,7 @@ class _Connection(asyncio.Protocol):
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None  # gone: nothing to abort or resume any more
         # Over TLS a close without close_notify may come with no eof_received first.
         if self.state is READING_TO_EOF and exc is None:
             self._message_done(keep_alive=False)
