@@ -203,6 +203,9 @@ class _Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
 
     def _to(self, state: State) -> None:
+        """Move to ``state``; ``RuntimeError`` (a bug here) if the table has no such move.
+        Raised inside a parser callback, httptools hands it on as an ``HttpParserError``, so
+        the call fails and the connection is closed rather than left in a state it is not."""
         if state not in _TRANSITIONS[self.state]:
             raise RuntimeError(f"http1: no move from {self.state.name} to {state.name}")
         self.state = state
@@ -588,4 +591,4 @@ class Pool:
         return conn
 
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "Headers", "Pool", "Response"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "Headers", "Pool", "Response", "State"]

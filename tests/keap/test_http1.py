@@ -398,6 +398,18 @@ async def test_illegal_moves_are_refused() -> None:
             conn._to(State.IDLE)
 
 
+async def test_an_illegal_move_in_a_parser_callback_fails_the_call_and_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Were the table and the code ever to disagree, the call fails and the connection is
+    closed; nothing is left half-moved for the next call."""
+    table = dict(http1._TRANSITIONS)
+    table[State.AWAITING_HEAD] = frozenset({State.CLOSED})  # no head may be read
+    monkeypatch.setattr(http1, "_TRANSITIONS", table)
+    async with serve(keep_answering) as server, pool() as p:
+        await post_fails(p, server, UpstreamError, "malformed HTTP answer")
+
+
 # --- keep-alive -------------------------------------------------------------------------------
 
 
