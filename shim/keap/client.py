@@ -199,12 +199,18 @@ class UpstreamResponse:
 
 
 class Upstream:
-    """The pooled client for one process."""
+    """The pooled client for one process.
+
+    ``transport`` replaces httpx's network (tests). Forwarded calls take http1 over the network
+    unless a transport is injected; ``forward_http1=True`` keeps them on http1 even then (the
+    in-process test stack: calls over loopback, token grants and REST through the transport).
+    """
 
     def __init__(
         self,
         *,
         transport: Transport | None = None,
+        forward_http1: bool | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
         token_timeout: float = 20.0,
@@ -229,7 +235,7 @@ class Upstream:
                 max_connections=max_connections,
                 ssl_context=httpx.create_ssl_context,
             )
-            if transport is None
+            if (transport is None if forward_http1 is None else forward_http1)
             else None
         )
 
@@ -241,7 +247,7 @@ class Upstream:
     async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST ``body`` and return once the status line and headers are in: a forwarded call.
         Over the network this takes the lean client (shim.keap.http1); with an injected test
-        transport, httpx."""
+        transport (and not ``forward_http1``), httpx."""
         if self._http1 is None:
             return await self.request("POST", url, content=body, headers=headers)
         response = await self._http1.post(url, headers, body)

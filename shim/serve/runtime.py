@@ -52,10 +52,15 @@ def open_store(settings: Settings) -> SqliteStore:
     return store
 
 
-def build_services(settings: Settings, transport: Transport | None = None) -> Services:
+def build_services(
+    settings: Settings, transport: Transport | None = None, *, forward_http1: bool | None = None
+) -> Services:
+    """Everything a process serves with. ``transport`` and ``forward_http1`` are for tests (see
+    ``Upstream``)."""
     store = open_store(settings)
     upstream = Upstream(
         transport=transport,
+        forward_http1=forward_http1,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.upstream_timeout,
         token_timeout=settings.token_timeout,

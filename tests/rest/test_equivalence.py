@@ -21,7 +21,7 @@ from shim.serve.runtime import init_files, open_store
 from shim.settings import Settings
 from shim.simulator.rest.store import set_email_status
 from shim.store.sqlite import SqliteStore
-from tests.support.rest_pair import Pair
+from tests.support.rest_pair import Pair, open_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -66,10 +66,8 @@ READ = [
 
 @pytest.fixture
 async def pair(settings: Settings, store: SqliteStore) -> AsyncIterator[Pair]:
-    p = Pair(replace(settings), store, {})
-    await p.app.startup()
-    yield p
-    await p.aclose()
+    async with open_pair(replace(settings), store, {}) as p:
+        yield p
 
 
 async def _people(pair: Pair) -> list[int]:
@@ -474,19 +472,17 @@ async def _session(directory: Path, people: list[dict[str, Any]], shapes: list[A
     config = Settings.from_env({}, db=str(directory / "keyshim.db"))
     init_files(config)
     store = open_store(config)
-    pair = Pair(config, store, {})
     try:
-        await pair.app.startup()
-        ids = [await pair.same("ContactService.add", person) for person in people]
-        await pair.same("ContactService.update", ids[0], people[-1])
-        await pair.same("ContactService.load", ids[0], ["Id", *FIELDS])
-        for query, order_by, ascending, limit, page in shapes:
-            order = (order_by, ascending) if order_by else ()
-            fields = ["Id", *FIELDS]
-            await pair.same("DataService.query", "Contact", limit, page, query, fields, *order)
-            await pair.same("DataService.count", "Contact", query)
-        for person in people[:2]:
-            await pair.same("ContactService.findByEmail", person["Email"], ["Id", "Email"])
+        async with open_pair(config, store, {}) as pair:
+            ids = [await pair.same("ContactService.add", person) for person in people]
+            await pair.same("ContactService.update", ids[0], people[-1])
+            await pair.same("ContactService.load", ids[0], ["Id", *FIELDS])
+            for query, order_by, ascending, limit, page in shapes:
+                order = (order_by, ascending) if order_by else ()
+                fields = ["Id", *FIELDS]
+                await pair.same("DataService.query", "Contact", limit, page, query, fields, *order)
+                await pair.same("DataService.count", "Contact", query)
+            for person in people[:2]:
+                await pair.same("ContactService.findByEmail", person["Email"], ["Id", "Email"])
     finally:
-        await pair.aclose()
         store.close()

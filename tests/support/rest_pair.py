@@ -2,12 +2,19 @@
 and account ``modern`` routed ``rest``. Both simulators start identical and share a frozen
 clock, so the same legacy session must give the same answers (values, XML-RPC types,
 faults) through either route: that is the equivalence the REST translation promises.
+
+Each simulator also listens on loopback (``sim_server``) and each account's XML-RPC URL points
+there, so forwarded XML-RPC calls (the legacy route, and the REST route's fallbacks) take
+``shim.keap.http1`` as in production; token grants and REST v2 reach the simulator named by
+the URL's host in-process (``Dispatch``), as httpx does them in production too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -19,6 +26,7 @@ from shim.serve.runtime import build_services
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.sim_server import serve_simulator
 from tests.support.stack import issue_key
 
 FROZEN = 1_790_000_000.0
@@ -39,13 +47,18 @@ class Dispatch:
 
 
 def add_account(
-    store: SqliteStore, sim: Simulator, name: str, route: str, service_key: bool = False
+    store: SqliteStore,
+    sim: Simulator,
+    name: str,
+    route: str,
+    service_key: bool = False,
+    xmlrpc_base: str | None = None,
 ) -> Account:
     base = f"http://{route}.test"
     common: dict[str, Any] = {
         "name": name,
         "created_at": time.time(),
-        "xmlrpc_url": base + "/crm/xmlrpc/v1",
+        "xmlrpc_url": (xmlrpc_base or base) + "/crm/xmlrpc/v1",
         "rest_url": base + "/crm/rest/v2",
         "route": route,
     }
@@ -71,21 +84,45 @@ def add_account(
 Answer = tuple[Any, ...]
 
 
+@contextlib.asynccontextmanager
+async def open_pair(
+    settings: Settings, store: SqliteStore, config: dict[str, Any]
+) -> AsyncIterator[Pair]:
+    """A started ``Pair`` whose simulators listen on loopback for the block."""
+    sims = {r: Simulator(SimConfig(**config), clock=lambda: FROZEN) for r in ROUTES}
+    async with serve_simulator(sims["xmlrpc"]) as legacy, serve_simulator(sims["rest"]) as modern:
+        pair = Pair(settings, store, sims, {"xmlrpc": legacy, "rest": modern})
+        try:
+            await pair.app.startup()
+            yield pair
+        finally:
+            await pair.aclose()
+
+
 class Pair:
-    def __init__(self, settings: Settings, store: SqliteStore, config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: SqliteStore,
+        sims: dict[str, Simulator],
+        xmlrpc_bases: dict[str, str],
+    ) -> None:
         self.settings = settings
         self.store = store
-        self.sims = {r: Simulator(SimConfig(**config), clock=lambda: FROZEN) for r in ROUTES}
+        self.sims = sims
         dispatch = Dispatch(self.sims)
         self.app = KeyshimApp(
-            settings, lambda s: build_services(s, transport=httpx.ASGITransport(app=dispatch))
+            settings,
+            lambda s: build_services(
+                s, transport=httpx.ASGITransport(app=dispatch), forward_http1=True
+            ),
         )
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://shim.test"
         )
         self.keys = {}
         for route in ROUTES:
-            add_account(store, self.sims[route], route, route)
+            add_account(store, self.sims[route], route, route, xmlrpc_base=xmlrpc_bases[route])
             self.keys[route] = issue_key(store, settings, route)
         self.compared = 0
 
