@@ -126,7 +126,8 @@ def check_signature(params: list[Value], signatures: tuple[str, ...]) -> None:
     """Fault like Keap when the arguments (after the key) fit none of the method's overloads.
 
     Signature letters: ``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``b``
-    boolean, ``B`` file data (base64 string or ``<base64>``), ``*`` any scalar; optional
+    boolean, ``B`` file data (base64 string or ``<base64>``), ``d`` dateTime, ``f`` double
+    (or int), ``A`` any array, ``*`` any scalar; optional
     ones after ``|``. The message names the Java types of every parameter, key included.
     """
     args = params[1:]
@@ -158,4 +159,7 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if code == "B":
         return isinstance(value, (str, bytes))
+    if code in "dfA":  # dateTime, double (an int is widened, as Java does), any array
+        kinds = {"d": (datetime.datetime,), "f": (float, int), "A": (list,)}[code]
+        return isinstance(value, kinds) and not isinstance(value, bool)
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"

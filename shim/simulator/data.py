@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 
+from shim.simulator import commerce
 from shim.simulator.config import SimConfig
 from shim.simulator.faults import KeapFault, invalid, not_found
 from shim.simulator.schema import READ_ONLY_TABLES, check_field, coerce, fields_of
@@ -51,12 +52,15 @@ class Database:
             "ContactGroup": {},
             "ContactGroupCategory": {},
             "FileBox": {},
+            **commerce.empty_tables(),
         }
         self.next_id: dict[str, int] = {}
         #: ContactId -> {GroupId: DateCreated}
         self.assignments: dict[int, dict[int, datetime.datetime]] = {}
         self.files: dict[int, bytes] = {}
         self.settings: dict[tuple[str, str], str] = dict(_SETTINGS)
+        commerce.seed(self.tables, self.next_id)
+        self.commerce = commerce.Commerce(self.tables, self.next_id)
         for cid, name, description in _CATEGORIES:
             self._put(
                 "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description

@@ -29,7 +29,7 @@ from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint
 from shim.simulator.failures import FailureQueue, deliver
 from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
-from shim.simulator.rest import contacts, files, other, tags
+from shim.simulator.rest import contacts, files, orders, other, products, tags
 from shim.simulator.rest import tag_contacts as tagged
 from shim.simulator.rest.http import Call, RestError
 from shim.simulator.rest.store import rest_store
@@ -70,6 +70,34 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/oauth/connect/userinfo", {"GET": other.user_info}),
     ("/settings/applications:getConfiguration", {"GET": other.get_configuration}),
     ("/settings/contactOptionTypes", {"GET": other.contact_option_types}),
+    ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
+    ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
+    ("/orders/{order_id}/items", {"POST": orders.create_item}),
+    (
+        "/orders/{order_id}/payments",
+        {"GET": orders.list_order_payments, "POST": orders.create_payment},
+    ),
+    ("/sales/payments", {"GET": orders.list_sales_payments}),
+    ("/paymentMethods", {"GET": orders.list_payment_methods}),
+    ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
+    ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
+    ("/subscriptions/{subscription_id}", {"GET": orders.get_subscription}),
+    ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
+    ("/products", {"GET": products.list_products, "POST": products.create_product}),
+    (
+        "/products/{product_id}",
+        {
+            "GET": products.get_product,
+            "PATCH": products.update_product,
+            "DELETE": products.delete_product,
+        },
+    ),
+    ("/products/{product_id}/subscriptions", {"GET": products.product_plans}),
+    ("/productCategories", {"GET": products.list_categories, "POST": products.create_category}),
+    ("/productCategories/{category_id}", {"GET": products.get_category}),
+    ("/affiliates", {"GET": products.list_affiliates}),
+    ("/affiliates/{id}", {"GET": products.get_affiliate}),
+    ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
 ]
 
 
