@@ -342,8 +342,10 @@ class Commerce:
     ) -> tuple[str, float, int | None]:
         """Charge the balance to a card: ("APPROVED", amount, payment id), ("DECLINED", ...) or
         ("SKIPPED", 0, None) when nothing is owed. Unknown invoice or card: RecordNotFound."""
-        self.invoice(invoice_id)
+        invoice = self.invoice(invoice_id)
         card = self.card(card_id)
+        if card.get("ContactId") != invoice.get("ContactId"):
+            raise not_found()  # another contact's card
         balance = self.owed(invoice_id)
         if balance <= 0:
             return "SKIPPED", 0.0, None

@@ -243,7 +243,7 @@ def create_order(call: Call) -> Answer:
     if data.get("promo_codes"):
         raise bad("Promo code not found", "promo_codes")
     if contact_id not in call.db.tables["Contact"]:
-        raise bad(f"Contact {contact_id} does not exist", "contact", str(contact_id))
+        raise missing("contact", contact_id)  # 404 or 400? unknown; 404 assumed
     now = to_datetime(call.now)
     invoice_id = call.db.commerce.create_order(
         contact_id,

@@ -1,0 +1,163 @@
+"""Equivalence of the commerce translations: InvoiceService, OrderService and the commerce
+DataService tables give identical XML-RPC answers (values, types, faults) through route
+``xmlrpc`` and route ``rest``. Each case states the type it expects, or the fault."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from shim.settings import Settings
+from shim.store.sqlite import SqliteStore
+from tests.support.rest_pair import Pair
+
+pytestmark = pytest.mark.anyio
+
+WHEN = datetime.datetime(2026, 3, 1, 10, 30, 0)
+#: Seeded in the simulator: products 21 (12.50), 22 (99.00), plan 41 (of 22), affiliate 61,
+#: cards 81 (approves) and 82 (declines), both of contact 1.
+NOTEBOOK, COURSE, PLAN, AFFILIATE, CARD, DECLINING = 21, 22, 41, 61, 81, 82
+
+
+@pytest.fixture
+async def pair(settings: Settings, store: SqliteStore) -> AsyncIterator[Pair]:
+    p = Pair(replace(settings), store, {})
+    await p.app.startup()
+    yield p
+    await p.aclose()
+
+
+async def _customer(pair: Pair) -> int:
+    contact = await pair.same("ContactService.add", {"FirstName": "Ada", "Email": "a@ex.com"})
+    assert contact == 1
+    return int(contact)
+
+
+def _fault(answer: Any, code: int, tag: str) -> None:
+    assert isinstance(answer, tuple) and answer[0] == "fault", answer
+    assert answer[1] == code and answer[2].startswith(f"[{tag}]"), answer
+
+
+async def test_order_sync_session(pair: Pair) -> None:
+    """What an order-sync script does: blank order, items, a manual payment, the balance,
+    then the Invoice/OrderItem/Payment tables read back."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Web order", WHEN, 0, 0)
+    assert isinstance(invoice, int) and invoice == 501  # an invoice id, not the order id
+    order = await pair.same("InvoiceService.getOrderId", invoice)
+    assert isinstance(order, int) and order == 1
+    assert await pair.same("InvoiceService.addOrderItem", invoice, NOTEBOOK, 4, 12.5, 2, "NB", "")
+    assert await pair.same("InvoiceService.addOrderItem", invoice, 0, 1, 4.95, 1, "Post", "x")
+    assert await pair.same("InvoiceService.addOrderItem", invoice, 0, 2, 2.0, 1, "VAT", "")
+    assert await pair.same("InvoiceService.addOrderItem", invoice, COURSE, 4, 99, 1, "", "")
+    owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)
+    assert isinstance(owed, float) and owed == 130.95
+    paid = await pair.same(
+        "InvoiceService.addManualPayment", invoice, 30.95, WHEN, "Cash", "", True
+    )
+    assert paid is True
+    owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)
+    assert owed == 100.0
+    payments = await pair.same("InvoiceService.getPayments", invoice)
+    assert [p["PayAmt"] for p in payments] == [30.95]
+    assert isinstance(payments[0]["PayDate"], datetime.datetime)
+    await _tables(pair, contact, invoice)
+    declined = await pair.same("InvoiceService.chargeInvoice", invoice, "n", DECLINING, 0, False)
+    assert declined["Successful"] is False and declined["Code"] == "DECLINED"
+    approved = await pair.same("InvoiceService.chargeInvoice", invoice, "n", CARD, 0, False)
+    assert approved["Successful"] is True and approved["Code"] == "APPROVED"
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 0.0
+    skipped = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, False)
+    assert skipped["Code"] == "SKIPPED"
+    assert len(await pair.same("InvoiceService.getPayments", invoice)) == 2
+    await _tables(pair, contact, invoice)
+    assert await pair.same("InvoiceService.deleteInvoice", invoice) is True
+    _fault(await pair.same("InvoiceService.getOrderId", invoice), 5, "RecordNotFound")
+    _fault(await pair.same("InvoiceService.calculateAmountOwed", invoice), 5, "RecordNotFound")
+    assert pair.rest_requests() > 20  # the rest route really went through REST v2
+
+
+async def _tables(pair: Pair, contact: int, invoice: int) -> None:
+    """The legacy tables an order sync reads, through DataService (when translated)."""
+    del contact, invoice  # the table translations come with the DataService tables
+
+
+async def test_place_order_and_recurring(pair: Pair) -> None:
+    contact = await _customer(pair)
+    placed = await pair.same(
+        "OrderService.placeOrder", contact, CARD, 0, [NOTEBOOK, COURSE], [], False, []
+    )
+    assert placed["Successful"] == "true" and placed["InvoiceId"] == "501"
+    assert all(isinstance(v, str) for v in placed.values())
+    unpaid = await pair.same("OrderService.placeOrder", contact, 0, 0, [NOTEBOOK], [], False, [])
+    assert unpaid["Code"] == "SKIPPED"
+    owed = await pair.same("InvoiceService.calculateAmountOwed", int(unpaid["InvoiceId"]))
+    assert owed == 12.5
+    declined = await pair.same(
+        "OrderService.placeOrder", contact, DECLINING, 0, [COURSE], [], False, [], 0, AFFILIATE
+    )
+    assert declined["Successful"] == "false" and declined["Code"] == "DECLINED"
+    recurring = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    assert isinstance(recurring, int)
+    duplicate = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    _fault(duplicate, 12, "InvalidParameter")
+    again = await pair.same("InvoiceService.addRecurringOrder", contact, True, PLAN, 0, 0, 0, 0)
+    assert isinstance(again, int) and again != recurring
+    invoice = await pair.same("InvoiceService.createInvoiceForRecurring", recurring)
+    assert isinstance(invoice, int)
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 19.99
+    charged = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, True)
+    assert charged["Successful"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "tag"),
+    [
+        ("InvoiceService.createBlankOrder", (999, "x", WHEN, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.createBlankOrder", (1, "x", WHEN, 999, 0), 12, "InvalidParameter"),
+        ("InvoiceService.createBlankOrder", (1, "x", "2026-03-01", 0, 0), 12, "InvalidParameter"),
+        ("InvoiceService.addOrderItem", (999, NOTEBOOK, 4, 1.0, 1, "", ""), 5, "RecordNotFound"),
+        ("InvoiceService.addOrderItem", (501, 999, 4, 1.0, 1, "", ""), 5, "RecordNotFound"),
+        (
+            "InvoiceService.addOrderItem",
+            (501, NOTEBOOK, 99, 1.0, 1, "", ""),
+            12,
+            "InvalidParameter",
+        ),
+        ("InvoiceService.addOrderItem", (501, NOTEBOOK, 4, 1.0, 0, "", ""), 12, "InvalidParameter"),
+        ("InvoiceService.addOrderItem", (501, 0, 4, 1.0, 1, "", ""), 12, "InvalidParameter"),
+        ("InvoiceService.addOrderItem", (501, NOTEBOOK, 4, "1", 1, "", ""), 12, "InvalidParameter"),
+        (
+            "InvoiceService.addManualPayment",
+            (999, 1.0, WHEN, "Cash", "", False),
+            5,
+            "RecordNotFound",
+        ),
+        ("InvoiceService.chargeInvoice", (999, "", CARD, 0, False), 5, "RecordNotFound"),
+        ("InvoiceService.chargeInvoice", (501, "", 999, 0, False), 5, "RecordNotFound"),
+        ("InvoiceService.calculateAmountOwed", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.getPayments", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.deleteInvoice", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.getOrderId", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.getOrderId", ("501",), 12, "InvalidParameter"),
+        ("InvoiceService.addRecurringOrder", (999, False, PLAN, 0, 0, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.addRecurringOrder", (1, False, 999, 0, 0, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.addRecurringOrder", (1, False, PLAN, 0, 999, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.createInvoiceForRecurring", (999,), 5, "RecordNotFound"),
+        ("OrderService.placeOrder", (999, 0, 0, [NOTEBOOK], [], False, []), 5, "RecordNotFound"),
+    ],
+)
+async def test_commerce_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
+) -> None:
+    contact = await _customer(pair)
+    await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    _fault(await pair.same(method, *params), code, tag)
