@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shim.rest import contact_map, dataservice, files, listing, misc
+from shim.rest import contact_map, dataservice, email, files, goals, listing, settings, tables
 from shim.rest import contacts as c
 from shim.rest import orders as o
 from shim.xmlrpc import Value
@@ -112,13 +112,13 @@ TRANSLATIONS: list[Translation] = [
     Translation("DataService.delete", dataservice.delete, ("si",), "exact", False, False,
                 "DELETE /contacts/{id}, /tags/{id}, /tags/categories/{id}",
                 covers=dataservice.covers),
-    Translation("DataService.echo", misc.echo, ("s",), "exact", True, False, "(none)",
+    Translation("DataService.echo", settings.echo, ("s",), "exact", True, False, "(none)",
                 "answered by keyshim", local=True),
-    Translation("DataService.getAppSetting", misc.get_app_setting, ("ss",), "approximate",
+    Translation("DataService.getAppSetting", settings.get_app_setting, ("ss",), "approximate",
                 True, False, "GET /settings/applications:getConfiguration",
-                "mapped: " + ", ".join(f"{m}.{s}" for m, s in misc.APP_SETTINGS),
-                covers=misc.setting_mapped),
-    Translation("DataService.getUserInfo", misc.get_user_info, ("",), "approximate", True,
+                "mapped: " + ", ".join(f"{m}.{s}" for m, s in settings.APP_SETTINGS),
+                covers=settings.setting_mapped),
+    Translation("DataService.getUserInfo", settings.get_user_info, ("",), "approximate", True,
                 False, "GET /oauth/connect/userinfo",
                 "legacy key names unverified: globalUserId, localUserId, displayName, "
                 "casUsername, appAlias, appUrl"),
@@ -128,17 +128,17 @@ TRANSLATIONS: list[Translation] = [
                 False, False, "POST /files (multipart)",
                 "only with a contact id: the two-argument form has no REST association",
                 covers=files.uploads_to_contact),
-    Translation("APIEmailService.optIn", misc.opt_in, ("ss",), "approximate", False, True,
+    Translation("APIEmailService.optIn", email.opt_in, ("ss",), "approximate", False, True,
                 "PATCH /emailAddresses/{email}/status",
                 "an empty reason becomes a default one (REST requires it); unknown address: "
                 "false"),
-    Translation("APIEmailService.optOut", misc.opt_out, ("ss",), "exact", False, True,
+    Translation("APIEmailService.optOut", email.opt_out, ("ss",), "exact", False, True,
                 "PATCH /emailAddresses/{email}/status"),
-    Translation("APIEmailService.getOptStatus", misc.get_opt_status, ("s",), "approximate",
+    Translation("APIEmailService.getOptStatus", email.get_opt_status, ("s",), "approximate",
                 True, False, "GET /emailAddresses/{email}/status",
                 "2 CONFIRMED/DOUBLE_OPT_IN, 1 SINGLE_OPT_IN/UNENGAGED_MARKETABLE, 0 others "
                 "(proposed mapping)"),
-    Translation("FunnelService.achieveGoal", misc.achieve_goal, ("ssi",), "approximate", False,
+    Translation("FunnelService.achieveGoal", goals.achieve_goal, ("ssi",), "approximate", False,
                 False, "POST /automations/goals/achieve",
                 "flowStart/flowStop item shape unverified"),
     Translation("InvoiceService.createBlankOrder", o.create_blank_order, ("isdii",),
@@ -248,6 +248,7 @@ def document() -> str:
         elif not m.rest_writable:
             notes.insert(0, "not writable through REST")
         lines.append(f"| {m.legacy} | {where} | {flt} | {'; '.join(notes)} |")
+    lines += _table_specs()
     lines += [
         "",
         "## Queries",
@@ -266,6 +267,41 @@ def document() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _table_specs() -> list[str]:
+    """One field table per DataService table declared by a ``spec.TableSpec``."""
+    lines: list[str] = []
+    for spec in tables.specs():
+        writes = ", ".join(sorted(spec.writes)) if not spec.legacy_read_only else "none"
+        lines += [
+            "",
+            f"## {spec.table}",
+            "",
+            f"REST v2: `{spec.rest}`; fidelity: {spec.fidelity}; writes: {writes or 'none'}."
+            + (f" {spec.notes}." if spec.notes else ""),
+            "",
+            "| legacy | type | REST v2 | filter | notes |",
+            "|---|---|---|---|---|",
+        ]
+        for name, col in spec.columns.items():
+            where = f"`{col.prop}`" if col.prop else "—"
+            flt = ""
+            if col.filter:
+                flt = f"`{col.filter}`"
+                extras = [
+                    x
+                    for x, on in (("prefix", col.wildcard), ("NONE", col.none), ("<>", col.compare))
+                    if on
+                ]
+                flt += f" ({', '.join(extras)})" if extras else ""
+            notes = [col.note] if col.note else []
+            if not col.writable:
+                notes.insert(0, "read-only")
+            elif col.prop is not None and not col.rest_writable:
+                notes.insert(0, "not writable through REST")
+            lines.append(f"| {name} | {col.type} | {where} | {flt} | {'; '.join(notes)} |")
+    return lines
 
 
 if __name__ == "__main__":

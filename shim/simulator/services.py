@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from shim.simulator import query as q
 from shim.simulator.data import DUPLICATE_KEYS, Database, to_datetime
 from shim.simulator.faults import invalid, no_matching_method, no_such_handler, not_found
-from shim.simulator.rest.other import achieve, user_record
+from shim.simulator.rest.goals import achieve
+from shim.simulator.rest.settings import user_record
 from shim.simulator.rest.store import known_status, opt_in, opt_out, rest_store
 from shim.simulator.schema import fields_of
 from shim.xmlrpc import Value

@@ -29,7 +29,16 @@ from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint
 from shim.simulator.failures import FailureQueue, deliver
 from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
-from shim.simulator.rest import contacts, files, orders, other, products, tags
+from shim.simulator.rest import (
+    contacts,
+    email_status,
+    files,
+    goals,
+    orders,
+    products,
+    settings,
+    tags,
+)
 from shim.simulator.rest import tag_contacts as tagged
 from shim.simulator.rest.http import Call, RestError
 from shim.simulator.rest.store import rest_store
@@ -64,12 +73,12 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/files/{file_id}:data", {"GET": files.data}),
     (
         "/emailAddresses/{email}/status",
-        {"GET": other.get_email_status, "PATCH": other.update_email_status},
+        {"GET": email_status.get_email_status, "PATCH": email_status.update_email_status},
     ),
-    ("/automations/goals/achieve", {"POST": other.achieve_goal}),
-    ("/oauth/connect/userinfo", {"GET": other.user_info}),
-    ("/settings/applications:getConfiguration", {"GET": other.get_configuration}),
-    ("/settings/contactOptionTypes", {"GET": other.contact_option_types}),
+    ("/automations/goals/achieve", {"POST": goals.achieve_goal}),
+    ("/oauth/connect/userinfo", {"GET": settings.user_info}),
+    ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
+    ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
     ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
     ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
     ("/orders/{order_id}/items", {"POST": orders.create_item}),
