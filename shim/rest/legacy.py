@@ -17,7 +17,7 @@ from typing import Literal
 from shim.errors import InvalidParameter, NoFieldAccess, NoFieldFound, NoFields
 from shim.xmlrpc import Value
 
-FieldType = Literal["int", "str", "date"]
+FieldType = Literal["int", "str", "date", "float"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,14 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
             return value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+    elif spec.type == "float":  # a double (money, weights)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
     elif isinstance(value, datetime.datetime):
         return value.replace(tzinfo=None)
     elif isinstance(value, str) and (parsed := parse_date(value)) is not None:

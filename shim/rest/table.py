@@ -51,6 +51,7 @@ class Translation:
 
 
 _DATA_TABLES = "Contact, ContactGroup, ContactGroupCategory, ContactGroupAssign (read-only)"
+_DATA_TABLES += ", and the commerce tables (see their sections below)"
 _CONTACT_WRITE = (
     "REST refuses a contact without an email, phone or address (legacy accepted a name "
     "alone), and a State without a Country; Country/State go as given (REST wants ISO codes); "

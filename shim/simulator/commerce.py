@@ -109,13 +109,20 @@ _SEED: list[tuple[str, int, dict[str, Any]]] = [
 CYCLES = {1: "YEARLY", 2: "MONTHLY", 3: "WEEKLY", 6: "DAILY"}
 
 
+#: Column defaults of new rows (Keap's MySQL columns: 0/1 flags are NOT NULL DEFAULT 0).
+_FLAGS = "Taxable Shippable Status HideInStore IsPackage NeedsDigitalDelivery CountryTaxable"
+DEFAULTS: dict[str, dict[str, Value]] = {
+    "Product": dict.fromkeys([*_FLAGS.split(), "StateTaxable", "CityTaxable"], 0),
+}
+
+
 def empty_tables() -> dict[str, dict[int, Row]]:
     return {table: {} for table in TABLE_SPECS}
 
 
 def seed(tables: dict[str, dict[int, Row]], next_id: dict[str, int]) -> None:
     for table, record_id, values in _SEED:
-        tables[table][record_id] = {"Id": record_id, **values}
+        tables[table][record_id] = {"Id": record_id, **DEFAULTS.get(table, {}), **values}
         next_id[table] = max(next_id.get(table, 1), record_id + 1)
     next_id["Invoice"] = max(next_id.get("Invoice", 1), INVOICE_BASE)
 

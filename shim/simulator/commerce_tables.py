@@ -70,4 +70,4 @@ TABLE_SPECS: dict[str, str] = {
     ),
 }
 #: Tables scripts read but the legacy API wrote only through InvoiceService/OrderService.
-READ_ONLY = frozenset({"Invoice", "InvoiceItem", "Payment", "InvoicePayment", "RecurringOrder"})
+READ_ONLY = frozenset({"Invoice", "InvoiceItem", "Payment", "InvoicePayment"})

@@ -95,7 +95,7 @@ class Database:
         return self._materialize(table, record_id, row)
 
     def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
-        values = self._writable(table, data)
+        values = {**commerce.DEFAULTS.get(table, {}), **self._writable(table, data)}
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)

@@ -81,9 +81,43 @@ async def test_order_sync_session(pair: Pair) -> None:
     assert pair.rest_requests() > 20  # the rest route really went through REST v2
 
 
+INVOICE_FIELDS = ["Id", "ContactId", "JobId", "DateCreated", "InvoiceTotal", "TotalPaid"]
+INVOICE_FIELDS += ["TotalDue", "PayStatus", "Description", "InvoiceType"]
+JOB_FIELDS = ["Id", "JobTitle", "ContactId", "DateCreated", "OrderType"]
+ITEM_FIELDS = ["Id", "OrderId", "ProductId", "ItemName", "Qty", "CPU", "PPU", "ItemType"]
+ITEM_FIELDS += ["ItemDescription", "Notes"]
+INVOICE_ITEM_FIELDS = ["Id", "InvoiceId", "OrderItemId", "InvoiceAmt", "Description"]
+PAYMENT_FIELDS = ["Id", "PayDate", "PayAmt", "PayType", "ContactId", "PayNote"]
+
+
 async def _tables(pair: Pair, contact: int, invoice: int) -> None:
-    """The legacy tables an order sync reads, through DataService (when translated)."""
-    del contact, invoice  # the table translations come with the DataService tables
+    """The legacy tables an order sync reads, through DataService: each answer a list of
+    structs with int ids, double money and dateTime dates."""
+    rows = await pair.same("DataService.query", "Invoice", 10, 0, {"Id": invoice}, INVOICE_FIELDS)
+    assert isinstance(rows[0]["InvoiceTotal"], float) and isinstance(rows[0]["JobId"], int)
+    assert isinstance(rows[0]["DateCreated"], datetime.datetime)
+    await pair.same("DataService.query", "Invoice", 10, 0, {"ContactId": contact}, ["Id"])
+    await pair.same("DataService.query", "Invoice", 10, 0, {"PayStatus": 0}, ["Id", "TotalDue"])
+    await pair.same("DataService.load", "Invoice", invoice, INVOICE_FIELDS)
+    await pair.same("DataService.count", "Invoice", {"ContactId": contact})
+    job = rows[0]["JobId"]
+    await pair.same("DataService.load", "Job", job, JOB_FIELDS)
+    await pair.same("DataService.query", "Job", 10, 0, {"JobTitle": "Web%"}, JOB_FIELDS)
+    items = await pair.same("DataService.query", "OrderItem", 10, 0, {"OrderId": job}, ITEM_FIELDS)
+    assert [type(i["PPU"]) for i in items] == [float] * len(items)
+    await pair.same("DataService.query", "OrderItem", 10, 0, {"ProductId": NOTEBOOK}, ITEM_FIELDS)
+    await pair.same("DataService.query", "OrderItem", 2, 1, {}, ["Id", "PPU"], "PPU", False)
+    await pair.same("DataService.count", "OrderItem", {"OrderId": job})
+    await pair.same(
+        "DataService.query", "InvoiceItem", 10, 0, {"InvoiceId": invoice}, INVOICE_ITEM_FIELDS
+    )
+    await pair.same("DataService.query", "InvoiceItem", 10, 0, {"InvoiceAmt": "~>~5"}, ["Id"])
+    payments = await pair.same(
+        "DataService.query", "Payment", 10, 0, {"ContactId": contact}, PAYMENT_FIELDS
+    )
+    assert all(isinstance(p["PayAmt"], float) for p in payments)
+    if payments:
+        await pair.same("DataService.load", "Payment", payments[0]["Id"], PAYMENT_FIELDS)
 
 
 async def test_place_order_and_recurring(pair: Pair) -> None:
@@ -156,6 +190,83 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
     ],
 )
 async def test_commerce_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
+) -> None:
+    contact = await _customer(pair)
+    await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    _fault(await pair.same(method, *params), code, tag)
+
+
+PRODUCT_FIELDS = ["Id", "ProductName", "ProductPrice", "Sku", "ShortDescription", "Status"]
+
+
+async def test_catalog_tables(pair: Pair) -> None:
+    contact = await _customer(pair)
+    products = await pair.same("DataService.query", "Product", 10, 0, {}, PRODUCT_FIELDS)
+    assert isinstance(products[0]["ProductPrice"], float) and products[0]["ProductPrice"] == 12.5
+    await pair.same("DataService.query", "Product", 10, 0, {"ProductName": "Note%"}, ["Id"])
+    await pair.same("DataService.query", "Product", 10, 0, {"Status": 1}, ["Id", "Sku"])
+    await pair.same("DataService.query", "Product", 1, 1, {}, ["Id"], "ProductName", True)
+    await pair.same("DataService.findByField", "Product", 10, 0, "Sku", "VC-1", PRODUCT_FIELDS)
+    await pair.same("DataService.load", "Product", NOTEBOOK, [*PRODUCT_FIELDS, "Weight"])
+    added = await pair.same("DataService.add", "Product", {"ProductName": "Mug", "ProductPrice": 8})
+    assert isinstance(added, int)
+    await pair.same("DataService.load", "Product", added, PRODUCT_FIELDS)
+    await pair.same("DataService.update", "Product", added, {"ProductPrice": "9.99", "Status": 1})
+    await pair.same("DataService.load", "Product", added, PRODUCT_FIELDS)
+    assert await pair.same("DataService.delete", "Product", added) is True
+    await pair.same("DataService.load", "Product", added, ["Id"])
+    category = await pair.same("DataService.add", "ProductCategory", {"CategoryDisplayName": "X"})
+    assert isinstance(category, int)
+    fields = ["Id", "CategoryDisplayName", "CategoryOrder", "ParentId"]
+    await pair.same("DataService.query", "ProductCategory", 10, 0, {}, fields)
+    await pair.same("DataService.load", "ProductCategory", category, fields)
+    affiliate = ["Id", "AffName", "AffCode", "Status", "NotifyLead", "LeadCookieFor"]
+    await pair.same("DataService.query", "Affiliate", 10, 0, {}, affiliate)
+    await pair.same("DataService.findByField", "Affiliate", 10, 0, "AffCode", "P1", ["Id"])
+    await pair.same("DataService.load", "Affiliate", AFFILIATE, affiliate)
+    referral = {"ContactId": contact, "AffiliateId": AFFILIATE, "Source": "web", "IPAddress": "1"}
+    assert isinstance(await pair.same("DataService.add", "Referral", referral), int)
+    fields = ["Id", "ContactId", "AffiliateId", "Source", "IPAddress", "DateSet"]
+    await pair.same("DataService.query", "Referral", 10, 0, {"AffiliateId": AFFILIATE}, fields)
+    card = ["Id", "ContactId", "Last4", "CardType", "ExpirationMonth", "ExpirationYear"]
+    cards = await pair.same("DataService.query", "CreditCard", 10, 0, {"ContactId": contact}, card)
+    assert [c["Last4"] for c in cards] == ["1111", "0002"]
+    await pair.same("DataService.load", "CreditCard", CARD, card)
+    recurring = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    fields = ["Id", "ContactId", "SubscriptionPlanId", "ProductId", "StartDate", "BillingCycle"]
+    fields += ["Frequency", "BillingAmt", "Status", "AutoCharge", "Qty"]
+    await pair.same("DataService.query", "RecurringOrder", 10, 0, {"ContactId": contact}, fields)
+    await pair.same("DataService.load", "RecurringOrder", recurring, fields)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "tag"),
+    [
+        ("DataService.load", ("Product", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("Product", 21, ["Nope"]), 10, "NoFieldFound"),
+        (
+            "DataService.query",
+            ("Product", 10, 0, {"ProductPrice": "x"}, ["Id"]),
+            12,
+            "InvalidParameter",
+        ),
+        ("DataService.update", ("Product", 999, {"Sku": "x"}), 5, "RecordNotFound"),
+        ("DataService.add", ("Product", {"Id": 5}), 8, "NoFieldAccess"),
+        ("DataService.delete", ("Product", 999), 5, "RecordNotFound"),
+        ("DataService.load", ("Invoice", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("Invoice", 501, ["Nope"]), 10, "NoFieldFound"),
+        ("DataService.add", ("Invoice", {"ContactId": 1}), 7, "NoTableAccess"),
+        ("DataService.delete", ("Payment", 1), 7, "NoTableAccess"),
+        ("DataService.load", ("Job", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("CreditCard", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.query", ("OrderItem", 10, 0, {"Nope": 1}, ["Id"]), 10, "NoFieldFound"),
+        ("DataService.query", ("InvoiceItem", 10, 0, {}, []), 11, "NoFields"),
+    ],
+)
+async def test_table_faults(
     pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
 ) -> None:
     contact = await _customer(pair)

@@ -13,7 +13,7 @@ from typing import Any
 
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.commerce import dollars
-from shim.simulator.data import Row, to_datetime
+from shim.simulator.data import Row
 from shim.simulator.rest.http import Call, bad, check_keys, missing, no_content
 from shim.simulator.rest.orders import ID_OPS, money, paged, plan_json, strip
 from shim.simulator.rest.query import IDS, NUMBER, TEXT, WILD, Rule, listing
@@ -330,6 +330,5 @@ def create_referral(call: Call) -> Answer:
         if not isinstance(kind, str) or not kind.isdigit():
             raise bad("referral_type must be a referral type number", "referral_type")
         values["Type"] = int(kind)
-    values.setdefault("DateSet", to_datetime(call.now))
     record_id = call.db.add("Referral", values, call.now)
     return json_answer(201, referral_json(call.db.tables["Referral"][record_id]))
