@@ -91,6 +91,14 @@ def none(type_: Any = "str", note: str = "") -> Column:
     return missing(type_, note)
 
 
+def exact_id(compiled: list[crit.Criterion], name: str) -> int | None:
+    """The id an exact criterion on ``name`` asks for, if any."""
+    for c in compiled:
+        if c.field == name and c.op == "=" and isinstance(c.raw, int):
+            return c.raw
+    return None
+
+
 class LoadByFilter(TableSpec):
     """A spec whose records have no REST item path: ``load`` lists with the Id filter."""
 
@@ -367,14 +375,7 @@ class OrderLines(TableSpec):
         return out
 
     async def _rows(self, ctx: Ctx, compiled: list[crit.Criterion]) -> list[Row]:
-        exact = next(
-            (
-                c.raw
-                for c in compiled
-                if c.field == self.parent and c.op == "=" and isinstance(c.raw, int)
-            ),
-            None,
-        )
+        exact = exact_id(compiled, self.parent)
         if exact is not None and self.parent == "OrderId":
             try:
                 order = await ctx.client.get(f"/orders/{exact}")
@@ -474,4 +475,77 @@ INVOICE_ITEM = OrderLines(
     notes="items of /orders (an exact InvoiceId reads one order)",
     fidelity="approximate",
     parent="InvoiceId",
+)
+
+
+class ProductPlans(OrderLines):
+    """SubscriptionPlan: the ``subscription_plans`` of ``/products`` (REST lists plans only per
+    product), one row per plan; an exact ProductId reads one product."""
+
+    def lines(self, product: Mapping[str, Any]) -> list[Row]:
+        plans = product.get("subscription_plans") or []
+        return [
+            self.row({**p, "product_id": product.get("id")}) for p in plans if isinstance(p, dict)
+        ]
+
+    async def _rows(self, ctx: Ctx, compiled: list[crit.Criterion]) -> list[Row]:
+        exact = next(
+            (
+                c.raw
+                for c in compiled
+                if c.field == "ProductId" and c.op == "=" and isinstance(c.raw, int)
+            ),
+            None,
+        )
+        if exact is not None:
+            try:
+                product = await ctx.client.get(f"/products/{exact}")
+            except NotFound:
+                return []
+            return self.lines(product if isinstance(product, dict) else {})
+        rows: list[Row] = []
+        token, seen = "", 0
+        while True:
+            query = [("page_size", "1000")] + ([("page_token", token)] if token else [])
+            answer = await ctx.client.get("/products", query)
+            products = answer.get("products") if isinstance(answer, dict) else None
+            for product in products or []:
+                if isinstance(product, dict):
+                    rows.extend(self.lines(product))
+            seen += len(products or [])
+            if seen > SCAN_LIMIT:
+                raise NoTranslation(
+                    f"{self.table}: this call would read more than {SCAN_LIMIT} products over "
+                    "REST v2; give an exact ProductId"
+                )
+            token = str(answer.get("next_page_token") or "") if isinstance(answer, dict) else ""
+            if not token or not products:
+                return rows
+
+
+#: Legacy SubscriptionPlan.Cycle numbers (1 year, 2 month, 3 week, 6 day).
+PLAN_CYCLE = Convert(
+    lambda raw: {"YEARLY": 1, "MONTHLY": 2, "WEEKLY": 3, "DAILY": 6}.get(str(raw)), lambda v: None
+)
+SUBSCRIPTION_PLAN = ProductPlans(
+    "SubscriptionPlan",
+    "/products",
+    "products",
+    {
+        "Id": ro("int", "id"),
+        "ProductId": ro("int", "product_id"),
+        "Cycle": ro("int", "billing_cycle", convert=PLAN_CYCLE),
+        "Frequency": ro("int", "billing_frequency"),
+        "PreAuthorizeAmount": none("float"),
+        "Prorate": ro("int", "prorate", convert=FLAG),
+        "Active": ro("int", "active", convert=FLAG),
+        "PlanPrice": ro("float", "plan_price", convert=MONEY),
+        "NumberOfCycles": ro("int", "number_of_cycles"),
+    },
+    item="/products/{ProductId}",
+    writes=frozenset(),
+    notes="plans of /products (an exact ProductId reads one product); writes not translated "
+    "(REST: POST /products/{id}/subscriptions)",
+    fidelity="approximate",
+    parent="ProductId",
 )

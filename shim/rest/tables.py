@@ -26,6 +26,7 @@ TABLES: dict[str, Table] = {
     "OrderItem": shop.ORDER_ITEM,
     "InvoiceItem": shop.INVOICE_ITEM,
     "Payment": shop.PAYMENT,
+    "SubscriptionPlan": shop.SUBSCRIPTION_PLAN,
 }
 
 

@@ -240,6 +240,11 @@ async def test_catalog_tables(pair: Pair) -> None:
     fields += ["Frequency", "BillingAmt", "Status", "AutoCharge", "Qty"]
     await pair.same("DataService.query", "RecurringOrder", 10, 0, {"ContactId": contact}, fields)
     await pair.same("DataService.load", "RecurringOrder", recurring, fields)
+    plan = ["Id", "ProductId", "Cycle", "Frequency", "Prorate", "Active", "PlanPrice"]
+    plans = await pair.same("DataService.query", "SubscriptionPlan", 10, 0, {}, plan)
+    assert isinstance(plans[0]["PlanPrice"], float) and plans[0]["PlanPrice"] == 19.99
+    await pair.same("DataService.query", "SubscriptionPlan", 10, 0, {"ProductId": COURSE}, plan)
+    await pair.same("DataService.query", "SubscriptionPlan", 10, 0, {"ProductId": 999}, plan)
 
 
 @pytest.mark.parametrize(

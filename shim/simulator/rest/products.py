@@ -15,7 +15,7 @@ from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.commerce import dollars
 from shim.simulator.data import Row
 from shim.simulator.rest.http import Call, bad, check_keys, missing, no_content
-from shim.simulator.rest.orders import ID_OPS, money, paged, plan_json, strip
+from shim.simulator.rest.orders import CYCLE_NAMES, ID_OPS, money, paged, plan_json, strip
 from shim.simulator.rest.query import IDS, NUMBER, TEXT, WILD, Rule, listing
 
 #: REST product property -> (legacy column, kind): "str", "bool" (0/1), "float", "price".
@@ -59,8 +59,23 @@ def product_json(call: Call, row: Row) -> dict[str, Any]:
         else:
             out[prop] = value
     plans = [p for p in call.db.rows("SubscriptionPlan") if p.get("ProductId") == row["Id"]]
-    out["subscription_plans"] = [plan_json(p) for p in plans]
+    out["subscription_plans"] = [plan_detail(p) for p in plans]
     return strip(out)
+
+
+def plan_detail(plan: Row) -> dict[str, Any]:
+    """A plan as embedded in a product (``SubscriptionPlanDetail``)."""
+    return strip(
+        {
+            "id": plan["Id"],
+            "active": plan.get("Active") == 1,
+            "prorate": plan.get("Prorate") == 1,
+            "billing_cycle": CYCLE_NAMES.get(str(plan.get("Cycle"))),
+            "billing_frequency": plan.get("Frequency"),
+            "number_of_cycles": plan.get("NumberOfCycles"),
+            "plan_price": money(plan.get("PlanPrice") or 0.0),
+        }
+    )
 
 
 def _record(call: Call, row: Row) -> dict[str, Any]:
