@@ -35,6 +35,17 @@ _SETTINGS = {
     ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
     ("Contact", "phonetypes"): "Work,Home,Mobile,Other",
     ("Contact", "faxtypes"): "Work,Home,Other",
+    ("Contact", "titletypes"): "Mr.,Mrs.,Ms.,Dr.",
+    ("Contact", "suffixtypes"): "Jr.,Sr.,II,III",
+    ("Application", "enabled"): "yes",
+    ("Application", "timezone"): "America/New_York",
+    ("Order", "optioncctypes"): "Visa,MasterCard,American Express,Discover",
+    ("Order", "optionpaymenttypes"): "Cash,Check,Credit Card,Money Order",
+    ("Order", "defaultmaxretry"): "3",
+    ("Order", "defaultnumdaysbetween"): "5",
+    ("Order", "currency"): "USD",
+    ("Order", "defaultcountry"): "United States",
+    ("Invoice", "taxlabel"): "Sales Tax",
 }
 
 
@@ -69,6 +80,14 @@ class Database:
                 GroupDescription=description,
                 GroupCategoryId=category,
             )
+
+    def setting(self, module: str, setting: str) -> str | None:
+        """An app setting; module and setting names compare case-insensitively."""
+        wanted = (module.casefold(), setting.casefold())
+        for (m, s), value in self.settings.items():
+            if (m.casefold(), s.casefold()) == wanted:
+                return value
+        return None
 
     def rows(self, table: str) -> list[Row]:
         """Every row of ``table`` in Id order, derived fields filled in. Raises NoTableFound."""

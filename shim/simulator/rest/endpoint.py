@@ -70,6 +70,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/oauth/connect/userinfo", {"GET": settings.user_info}),
     ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
+    ("/settings/applications:isEnabled", {"GET": settings.is_enabled}),
 ]
 
 
