@@ -6,7 +6,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 
 from __future__ import annotations
 
-from shim.rest import contacts, tags
+from shim.rest import contacts, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -14,6 +14,11 @@ TABLES: dict[str, Table] = {
     "ContactGroup": tags.TAGS,
     "ContactGroupCategory": tags.CATEGORIES,
     "ContactGroupAssign": tags.ASSIGN_TABLE,
+    "User": people.USER,
+    "Company": people.COMPANY,
+    "LeadSource": people.LEAD_SOURCE,
+    "Lead": opportunities.LEAD,
+    "Stage": opportunities.STAGE,
 }
 
 

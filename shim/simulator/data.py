@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from shim.simulator.config import SimConfig
 from shim.simulator.faults import KeapFault, invalid, not_found
-from shim.simulator.schema import READ_ONLY_TABLES, check_field, coerce, fields_of
+from shim.simulator.schema import READ_ONLY_TABLES, TABLES, check_field, coerce, fields_of
 from shim.xmlrpc import Value
 
 Row = dict[str, Value]
@@ -25,6 +25,9 @@ _TAGS = [
     (104, "Customer", "Bought something", 12),
     (106, "Do Not Contact", "", 12),
 ]
+#: Seeded opportunity stages (Id, name, order, target days) and users (Id, names, email).
+_STAGES = [(20, "New", 1, 3), (22, "Qualified", 2, 7), (24, "Won", 3, 0)]
+_USERS = [(1, "Sim", "Admin", "admin@example.com"), (2, "Sam", "Seller", "sam@example.com")]
 #: ``addWithDupCheck``'s ``dupCheckType`` (REST ``duplicate_option``) -> the fields that must match.
 DUPLICATE_KEYS = {
     "Email": ("Email",),
@@ -58,10 +61,7 @@ class Database:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.tables: dict[str, dict[int, Row]] = {
-            "Contact": {},
-            "ContactGroup": {},
-            "ContactGroupCategory": {},
-            "FileBox": {},
+            name: {} for name in TABLES if name != "ContactGroupAssign"
         }
         self.next_id: dict[str, int] = {}
         #: ContactId -> {GroupId: DateCreated}
@@ -72,6 +72,10 @@ class Database:
             self._put(
                 "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description
             )
+        for sid, name, order, days in _STAGES:
+            self._put("Stage", sid, StageName=name, StageOrder=order, TargetNumDays=days)
+        for uid, first, last, email in _USERS:
+            self._put("User", uid, FirstName=first, LastName=last, Email=email, GlobalUserId=uid)
         for tid, name, description, category in _TAGS:
             self._put(
                 "ContactGroup",
