@@ -24,11 +24,11 @@ def covers(args: list[object]) -> bool:
     return not isinstance(table, str) or table in TABLES or table not in legacy.OTHER_TABLES
 
 
-def untranslated_table(method: str, args: list[object]) -> str:
+def untranslated_table(args: list[object]) -> str:
     """Why a DataService call did not translate ("" when its table is not the reason)."""
     table = args[0] if args else None
     if isinstance(table, str) and table not in TABLES and table in legacy.OTHER_TABLES:
-        return f" on table {table} (no REST v2 translation of that table)"
+        return f" on table {table}"
     return ""
 
 

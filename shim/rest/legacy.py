@@ -28,8 +28,9 @@ class FieldSpec:
     writable: bool = True
 
 
-#: Legacy tables keyshim knows exist but cannot translate (a call on one gets
-#: ``[NoRestTranslation]``; a name not here and not translated is ``[NoTableFound]``).
+#: Legacy tables keyshim knows exist besides Contact and the tag tables (a call on one that
+#: ``shim/rest/tables.py`` does not translate gets ``[NoRestTranslation]`` naming it; a name
+#: neither here nor translated is ``[NoTableFound]``).
 OTHER_TABLES = frozenset(
     {"ActionSequence", "AffResource", "Affiliate", "CCharge", "CProgram", "Campaign"}
     | {"CampaignStep", "Campaignee", "Company", "ContactAction", "CreditCard", "DataFormField"}
@@ -70,12 +71,7 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-    elif spec.type == "str":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif spec.type == "float":  # a double (money, weights)
+    elif spec.type == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
         if isinstance(value, str):
@@ -83,6 +79,11 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
                 return float(value.strip())
             except ValueError:
                 pass
+    elif spec.type == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
     elif isinstance(value, datetime.datetime):
         return value.replace(tzinfo=None)
     elif isinstance(value, str) and (parsed := parse_date(value)) is not None:

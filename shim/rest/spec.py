@@ -99,6 +99,9 @@ class Column:
     #: JSON shape of an id: ``{"id": "7"}`` (``ref``) or a string ``"7"`` (``text_id``).
     ref: bool = False
     text_id: bool = False
+    #: Where the request models take it, when not at ``prop`` (an opportunity reads
+    #: ``contact.id`` and writes ``contact_id``).
+    write: str | None = None
     note: str = ""
     #: The value's REST form differs from legacy's (see ``Convert``).
     convert: Convert | None = None
@@ -217,8 +220,17 @@ class TableSpec:
                     f"{self.table}.{name} cannot be written through REST v2"
                     + (f" ({col.note})" if col.note else "")
                 )
-            _put(body, col.prop.split("."), _to_rest(value, col))
+            _put(body, (col.write or col.prop).split("."), _to_rest(value, col))
         return body
+
+    def _attrs(self, top: str) -> set[str]:
+        """The attributes of request object ``top`` the spec writes."""
+        found = set()
+        for col in self.columns.values():
+            where = (col.write or col.prop or "").split(".")
+            if len(where) == 2 and where[0] == top and col.rest_writable and col.writable:
+                found.add(where[1])
+        return found
 
     def _check_write(self, method: Write) -> None:
         if self.legacy_read_only:
@@ -269,8 +281,16 @@ class TableSpec:
         if record_id < 1:
             raise NotFound()
         body = self.body(values)
-        params = [("update_mask", prop) for prop in body] if self.update_method == "PATCH" else []
         path = self.item_path(record_id)
+        if any(isinstance(v, dict) for v in body.values()):
+            # REST replaces a named object (an address) whole: keep its other parts.
+            current = await ctx.client.get(path)
+            for key, value in body.items():
+                was = current.get(key) if isinstance(current, dict) else None
+                if isinstance(value, dict) and isinstance(was, dict):
+                    writable = self._attrs(key)
+                    body[key] = {k: v for k, v in was.items() if k in writable} | value
+        params = [("update_mask", prop) for prop in body] if self.update_method == "PATCH" else []
         await ctx.client.json(self.update_method, path, params=params, json_body=body)
         return record_id
 
@@ -323,6 +343,8 @@ def _read(item: Mapping[str, Any], col: Column) -> Value:
         return None
     raw: Any = item
     for part in col.prop.split("."):
+        if isinstance(raw, list):  # a list of objects: the first (a user's emails)
+            raw = raw[0] if raw else None
         raw = raw.get(part) if isinstance(raw, dict) else None
     if col.ref and isinstance(raw, dict):
         raw = raw.get("id")
@@ -336,6 +358,11 @@ def _read(item: Mapping[str, Any], col: Column) -> Value:
         return raw if isinstance(raw, int) else int_id(raw)
     if col.type == "date":
         return parse_rest_time(str(raw))
+    if col.type == "float":
+        try:
+            return float(raw)
+        except (TypeError, ValueError):
+            return None
     if isinstance(raw, bool):
         return "1" if raw else "0"
     return str(raw)

@@ -43,6 +43,9 @@ class Translation:
     covers: Callable[[list[Any]], bool] | None = None
     #: Answered by keyshim itself, no REST request.
     local: bool = False
+    #: For a call ``covers`` excludes: what it names that has no translation (" on table
+    #: Company"), for the [NoRestTranslation] fault.
+    why_not: Callable[[list[Any]], str] | None = None
 
     @property
     def repeatable(self) -> bool:
@@ -50,8 +53,9 @@ class Translation:
         return self.read_only or self.idempotent
 
 
-_DATA_TABLES = "Contact, ContactGroup, ContactGroupCategory, ContactGroupAssign (read-only)"
-_DATA_TABLES += ", and the commerce tables (see their sections below)"
+_DATA_TABLES = ", ".join(tables.TABLES)
+#: Every DataService table method: which calls translate, and what the fault names if not.
+_DS: dict[str, Any] = {"covers": dataservice.covers, "why_not": dataservice.untranslated_table}
 _CONTACT_WRITE = (
     "REST refuses a contact without an email, phone or address (legacy accepted a name "
     "alone), and a State without a Country; Country/State go as given (REST wants ISO codes); "
@@ -85,40 +89,36 @@ TRANSLATIONS: list[Translation] = [
                 True, "GET /contacts/{id}, POST /tags/{id}/contacts:removeTags",
                 "the GET keeps legacy's RecordNotFound for an unknown contact"),
     Translation("DataService.query", dataservice.query, ("siiSL|sb",), "approximate", True,
-                False, "GET /contacts, /tags, /tags/categories, /contacts/{id}/tags, "
-                "/tags/{id}/contacts",
+                False, "GET on the table's REST resource (see the table sections below)",
                 f"tables: {_DATA_TABLES}; what REST cannot filter is filtered locally up to "
                 f"{listing.SCAN_LIMIT} records, else refused; pages by cursor (tokens cached); "
-                "ContactGroupAssign needs an exact ContactId or GroupId",
-                covers=dataservice.covers),
+                "ContactGroupAssign needs an exact ContactId or GroupId", **_DS),
     Translation("DataService.findByField", dataservice.find_by_field, ("siis*L",),
                 "approximate", True, False, "as DataService.query", "as DataService.query",
-                covers=dataservice.covers),
+                **_DS),
     Translation("DataService.count", dataservice.count, ("sS",), "approximate", True, False,
                 "as DataService.query; GET /tags/{id}/contacts/count",
                 f"REST has no count: pages through ids (up to {listing.COUNT_LIMIT}, or "
-                f"{listing.SCAN_LIMIT} when filtering locally)", covers=dataservice.covers),
+                f"{listing.SCAN_LIMIT} when filtering locally)", **_DS),
     Translation("DataService.load", dataservice.load, ("siL",), "approximate", True, False,
-                "GET /contacts/{id}, /tags/{id}, /tags/categories/{id}",
-                f"tables: {_DATA_TABLES}; Contact as ContactService.load",
-                covers=dataservice.covers),
+                "GET on the table's item path", f"tables: {_DATA_TABLES}; Contact as "
+                "ContactService.load", **_DS),
     Translation("DataService.add", dataservice.add, ("sS",), "approximate", False, False,
-                "POST /contacts, /tags, /tags/categories",
-                "tag and category names must be unique in REST ([DatabaseError]) and non-empty; "
-                "Contact as ContactService.add", covers=dataservice.covers),
+                "POST on the table's REST resource",
+                "per table (see its section); Contact as ContactService.add", **_DS),
     Translation("DataService.update", dataservice.update, ("siS",), "approximate", False, True,
-                "PATCH /contacts/{id}, /tags/{id}, /tags/categories/{id}",
-                "as DataService.add; Contact as ContactService.update",
-                covers=dataservice.covers),
+                "PATCH on the table's item path",
+                "as DataService.add; Contact as ContactService.update", **_DS),
     Translation("DataService.delete", dataservice.delete, ("si",), "exact", False, False,
-                "DELETE /contacts/{id}, /tags/{id}, /tags/categories/{id}",
-                covers=dataservice.covers),
+                "DELETE on the table's item path", **_DS),
     Translation("DataService.echo", settings.echo, ("s",), "exact", True, False, "(none)",
                 "answered by keyshim", local=True),
     Translation("DataService.getAppSetting", settings.get_app_setting, ("ss",), "approximate",
                 True, False, "GET /settings/applications:getConfiguration",
-                "mapped: " + ", ".join(f"{m}.{s}" for m, s in settings.APP_SETTINGS),
-                covers=settings.setting_mapped),
+                "mapped: " + settings.documented_settings() + "; application.enabled is "
+                "yes/no from GET /settings/applications:isEnabled; module and setting names "
+                "compare case-insensitively; any other setting is refused naming it",
+                covers=settings.setting_mapped, why_not=settings.unmapped_setting),
     Translation("DataService.getUserInfo", settings.get_user_info, ("",), "approximate", True,
                 False, "GET /oauth/connect/userinfo",
                 "legacy key names unverified: globalUserId, localUserId, displayName, "
@@ -193,6 +193,15 @@ def lookup(method: str, params: list[Value]) -> Translation | None:
     if entry is None or (entry.covers is not None and not entry.covers(params[1:])):
         return None
     return entry
+
+
+def untranslated_detail(method: str, params: list[Value]) -> str:
+    """What in a call (``params`` with the key first) has no translation, for the fault:
+    "" when it is the method itself."""
+    entry = TABLE.get(method)
+    if entry is None or entry.why_not is None:
+        return ""
+    return entry.why_not(params[1:])
 
 
 def fidelity(method: str) -> str:

@@ -7,7 +7,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 from __future__ import annotations
 
 from shim.rest import commerce_tables as shop
-from shim.rest import contacts, tags
+from shim.rest import contacts, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -27,6 +27,11 @@ TABLES: dict[str, Table] = {
     "InvoiceItem": shop.INVOICE_ITEM,
     "Payment": shop.PAYMENT,
     "SubscriptionPlan": shop.SUBSCRIPTION_PLAN,
+    "User": people.USER,
+    "Company": people.COMPANY,
+    "LeadSource": people.LEAD_SOURCE,
+    "Lead": opportunities.LEAD,
+    "Stage": opportunities.STAGE,
 }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from shim.simulator import commerce
 from shim.simulator.config import SimConfig
 from shim.simulator.faults import KeapFault, invalid, not_found
-from shim.simulator.schema import READ_ONLY_TABLES, check_field, coerce, fields_of
+from shim.simulator.schema import READ_ONLY_TABLES, TABLES, check_field, coerce, fields_of
 from shim.xmlrpc import Value
 
 Row = dict[str, Value]
@@ -26,6 +26,9 @@ _TAGS = [
     (104, "Customer", "Bought something", 12),
     (106, "Do Not Contact", "", 12),
 ]
+#: Seeded opportunity stages (Id, name, order, target days) and users (Id, names, email).
+_STAGES = [(20, "New", 1, 3), (22, "Qualified", 2, 7), (24, "Won", 3, 0)]
+_USERS = [(1, "Sim", "Admin", "admin@example.com"), (2, "Sam", "Seller", "sam@example.com")]
 #: ``addWithDupCheck``'s ``dupCheckType`` (REST ``duplicate_option``) -> the fields that must match.
 DUPLICATE_KEYS = {
     "Email": ("Email",),
@@ -36,6 +39,17 @@ _SETTINGS = {
     ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
     ("Contact", "phonetypes"): "Work,Home,Mobile,Other",
     ("Contact", "faxtypes"): "Work,Home,Other",
+    ("Contact", "titletypes"): "Mr.,Mrs.,Ms.,Dr.",
+    ("Contact", "suffixtypes"): "Jr.,Sr.,II,III",
+    ("Application", "enabled"): "yes",
+    ("Application", "timezone"): "America/New_York",
+    ("Order", "optioncctypes"): "Visa,MasterCard,American Express,Discover",
+    ("Order", "optionpaymenttypes"): "Cash,Check,Credit Card,Money Order",
+    ("Order", "defaultmaxretry"): "3",
+    ("Order", "defaultnumdaysbetween"): "5",
+    ("Order", "currency"): "USD",
+    ("Order", "defaultcountry"): "United States",
+    ("Invoice", "taxlabel"): "Sales Tax",
 }
 
 
@@ -48,11 +62,7 @@ class Database:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.tables: dict[str, dict[int, Row]] = {
-            "Contact": {},
-            "ContactGroup": {},
-            "ContactGroupCategory": {},
-            "FileBox": {},
-            **commerce.empty_tables(),
+            name: {} for name in TABLES if name != "ContactGroupAssign"
         }
         self.next_id: dict[str, int] = {}
         #: ContactId -> {GroupId: DateCreated}
@@ -65,6 +75,10 @@ class Database:
             self._put(
                 "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description
             )
+        for sid, name, order, days in _STAGES:
+            self._put("Stage", sid, StageName=name, StageOrder=order, TargetNumDays=days)
+        for uid, first, last, email in _USERS:
+            self._put("User", uid, FirstName=first, LastName=last, Email=email, GlobalUserId=uid)
         for tid, name, description, category in _TAGS:
             self._put(
                 "ContactGroup",
@@ -73,6 +87,14 @@ class Database:
                 GroupDescription=description,
                 GroupCategoryId=category,
             )
+
+    def setting(self, module: str, setting: str) -> str | None:
+        """An app setting; module and setting names compare case-insensitively."""
+        wanted = (module.casefold(), setting.casefold())
+        for (m, s), value in self.settings.items():
+            if (m.casefold(), s.casefold()) == wanted:
+                return value
+        return None
 
     def rows(self, table: str) -> list[Row]:
         """Every row of ``table`` in Id order, derived fields filled in. Raises NoTableFound."""

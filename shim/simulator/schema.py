@@ -1,8 +1,9 @@
 """The legacy tables the simulator knows, their fields, and how written values are coerced.
 
 Only the tables keyshim's tests and demo touch are modelled: Contact, ContactGroup (tags),
-ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags) and FileBox
-(read-only; written through FileService). Field names are the legacy ones scripts send.
+ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags), FileBox
+(read-only; written through FileService), LeadSource, Company, User (read-only), Stage and
+Lead (opportunities). Field names are the legacy ones scripts send.
 """
 
 from __future__ import annotations
@@ -89,6 +90,47 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "Contact.FirstName": FieldSpec("str"),
         "Contact.LastName": FieldSpec("str"),
     },
+    "LeadSource": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("Name", "Description", "Vendor", "Medium", "Message", "Status"),
+        "StartDate": FieldSpec("date"),
+        "EndDate": FieldSpec("date"),
+        "CostPerLead": FieldSpec("float"),
+        "LeadSourceCategoryId": FieldSpec("int"),
+    },
+    "Company": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("Company", "Email", "Phone1", "Phone1Ext", "Phone1Type", "Fax1", "Fax1Type"),
+        **_strings("StreetAddress1", "StreetAddress2", "City", "State", "PostalCode", "Country"),
+        **_strings("ZipFour1", "Website"),
+        "OwnerID": FieldSpec("int"),
+    },
+    "User": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("FirstName", "LastName", "MiddleName", "Nickname", "Suffix", "SpouseName"),
+        **_strings("Title", "Email", "City", "State", "PostalCode"),
+        **_strings("StreetAddress1", "StreetAddress2", "Signature", "HTMLSignature"),
+        "GlobalUserId": FieldSpec("int"),
+        "Partner": FieldSpec("int"),
+    },
+    "Stage": {
+        "Id": FieldSpec("int", writable=False),
+        "StageName": FieldSpec("str"),
+        "StageOrder": FieldSpec("int"),
+        "TargetNumDays": FieldSpec("int"),
+    },
+    "Lead": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("OpportunityTitle", "NextActionNotes", "OpportunityNotes"),
+        "ContactID": FieldSpec("int"),
+        "StageID": FieldSpec("int"),
+        "UserID": FieldSpec("int"),
+        "AffiliateId": FieldSpec("int"),
+        "NextActionDate": FieldSpec("date"),
+        "EstimatedCloseDate": FieldSpec("date"),
+        "ProjectedRevenueLow": FieldSpec("float"),
+        "ProjectedRevenueHigh": FieldSpec("float"),
+    },
     "FileBox": {
         "Id": FieldSpec("int"),
         "ContactId": FieldSpec("int"),
@@ -102,7 +144,7 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
 TABLES.update({t: commerce_fields(spec) for t, spec in COMMERCE_SPECS.items()})
 
 #: Tables the legacy API only reads (rows come from addToGroup and FileService).
-READ_ONLY_TABLES = frozenset({"ContactGroupAssign", "FileBox"}) | COMMERCE_READ_ONLY
+READ_ONLY_TABLES = frozenset({"ContactGroupAssign", "FileBox", "User"}) | COMMERCE_READ_ONLY
 
 _DATE_FORMATS = ("%Y%m%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 
@@ -151,11 +193,6 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
-    elif spec.type == "str":
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
     elif spec.type == "float":
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -164,6 +201,11 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
                 return float(value.strip())
             except ValueError:
                 pass
+    elif spec.type == "str":
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
     elif isinstance(value, datetime.datetime):
         return value.replace(tzinfo=None)
     elif isinstance(value, str) and (parsed := parse_date(value)) is not None:

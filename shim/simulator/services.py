@@ -202,7 +202,7 @@ def data_count(ctx: Context, table: str, query: dict[str, Value]) -> int:
 @method("DataService.getAppSetting", "ss")
 def data_get_app_setting(ctx: Context, module: str, setting: str) -> str:
     """Unknown settings answer an empty string (what Keap does is not documented)."""
-    return ctx.db.settings.get((module, setting), "")
+    return ctx.db.setting(module, setting) or ""
 
 
 # --- FileService ---

@@ -836,7 +836,10 @@ async def test_user_info_and_settings(keap: Keap) -> None:
     legacy = await keap.rpc("DataService.getAppSetting", "Contact", "optiontypes")
     assert settings["contact"]["contact_types"] == legacy
     assert settings["contact"]["phone_types"] == "Work,Home,Mobile,Other"
-    assert settings["ecommerce"] == {}
+    assert settings["ecommerce"]["credit_card_types"].startswith("Visa")
+    assert settings["ecommerce"]["default_charge_max_retry_attempts"] == 3  # StrictInt
+    assert "invoice" not in settings
+    assert await keap.ok("GET", "/settings/applications:isEnabled") == {"isEnabled": True}
     params = httpx.QueryParams({"fields": "bogus"})
     await keap.error("GET", "/settings/applications:getConfiguration", 400, params=params)
     types = await keap.ok("GET", "/settings/contactOptionTypes")

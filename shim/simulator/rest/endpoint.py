@@ -39,6 +39,7 @@ from shim.simulator.rest import (
     settings,
     tags,
 )
+from shim.simulator.rest import resources as res
 from shim.simulator.rest import tag_contacts as tagged
 from shim.simulator.rest.http import Call, RestError
 from shim.simulator.rest.store import rest_store
@@ -68,6 +69,16 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/tags/{tag_id}/contacts:removeTags", {"POST": tagged.remove_tags}),
     ("/tags/{tag_id}/contacts", {"GET": tagged.tagged_contacts}),
     ("/tags/{tag_id}/contacts/count", {"GET": tagged.count_tagged}),
+    ("/leadSources", res.LEAD_SOURCES.handlers()[0]),
+    ("/leadSources/{lead_source_id}", res.LEAD_SOURCES.handlers()[1]),
+    ("/companies", res.COMPANIES.handlers()[0]),
+    ("/companies/{company_id}", res.COMPANIES.handlers()[1]),
+    ("/users", res.USERS.handlers()[0]),
+    ("/users/{user_id}", res.USERS.handlers()[1]),
+    ("/opportunities/stages", res.STAGES.handlers()[0]),
+    ("/opportunities/stages/{stage_id}", res.STAGES.handlers()[1]),
+    ("/opportunities", res.OPPORTUNITIES.handlers()[0]),
+    ("/opportunities/{opportunity_id}", res.OPPORTUNITIES.handlers()[1]),
     ("/files", {"POST": files.create}),
     ("/files/{file_id}", {"GET": files.get, "DELETE": files.delete}),
     ("/files/{file_id}:data", {"GET": files.data}),
@@ -79,6 +90,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/oauth/connect/userinfo", {"GET": settings.user_info}),
     ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
+    ("/settings/applications:isEnabled", {"GET": settings.is_enabled}),
     ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
     ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
     ("/orders/{order_id}/items", {"POST": orders.create_item}),

@@ -11,14 +11,30 @@ from typing import Any
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.rest.http import Call, bad
 
-#: REST settings -> the legacy (module, setting) read by ``getAppSetting``.
-CONTACT_SETTINGS = {
-    "contact_types": ("Contact", "optiontypes"),
-    "phone_types": ("Contact", "phonetypes"),
-    "fax_types": ("Contact", "faxtypes"),
-    "title_types": ("Contact", "titletypes"),
-    "suffix_types": ("Contact", "suffixtypes"),
+#: REST (module, setting) -> the legacy (module, setting) read by ``getAppSetting``: one
+#: store of settings behind both APIs.
+SETTINGS: dict[tuple[str, str], tuple[str, str]] = {
+    ("application", "time_zone"): ("Application", "timezone"),
+    ("contact", "contact_types"): ("Contact", "optiontypes"),
+    ("contact", "phone_types"): ("Contact", "phonetypes"),
+    ("contact", "fax_types"): ("Contact", "faxtypes"),
+    ("contact", "title_types"): ("Contact", "titletypes"),
+    ("contact", "suffix_types"): ("Contact", "suffixtypes"),
+    ("ecommerce", "credit_card_types"): ("Order", "optioncctypes"),
+    ("ecommerce", "payment_types"): ("Order", "optionpaymenttypes"),
+    ("ecommerce", "default_charge_max_retry_attempts"): ("Order", "defaultmaxretry"),
+    ("ecommerce", "default_number_of_days_between_charge_attempts"): (
+        "Order",
+        "defaultnumdaysbetween",
+    ),
+    ("ecommerce", "currency"): ("Order", "currency"),
+    ("ecommerce", "default_country"): ("Order", "defaultcountry"),
+    ("invoice", "tax_label"): ("Invoice", "taxlabel"),
 }
+#: Settings the SDK types as integers (StrictInt).
+INT_SETTINGS = frozenset(
+    {"default_charge_max_retry_attempts", "default_number_of_days_between_charge_attempts"}
+)
 MODULES = frozenset(
     {"affiliate", "appointment", "application", "contact", "ecommerce", "email", "forms"}
     | {"fulfillment", "invoice", "note", "opportunity", "task", "template"}
@@ -52,22 +68,25 @@ def get_configuration(call: Call) -> Answer:
     answer: dict[str, Any] = {
         "application": {
             "company": {"name": f"{app} (simulated)", "country": "USA"},
-            "time_zone": "America/New_York",
             "default_view_locale": "en_US",
             "features_enabled": {"marketing": True},
         }
     }
     for module in wanted:
         answer.setdefault(module, {})
-    if "contact" in wanted:
-        settings = call.db.settings
-        contact = {
-            k: settings[legacy] for k, legacy in CONTACT_SETTINGS.items() if legacy in settings
-        }
-        answer["contact"] = contact
+    for (module, key), (legacy_module, setting) in SETTINGS.items():
+        value = call.db.setting(legacy_module, setting)
+        if value is None or (module != "application" and module not in wanted):
+            continue
+        answer[module][key] = int(value) if key in INT_SETTINGS and value.isdigit() else value
     return json_answer(200, answer)
 
 
+def is_enabled(call: Call) -> Answer:
+    """``{"isEnabled": bool}`` (the SDK's GetApplicationEnabledStatusResponse)."""
+    return json_answer(200, {"isEnabled": call.db.setting("Application", "enabled") == "yes"})
+
+
 def contact_option_types(call: Call) -> Answer:
-    types = call.db.settings.get(("Contact", "optiontypes"), "")
+    types = call.db.setting("Contact", "optiontypes") or ""
     return json_answer(200, {"option_types": [t for t in types.split(",") if t]})

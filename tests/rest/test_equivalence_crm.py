@@ -1,0 +1,156 @@
+"""Equivalence (route ``xmlrpc`` vs route ``rest``, identical answers and XML-RPC types) for
+the CRM translations: settings, the CRM tables, custom fields, email, files, forms; and the
+faults of what has no translation. Each case states the expected type or fault."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from shim.rest.settings import APP_SETTINGS
+from shim.settings import Settings
+from shim.store.sqlite import SqliteStore
+from tests.support.rest_pair import Pair
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def pair(settings: Settings, store: SqliteStore) -> AsyncIterator[Pair]:
+    p = Pair(replace(settings), store, {})
+    await p.app.startup()
+    yield p
+    await p.aclose()
+
+
+async def _fault(pair: Pair, method: str, *params: object) -> tuple[int, str]:
+    answer = await pair.call("rest", method, *params)  # type: ignore[arg-type]
+    assert answer[0] == "fault", answer
+    return answer[1], answer[2]
+
+
+# --- item: connection tests and settings ------------------------------------------------
+
+
+async def test_every_mapped_setting_is_a_string(pair: Pair) -> None:
+    for module, setting in APP_SETTINGS:
+        for spelled in (module, module.capitalize()):
+            value = await pair.same("DataService.getAppSetting", spelled, setting)
+            assert isinstance(value, str) and value, (module, setting)
+    # the PHP iSDK's cfgCon() connection test
+    assert await pair.same("DataService.getAppSetting", "Application", "enabled") == "yes"
+    assert await pair.same("DataService.getAppSetting", "Order", "defaultmaxretry") == "3"
+
+
+async def test_an_unmapped_setting_fault_names_it(pair: Pair) -> None:
+    code, text = await _fault(pair, "DataService.getAppSetting", "Order", "nosuchsetting")
+    assert code == 112 and text.startswith("[NoRestTranslation]")
+    assert "Order.nosuchsetting" in text
+
+
+async def test_an_untranslated_table_fault_names_the_table(pair: Pair) -> None:
+    code, text = await _fault(pair, "DataService.query", "Ticket", 10, 0, {}, ["Id"])
+    assert code == 112 and "DataService.query on table Ticket" in text
+    code, text = await _fault(pair, "DataService.count", "Ticket", {})
+    assert code == 112 and "on table Ticket" in text
+    # a name the legacy API never had: its own fault, through either route
+    fault = await pair.same("DataService.query", "NoSuchTable", 10, 0, {}, ["Id"])
+    assert fault[:2] == ("fault", 9)
+
+
+# --- item: CRM tables ---------------------------------------------------------------------
+
+
+async def test_lead_source_table(pair: Pair) -> None:
+    web = {"Name": "Web", "Description": "Website form", "Vendor": "Us", "Status": "Active",
+           "StartDate": "2026-01-05", "LeadSourceCategoryId": 3}  # fmt: skip
+    first = await pair.same("DataService.add", "LeadSource", web)
+    assert isinstance(first, int)
+    second = await pair.same("DataService.add", "LeadSource", {"Name": "Webinar", "Medium": "x"})
+    third = await pair.same("DataService.add", "LeadSource", {"Name": "Referral"})
+    fields = ["Id", "Name", "Description", "Vendor", "Medium", "Status", "StartDate",
+              "LeadSourceCategoryId"]  # fmt: skip
+    loaded = await pair.same("DataService.load", "LeadSource", first, fields)
+    assert isinstance(loaded["StartDate"], __import__("datetime").datetime)
+    assert loaded["LeadSourceCategoryId"] == 3
+    for query in ({"Name": "Web%"}, {"Name": "web"}, {"Id": f"~>~{first}"}, {"Name": "%e%"},
+                  {"Medium": "~null~"}, {"Status": "Active"}, {}):  # fmt: skip
+        rows = await pair.same("DataService.query", "LeadSource", 10, 0, query, fields)
+        assert isinstance(rows, list)
+    assert await pair.same("DataService.count", "LeadSource", {"Name": "Web%"}) == 2
+    await pair.same("DataService.findByField", "LeadSource", 10, 0, "Name", "Referral", ["Id"])
+    assert await pair.same("DataService.update", "LeadSource", second, {"Vendor": "V"}) == second
+    await pair.same("DataService.load", "LeadSource", second, fields)
+    assert await pair.same("DataService.delete", "LeadSource", third) is True
+    fault = await pair.same("DataService.load", "LeadSource", third, ["Id"])
+    assert fault[:2] == ("fault", 5)  # [RecordNotFound]
+    fault = await pair.same("DataService.load", "LeadSource", first, ["Nope"])
+    assert fault[:2] == ("fault", 10)  # [NoFieldFound]
+    code, text = await _fault(pair, "DataService.add", "LeadSource", {"CostPerLead": 2.5})
+    assert code == 112 and "LeadSource.CostPerLead" in text
+
+
+async def test_company_table(pair: Pair) -> None:
+    acme = {
+        "Company": "Acme",
+        "Email": "info@acme.example",
+        "Phone1": "555-1000",
+        "StreetAddress1": "1 Main St",
+        "City": "Springfield",
+        "State": "IL",
+        "OwnerID": 2,
+    }
+    cid = await pair.same("DataService.add", "Company", acme)
+    assert isinstance(cid, int)
+    other = await pair.same("DataService.add", "Company", {"Company": "Acorn", "City": "Salem"})
+    fields = ["Id", *acme, "PostalCode", "Country"]
+    await pair.same("DataService.update", "Company", cid, {"City": "Shelbyville"})
+    loaded = await pair.same("DataService.load", "Company", cid, fields)
+    assert loaded["StreetAddress1"] == "1 Main St" and loaded["City"] == "Shelbyville"
+    assert loaded["OwnerID"] == 2
+    for query in ({"Company": "Ac%"}, {"City": "Salem"}, {"Email": "info@acme.example"},
+                  {"Id": f"~>=~{cid}"}, {"Phone1": "%1000"}):  # fmt: skip
+        await pair.same("DataService.query", "Company", 10, 0, query, fields)
+    assert await pair.same("DataService.count", "Company", {"Company": "Ac%"}) == 2
+    assert await pair.same("DataService.delete", "Company", other) is True
+
+
+async def test_user_table_is_read_only(pair: Pair) -> None:
+    fields = ["Id", "FirstName", "LastName", "Email", "GlobalUserId"]
+    users = await pair.same("DataService.query", "User", 10, 0, {}, fields)
+    assert len(users) == 2 and isinstance(users[0]["Id"], int)
+    await pair.same("DataService.query", "User", 10, 0, {"Email": "sam@example.com"}, fields)
+    await pair.same("DataService.findByField", "User", 10, 0, "FirstName", "Sim", fields)
+    await pair.same("DataService.load", "User", 2, fields)
+    fault = await pair.same("DataService.add", "User", {"FirstName": "X"})
+    assert fault[:2] == ("fault", 7)  # [NoTableAccess]
+    fault = await pair.same("DataService.delete", "User", 2)
+    assert fault[:2] == ("fault", 7)
+
+
+async def test_opportunities_and_stages(pair: Pair) -> None:
+    contact = await pair.same("ContactService.add", {"FirstName": "O", "Email": "o@x.example"})
+    stages = await pair.same(
+        "DataService.query", "Stage", 10, 0, {}, ["Id", "StageName", "StageOrder"]
+    )
+    assert [s["StageName"] for s in stages] == ["New", "Qualified", "Won"]
+    stage = await pair.same("DataService.add", "Stage", {"StageName": "Lost", "StageOrder": 4})
+    await pair.same("DataService.update", "Stage", stage, {"TargetNumDays": 9})
+    await pair.same("DataService.load", "Stage", stage, ["StageName", "TargetNumDays"])
+    deal = {"OpportunityTitle": "Big deal", "ContactID": contact, "StageID": 20, "UserID": 2,
+            "ProjectedRevenueLow": 100.5, "ProjectedRevenueHigh": 900,
+            "NextActionDate": "20260301T10:00:00", "NextActionNotes": "call"}  # fmt: skip
+    lead = await pair.same("DataService.add", "Lead", deal)
+    assert isinstance(lead, int)
+    fields = ["Id", *deal]
+    loaded = await pair.same("DataService.load", "Lead", lead, fields)
+    assert loaded["ProjectedRevenueHigh"] == 900.0 and isinstance(loaded["ContactID"], int)
+    await pair.same("DataService.update", "Lead", lead, {"StageID": 22})
+    for query in ({"StageID": 22}, {"OpportunityTitle": "Big%"}, {"ContactID": contact},
+                  {"ProjectedRevenueLow": "~>~100"}):  # fmt: skip
+        await pair.same("DataService.query", "Lead", 10, 0, query, fields)
+    assert await pair.same("DataService.count", "Lead", {"StageID": 22}) == 1
+    assert await pair.same("DataService.delete", "Lead", lead) is True
+    assert await pair.same("DataService.delete", "Stage", stage) is True
