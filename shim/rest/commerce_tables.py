@@ -29,7 +29,7 @@ from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
 from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
-from shim.rest.orders import ITEM_TYPES
+from shim.rest.orders import ITEM_TYPES, order_id
 from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
 from shim.xmlrpc import Value
 
@@ -548,4 +548,53 @@ SUBSCRIPTION_PLAN = ProductPlans(
     "(REST: POST /products/{id}/subscriptions)",
     fidelity="approximate",
     parent="ProductId",
+)
+
+
+class InvoicePayments(OrderLines):
+    """InvoicePayment: ``/orders/{id}/payments`` of the invoice's order; REST lists payments
+    per order only, so an exact InvoiceId is needed."""
+
+    async def _rows(self, ctx: Ctx, compiled: list[crit.Criterion]) -> list[Row]:
+        invoice_id = exact_id(compiled, "InvoiceId")
+        if invoice_id is None:
+            raise NoTranslation(
+                "InvoicePayment: REST v2 lists payments per order only; query with an exact "
+                "InvoiceId"
+            )
+        try:
+            order = await order_id(ctx, invoice_id)
+        except NotFound:
+            return []
+        rows: list[Row] = []
+        token = ""
+        while True:
+            query = [("page_size", "1000")] + ([("page_token", token)] if token else [])
+            answer = await ctx.client.get(f"/orders/{order}/payments", query)
+            items = answer.get("invoice_order_payments") if isinstance(answer, dict) else None
+            rows.extend(self.row(item) for item in items or [] if isinstance(item, dict))
+            token = str(answer.get("next_page_token") or "") if isinstance(answer, dict) else ""
+            if not token or not items:
+                return rows
+
+
+INVOICE_PAYMENT = InvoicePayments(
+    "InvoicePayment",
+    "/orders",
+    "orders",
+    {
+        "Id": ro("int", "id"),
+        "InvoiceId": ro("int", "invoice_id"),
+        "Amt": ro("float", "amount", convert=FLOAT),
+        "PayDate": ro("date", "pay_time"),
+        "PayStatus": ro("str", "pay_status", note="REST's word (MANUAL_PAID, APPROVED...)"),
+        "PaymentId": ro("int", "payment_id"),
+        "SkipCommission": ro("int", "skip_commission", convert=FLAG),
+        "LastUpdated": ro("date", "last_updated_time"),
+    },
+    item="/orders/{id}/payments",
+    legacy_read_only=True,
+    notes="needs an exact InvoiceId (REST lists payments per order)",
+    fidelity="approximate",
+    parent="InvoiceId",
 )

@@ -48,6 +48,8 @@ PLACED_TITLE = "Order"
 #: ``Code`` of chargeInvoice/placeOrder results.
 APPROVED, DECLINED, SKIPPED = "APPROVED", "DECLINED", "SKIPPED"
 NOTHING_OWED = "Nothing is owed"
+#: Most invoice -> order pairs kept (all accounts together).
+CACHE_SIZE = 100_000
 _UTC = datetime.timezone.utc
 
 
@@ -113,7 +115,11 @@ async def _find_order(ctx: Ctx, invoice_id: int) -> dict[str, Any]:
 
 
 def remember(ctx: Ctx, invoice_id: int, rest_order_id: str) -> None:
-    ctx.state.orders[(ctx.account, invoice_id)] = rest_order_id
+    """Cache invoice -> order (ids never change in Keap); the oldest go past CACHE_SIZE."""
+    cache = ctx.state.orders
+    cache[(ctx.account, invoice_id)] = rest_order_id
+    while len(cache) > CACHE_SIZE:
+        del cache[next(iter(cache))]
 
 
 async def load_order(ctx: Ctx, invoice_id: int) -> dict[str, Any]:

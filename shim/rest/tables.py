@@ -27,6 +27,7 @@ TABLES: dict[str, Table] = {
     "InvoiceItem": shop.INVOICE_ITEM,
     "Payment": shop.PAYMENT,
     "SubscriptionPlan": shop.SUBSCRIPTION_PLAN,
+    "InvoicePayment": shop.INVOICE_PAYMENT,
     "User": people.USER,
     "Company": people.COMPANY,
     "LeadSource": people.LEAD_SOURCE,

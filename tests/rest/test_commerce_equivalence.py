@@ -118,6 +118,12 @@ async def _tables(pair: Pair, contact: int, invoice: int) -> None:
     assert all(isinstance(p["PayAmt"], float) for p in payments)
     if payments:
         await pair.same("DataService.load", "Payment", payments[0]["Id"], PAYMENT_FIELDS)
+    fields = ["Id", "InvoiceId", "Amt", "PayDate", "PayStatus", "PaymentId", "SkipCommission"]
+    rows = await pair.same(
+        "DataService.query", "InvoicePayment", 10, 0, {"InvoiceId": invoice}, fields
+    )
+    assert all(isinstance(r["Amt"], float) for r in rows)
+    await pair.same("DataService.count", "InvoicePayment", {"InvoiceId": invoice})
 
 
 async def test_place_order_and_recurring(pair: Pair) -> None:
@@ -269,6 +275,12 @@ async def test_catalog_tables(pair: Pair) -> None:
         ("DataService.load", ("CreditCard", 999, ["Id"]), 5, "RecordNotFound"),
         ("DataService.query", ("OrderItem", 10, 0, {"Nope": 1}, ["Id"]), 10, "NoFieldFound"),
         ("DataService.query", ("InvoiceItem", 10, 0, {}, []), 11, "NoFields"),
+        (
+            "DataService.query",
+            ("InvoicePayment", 9, 0, {"InvoiceId": 999}, ["Nope"]),
+            10,
+            "NoFieldFound",
+        ),
     ],
 )
 async def test_table_faults(
