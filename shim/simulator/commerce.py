@@ -19,7 +19,6 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from shim.simulator.commerce_tables import TABLE_SPECS
 from shim.simulator.faults import invalid, not_found
 from shim.xmlrpc import Value
 
@@ -114,10 +113,6 @@ _FLAGS = "Taxable Shippable Status HideInStore IsPackage NeedsDigitalDelivery Co
 DEFAULTS: dict[str, dict[str, Value]] = {
     "Product": dict.fromkeys([*_FLAGS.split(), "StateTaxable", "CityTaxable"], 0),
 }
-
-
-def empty_tables() -> dict[str, dict[int, Row]]:
-    return {table: {} for table in TABLE_SPECS}
 
 
 def seed(tables: dict[str, dict[int, Row]], next_id: dict[str, int]) -> None:
