@@ -134,6 +134,8 @@ class TableSpec:
     update_method: str = "PATCH"
     fidelity: Fidelity = "exact"
     notes: str = ""
+    #: Heading in the generated docs (default: the table name).
+    title: str = ""
 
     # -- the legacy table ----------------------------------------------------------------
     @cached_property

@@ -244,7 +244,7 @@ def _table_specs() -> list[str]:
         writes = ", ".join(sorted(spec.writes)) if not spec.legacy_read_only else "none"
         lines += [
             "",
-            f"## {spec.table}",
+            f"## {spec.title or spec.table}",
             "",
             f"REST v2: `{spec.rest}`; fidelity: {spec.fidelity}; writes: {writes or 'none'}."
             + (f" {spec.notes}." if spec.notes else ""),

@@ -6,7 +6,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 
 from __future__ import annotations
 
-from shim.rest import contacts, opportunities, people, tags
+from shim.rest import contacts, notes, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -19,9 +19,14 @@ TABLES: dict[str, Table] = {
     "LeadSource": people.LEAD_SOURCE,
     "Lead": opportunities.LEAD,
     "Stage": opportunities.STAGE,
+    "ContactAction": notes.CONTACT_ACTION,
 }
 
 
 def specs() -> list[TableSpec]:
-    """The tables declared by a ``TableSpec`` (for the docs and the spec tests)."""
-    return [t for t in TABLES.values() if isinstance(t, TableSpec)]
+    """The ``TableSpec``s (for the docs and the spec tests): the tables declared by one, and
+    the parts of hand-written tables that use them (``parts``)."""
+    found: list[TableSpec] = []
+    for t in TABLES.values():
+        found += [t] if isinstance(t, TableSpec) else list(getattr(t, "parts", ()))
+    return found

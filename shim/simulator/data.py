@@ -118,6 +118,9 @@ class Database:
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
+        elif table == "ContactAction":
+            values["DateCreated"] = to_datetime(now)
+            values.setdefault("ObjectType", "Note")
         self._put(table, record_id, **values)
         return record_id
 

@@ -119,6 +119,16 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "ProjectedRevenueLow": FieldSpec("float"),
         "ProjectedRevenueHigh": FieldSpec("float"),
     },
+    "ContactAction": {
+        "Id": FieldSpec("int", writable=False),
+        "ContactId": FieldSpec("int"),
+        "OpportunityId": FieldSpec("int"),
+        "UserID": FieldSpec("int"),
+        **_strings("ObjectType", "ActionType", "ActionDescription", "CreationNotes"),
+        "ActionDate": FieldSpec("date"),
+        "CompletionDate": FieldSpec("date"),
+        "DateCreated": FieldSpec("date", writable=False),
+    },
     "FileBox": {
         "Id": FieldSpec("int"),
         "ContactId": FieldSpec("int"),

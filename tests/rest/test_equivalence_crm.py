@@ -154,3 +154,43 @@ async def test_opportunities_and_stages(pair: Pair) -> None:
     assert await pair.same("DataService.count", "Lead", {"StageID": 22}) == 1
     assert await pair.same("DataService.delete", "Lead", lead) is True
     assert await pair.same("DataService.delete", "Stage", stage) is True
+
+
+async def test_contact_action_notes_and_tasks(pair: Pair) -> None:
+    contact = await pair.same("ContactService.add", {"FirstName": "N", "Email": "n@x.example"})
+    note = await pair.same("DataService.add", "ContactAction",
+                           {"ContactId": contact, "ActionDescription": "Met", "UserID": 2,
+                            "CreationNotes": "at the fair", "ActionType": "Call"})  # fmt: skip
+    assert isinstance(note, int)
+    default = await pair.same(
+        "DataService.add",
+        "ContactAction",
+        {"ContactId": contact, "ActionDescription": "Default user"},
+    )
+    task = await pair.same("DataService.add", "ContactAction",
+                           {"ContactId": contact, "ObjectType": "Task", "UserID": 1,
+                            "ActionDescription": "Call back", "CreationNotes": "re: quote",
+                            "ActionDate": "2026-02-01 09:00:00"})  # fmt: skip
+    fields = ["Id", "ContactId", "UserID", "ObjectType", "ActionType", "ActionDescription",
+              "CreationNotes", "ActionDate", "DateCreated"]  # fmt: skip
+    for record in (note, task):
+        loaded = await pair.same("DataService.load", "ContactAction", record, fields)
+        assert loaded["ObjectType"] in ("Note", "Task") and isinstance(loaded["Id"], int)
+    # approximate, and documented: REST requires a user, so keyshim names the API's user
+    without_user = [f for f in fields if f != "UserID"]
+    await pair.same("DataService.load", "ContactAction", default, without_user)
+    answer = await pair.call("rest", "DataService.load", "ContactAction", default, ["UserID"])
+    assert answer == ("ok", {"UserID": 1})
+    for query in ({"ContactId": contact}, {"ContactId": contact, "ObjectType": "Task"},
+                  {"ObjectType": "Note"}, {"ActionDescription": "%back"}):  # fmt: skip
+        rows = await pair.same("DataService.query", "ContactAction", 10, 0, query, without_user)
+        assert all(isinstance(r["Id"], int) for r in rows)
+    assert await pair.same("DataService.count", "ContactAction", {"ContactId": contact}) == 3
+    await pair.same("DataService.update", "ContactAction", note, {"CreationNotes": "edited"})
+    await pair.same("DataService.update", "ContactAction", task, {"ActionDescription": "Done"})
+    await pair.same("DataService.load", "ContactAction", note, fields)
+    await pair.same("DataService.load", "ContactAction", task, fields)
+    assert await pair.same("DataService.delete", "ContactAction", note) is True
+    assert await pair.same("DataService.delete", "ContactAction", task) is True
+    fault = await pair.same("DataService.load", "ContactAction", task, ["Id"])
+    assert fault[:2] == ("fault", 5)

@@ -49,6 +49,11 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
         {"GET": contacts.get, "PATCH": contacts.update, "DELETE": contacts.delete},
     ),
     ("/contacts/{contact_id}/tags", {"GET": tagged.contact_tags}),
+    ("/contacts/{contact_id}/notes", res.NOTES.handlers()[0]),
+    ("/contacts/{contact_id}/notes/{note_id}", res.NOTES.handlers()[1]),
+    ("/notes", {"GET": res.NOTES.handlers()[0]["GET"]}),
+    ("/tasks", res.TASKS.handlers()[0]),
+    ("/tasks/{task_id}", res.TASKS.handlers()[1]),
     ("/tags", {"GET": tags.list_tags, "POST": tags.create_tag}),
     ("/tags/categories", {"GET": tags.list_categories, "POST": tags.create_category}),
     (
