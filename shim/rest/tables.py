@@ -6,7 +6,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 
 from __future__ import annotations
 
-from shim.rest import contacts, notes, opportunities, people, tags
+from shim.rest import contacts, forms, notes, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -20,6 +20,9 @@ TABLES: dict[str, Table] = {
     "Lead": opportunities.LEAD,
     "Stage": opportunities.STAGE,
     "ContactAction": notes.CONTACT_ACTION,
+    "DataFormField": forms.DATA_FORM_FIELD,
+    "DataFormGroup": forms.DATA_FORM_GROUP,
+    "DataFormTab": forms.DATA_FORM_TAB,
 }
 
 

@@ -129,6 +129,20 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "CompletionDate": FieldSpec("date"),
         "DateCreated": FieldSpec("date", writable=False),
     },
+    "DataFormField": {
+        "Id": FieldSpec("int"),
+        "FormId": FieldSpec("int"),
+        "GroupId": FieldSpec("int"),
+        "DataType": FieldSpec("int"),
+        "ListRows": FieldSpec("int"),
+        **_strings("Name", "Label", "DefaultValue", "Values"),
+    },
+    "DataFormGroup": {"Id": FieldSpec("int"), "Name": FieldSpec("str"), "TabId": FieldSpec("int")},
+    "DataFormTab": {
+        "Id": FieldSpec("int"),
+        "TabName": FieldSpec("str"),
+        "FormId": FieldSpec("int"),
+    },
     "FileBox": {
         "Id": FieldSpec("int"),
         "ContactId": FieldSpec("int"),
@@ -140,7 +154,9 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
 }
 
 #: Tables the legacy API only reads (rows come from addToGroup and FileService).
-READ_ONLY_TABLES = frozenset({"ContactGroupAssign", "FileBox", "User"})
+READ_ONLY_TABLES = frozenset(
+    {"ContactGroupAssign", "FileBox", "User", "DataFormField", "DataFormGroup", "DataFormTab"}
+)
 
 _DATE_FORMATS = ("%Y%m%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 

@@ -194,3 +194,23 @@ async def test_contact_action_notes_and_tasks(pair: Pair) -> None:
     assert await pair.same("DataService.delete", "ContactAction", task) is True
     fault = await pair.same("DataService.load", "ContactAction", task, ["Id"])
     assert fault[:2] == ("fault", 5)
+
+
+async def test_data_form_tables_are_read_only(pair: Pair) -> None:
+    fields = ["Id", "FormId", "GroupId", "Name", "Label", "DataType"]
+    rows = await pair.same("DataService.query", "DataFormField", 100, 0, {"FormId": -1}, fields)
+    assert {r["Name"] for r in rows} == {"LegacyId", "Notes", "ShoeSize"}
+    assert all(isinstance(r["DataType"], int) for r in rows)
+    await pair.same("DataService.query", "DataFormField", 100, 0, {"Name": "Shoe%"}, fields)
+    await pair.same("DataService.findByField", "DataFormField", 10, 0, "Label", "Notes", fields)
+    await pair.same("DataService.load", "DataFormField", rows[0]["Id"], fields)
+    assert await pair.same("DataService.count", "DataFormField", {"FormId": -1}) == 3
+    groups = await pair.same(
+        "DataService.query", "DataFormGroup", 10, 0, {}, ["Id", "Name", "TabId"]
+    )
+    assert groups == [{"Id": 1, "Name": "Custom Fields", "TabId": 1}]
+    tabs = await pair.same("DataService.query", "DataFormTab", 10, 0, {"FormId": -1},
+                           ["Id", "TabName", "FormId"])  # fmt: skip
+    assert tabs == [{"Id": 1, "TabName": "Custom Fields", "FormId": -1}]
+    fault = await pair.same("DataService.add", "DataFormField", {"Name": "x"})
+    assert fault[:2] == ("fault", 7)  # [NoTableAccess]

@@ -44,6 +44,8 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/contacts", {"GET": contacts.list_contacts, "POST": contacts.create}),
     ("/contacts:merge", {"POST": contacts.merge}),
     ("/contacts/model", {"GET": contacts.model}),
+    ("/contacts/model/customFields/groups", {"GET": contacts.custom_field_groups}),
+    ("/contacts/model/customFields/tabs", {"GET": contacts.custom_field_tabs}),
     (
         "/contacts/{contact_id}",
         {"GET": contacts.get, "PATCH": contacts.update, "DELETE": contacts.delete},
