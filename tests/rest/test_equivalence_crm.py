@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from shim.rest.settings import APP_SETTINGS
+from shim.rest.table import NO_EQUIVALENT
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
 from tests.support.rest_pair import Pair
@@ -214,3 +215,24 @@ async def test_data_form_tables_are_read_only(pair: Pair) -> None:
     assert tabs == [{"Id": 1, "TabName": "Custom Fields", "FormId": -1}]
     fault = await pair.same("DataService.add", "DataFormField", {"Name": "x"})
     assert fault[:2] == ("fault", 7)  # [NoTableAccess]
+
+
+# --- methods with no REST v2 equivalent ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("DataService.authenticateUser", ("user", "md5")),
+        ("InvoiceService.validateCreditCard", (7,)),
+        ("ContactService.pauseCampaign", (1, 2)),
+        ("ContactService.rescheduleCampaignStep", ([1], 2)),
+    ],
+)
+async def test_no_equivalent_faults_name_method_and_reason(
+    pair: Pair, method: str, params: tuple[object, ...]
+) -> None:
+    code, text = await _fault(pair, method, *params)
+    assert code == 112 and text.startswith("[NoRestTranslation]")
+    assert f"{method} has no REST v2 equivalent: " in text
+    assert NO_EQUIVALENT[method].split(" (")[0] in text
