@@ -42,7 +42,7 @@ from shim.rest.client import RestClient, Sender
 from shim.rest.context import Ctx, RestState
 from shim.rest.files import Streamed
 from shim.rest.legacy import check_signature
-from shim.rest.table import Translation, lookup, untranslated_detail
+from shim.rest.table import Translation, lookup, no_equivalent, untranslated_detail
 from shim.store.protocol import Store
 
 log = logging.getLogger("shim.rest")
@@ -89,6 +89,9 @@ class Router:
     ) -> NoTranslation:
         """The fault of a call with no translation; it names the table or setting when that
         is what has none (``DataService.query on table Company``)."""
+        reason = no_equivalent(method)
+        if reason is not None:
+            return NoTranslation(f"{method} has no REST v2 equivalent: {reason}{why}")
         what = method + (untranslated_detail(method, params) if params else "")
         return NoTranslation(
             f"{what} has no REST v2 translation in keyshim{why}; "

@@ -27,7 +27,7 @@ from shim.rest import legacy
 from shim.rest.contact_map import parse_rest_time
 from shim.rest.context import Ctx
 from shim.rest.legacy import FieldSpec, FieldType
-from shim.rest.listing import Filter, Row, count, project, run_query
+from shim.rest.listing import SCAN_LIMIT, Filter, Row, count, project, run_query, scan
 from shim.xmlrpc import Value
 
 Fidelity = Literal["exact", "approximate"]
@@ -102,6 +102,10 @@ class Column:
     #: Where the request models take it, when not at ``prop`` (an opportunity reads
     #: ``contact.id`` and writes ``contact_id``).
     write: str | None = None
+    #: REST value -> legacy value, for enumerations (a custom field's type -> DataType).
+    codes: Mapping[str, Value] | None = None
+    #: The same value on every row (a legacy column REST has no need for), or None.
+    const: int | str | None = None
     note: str = ""
     #: The value's REST form differs from legacy's (see ``Convert``).
     convert: Convert | None = None
@@ -147,6 +151,10 @@ class TableSpec:
     notes: str = ""
     #: Properties REST requires on create that legacy never did (added when not written).
     add_defaults: dict[str, Any] = field(default_factory=dict)
+    #: Heading in the generated docs (default: the table name).
+    title: str = ""
+    #: REST has no GET of one record: ``load`` finds it in the list.
+    load_by_list: bool = False
 
     # -- the legacy table ----------------------------------------------------------------
     @cached_property
@@ -201,7 +209,7 @@ class TableSpec:
 
     def readable(self, name: str) -> bool:
         col = self.columns.get(name)
-        return col is not None and col.prop is not None
+        return col is not None and (col.prop is not None or col.const is not None)
 
     def row(self, item: dict[str, Any]) -> Row:
         return {name: _read(item, col) for name, col in self.columns.items()}
@@ -262,6 +270,12 @@ class TableSpec:
         legacy.check_fields(self.table, self.fields, names)
         if record_id < 1:
             raise NotFound()
+        if self.load_by_list:
+            rows = await scan(ctx.client, self, [], SCAN_LIMIT, f"{self.table} is read whole")
+            found = next((row for row in rows if row.get("Id") == record_id), None)
+            if found is None:
+                raise NotFound()
+            return project(found, names)
         item = await ctx.client.get(self.item_path(record_id))
         return project(self.row(item if isinstance(item, dict) else {}), names)
 
@@ -339,6 +353,8 @@ def _expressible(value: object) -> TypeGuard[str]:
 
 
 def _read(item: Mapping[str, Any], col: Column) -> Value:
+    if col.const is not None:
+        return col.const
     if col.prop is None:
         return None
     raw: Any = item
@@ -352,6 +368,8 @@ def _read(item: Mapping[str, Any], col: Column) -> Value:
         return None
     if col.convert is not None:
         return col.convert.read(raw)
+    if col.codes is not None:
+        return col.codes.get(str(raw))
     if col.type == "int":
         if isinstance(raw, bool):
             return int(raw)

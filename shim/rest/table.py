@@ -186,6 +186,26 @@ TRANSLATIONS: list[Translation] = [
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
 
+#: Legacy methods REST v2 cannot do at all, and why: a call gets [NoRestTranslation] saying
+#: so (an ``auto`` account still forwards them to XML-RPC while it lasts), and readiness
+#: reports show "no".
+NO_EQUIVALENT: dict[str, str] = {
+    "DataService.authenticateUser": "REST v2 has no user/password check (Keap removed this "
+    "method in 2025; sign users in with OAuth)",
+    "DataService.getTemporaryKey": "the vendor-key login flow exists only in the legacy API; "
+    "REST v2 authenticates with OAuth tokens or service account keys",
+    "InvoiceService.validateCreditCard": "REST v2 cannot check a card without charging it",
+    "ContactService.runActionSequence": "REST v2 cannot run legacy action sets; map the "
+    "action set to REST steps with `shim actionset map`",
+    "ContactService.pauseCampaign": "REST v2 cannot pause a contact in a campaign",
+    "ContactService.resumeCampaignForContact": "REST v2 cannot resume a contact in a campaign",
+    "ContactService.rescheduleCampaignStep": "REST v2 has no per-contact campaign steps",
+    "ContactService.getNextCampaignStep": "REST v2 has no per-contact campaign steps",
+    "APIEmailService.attachEmail": "REST v2 cannot attach an email to a contact's history",
+    "WebTrackingService.getWebTrackingScriptTag": "REST v2 does not serve the tracking script",
+    "WebTrackingService.getWebTrackingServiceDomain": "REST v2 does not serve tracking domains",
+}
+
 
 def lookup(method: str, params: list[Value]) -> Translation | None:
     """The translation of a call (``params`` with the key first), or None."""
@@ -202,6 +222,11 @@ def untranslated_detail(method: str, params: list[Value]) -> str:
     if entry is None or entry.why_not is None:
         return ""
     return entry.why_not(params[1:])
+
+
+def no_equivalent(method: str) -> str | None:
+    """Why REST v2 cannot do ``method`` at all, or None."""
+    return NO_EQUIVALENT.get(method)
 
 
 def fidelity(method: str) -> str:
@@ -258,6 +283,17 @@ def document() -> str:
         elif not m.rest_writable:
             notes.insert(0, "not writable through REST")
         lines.append(f"| {m.legacy} | {where} | {flt} | {'; '.join(notes)} |")
+    lines += [
+        "",
+        "## No REST v2 equivalent",
+        "",
+        "These get `[NoRestTranslation]` with the reason; an `auto` account still forwards them",
+        "to XML-RPC while it lasts.",
+        "",
+        "| method | why |",
+        "|---|---|",
+        *(f"| `{m}` | {why} |" for m, why in NO_EQUIVALENT.items()),
+    ]
     lines += _table_specs()
     lines += [
         "",
@@ -286,7 +322,7 @@ def _table_specs() -> list[str]:
         writes = ", ".join(sorted(spec.writes)) if not spec.legacy_read_only else "none"
         lines += [
             "",
-            f"## {spec.table}",
+            f"## {spec.title or spec.table}",
             "",
             f"REST v2: `{spec.rest}`; fidelity: {spec.fidelity}; writes: {writes or 'none'}."
             + (f" {spec.notes}." if spec.notes else ""),

@@ -7,7 +7,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 from __future__ import annotations
 
 from shim.rest import commerce_tables as shop
-from shim.rest import contacts, opportunities, people, tags
+from shim.rest import contacts, forms, notes, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -33,9 +33,17 @@ TABLES: dict[str, Table] = {
     "LeadSource": people.LEAD_SOURCE,
     "Lead": opportunities.LEAD,
     "Stage": opportunities.STAGE,
+    "ContactAction": notes.CONTACT_ACTION,
+    "DataFormField": forms.DATA_FORM_FIELD,
+    "DataFormGroup": forms.DATA_FORM_GROUP,
+    "DataFormTab": forms.DATA_FORM_TAB,
 }
 
 
 def specs() -> list[TableSpec]:
-    """The tables declared by a ``TableSpec`` (for the docs and the spec tests)."""
-    return [t for t in TABLES.values() if isinstance(t, TableSpec)]
+    """The ``TableSpec``s (for the docs and the spec tests): the tables declared by one, and
+    the parts of hand-written tables that use them (``parts``)."""
+    found: list[TableSpec] = []
+    for t in TABLES.values():
+        found += [t] if isinstance(t, TableSpec) else list(getattr(t, "parts", ()))
+    return found

@@ -42,7 +42,7 @@ from shim.oauth.chains import Chains
 from shim.oauth.health import account_healths
 from shim.oauth.scheduler import Scheduler
 from shim.oauth.token_policy import parse_retry_after
-from shim.rest.route import Router
+from shim.rest.route import BROWNOUT, Router
 from shim.serve.audit import AuditLog, fault_tag
 from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from shim.serve.metrics import Metrics
@@ -642,6 +642,8 @@ async def _stream(
                 continue
             if t.bytes_out == 0 and identity:
                 t.outcome = fault_tag(chunk[:4096]) or "ok"
+                if t.outcome != "ok" and BROWNOUT.search(chunk[:4096]):
+                    t.outcome = "Brownout"  # counted by `shim status` (shim/rest/outages.py)
             t.bytes_out += len(chunk)
             if buffer is None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -62,7 +62,7 @@ class Database:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.tables: dict[str, dict[int, Row]] = {
-            name: {} for name in TABLES if name != "ContactGroupAssign"
+            name: {} for name in TABLES if name not in ("ContactGroupAssign", "DataFormField")
         }
         self.next_id: dict[str, int] = {}
         #: ContactId -> {GroupId: DateCreated}
@@ -75,6 +75,8 @@ class Database:
             self._put(
                 "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description
             )
+        self._put("DataFormTab", 1, TabName="Custom Fields", FormId=-1)
+        self._put("DataFormGroup", 1, Name="Custom Fields", TabId=1)
         for sid, name, order, days in _STAGES:
             self._put("Stage", sid, StageName=name, StageOrder=order, TargetNumDays=days)
         for uid, first, last, email in _USERS:
@@ -99,6 +101,8 @@ class Database:
     def rows(self, table: str) -> list[Row]:
         """Every row of ``table`` in Id order, derived fields filled in. Raises NoTableFound."""
         fields_of(table, self.config.custom_fields)
+        if table == "DataFormField":
+            return self._form_fields()
         if table == "ContactGroupAssign":
             return [
                 self._assign_row(cid, gid, when)
@@ -109,7 +113,23 @@ class Database:
             self._materialize(table, rid, row) for rid, row in sorted(self.tables[table].items())
         ]
 
+    def _form_fields(self) -> list[Row]:
+        """DataFormField: one row per contact custom field (all text, in the one seeded
+        group), with the ids the REST side gives them."""
+        from shim.simulator.rest.store import custom_fields, field_name, label
+
+        return [
+            {"Id": cid, "FormId": -1, "GroupId": 1, "DataType": 15, "Name": field_name(name),
+             "Label": label(name)}
+            for cid, name in sorted(custom_fields(self))
+        ]  # fmt: skip
+
     def get(self, table: str, record_id: int) -> Row:
+        if table == "DataFormField":
+            found = [row for row in self._form_fields() if row["Id"] == record_id]
+            if not found:
+                raise not_found()
+            return found[0]
         fields_of(table, self.config.custom_fields)
         row = self.tables.get(table, {}).get(record_id)
         if row is None:
@@ -121,6 +141,9 @@ class Database:
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
+        elif table == "ContactAction":
+            values["DateCreated"] = to_datetime(now)
+            values.setdefault("ObjectType", "Note")
         self._put(table, record_id, **values)
         return record_id
 

@@ -131,6 +131,30 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "ProjectedRevenueLow": FieldSpec("float"),
         "ProjectedRevenueHigh": FieldSpec("float"),
     },
+    "ContactAction": {
+        "Id": FieldSpec("int", writable=False),
+        "ContactId": FieldSpec("int"),
+        "OpportunityId": FieldSpec("int"),
+        "UserID": FieldSpec("int"),
+        **_strings("ObjectType", "ActionType", "ActionDescription", "CreationNotes"),
+        "ActionDate": FieldSpec("date"),
+        "CompletionDate": FieldSpec("date"),
+        "DateCreated": FieldSpec("date", writable=False),
+    },
+    "DataFormField": {
+        "Id": FieldSpec("int"),
+        "FormId": FieldSpec("int"),
+        "GroupId": FieldSpec("int"),
+        "DataType": FieldSpec("int"),
+        "ListRows": FieldSpec("int"),
+        **_strings("Name", "Label", "DefaultValue", "Values"),
+    },
+    "DataFormGroup": {"Id": FieldSpec("int"), "Name": FieldSpec("str"), "TabId": FieldSpec("int")},
+    "DataFormTab": {
+        "Id": FieldSpec("int"),
+        "TabName": FieldSpec("str"),
+        "FormId": FieldSpec("int"),
+    },
     "FileBox": {
         "Id": FieldSpec("int"),
         "ContactId": FieldSpec("int"),
@@ -144,7 +168,12 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
 TABLES.update({t: commerce_fields(spec) for t, spec in COMMERCE_SPECS.items()})
 
 #: Tables the legacy API only reads (rows come from addToGroup and FileService).
-READ_ONLY_TABLES = frozenset({"ContactGroupAssign", "FileBox", "User"}) | COMMERCE_READ_ONLY
+READ_ONLY_TABLES = (
+    frozenset(
+        {"ContactGroupAssign", "FileBox", "User", "DataFormField", "DataFormGroup", "DataFormTab"}
+    )
+    | COMMERCE_READ_ONLY
+)
 
 _DATE_FORMATS = ("%Y%m%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 

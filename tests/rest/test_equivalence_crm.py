@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 
 from shim.rest.settings import APP_SETTINGS
+from shim.rest.table import NO_EQUIVALENT
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
 from tests.support.rest_pair import Pair
@@ -154,3 +155,84 @@ async def test_opportunities_and_stages(pair: Pair) -> None:
     assert await pair.same("DataService.count", "Lead", {"StageID": 22}) == 1
     assert await pair.same("DataService.delete", "Lead", lead) is True
     assert await pair.same("DataService.delete", "Stage", stage) is True
+
+
+async def test_contact_action_notes_and_tasks(pair: Pair) -> None:
+    contact = await pair.same("ContactService.add", {"FirstName": "N", "Email": "n@x.example"})
+    note = await pair.same("DataService.add", "ContactAction",
+                           {"ContactId": contact, "ActionDescription": "Met", "UserID": 2,
+                            "CreationNotes": "at the fair", "ActionType": "Call"})  # fmt: skip
+    assert isinstance(note, int)
+    default = await pair.same(
+        "DataService.add",
+        "ContactAction",
+        {"ContactId": contact, "ActionDescription": "Default user"},
+    )
+    task = await pair.same("DataService.add", "ContactAction",
+                           {"ContactId": contact, "ObjectType": "Task", "UserID": 1,
+                            "ActionDescription": "Call back", "CreationNotes": "re: quote",
+                            "ActionDate": "2026-02-01 09:00:00"})  # fmt: skip
+    fields = ["Id", "ContactId", "UserID", "ObjectType", "ActionType", "ActionDescription",
+              "CreationNotes", "ActionDate", "DateCreated"]  # fmt: skip
+    for record in (note, task):
+        loaded = await pair.same("DataService.load", "ContactAction", record, fields)
+        assert loaded["ObjectType"] in ("Note", "Task") and isinstance(loaded["Id"], int)
+    # approximate, and documented: REST requires a user, so keyshim names the API's user
+    without_user = [f for f in fields if f != "UserID"]
+    await pair.same("DataService.load", "ContactAction", default, without_user)
+    answer = await pair.call("rest", "DataService.load", "ContactAction", default, ["UserID"])
+    assert answer == ("ok", {"UserID": 1})
+    for query in ({"ContactId": contact}, {"ContactId": contact, "ObjectType": "Task"},
+                  {"ObjectType": "Note"}, {"ActionDescription": "%back"}):  # fmt: skip
+        rows = await pair.same("DataService.query", "ContactAction", 10, 0, query, without_user)
+        assert all(isinstance(r["Id"], int) for r in rows)
+    assert await pair.same("DataService.count", "ContactAction", {"ContactId": contact}) == 3
+    await pair.same("DataService.update", "ContactAction", note, {"CreationNotes": "edited"})
+    await pair.same("DataService.update", "ContactAction", task, {"ActionDescription": "Done"})
+    await pair.same("DataService.load", "ContactAction", note, fields)
+    await pair.same("DataService.load", "ContactAction", task, fields)
+    assert await pair.same("DataService.delete", "ContactAction", note) is True
+    assert await pair.same("DataService.delete", "ContactAction", task) is True
+    fault = await pair.same("DataService.load", "ContactAction", task, ["Id"])
+    assert fault[:2] == ("fault", 5)
+
+
+async def test_data_form_tables_are_read_only(pair: Pair) -> None:
+    fields = ["Id", "FormId", "GroupId", "Name", "Label", "DataType"]
+    rows = await pair.same("DataService.query", "DataFormField", 100, 0, {"FormId": -1}, fields)
+    assert {r["Name"] for r in rows} == {"LegacyId", "Notes", "ShoeSize"}
+    assert all(isinstance(r["DataType"], int) for r in rows)
+    await pair.same("DataService.query", "DataFormField", 100, 0, {"Name": "Shoe%"}, fields)
+    await pair.same("DataService.findByField", "DataFormField", 10, 0, "Label", "Notes", fields)
+    await pair.same("DataService.load", "DataFormField", rows[0]["Id"], fields)
+    assert await pair.same("DataService.count", "DataFormField", {"FormId": -1}) == 3
+    groups = await pair.same(
+        "DataService.query", "DataFormGroup", 10, 0, {}, ["Id", "Name", "TabId"]
+    )
+    assert groups == [{"Id": 1, "Name": "Custom Fields", "TabId": 1}]
+    tabs = await pair.same("DataService.query", "DataFormTab", 10, 0, {"FormId": -1},
+                           ["Id", "TabName", "FormId"])  # fmt: skip
+    assert tabs == [{"Id": 1, "TabName": "Custom Fields", "FormId": -1}]
+    fault = await pair.same("DataService.add", "DataFormField", {"Name": "x"})
+    assert fault[:2] == ("fault", 7)  # [NoTableAccess]
+
+
+# --- methods with no REST v2 equivalent ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [
+        ("DataService.authenticateUser", ("user", "md5")),
+        ("InvoiceService.validateCreditCard", (7,)),
+        ("ContactService.pauseCampaign", (1, 2)),
+        ("ContactService.rescheduleCampaignStep", ([1], 2)),
+    ],
+)
+async def test_no_equivalent_faults_name_method_and_reason(
+    pair: Pair, method: str, params: tuple[object, ...]
+) -> None:
+    code, text = await _fault(pair, method, *params)
+    assert code == 112 and text.startswith("[NoRestTranslation]")
+    assert f"{method} has no REST v2 equivalent: " in text
+    assert NO_EQUIVALENT[method].split(" (")[0] in text

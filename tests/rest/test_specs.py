@@ -18,7 +18,7 @@ from shim.rest.tags import TAGS
 @pytest.mark.parametrize("spec", specs(), ids=lambda s: s.table)
 def test_every_spec_is_well_formed_and_documented(spec: TableSpec) -> None:
     assert check_spec(spec) == []
-    assert f"\n## {spec.table}\n" in document()
+    assert f"\n## {spec.title or spec.table}\n" in document()
     for name in spec.columns:
         assert f"| {name} |" in document()
 

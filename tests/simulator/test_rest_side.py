@@ -575,6 +575,8 @@ async def test_contact_model_lists_custom_fields(keap: Keap) -> None:
         "field_type": "TEXT",
         "record_type": "CONTACT",
         "options": [],
+        "group_id": "1",
+        "group_name": "Custom Fields",
     }
     assert "custom_fields" in model["optional_properties"]
     assert "given_name" not in model["optional_properties"]

@@ -164,10 +164,33 @@ def model(call: Call) -> Answer:
             "field_type": "TEXT",
             "record_type": "CONTACT",
             "options": [],
+            "group_id": "1",
+            "group_name": "Custom Fields",
         }
         for cid, legacy in custom_fields(call.db)
     ]
     return json_answer(200, {"custom_fields": fields, "optional_properties": OPTIONAL_FIELDS})
+
+
+def custom_field_groups(call: Call) -> Answer:
+    """The contact custom-field groups (``ListCustomFieldGroupsResponse``), from the same rows
+    as legacy DataFormGroup."""
+    groups = [
+        {"id": str(row["Id"]), "name": row["Name"], "order": row["Id"], "tab_id": str(row["TabId"]),
+         "record_type": "CONTACT"}
+        for row in call.db.rows("DataFormGroup")
+    ]  # fmt: skip
+    return json_answer(200, {"groups": groups})
+
+
+def custom_field_tabs(call: Call) -> Answer:
+    """The contact custom-field tabs (``ListCustomFieldTabsResponse``), as DataFormTab."""
+    tabs = [
+        {"id": str(row["Id"]), "name": row["TabName"], "order": row["Id"], "record_type": "CONTACT"}
+        for row in call.db.rows("DataFormTab")
+        if row.get("FormId") == -1
+    ]
+    return json_answer(200, {"tabs": tabs})
 
 
 def save(call: Call, contact_id: int | None, changes: Changes) -> int:

@@ -53,11 +53,18 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/contacts", {"GET": contacts.list_contacts, "POST": contacts.create}),
     ("/contacts:merge", {"POST": contacts.merge}),
     ("/contacts/model", {"GET": contacts.model}),
+    ("/contacts/model/customFields/groups", {"GET": contacts.custom_field_groups}),
+    ("/contacts/model/customFields/tabs", {"GET": contacts.custom_field_tabs}),
     (
         "/contacts/{contact_id}",
         {"GET": contacts.get, "PATCH": contacts.update, "DELETE": contacts.delete},
     ),
     ("/contacts/{contact_id}/tags", {"GET": tagged.contact_tags}),
+    ("/contacts/{contact_id}/notes", res.NOTES.handlers()[0]),
+    ("/contacts/{contact_id}/notes/{note_id}", res.NOTES.handlers()[1]),
+    ("/notes", {"GET": res.NOTES.handlers()[0]["GET"]}),
+    ("/tasks", res.TASKS.handlers()[0]),
+    ("/tasks/{task_id}", res.TASKS.handlers()[1]),
     ("/tags", {"GET": tags.list_tags, "POST": tags.create_tag}),
     ("/tags/categories", {"GET": tags.list_categories, "POST": tags.create_category}),
     (

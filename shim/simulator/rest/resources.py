@@ -81,6 +81,12 @@ class Resource:
     #: Request properties a create must carry.
     required: tuple[str, ...] = ()
     writable: bool = True
+    #: Only rows with these column values are this resource's (a note is a ContactAction
+    #: row with ObjectType "Note"); a create sets them.
+    where: dict[str, Any] = field(default_factory=dict)
+    #: A path parameter that scopes the resource to one parent (``contact_id`` of
+    #: ``/contacts/{contact_id}/notes``) and the column holding it.
+    scope: tuple[str, str] | None = None
 
     def handlers(self) -> tuple[dict[str, Handler], dict[str, Handler]]:
         """(list path handlers, item path handlers)."""
@@ -93,9 +99,18 @@ class Resource:
         return collection, item
 
 
+def _mine(call: Call, r: Resource, row: Row) -> bool:
+    if any(row.get(column) != value for column, value in r.where.items()):
+        return False
+    if r.scope is not None and call.params.get(r.scope[0]) is not None:
+        return row.get(r.scope[1]) == call.path_id(r.scope[0], "parent")
+    return True
+
+
 def _find(call: Call, r: Resource) -> Row:
     record_id = call.path_id(r.param, r.domain)
-    if record_id not in call.db.tables[r.table]:
+    row = call.db.tables[r.table].get(record_id)
+    if row is None or not _mine(call, r, row):
         raise missing(r.domain, record_id)
     return call.db.get(r.table, record_id)
 
@@ -157,7 +172,9 @@ def _wrong(name: str, what: str) -> Any:
 
 
 def _list(call: Call, r: Resource) -> Answer:
-    rows = call.db.rows(r.table)
+    if r.scope is not None and call.params.get(r.scope[0]) is not None:
+        _parent(call, r)
+    rows = [row for row in call.db.rows(r.table) if _mine(call, r, row)]
 
     def rule(name: str) -> Rule | None:
         found = r.filters.get(name)
@@ -173,6 +190,15 @@ def _list(call: Call, r: Resource) -> Answer:
         call, rows, lambda row: [sort_value(row.get(column)), row_id(row)], descending
     )
     return json_answer(200, listing(call, r.list_key, [to_json(r, row) for row in page], token))
+
+
+def _parent(call: Call, r: Resource) -> int:
+    """The scoping parent's id (a contact), which must exist."""
+    assert r.scope is not None
+    parent = call.path_id(r.scope[0], "contact")
+    if parent not in call.db.tables["Contact"]:
+        raise missing("contact", parent)
+    return parent
 
 
 def _get(call: Call, r: Resource) -> Answer:
@@ -212,7 +238,9 @@ def _create(call: Call, r: Resource) -> Answer:
     for name in r.required:
         if data.get(name) in (None, ""):
             raise bad(f"{name} is required", r.domain, name)
-    values = _values(call, r, data, None)
+    values = {**_values(call, r, data, None), **r.where}
+    if r.scope is not None:
+        values[r.scope[1]] = _parent(call, r)
     record_id = call.db.add(r.table, values, call.now)
     call.store.touch(r.table, record_id, to_datetime(call.now))
     return json_answer(201, to_json(r, call.db.get(r.table, record_id)))
@@ -366,4 +394,58 @@ OPPORTUNITIES = Resource(
     },
     orders={"opportunity_title": "OpportunityTitle", "next_action_time": "NextActionDate"},
     required=("opportunity_title", "contact_id", "stage_id"),
+)
+
+_NOTE = {
+    "title": Prop("ActionDescription"),
+    "text": Prop("CreationNotes"),
+    "type": Prop("ActionType"),
+    "contact_id": Prop("ContactId", "id", write=False),
+    "user_id": Prop("UserID", "id", read="assigned_to_user.id"),
+    "create_time": Prop("DateCreated", "time", write=False),
+}
+#: Notes: ``/notes`` (list, every contact) and ``/contacts/{id}/notes`` (CRUD, one contact).
+NOTES = Resource(
+    "ContactAction",
+    "note",
+    "note_id",
+    "notes",
+    _NOTE,
+    filters={
+        "id": (COMPARE, "Id"),
+        "ids": (IDS, "Id"),
+        "contact_id": (NUMBER, "ContactId"),
+        "assigned_to_user_id": (NUMBER, "UserID"),
+    },
+    required=("user_id",),
+    where={"ObjectType": "Note"},
+    scope=("contact_id", "ContactId"),
+)
+TASKS = Resource(
+    "ContactAction",
+    "task",
+    "task_id",
+    "tasks",
+    {
+        "title": Prop("ActionDescription"),
+        "description": Prop("CreationNotes"),
+        "type": Prop("ActionType"),
+        "contact_id": Prop("ContactId", "id"),
+        "opportunity_id": Prop("OpportunityId", "id"),
+        "assigned_to_user_id": Prop("UserID", "id"),
+        "due_time": Prop("ActionDate", "time"),
+        "completion_time": Prop("CompletionDate", "time"),
+        "create_time": Prop("DateCreated", "time", write=False),
+    },
+    filters={
+        "id": (COMPARE, "Id"),
+        "task_ids": (IDS, "Id"),
+        "contact_id": (NUMBER, "ContactId"),
+        "user_id": (NUMBER, "UserID"),
+        "opportunity_id": (NUMBER, "OpportunityId"),
+        "title": (WILD, "ActionDescription"),
+    },
+    orders={"id": "Id", "due_time": "ActionDate"},
+    required=("assigned_to_user_id",),
+    where={"ObjectType": "Task"},
 )
