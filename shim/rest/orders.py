@@ -203,6 +203,12 @@ def item_covered(args: list[Any]) -> bool:
     return not (len(args) > 2 and args[2] == 9)
 
 
+def item_why_not(args: list[Any]) -> str:
+    return (
+        " for item type 9 (a subscription item needs a plan id)" if not item_covered(args) else ""
+    )
+
+
 async def add_order_item(
     ctx: Ctx,
     invoice_id: int,
@@ -377,6 +383,12 @@ def recurring_covered(args: list[Any]) -> bool:
     return len(args) == 7 and args[6] == 0
 
 
+def recurring_why_not(args: list[Any]) -> str:
+    if len(args) != 7:
+        return " in its 10-argument form (quantity, price, tax)"
+    return " with daysTillCharge other than 0" if not recurring_covered(args) else ""
+
+
 async def create_invoice_for_recurring(ctx: Ctx, recurring_id: int) -> int:
     if recurring_id < 1:
         raise NotFound()
@@ -394,6 +406,14 @@ async def create_invoice_for_recurring(ctx: Ctx, recurring_id: int) -> int:
 def place_covered(args: list[Any]) -> bool:
     """Products only: pay plans, subscription plans and promo codes are not translated."""
     return len(args) >= 7 and args[2] == 0 and not args[4] and not args[6]
+
+
+def place_why_not(args: list[Any]) -> str:
+    if place_covered(args) or len(args) < 7:
+        return ""
+    given = {"a pay plan": args[2], "subscription plans": args[4], "promo codes": args[6]}
+    parts = [name for name, value in given.items() if value]
+    return " with " + " or ".join(parts)
 
 
 async def place_order(

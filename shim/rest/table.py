@@ -149,7 +149,8 @@ TRANSLATIONS: list[Translation] = [
     Translation("InvoiceService.addOrderItem", o.add_order_item, ("iiifiss",), "approximate",
                 False, False, "GET /orders?filter=invoice_id== (cached), POST /orders/{id}/items",
                 "types 5 (upsell) and 8 (program) read back as 4 and 3; type 9 (subscription) "
-                "needs a plan id legacy never sent: not translated", covers=o.item_covered),
+                "needs a plan id legacy never sent: not translated", covers=o.item_covered,
+                why_not=o.item_why_not),
     Translation("InvoiceService.addManualPayment", o.add_manual_payment, ("ifdssb",),
                 "approximate", False, False, "POST /orders/{id}/payments (payment_method_type)",
                 "REST accepts only the app's configured manual payment types and no more than "
@@ -173,7 +174,8 @@ TRANSLATIONS: list[Translation] = [
                 "approximate", False, False, "GET /paymentMethods, POST /subscriptions",
                 "only daysTillCharge 0 (a later first bill would need keyshim's clock to agree "
                 "with Keap's); merchantAccountId is ignored; the 10-argument form (quantity, "
-                "price, tax) is not translated", covers=o.recurring_covered),
+                "price, tax) is not translated", covers=o.recurring_covered,
+                why_not=o.recurring_why_not),
     Translation("InvoiceService.createInvoiceForRecurring", o.create_invoice_for_recurring,
                 ("i",), "exact", False, False, "POST /subscriptions/{id}:invoice"),
     Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
@@ -182,7 +184,7 @@ TRANSLATIONS: list[Translation] = [
                 "products only (pay plans, subscription plans, promo codes: not translated); "
                 "the order time is keyshim's clock; result values are strings (unverified); "
                 "an unknown product fails the whole order (legacy left an empty order)",
-                covers=o.place_covered),
+                covers=o.place_covered, why_not=o.place_why_not),
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
 

@@ -289,3 +289,21 @@ async def test_table_faults(
     contact = await _customer(pair)
     await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
     _fault(await pair.same(method, *params), code, tag)
+
+
+async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
+    """Calls with no REST form get [NoRestTranslation] (112) naming why, and send nothing."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    before = pair.rest_requests()
+    for method, params, why in [
+        ("InvoiceService.addOrderItem", (invoice, 22, 9, 1.0, 1, "", ""), "item type 9"),
+        ("InvoiceService.addRecurringOrder", (contact, False, PLAN, 0, 0, 0, 5), "daysTillCharge"),
+        ("OrderService.placeOrder", (contact, 0, 0, [], [PLAN], False, []), "subscription plans"),
+        ("DataService.add", ("CreditCard", {"ContactId": contact}), "CreditCard"),
+        ("DataService.query", ("InvoicePayment", 10, 0, {}, ["Id"]), "exact InvoiceId"),
+    ]:
+        answer = await pair.call("rest", method, *params)
+        assert answer[0] == "fault" and answer[1] == 112, answer
+        assert answer[2].startswith("[NoRestTranslation]") and why in answer[2], answer
+    assert pair.rest_requests() == before

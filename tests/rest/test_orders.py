@@ -120,6 +120,10 @@ async def test_legacy_checks_cost_no_request() -> None:
     assert not orders.recurring_covered([1, False, 41, 0, 81, 0, 3])
     assert not orders.place_covered([1, 81, 0, [21], [41], False, []])
     assert orders.place_covered([1, 81, 0, [21], [], False, []])
+    assert orders.place_why_not([1, 81, 3, [21], [41], False, []]) == (
+        " with a pay plan or subscription plans"
+    )
+    assert orders.recurring_why_not([1, False, 41, 0, 81, 0, 3]).endswith("other than 0")
 
 
 async def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
