@@ -126,7 +126,7 @@ PRODUCT = TableSpec(
     {
         "Id": ro("int", "id", filter="product_id", compare=True),
         "ProductName": Column("str", "name", filter="name", wildcard=True),
-        "ProductPrice": Column("float", "price", convert=MONEY, note="minor units in REST"),
+        "ProductPrice": Column("float", "price", convert=MONEY, note="cents in REST: rounded"),
         "Sku": Column("str", "sku", filter="sku", wildcard=True),
         "ShortDescription": Column("str", "short_description", filter="short_description"),
         "Description": Column("str", "description", filter="description"),
@@ -445,7 +445,7 @@ ORDER_ITEM = OrderLines(
         "ItemName": ro("str", "name"),
         "Qty": ro("int", "quantity"),
         "CPU": ro("float", "cost_per_unit", convert=MONEY),
-        "PPU": ro("float", "price_per_unit", convert=MONEY),
+        "PPU": ro("float", "price_per_unit", convert=MONEY, note="read in cents: rounded"),
         "ItemDescription": ro("str", "description"),
         "ItemType": ro("int", "item_type", convert=ITEM_TYPE, note="5 and 8 read as 4 and 3"),
         "Notes": ro("str", "notes"),

@@ -148,7 +148,9 @@ TRANSLATIONS: list[Translation] = [
                 "order_type OFFLINE; REST refuses an empty description ([InvalidParameter])"),
     Translation("InvoiceService.addOrderItem", o.add_order_item, ("iiifiss",), "approximate",
                 False, False, "GET /orders?filter=invoice_id== (cached), POST /orders/{id}/items",
-                "types 5 (upsell) and 8 (program) read back as 4 and 3; type 9 (subscription) "
+                "types 5 (upsell) and 8 (program) read back as 4 and 3; prices below a cent are "
+                "rounded to cents where REST reads them; a description or notes of "
+                "whitespace alone is left out (REST refuses it); type 9 (subscription) "
                 "needs a plan id legacy never sent: not translated", covers=o.item_covered,
                 why_not=o.item_why_not),
     Translation("InvoiceService.addManualPayment", o.add_manual_payment, ("ifdssb",),

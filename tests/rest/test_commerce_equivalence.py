@@ -4,13 +4,19 @@ DataService tables give identical XML-RPC answers (values, types, faults) throug
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from shim.serve.runtime import init_files, open_store
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
 from tests.support.rest_pair import Pair
@@ -101,6 +107,7 @@ async def _tables(pair: Pair, contact: int, invoice: int) -> None:
     await pair.same("DataService.load", "Invoice", invoice, INVOICE_FIELDS)
     await pair.same("DataService.count", "Invoice", {"ContactId": contact})
     job = rows[0]["JobId"]
+    await pair.same("DataService.query", "Job", 10, 0, {}, JOB_FIELDS, "DateCreated", True)
     await pair.same("DataService.load", "Job", job, JOB_FIELDS)
     await pair.same("DataService.query", "Job", 10, 0, {"JobTitle": "Web%"}, JOB_FIELDS)
     items = await pair.same("DataService.query", "OrderItem", 10, 0, {"OrderId": job}, ITEM_FIELDS)
@@ -307,3 +314,58 @@ async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
         assert answer[0] == "fault" and answer[1] == 112, answer
         assert answer[2].startswith("[NoRestTranslation]") and why in answer[2], answer
     assert pair.rest_requests() == before
+
+
+# --- hypothesis: order lines and payments -----------------------------------------------------
+
+LINE = st.tuples(
+    st.sampled_from([0, NOTEBOOK, COURSE, 999]),
+    st.sampled_from([1, 2, 3, 4, 6, 7, 11]),
+    st.one_of(
+        st.integers(0, 500), st.floats(0, 500, allow_nan=False).map(lambda f: round(f, 2))
+    ),  # cents (docs)
+    st.integers(0, 4),
+    st.sampled_from(["", "Line", "Two words"]),  # whitespace alone: REST drops it (docs)
+)
+PAYMENT = st.tuples(st.floats(0.01, 200).map(lambda f: round(f, 2)), st.sampled_from(["Cash"]))
+
+
+@settings(
+    max_examples=int(os.environ.get("REST_EQUIVALENCE_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(lines=st.lists(LINE, min_size=1, max_size=5), payments=st.lists(PAYMENT, max_size=3))
+def test_hypothesis_orders(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[Any], payments: list[Any]
+) -> None:
+    asyncio.run(_orders(tmp_path_factory.mktemp("o"), lines, payments))
+
+
+async def _orders(directory: Path, lines: list[Any], payments: list[Any]) -> None:
+    config = Settings.from_env({}, db=str(directory / "keyshim.db"))
+    init_files(config)
+    store = open_store(config)
+    pair = Pair(config, store, {})
+    try:
+        await pair.app.startup()
+        contact = await _customer(pair)
+        invoice = await pair.same("InvoiceService.createBlankOrder", contact, "H", WHEN, 0, 0)
+        for product, kind, price, quantity, text in lines:
+            await pair.same(
+                "InvoiceService.addOrderItem", invoice, product, kind, price, quantity, text, text
+            )
+        for amount, kind in payments:
+            owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)
+            if isinstance(owed, float) and 0 < amount <= owed:
+                await pair.same(
+                    "InvoiceService.addManualPayment", invoice, amount, WHEN, kind, "", False
+                )
+        await pair.same("InvoiceService.calculateAmountOwed", invoice)
+        await pair.same("InvoiceService.getPayments", invoice)
+        await _tables(pair, contact, invoice)
+        await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, False)
+        await pair.same("DataService.query", "Invoice", 5, 0, {"Id": invoice}, INVOICE_FIELDS)
+    finally:
+        await pair.aclose()
+        store.close()
