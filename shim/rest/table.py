@@ -163,8 +163,10 @@ TRANSLATIONS: list[Translation] = [
                 "charges the balance; a decline (HTTP 400 or a declined status) is the result "
                 "struct {Successful: false, Code: DECLINED}, never a fault; merchantAccountId "
                 "cannot be chosen through REST (the card's merchant is used)"),
-    Translation("InvoiceService.calculateAmountOwed", o.calculate_amount_owed, ("i",), "exact",
-                True, False, "GET /orders/{id}", "total - total_paid (minor units) / 100"),
+    Translation("InvoiceService.calculateAmountOwed", o.calculate_amount_owed, ("i",),
+                "approximate", True, False, "GET /orders/{id}",
+                "total - total_paid, in cents (REST's minor units) / 100: a legacy balance "
+                "below a cent is rounded"),
     Translation("InvoiceService.getPayments", o.get_payments, ("i",), "approximate", True,
                 False, "GET /sales/payments?filter=order_id==",
                 "Payment fields Id, PayDate, PayAmt, PayType, ContactId, PayNote, InvoiceId"),
