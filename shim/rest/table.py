@@ -19,7 +19,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shim.rest import contact_map, dataservice, email, files, goals, listing, settings, tables
+from shim.rest import (
+    actionsets,
+    contact_map,
+    dataservice,
+    email,
+    files,
+    goals,
+    listing,
+    settings,
+    tables,
+)
 from shim.rest import contacts as c
 from shim.xmlrpc import Value
 
@@ -87,6 +97,13 @@ TRANSLATIONS: list[Translation] = [
     Translation("ContactService.removeFromGroup", c.remove_from_group, ("ii",), "exact", False,
                 True, "GET /contacts/{id}, POST /tags/{id}/contacts:removeTags",
                 "the GET keeps legacy's RecordNotFound for an unknown contact"),
+    Translation("ContactService.runActionSequence", actionsets.run_action_sequence, ("ii",),
+                "approximate", False, False,
+                "the mapped steps: POST /tags/{id}/contacts:applyTags, :removeTags, "
+                "/automations/goals/achieve, /contacts/{id}/notes",
+                "only action sets the operator mapped (`shim actionset map`); others get "
+                "[NoRestTranslation] saying how; one {Action, Message, IsError} per step (legacy "
+                "keys unverified)"),
     Translation("DataService.query", dataservice.query, ("siiSL|sb",), "approximate", True,
                 False, "GET on the table's REST resource (see the table sections below)",
                 f"tables: {_DATA_TABLES}; what REST cannot filter is filtered locally up to "
@@ -153,8 +170,6 @@ NO_EQUIVALENT: dict[str, str] = {
     "DataService.getTemporaryKey": "the vendor-key login flow exists only in the legacy API; "
     "REST v2 authenticates with OAuth tokens or service account keys",
     "InvoiceService.validateCreditCard": "REST v2 cannot check a card without charging it",
-    "ContactService.runActionSequence": "REST v2 cannot run legacy action sets; map the "
-    "action set to REST steps with `shim actionset map`",
     "ContactService.pauseCampaign": "REST v2 cannot pause a contact in a campaign",
     "ContactService.resumeCampaignForContact": "REST v2 cannot resume a contact in a campaign",
     "ContactService.rescheduleCampaignStep": "REST v2 has no per-contact campaign steps",

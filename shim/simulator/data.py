@@ -34,6 +34,17 @@ DUPLICATE_KEYS = {
     "EmailAndName": ("Email", "FirstName", "LastName"),
     "EmailAndNameAndCompany": ("Email", "FirstName", "LastName", "Company"),
 }
+#: Seeded legacy action sets: id -> the steps it runs (what the operator maps it to on the
+#: keyshim side; see shim/rest/actionsets.py for the step objects).
+ACTION_SETS: dict[int, list[dict[str, object]]] = {
+    12: [
+        {"op": "apply_tag", "tag": 100},
+        {"op": "remove_tag", "tag": 102},
+        {"op": "achieve_goal", "integration": "keyshim", "call_name": "signup"},
+        {"op": "add_note", "title": "Action set 12 ran", "text": "welcome"},
+    ],
+    14: [{"op": "achieve_goal", "integration": "keyshim", "call_name": "nope"}],
+}
 _SETTINGS = {
     ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
     ("Contact", "phonetypes"): "Work,Home,Mobile,Other",

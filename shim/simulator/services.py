@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shim.simulator import query as q
-from shim.simulator.data import DUPLICATE_KEYS, Database, to_datetime
+from shim.simulator.data import ACTION_SETS, DUPLICATE_KEYS, Database, to_datetime
 from shim.simulator.faults import invalid, no_matching_method, no_such_handler, not_found
 from shim.simulator.rest.goals import achieve
 from shim.simulator.rest.settings import user_record
@@ -307,6 +307,35 @@ def funnel_achieve_goal(ctx: Context, integration: str, call_name: str, contact_
 
 def _flow(item: dict[str, Any]) -> Value:
     return {"success": item["success"], "msg": item["message"], "flowId": item["flow_id"]}
+
+
+@method("ContactService.runActionSequence", "ii")
+def contact_run_action_sequence(ctx: Context, contact_id: int, set_id: int) -> Value:
+    """One struct per action, ``{Action, Message, IsError}`` (legacy's keys unverified)."""
+    steps = ACTION_SETS.get(set_id)
+    if steps is None or contact_id not in ctx.db.tables["Contact"]:
+        raise not_found()
+    results: list[Value] = []
+    for step in steps:
+        op, message = step["op"], "OK"
+        if op == "apply_tag":
+            ctx.db.assign(contact_id, int(str(step["tag"])), ctx.now, on=True)
+            action = f"Apply tag {step['tag']}"
+        elif op == "remove_tag":
+            ctx.db.assign(contact_id, int(str(step["tag"])), ctx.now, on=False)
+            action = f"Remove tag {step['tag']}"
+        elif op == "achieve_goal":
+            key = (str(step["integration"]), str(step["call_name"]))
+            action = f"Achieve goal {key[0]}/{key[1]}"
+            result = achieve(rest_store(ctx.db), key, contact_id, "/".join(key))
+            message = "OK" if result["success"] else str(result["message"])
+        else:
+            action = f"Add note {step['title']!r}"
+            values = {"ContactId": contact_id, "ObjectType": "Note", "UserID": 1}
+            values |= {"ActionDescription": step["title"], "CreationNotes": step["text"]}
+            ctx.db.add("ContactAction", values, ctx.now)  # type: ignore[arg-type]
+        results.append({"Action": action, "Message": message, "IsError": message != "OK"})
+    return results
 
 
 @method("DataService.getUserInfo", "")

@@ -236,3 +236,28 @@ async def test_no_equivalent_faults_name_method_and_reason(
     assert code == 112 and text.startswith("[NoRestTranslation]")
     assert f"{method} has no REST v2 equivalent: " in text
     assert NO_EQUIVALENT[method].split(" (")[0] in text
+
+
+# --- action sets ----------------------------------------------------------------------------
+
+
+async def test_mapped_action_set_runs_like_legacy(pair: Pair) -> None:
+    from shim.simulator.data import ACTION_SETS
+
+    contact = await pair.same("ContactService.add", {"FirstName": "A", "Email": "a@x.example"})
+    await pair.same("ContactService.addToGroup", contact, 102)
+    code, text = await _fault(pair, "ContactService.runActionSequence", contact, 12)
+    assert code == 112 and "shim actionset map rest 12 --apply-tag" in text
+    for set_id in (12, 14):
+        pair.store.put_action_set("rest", set_id, ACTION_SETS[set_id])  # type: ignore[arg-type]
+    results = await pair.same("ContactService.runActionSequence", contact, 12)
+    assert [r["IsError"] for r in results] == [False, False, False, False]
+    assert await pair.same("ContactService.load", contact, ["Groups"]) == {"Groups": "100"}
+    notes = await pair.same("DataService.query", "ContactAction", 10, 0, {"ContactId": contact},
+                            ["ActionDescription", "CreationNotes", "UserID"])  # fmt: skip
+    assert notes == [{"ActionDescription": "Action set 12 ran", "CreationNotes": "welcome",
+                      "UserID": 1}]  # fmt: skip
+    failed = await pair.same("ContactService.runActionSequence", contact, 14)
+    assert failed[0]["IsError"] is True
+    fault = await pair.same("ContactService.runActionSequence", 9999, 12)
+    assert fault[:2] == ("fault", 5)
