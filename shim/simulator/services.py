@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -18,9 +19,19 @@ from typing import Any, TypeVar
 from shim.simulator import query as q
 from shim.simulator.data import ACTION_SETS, DUPLICATE_KEYS, Database, to_datetime
 from shim.simulator.faults import invalid, no_matching_method, no_such_handler, not_found
+from shim.simulator.rest.contacts import FIELD_TYPES
 from shim.simulator.rest.goals import achieve
 from shim.simulator.rest.settings import user_record
-from shim.simulator.rest.store import known_status, opt_in, opt_out, rest_store
+from shim.simulator.rest.store import (
+    LINK_TYPES,
+    add_custom_field,
+    custom_fields,
+    known_status,
+    opt_in,
+    opt_out,
+    relabel_custom_field,
+    rest_store,
+)
 from shim.simulator.schema import fields_of
 from shim.xmlrpc import Value
 
@@ -336,6 +347,50 @@ def contact_run_action_sequence(ctx: Context, contact_id: int, set_id: int) -> V
             ctx.db.add("ContactAction", values, ctx.now)  # type: ignore[arg-type]
         results.append({"Action": action, "Message": message, "IsError": message != "OK"})
     return results
+
+
+@method("DataService.addCustomField", "sssi")
+def data_add_custom_field(
+    ctx: Context, form: str, display: str, data_type: str, header_id: int
+) -> int:
+    """A new custom field (only Contact ones are simulated); its Name is the label without
+    spaces or punctuation."""
+    if form.casefold() != "contact":
+        raise invalid(f"Only Contact custom fields are simulated, not {form}")
+    kind = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", data_type).upper()
+    if kind not in FIELD_TYPES:
+        raise invalid(f"Invalid custom field type: {data_type}")
+    try:
+        return add_custom_field(ctx.db, display, kind)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+@method("DataService.updateCustomField", "iS")
+def data_update_custom_field(ctx: Context, field_id: int, values: dict[str, Value]) -> bool:
+    """Only ``Label`` is simulated (and translated)."""
+    unknown = sorted(set(values) - {"Label"})
+    if unknown:
+        raise invalid(f"Unsupported custom field values: {', '.join(unknown)}")
+    try:
+        if values.get("Label"):
+            relabel_custom_field(ctx.db, field_id, str(values["Label"]))
+        elif field_id not in dict(custom_fields(ctx.db)):
+            raise KeyError(field_id)
+    except KeyError:
+        raise not_found() from None
+    return True
+
+
+@method("ContactService.linkContacts", "iii")
+def contact_link_contacts(ctx: Context, first: int, second: int, link_type: int) -> bool:
+    for contact in (first, second):
+        if contact not in ctx.db.tables["Contact"]:
+            raise not_found()
+    if link_type not in LINK_TYPES:
+        raise invalid(f"Invalid link type: {link_type}")
+    rest_store(ctx.db).links.add((first, second, link_type))
+    return True
 
 
 @method("DataService.getUserInfo", "")

@@ -261,3 +261,41 @@ async def test_mapped_action_set_runs_like_legacy(pair: Pair) -> None:
     assert failed[0]["IsError"] is True
     fault = await pair.same("ContactService.runActionSequence", 9999, 12)
     assert fault[:2] == ("fault", 5)
+
+
+# --- custom fields and links ----------------------------------------------------------------
+
+
+async def test_add_and_update_custom_fields(pair: Pair) -> None:
+    field = await pair.same("DataService.addCustomField", "Contact", "Favorite Color", "Text", 0)
+    assert isinstance(field, int)
+    number = await pair.same("DataService.addCustomField", "Contact", "Visits", "WholeNumber", 0)
+    fault = await pair.same("DataService.addCustomField", "Contact", "Bad", "Hologram", 0)
+    assert fault[:2] == ("fault", 12)  # [InvalidParameter]
+    contact = await pair.same("ContactService.add", {"Email": "c@x.example",
+                                                     "_FavoriteColor": "teal"})  # fmt: skip
+    assert await pair.same("ContactService.load", contact, ["_FavoriteColor"]) == {
+        "_FavoriteColor": "teal"
+    }
+    assert await pair.same("DataService.updateCustomField", field, {"Label": "Colour"}) is True
+    rows = await pair.same("DataService.query", "DataFormField", 10, 0, {"Id": field},
+                           ["Name", "Label", "DataType"])  # fmt: skip
+    assert rows == [{"Name": "FavoriteColor", "Label": "Colour", "DataType": 15}]
+    loaded = await pair.same("DataService.load", "DataFormField", number, ["DataType"])
+    assert loaded == {"DataType": 12}
+    fault = await pair.same("DataService.updateCustomField", 999, {"Label": "x"})
+    assert fault[:2] == ("fault", 5)
+    code, text = await _fault(pair, "DataService.updateCustomField", field, {"Values": "a\nb"})
+    assert code == 112 and "Values" in text
+
+
+async def test_link_contacts(pair: Pair) -> None:
+    one = await pair.same("ContactService.add", {"Email": "one@x.example"})
+    two = await pair.same("ContactService.add", {"Email": "two@x.example"})
+    assert await pair.same("ContactService.linkContacts", one, two, 1) is True
+    fault = await pair.same("ContactService.linkContacts", one, 999, 1)
+    assert fault[:2] == ("fault", 5)
+    fault = await pair.same("ContactService.linkContacts", one, two, 77)
+    assert fault[:2] == ("fault", 12)
+    links = [sim.rest_endpoint.store.links for sim in pair.sims.values()]
+    assert links[0] == links[1] == {(one, two, 1)}

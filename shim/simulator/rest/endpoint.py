@@ -43,9 +43,12 @@ Handler = Callable[[Call], Answer]
 _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/contacts", {"GET": contacts.list_contacts, "POST": contacts.create}),
     ("/contacts:merge", {"POST": contacts.merge}),
+    ("/contacts:link", {"POST": contacts.link}),
     ("/contacts/model", {"GET": contacts.model}),
+    ("/contacts/model/customFields", {"POST": contacts.create_custom_field}),
     ("/contacts/model/customFields/groups", {"GET": contacts.custom_field_groups}),
     ("/contacts/model/customFields/tabs", {"GET": contacts.custom_field_tabs}),
+    ("/contacts/model/customFields/{custom_field_id}", {"PATCH": contacts.update_custom_field}),
     (
         "/contacts/{contact_id}",
         {"GET": contacts.get, "PATCH": contacts.update, "DELETE": contacts.delete},
