@@ -156,8 +156,21 @@ TRANSLATIONS: list[Translation] = [
                 "GET /files/{id}:data", "streamed as base64, never held whole"),
     Translation("FileService.uploadFile", files.upload_file, ("isB", "sB"), "approximate",
                 False, False, "POST /files (multipart)",
-                "only with a contact id: the two-argument form has no REST association",
-                covers=files.uploads_to_contact),
+                "without a contact (two arguments, or contact 0) the file is the authenticated "
+                "user's (file_association USER), like legacy's file box"),
+    Translation("FileService.replaceFile", files.replace_file, ("iB",), "exact", False, True,
+                "GET /files/{id}, POST /files/{id} (multipart, update_mask=file)"),
+    Translation("FileService.renameFile", files.rename_file, ("is",), "exact", False, True,
+                "POST /files/{id} (multipart, update_mask=file_name)"),
+    Translation("APIEmailService.sendEmail", email.send_email, ("Assssssss",), "approximate",
+                False, False, "POST /emails:send",
+                "toAddress must be ~Contact.Email~, ~Contact.EmailAddress2~ or "
+                "~Contact.EmailAddress3~ (REST sends to contacts); cc/bcc are refused (REST has "
+                "none); fromAddress must be an authenticated sender in REST; merge fields "
+                "untested"),
+    Translation("APIEmailService.getEmailTemplate", email.get_email_template, ("i",),
+                "approximate", True, False, "GET /emails/templates/{id}",
+                "legacy key names unverified; categories joined with commas"),
     Translation("APIEmailService.optIn", email.opt_in, ("ss",), "approximate", False, True,
                 "PATCH /emailAddresses/{email}/status",
                 "an empty reason becomes a default one (REST requires it); unknown address: "
@@ -188,6 +201,8 @@ NO_EQUIVALENT: dict[str, str] = {
     "ContactService.rescheduleCampaignStep": "REST v2 has no per-contact campaign steps",
     "ContactService.getNextCampaignStep": "REST v2 has no per-contact campaign steps",
     "APIEmailService.attachEmail": "REST v2 cannot attach an email to a contact's history",
+    "FileService.getDownloadUrl": "REST v2 file metadata carries no download URL (download "
+    "the bytes with FileService.getFile)",
     "WebTrackingService.getWebTrackingScriptTag": "REST v2 does not serve the tracking script",
     "WebTrackingService.getWebTrackingServiceDomain": "REST v2 does not serve tracking domains",
 }

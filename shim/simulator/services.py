@@ -20,10 +20,12 @@ from shim.simulator import query as q
 from shim.simulator.data import ACTION_SETS, DUPLICATE_KEYS, Database, to_datetime
 from shim.simulator.faults import invalid, no_matching_method, no_such_handler, not_found
 from shim.simulator.rest.contacts import FIELD_TYPES
+from shim.simulator.rest.files import rename, replace_content
 from shim.simulator.rest.goals import achieve
 from shim.simulator.rest.settings import user_record
 from shim.simulator.rest.store import (
     LINK_TYPES,
+    TEMPLATES,
     add_custom_field,
     custom_fields,
     known_status,
@@ -92,6 +94,8 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, dict)
     if code == "L":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if code == "A":
+        return isinstance(value, list)
     if code == "B":
         return isinstance(value, (str, bytes))
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"
@@ -222,6 +226,70 @@ def file_upload(ctx: Context, *args: Any) -> int:
     name: str = args[-2]
     data = _file_bytes(args[-1])
     return ctx.db.add_file(contact_id or None, name, data)
+
+
+@method("APIEmailService.sendEmail", "Assssssss")
+def email_send(
+    ctx: Context,
+    contacts: list[Value],
+    sender: str,
+    to: str,
+    cc: str,
+    bcc: str,
+    content_type: str,
+    subject: str,
+    html: str,
+    text: str,
+) -> bool:
+    """Records what it sent; ``to`` is a merge field naming the contact's address field."""
+    ids = tuple(int(str(c)) for c in contacts)
+    for contact in ids:
+        if contact not in ctx.db.tables["Contact"]:
+            raise not_found()
+    field = to.strip("~").removeprefix("Contact.") or "Email"
+    kind = content_type.casefold()
+    html = html if kind in ("html", "multipart") else ""
+    text = text if kind in ("text", "multipart") else ""
+    rest_store(ctx.db).sent.append((ids, sender, field, subject, html, text))
+    return True
+
+
+@method("APIEmailService.getEmailTemplate", "i")
+def email_get_template(ctx: Context, template_id: int) -> Value:
+    template = TEMPLATES.get(template_id)
+    if template is None:
+        raise not_found()
+    names = {"piece_title": "pieceTitle", "categories": "categories",
+             "from_address": "fromAddress", "to_address": "toAddress",
+             "cc_address": "ccAddress", "bcc_address": "bccAddress", "subject": "subject",
+             "text_body": "textBody", "html_body": "htmlBody", "content_type": "contentType",
+             "merge_context": "mergeContext"}  # fmt: skip
+    out: dict[str, Value] = {}
+    for rest, legacy in names.items():
+        value = template.get(rest)
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if value not in (None, ""):
+            out[legacy] = str(value)
+    return out
+
+
+@method("FileService.replaceFile", "iB")
+def file_replace(ctx: Context, file_id: int, data: str | bytes) -> bool:
+    if file_id not in ctx.db.tables["FileBox"]:
+        raise not_found()
+    replace_content(ctx.db, file_id, _file_bytes(data))
+    return True
+
+
+@method("FileService.renameFile", "is")
+def file_rename(ctx: Context, file_id: int, name: str) -> bool:
+    if file_id not in ctx.db.tables["FileBox"]:
+        raise not_found()
+    if not name.strip():
+        raise invalid("fileName must not be empty")
+    rename(ctx.db, file_id, name)
+    return True
 
 
 @method("FileService.getFile", "i")

@@ -299,3 +299,83 @@ async def test_link_contacts(pair: Pair) -> None:
     assert fault[:2] == ("fault", 12)
     links = [sim.rest_endpoint.store.links for sim in pair.sims.values()]
     assert links[0] == links[1] == {(one, two, 1)}
+
+
+# --- email and files ------------------------------------------------------------------------
+
+
+async def test_send_email_and_templates(pair: Pair) -> None:
+    one = await pair.same("ContactService.add", {"Email": "e1@x.example"})
+    two = await pair.same("ContactService.add", {"Email": "e2@x.example",
+                                                 "EmailAddress2": "e2b@x.example"})  # fmt: skip
+    sent = await pair.same(
+        "APIEmailService.sendEmail",
+        [one, two],
+        "admin@example.com",
+        "~Contact.Email~",
+        "",
+        "",
+        "Multipart",
+        "Hi",
+        "<b>Hi</b>",
+        "Hi",
+    )
+    assert sent is True
+    await pair.same(
+        "APIEmailService.sendEmail",
+        [two],
+        "admin@example.com",
+        "~Contact.EmailAddress2~",
+        "",
+        "",
+        "HTML",
+        "Hi 2",
+        "<i>x</i>",
+        "x",
+    )
+    stores = [sim.rest_endpoint.store.sent for sim in pair.sims.values()]
+    assert stores[0] == stores[1] and len(stores[0]) == 2
+    fault = await pair.same("APIEmailService.sendEmail", [999], "admin@example.com",
+                            "~Contact.Email~", "", "", "Text", "Hi", "", "Hi")  # fmt: skip
+    assert fault[:2] == ("fault", 5)
+    code, text = await _fault(
+        pair,
+        "APIEmailService.sendEmail",
+        [one],
+        "a@x.example",
+        "~Contact.Email~",
+        "boss@x.example",
+        "",
+        "Text",
+        "s",
+        "",
+        "t",
+    )
+    assert code == 112 and "cc or bcc" in text
+    template = await pair.same("APIEmailService.getEmailTemplate", 40)
+    assert (
+        template["pieceTitle"] == "Welcome" and template["categories"] == "Onboarding,Newsletters"
+    )
+    fault = await pair.same("APIEmailService.getEmailTemplate", 41)
+    assert fault[:2] == ("fault", 5)
+
+
+async def test_file_box_upload_replace_rename(pair: Pair) -> None:
+    import base64 as b64
+
+    mine = await pair.same("FileService.uploadFile", "report.txt", b64.b64encode(b"v1").decode())
+    assert isinstance(mine, int)
+    zero = await pair.same("FileService.uploadFile", 0, "zero.txt", b64.b64encode(b"0").decode())
+    assert isinstance(zero, int)
+    assert await pair.same("FileService.replaceFile", mine, b64.b64encode(b"v2!").decode())
+    assert b64.b64decode(await pair.same("FileService.getFile", mine)) == b"v2!"
+    assert await pair.same("FileService.renameFile", mine, "final.csv") is True
+    # FileBox is not a translated table: compare the two simulated file boxes directly
+    boxes = [sim.rest_endpoint.db.tables["FileBox"] for sim in pair.sims.values()]
+    assert boxes[0] == boxes[1]
+    assert boxes[0][mine]["FileName"] == "final.csv" and boxes[0][mine]["FileSize"] == 3
+    assert boxes[0][mine]["ContactId"] is None and boxes[0][zero]["ContactId"] is None
+    fault = await pair.same("FileService.renameFile", 999, "x.txt")
+    assert fault[:2] == ("fault", 5)
+    code, text = await _fault(pair, "FileService.getDownloadUrl", mine)
+    assert code == 112 and "no REST v2 equivalent" in text

@@ -29,7 +29,7 @@ from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint
 from shim.simulator.failures import FailureQueue, deliver
 from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
-from shim.simulator.rest import contacts, email_status, files, goals, settings, tags
+from shim.simulator.rest import contacts, email_status, emails, files, goals, settings, tags
 from shim.simulator.rest import resources as res
 from shim.simulator.rest import tag_contacts as tagged
 from shim.simulator.rest.http import Call, RestError
@@ -81,13 +81,15 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/opportunities", res.OPPORTUNITIES.handlers()[0]),
     ("/opportunities/{opportunity_id}", res.OPPORTUNITIES.handlers()[1]),
     ("/files", {"POST": files.create}),
-    ("/files/{file_id}", {"GET": files.get, "DELETE": files.delete}),
+    ("/files/{file_id}", {"GET": files.get, "POST": files.update, "DELETE": files.delete}),
     ("/files/{file_id}:data", {"GET": files.data}),
     (
         "/emailAddresses/{email}/status",
         {"GET": email_status.get_email_status, "PATCH": email_status.update_email_status},
     ),
     ("/automations/goals/achieve", {"POST": goals.achieve_goal}),
+    ("/emails:send", {"POST": emails.send}),
+    ("/emails/templates/{email_template_id}", {"GET": emails.get_template}),
     ("/oauth/connect/userinfo", {"GET": settings.user_info}),
     ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),

@@ -53,6 +53,8 @@ class RestStore:
     )
     #: Custom fields added through either API: legacy name -> (label, REST field_type).
     custom_meta: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Emails sent: (contact ids, from, address field, subject, html, text), for tests.
+    sent: list[tuple[tuple[int, ...], str, str, str, str, str]] = field(default_factory=list)
     #: Contact links: (contact1, contact2, link type id).
     links: set[tuple[int, int, int]] = field(default_factory=set)
     #: Every goal achieved: (integration, call_name, contact_id), for tests to look at.
@@ -189,3 +191,19 @@ def relabel_custom_field(db: Database, field_id: int, display: str) -> None:
         raise KeyError(field_id)
     name = by_id[field_id]
     rest_store(db).custom_meta[name] = (display, field_type(db, name))
+
+
+#: Seeded email templates (REST ``EmailTemplate``, snake_case), by id.
+TEMPLATES: dict[int, dict[str, object]] = {
+    40: {
+        "piece_title": "Welcome",
+        "categories": ["Onboarding", "Newsletters"],
+        "from_address": "admin@example.com",
+        "to_address": "~Contact.Email~",
+        "subject": "Welcome, ~Contact.FirstName~",
+        "text_body": "Hello ~Contact.FirstName~",
+        "html_body": "<p>Hello ~Contact.FirstName~</p>",
+        "content_type": "MULTIPART",
+        "merge_context": "CONTACT",
+    }
+}
