@@ -31,6 +31,7 @@ from shim.rest import (
     people,
     settings,
     tables,
+    webforms,
 )
 from shim.rest import contacts as c
 from shim.xmlrpc import Value
@@ -171,6 +172,11 @@ TRANSLATIONS: list[Translation] = [
     Translation("APIEmailService.getEmailTemplate", email.get_email_template, ("i",),
                 "approximate", True, False, "GET /emails/templates/{id}",
                 "legacy key names unverified; categories joined with commas"),
+    Translation("WebFormService.getMap", webforms.get_map, ("",), "approximate", True, False,
+                "GET /webforms", "REST lists every webform of the app (newer kinds too), "
+                f"up to {webforms.MAP_LIMIT}"),
+    Translation("WebFormService.getHTML", webforms.get_html, ("i",), "exact", True, False,
+                "GET /webforms/{id}:data"),
     Translation("APIEmailService.optIn", email.opt_in, ("ss",), "approximate", False, True,
                 "PATCH /emailAddresses/{email}/status",
                 "an empty reason becomes a default one (REST requires it); unknown address: "

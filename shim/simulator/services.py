@@ -34,6 +34,7 @@ from shim.simulator.rest.store import (
     relabel_custom_field,
     rest_store,
 )
+from shim.simulator.rest.webforms import WEBFORMS
 from shim.simulator.schema import fields_of
 from shim.xmlrpc import Value
 
@@ -272,6 +273,18 @@ def email_get_template(ctx: Context, template_id: int) -> Value:
         if value not in (None, ""):
             out[legacy] = str(value)
     return out
+
+
+@method("WebFormService.getMap", "")
+def webform_get_map(ctx: Context) -> Value:
+    return {str(i): name for i, (name, _kind, _html) in sorted(WEBFORMS.items())}
+
+
+@method("WebFormService.getHTML", "i")
+def webform_get_html(ctx: Context, form_id: int) -> str:
+    if form_id not in WEBFORMS:
+        raise not_found()
+    return WEBFORMS[form_id][2]
 
 
 @method("FileService.replaceFile", "iB")

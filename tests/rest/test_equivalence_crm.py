@@ -379,3 +379,15 @@ async def test_file_box_upload_replace_rename(pair: Pair) -> None:
     assert fault[:2] == ("fault", 5)
     code, text = await _fault(pair, "FileService.getDownloadUrl", mine)
     assert code == 112 and "no REST v2 equivalent" in text
+
+
+# --- web forms --------------------------------------------------------------------------------
+
+
+async def test_webforms(pair: Pair) -> None:
+    forms = await pair.same("WebFormService.getMap")
+    assert forms == {"7": "Contact Us", "9": "Newsletter"}
+    html = await pair.same("WebFormService.getHTML", 7)
+    assert isinstance(html, str) and html.startswith("<form")
+    fault = await pair.same("WebFormService.getHTML", 8)
+    assert fault[:2] == ("fault", 5)

@@ -29,7 +29,16 @@ from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint
 from shim.simulator.failures import FailureQueue, deliver
 from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
-from shim.simulator.rest import contacts, email_status, emails, files, goals, settings, tags
+from shim.simulator.rest import (
+    contacts,
+    email_status,
+    emails,
+    files,
+    goals,
+    settings,
+    tags,
+    webforms,
+)
 from shim.simulator.rest import resources as res
 from shim.simulator.rest import tag_contacts as tagged
 from shim.simulator.rest.http import Call, RestError
@@ -89,6 +98,8 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ),
     ("/automations/goals/achieve", {"POST": goals.achieve_goal}),
     ("/emails:send", {"POST": emails.send}),
+    ("/webforms", {"GET": webforms.list_webforms}),
+    ("/webforms/{webform_id}:data", {"GET": webforms.webform_html}),
     ("/emails/templates/{email_template_id}", {"GET": emails.get_template}),
     ("/oauth/connect/userinfo", {"GET": settings.user_info}),
     ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
