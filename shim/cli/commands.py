@@ -1208,5 +1208,10 @@ def demo(keep: bool) -> None:
     sys.exit(run_demo(keep=keep))
 
 
+from shim.cli.actionset import actionset  # noqa: E402
+
+cli.add_command(actionset)
+
+
 def main() -> None:
     cli(prog_name="shim")

@@ -4,6 +4,8 @@ and ``LeadSource``, each a ``spec.TableSpec`` over its REST v2 resource (SDK mod
 
 from __future__ import annotations
 
+from shim.errors import NotFound
+from shim.rest.context import Ctx
 from shim.rest.spec import Column, TableSpec, missing, rest_only
 
 _ADDRESS = "a write to part of an address, phone, fax or email is read, merged and written "
@@ -91,3 +93,12 @@ LEAD_SOURCE = TableSpec(
     fidelity="approximate",
     notes="CostPerLead has no REST v2 equivalent",
 )  # fmt: skip
+
+
+async def link_contacts(ctx: Ctx, first: int, second: int, link_type: int) -> bool:
+    """``ContactService.linkContacts`` -> ``POST /contacts:link`` (201 ContactLink)."""
+    if first < 1 or second < 1:
+        raise NotFound()
+    body = {"contact1_id": str(first), "contact2_id": str(second), "link_type_id": str(link_type)}
+    await ctx.client.json("POST", "/contacts:link", json_body=body)
+    return True

@@ -19,7 +19,20 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shim.rest import contact_map, dataservice, email, files, goals, listing, settings, tables
+from shim.rest import (
+    actionsets,
+    contact_map,
+    custom_fields,
+    dataservice,
+    email,
+    files,
+    goals,
+    listing,
+    people,
+    settings,
+    tables,
+    webforms,
+)
 from shim.rest import contacts as c
 from shim.rest import orders as o
 from shim.xmlrpc import Value
@@ -88,6 +101,13 @@ TRANSLATIONS: list[Translation] = [
     Translation("ContactService.removeFromGroup", c.remove_from_group, ("ii",), "exact", False,
                 True, "GET /contacts/{id}, POST /tags/{id}/contacts:removeTags",
                 "the GET keeps legacy's RecordNotFound for an unknown contact"),
+    Translation("ContactService.runActionSequence", actionsets.run_action_sequence, ("ii",),
+                "approximate", False, False,
+                "the mapped steps: POST /tags/{id}/contacts:applyTags, :removeTags, "
+                "/automations/goals/achieve, /contacts/{id}/notes",
+                "only action sets the operator mapped (`shim actionset map`); others get "
+                "[NoRestTranslation] saying how; one {Action, Message, IsError} per step (legacy "
+                "keys unverified)"),
     Translation("DataService.query", dataservice.query, ("siiSL|sb",), "approximate", True,
                 False, "GET on the table's REST resource (see the table sections below)",
                 f"tables: {_DATA_TABLES}; what REST cannot filter is filtered locally up to "
@@ -111,6 +131,17 @@ TRANSLATIONS: list[Translation] = [
                 "as DataService.add; Contact as ContactService.update", **_DS),
     Translation("DataService.delete", dataservice.delete, ("si",), "exact", False, False,
                 "DELETE on the table's item path", **_DS),
+    Translation("DataService.addCustomField", custom_fields.add_custom_field, ("sssi",),
+                "approximate", False, False,
+                "POST /{contacts,companies,opportunities}/model/customFields",
+                "dataType WholeNumber -> field_type WHOLE_NUMBER; headerId 0 -> REST's default "
+                "group; option lists are not set"),
+    Translation("DataService.updateCustomField", custom_fields.update_custom_field, ("iS",),
+                "approximate", False, True,
+                "GET /contacts/model, PATCH /contacts/model/customFields/{id}",
+                "contact fields, Label only (other keys are refused naming them)"),
+    Translation("ContactService.linkContacts", people.link_contacts, ("iii",), "exact", False,
+                False, "POST /contacts:link"),
     Translation("DataService.echo", settings.echo, ("s",), "exact", True, False, "(none)",
                 "answered by keyshim", local=True),
     Translation("DataService.getAppSetting", settings.get_app_setting, ("ss",), "approximate",
@@ -127,8 +158,26 @@ TRANSLATIONS: list[Translation] = [
                 "GET /files/{id}:data", "streamed as base64, never held whole"),
     Translation("FileService.uploadFile", files.upload_file, ("isB", "sB"), "approximate",
                 False, False, "POST /files (multipart)",
-                "only with a contact id: the two-argument form has no REST association",
-                covers=files.uploads_to_contact),
+                "without a contact (two arguments, or contact 0) the file is the authenticated "
+                "user's (file_association USER), like legacy's file box"),
+    Translation("FileService.replaceFile", files.replace_file, ("iB",), "exact", False, True,
+                "GET /files/{id}, POST /files/{id} (multipart, update_mask=file)"),
+    Translation("FileService.renameFile", files.rename_file, ("is",), "exact", False, True,
+                "POST /files/{id} (multipart, update_mask=file_name)"),
+    Translation("APIEmailService.sendEmail", email.send_email, ("Assssssss",), "approximate",
+                False, False, "POST /emails:send",
+                "toAddress must be ~Contact.Email~, ~Contact.EmailAddress2~ or "
+                "~Contact.EmailAddress3~ (REST sends to contacts); cc/bcc are refused (REST has "
+                "none); fromAddress must be an authenticated sender in REST; merge fields "
+                "untested"),
+    Translation("APIEmailService.getEmailTemplate", email.get_email_template, ("i",),
+                "approximate", True, False, "GET /emails/templates/{id}",
+                "legacy key names unverified; categories joined with commas"),
+    Translation("WebFormService.getMap", webforms.get_map, ("",), "approximate", True, False,
+                "GET /webforms", "REST lists every webform of the app (newer kinds too), "
+                f"up to {webforms.MAP_LIMIT}"),
+    Translation("WebFormService.getHTML", webforms.get_html, ("i",), "exact", True, False,
+                "GET /webforms/{id}:data"),
     Translation("APIEmailService.optIn", email.opt_in, ("ss",), "approximate", False, True,
                 "PATCH /emailAddresses/{email}/status",
                 "an empty reason becomes a default one (REST requires it); unknown address: "
@@ -201,13 +250,13 @@ NO_EQUIVALENT: dict[str, str] = {
     "DataService.getTemporaryKey": "the vendor-key login flow exists only in the legacy API; "
     "REST v2 authenticates with OAuth tokens or service account keys",
     "InvoiceService.validateCreditCard": "REST v2 cannot check a card without charging it",
-    "ContactService.runActionSequence": "REST v2 cannot run legacy action sets; map the "
-    "action set to REST steps with `shim actionset map`",
     "ContactService.pauseCampaign": "REST v2 cannot pause a contact in a campaign",
     "ContactService.resumeCampaignForContact": "REST v2 cannot resume a contact in a campaign",
     "ContactService.rescheduleCampaignStep": "REST v2 has no per-contact campaign steps",
     "ContactService.getNextCampaignStep": "REST v2 has no per-contact campaign steps",
     "APIEmailService.attachEmail": "REST v2 cannot attach an email to a contact's history",
+    "FileService.getDownloadUrl": "REST v2 file metadata carries no download URL (download "
+    "the bytes with FileService.getFile)",
     "WebTrackingService.getWebTrackingScriptTag": "REST v2 does not serve the tracking script",
     "WebTrackingService.getWebTrackingServiceDomain": "REST v2 does not serve tracking domains",
 }

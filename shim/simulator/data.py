@@ -35,6 +35,19 @@ DUPLICATE_KEYS = {
     "EmailAndName": ("Email", "FirstName", "LastName"),
     "EmailAndNameAndCompany": ("Email", "FirstName", "LastName", "Company"),
 }
+#: REST custom field types -> legacy DataFormField.DataType (the ones the tests create).
+_DATA_TYPES = {"TEXT": 15, "TEXT_AREA": 16, "WHOLE_NUMBER": 12, "DATE": 13, "DROPDOWN": 21}
+#: Seeded legacy action sets: id -> the steps it runs (what the operator maps it to on the
+#: keyshim side; see shim/rest/actionsets.py for the step objects).
+ACTION_SETS: dict[int, list[dict[str, object]]] = {
+    12: [
+        {"op": "apply_tag", "tag": 100},
+        {"op": "remove_tag", "tag": 102},
+        {"op": "achieve_goal", "integration": "keyshim", "call_name": "signup"},
+        {"op": "add_note", "title": "Action set 12 ran", "text": "welcome"},
+    ],
+    14: [{"op": "achieve_goal", "integration": "keyshim", "call_name": "nope"}],
+}
 _SETTINGS = {
     ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
     ("Contact", "phonetypes"): "Work,Home,Mobile,Other",
@@ -116,11 +129,12 @@ class Database:
     def _form_fields(self) -> list[Row]:
         """DataFormField: one row per contact custom field (all text, in the one seeded
         group), with the ids the REST side gives them."""
-        from shim.simulator.rest.store import custom_fields, field_name, label
+        from shim.simulator.rest.store import custom_fields, field_label, field_name, field_type
 
         return [
-            {"Id": cid, "FormId": -1, "GroupId": 1, "DataType": 15, "Name": field_name(name),
-             "Label": label(name)}
+            {"Id": cid, "FormId": -1, "GroupId": 1, "DataType": _DATA_TYPES.get(
+                field_type(self, name), 15), "Name": field_name(name),
+             "Label": field_label(self, name)}
             for cid, name in sorted(custom_fields(self))
         ]  # fmt: skip
 

@@ -236,3 +236,158 @@ async def test_no_equivalent_faults_name_method_and_reason(
     assert code == 112 and text.startswith("[NoRestTranslation]")
     assert f"{method} has no REST v2 equivalent: " in text
     assert NO_EQUIVALENT[method].split(" (")[0] in text
+
+
+# --- action sets ----------------------------------------------------------------------------
+
+
+async def test_mapped_action_set_runs_like_legacy(pair: Pair) -> None:
+    from shim.simulator.data import ACTION_SETS
+
+    contact = await pair.same("ContactService.add", {"FirstName": "A", "Email": "a@x.example"})
+    await pair.same("ContactService.addToGroup", contact, 102)
+    code, text = await _fault(pair, "ContactService.runActionSequence", contact, 12)
+    assert code == 112 and "shim actionset map rest 12 --apply-tag" in text
+    for set_id in (12, 14):
+        pair.store.put_action_set("rest", set_id, ACTION_SETS[set_id])  # type: ignore[arg-type]
+    results = await pair.same("ContactService.runActionSequence", contact, 12)
+    assert [r["IsError"] for r in results] == [False, False, False, False]
+    assert await pair.same("ContactService.load", contact, ["Groups"]) == {"Groups": "100"}
+    notes = await pair.same("DataService.query", "ContactAction", 10, 0, {"ContactId": contact},
+                            ["ActionDescription", "CreationNotes", "UserID"])  # fmt: skip
+    assert notes == [{"ActionDescription": "Action set 12 ran", "CreationNotes": "welcome",
+                      "UserID": 1}]  # fmt: skip
+    failed = await pair.same("ContactService.runActionSequence", contact, 14)
+    assert failed[0]["IsError"] is True
+    fault = await pair.same("ContactService.runActionSequence", 9999, 12)
+    assert fault[:2] == ("fault", 5)
+
+
+# --- custom fields and links ----------------------------------------------------------------
+
+
+async def test_add_and_update_custom_fields(pair: Pair) -> None:
+    field = await pair.same("DataService.addCustomField", "Contact", "Favorite Color", "Text", 0)
+    assert isinstance(field, int)
+    number = await pair.same("DataService.addCustomField", "Contact", "Visits", "WholeNumber", 0)
+    fault = await pair.same("DataService.addCustomField", "Contact", "Bad", "Hologram", 0)
+    assert fault[:2] == ("fault", 12)  # [InvalidParameter]
+    contact = await pair.same("ContactService.add", {"Email": "c@x.example",
+                                                     "_FavoriteColor": "teal"})  # fmt: skip
+    assert await pair.same("ContactService.load", contact, ["_FavoriteColor"]) == {
+        "_FavoriteColor": "teal"
+    }
+    assert await pair.same("DataService.updateCustomField", field, {"Label": "Colour"}) is True
+    rows = await pair.same("DataService.query", "DataFormField", 10, 0, {"Id": field},
+                           ["Name", "Label", "DataType"])  # fmt: skip
+    assert rows == [{"Name": "FavoriteColor", "Label": "Colour", "DataType": 15}]
+    loaded = await pair.same("DataService.load", "DataFormField", number, ["DataType"])
+    assert loaded == {"DataType": 12}
+    fault = await pair.same("DataService.updateCustomField", 999, {"Label": "x"})
+    assert fault[:2] == ("fault", 5)
+    code, text = await _fault(pair, "DataService.updateCustomField", field, {"Values": "a\nb"})
+    assert code == 112 and "Values" in text
+
+
+async def test_link_contacts(pair: Pair) -> None:
+    one = await pair.same("ContactService.add", {"Email": "one@x.example"})
+    two = await pair.same("ContactService.add", {"Email": "two@x.example"})
+    assert await pair.same("ContactService.linkContacts", one, two, 1) is True
+    fault = await pair.same("ContactService.linkContacts", one, 999, 1)
+    assert fault[:2] == ("fault", 5)
+    fault = await pair.same("ContactService.linkContacts", one, two, 77)
+    assert fault[:2] == ("fault", 12)
+    links = [sim.rest_endpoint.store.links for sim in pair.sims.values()]
+    assert links[0] == links[1] == {(one, two, 1)}
+
+
+# --- email and files ------------------------------------------------------------------------
+
+
+async def test_send_email_and_templates(pair: Pair) -> None:
+    one = await pair.same("ContactService.add", {"Email": "e1@x.example"})
+    two = await pair.same("ContactService.add", {"Email": "e2@x.example",
+                                                 "EmailAddress2": "e2b@x.example"})  # fmt: skip
+    sent = await pair.same(
+        "APIEmailService.sendEmail",
+        [one, two],
+        "admin@example.com",
+        "~Contact.Email~",
+        "",
+        "",
+        "Multipart",
+        "Hi",
+        "<b>Hi</b>",
+        "Hi",
+    )
+    assert sent is True
+    await pair.same(
+        "APIEmailService.sendEmail",
+        [two],
+        "admin@example.com",
+        "~Contact.EmailAddress2~",
+        "",
+        "",
+        "HTML",
+        "Hi 2",
+        "<i>x</i>",
+        "x",
+    )
+    stores = [sim.rest_endpoint.store.sent for sim in pair.sims.values()]
+    assert stores[0] == stores[1] and len(stores[0]) == 2
+    fault = await pair.same("APIEmailService.sendEmail", [999], "admin@example.com",
+                            "~Contact.Email~", "", "", "Text", "Hi", "", "Hi")  # fmt: skip
+    assert fault[:2] == ("fault", 5)
+    code, text = await _fault(
+        pair,
+        "APIEmailService.sendEmail",
+        [one],
+        "a@x.example",
+        "~Contact.Email~",
+        "boss@x.example",
+        "",
+        "Text",
+        "s",
+        "",
+        "t",
+    )
+    assert code == 112 and "cc or bcc" in text
+    template = await pair.same("APIEmailService.getEmailTemplate", 40)
+    assert (
+        template["pieceTitle"] == "Welcome" and template["categories"] == "Onboarding,Newsletters"
+    )
+    fault = await pair.same("APIEmailService.getEmailTemplate", 41)
+    assert fault[:2] == ("fault", 5)
+
+
+async def test_file_box_upload_replace_rename(pair: Pair) -> None:
+    import base64 as b64
+
+    mine = await pair.same("FileService.uploadFile", "report.txt", b64.b64encode(b"v1").decode())
+    assert isinstance(mine, int)
+    zero = await pair.same("FileService.uploadFile", 0, "zero.txt", b64.b64encode(b"0").decode())
+    assert isinstance(zero, int)
+    assert await pair.same("FileService.replaceFile", mine, b64.b64encode(b"v2!").decode())
+    assert b64.b64decode(await pair.same("FileService.getFile", mine)) == b"v2!"
+    assert await pair.same("FileService.renameFile", mine, "final.csv") is True
+    # FileBox is not a translated table: compare the two simulated file boxes directly
+    boxes = [sim.rest_endpoint.db.tables["FileBox"] for sim in pair.sims.values()]
+    assert boxes[0] == boxes[1]
+    assert boxes[0][mine]["FileName"] == "final.csv" and boxes[0][mine]["FileSize"] == 3
+    assert boxes[0][mine]["ContactId"] is None and boxes[0][zero]["ContactId"] is None
+    fault = await pair.same("FileService.renameFile", 999, "x.txt")
+    assert fault[:2] == ("fault", 5)
+    code, text = await _fault(pair, "FileService.getDownloadUrl", mine)
+    assert code == 112 and "no REST v2 equivalent" in text
+
+
+# --- web forms --------------------------------------------------------------------------------
+
+
+async def test_webforms(pair: Pair) -> None:
+    forms = await pair.same("WebFormService.getMap")
+    assert forms == {"7": "Contact Us", "9": "Newsletter"}
+    html = await pair.same("WebFormService.getHTML", 7)
+    assert isinstance(html, str) and html.startswith("<form")
+    fault = await pair.same("WebFormService.getHTML", 8)
+    assert fault[:2] == ("fault", 5)

@@ -32,12 +32,14 @@ from shim.simulator.quota import limits_for
 from shim.simulator.rest import (
     contacts,
     email_status,
+    emails,
     files,
     goals,
     orders,
     products,
     settings,
     tags,
+    webforms,
 )
 from shim.simulator.rest import resources as res
 from shim.simulator.rest import tag_contacts as tagged
@@ -52,9 +54,12 @@ Handler = Callable[[Call], Answer]
 _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/contacts", {"GET": contacts.list_contacts, "POST": contacts.create}),
     ("/contacts:merge", {"POST": contacts.merge}),
+    ("/contacts:link", {"POST": contacts.link}),
     ("/contacts/model", {"GET": contacts.model}),
+    ("/contacts/model/customFields", {"POST": contacts.create_custom_field}),
     ("/contacts/model/customFields/groups", {"GET": contacts.custom_field_groups}),
     ("/contacts/model/customFields/tabs", {"GET": contacts.custom_field_tabs}),
+    ("/contacts/model/customFields/{custom_field_id}", {"PATCH": contacts.update_custom_field}),
     (
         "/contacts/{contact_id}",
         {"GET": contacts.get, "PATCH": contacts.update, "DELETE": contacts.delete},
@@ -87,13 +92,17 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/opportunities", res.OPPORTUNITIES.handlers()[0]),
     ("/opportunities/{opportunity_id}", res.OPPORTUNITIES.handlers()[1]),
     ("/files", {"POST": files.create}),
-    ("/files/{file_id}", {"GET": files.get, "DELETE": files.delete}),
+    ("/files/{file_id}", {"GET": files.get, "POST": files.update, "DELETE": files.delete}),
     ("/files/{file_id}:data", {"GET": files.data}),
     (
         "/emailAddresses/{email}/status",
         {"GET": email_status.get_email_status, "PATCH": email_status.update_email_status},
     ),
     ("/automations/goals/achieve", {"POST": goals.achieve_goal}),
+    ("/emails:send", {"POST": emails.send}),
+    ("/webforms", {"GET": webforms.list_webforms}),
+    ("/webforms/{webform_id}:data", {"GET": webforms.webform_html}),
+    ("/emails/templates/{email_template_id}", {"GET": emails.get_template}),
     ("/oauth/connect/userinfo", {"GET": settings.user_info}),
     ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
