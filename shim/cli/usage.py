@@ -134,12 +134,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
     Example:
       shim status --json
     """
+    from shim.rest.outages import WINDOW as OUTAGE_WINDOW
+    from shim.rest.outages import advice as outage_advice
+    from shim.rest.outages import xmlrpc_outages
+
     now = time.time()
     with options.store(ctx) as store:
         healths = account_healths(store, now)
         via_rest = _rest_answers(store.usage(now - 3600))
+        outages = xmlrpc_outages(store.usage(now - OUTAGE_WINDOW))
     for h in healths:
         h.facts["rest_answers_last_hour"] = via_rest.get(h.account, 0)
+        if h.facts.get("route", "xmlrpc") == "xmlrpc" and outages.get(h.account):
+            h.facts["xmlrpc_outages_last_day"] = outages[h.account]
     if as_json:
         options.echo_json(
             [
@@ -173,6 +180,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     f"; route {f['route']}: {f['rest_answers_last_hour']} {what} REST v2 in "
                     "the last hour"
                 )
+            if f.get("xmlrpc_outages_last_day"):
+                line += "; " + outage_advice(h.account, f["xmlrpc_outages_last_day"])
             if f.get("last_error"):
                 line += f"; last error: {f['last_error']}"
             click.echo(line)

@@ -20,6 +20,7 @@ from shim.errors import (
     UpstreamError,
 )
 from shim.inflate import InflateError, Inflater, inflater
+from shim.rest.route import BROWNOUT
 from shim.serve.audit import fault_tag
 
 if TYPE_CHECKING:
@@ -143,6 +144,8 @@ async def stream(
                 continue
             if t.bytes_out == 0 and identity:
                 t.outcome = fault_tag(chunk[:4096]) or "ok"
+                if t.outcome != "ok" and BROWNOUT.search(chunk[:4096]):
+                    t.outcome = "Brownout"  # counted by `shim status` (shim/rest/outages.py)
             t.bytes_out += len(chunk)
             if buffer is None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

@@ -174,7 +174,7 @@ class Calls:
         translation = router.translation(call)
         if account.route == "rest" or (translation is not None and router.is_down(account)):
             if translation is None:
-                raise router.untranslated(call.method, " (this account is routed to REST v2)")
+                raise router.untranslated(call.method, " (routed to REST v2)", call.params)
             if account.route != "rest":
                 log.info("request %s: %s through REST v2 (XML-RPC down)", t.request_id, t.method)
             await router.answer(account, call, translation, t, send)
