@@ -142,6 +142,9 @@ class TableSpec:
     title: str = ""
     #: REST has no GET of one record: ``load`` finds it in the list.
     load_by_list: bool = False
+    #: Properties REST requires on create that legacy did not: sent when the script did not
+    #: set them (documented as the table's approximation).
+    create_defaults: dict[str, Any] = field(default_factory=dict)
 
     # -- the legacy table ----------------------------------------------------------------
     @cached_property
@@ -269,7 +272,8 @@ class TableSpec:
     async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
         self._check_write("add")
         values = legacy.writable(self.table, self.fields, dict(data))
-        item = await ctx.client.json("POST", self.path, json_body=self.body(values))
+        body = {**self.create_defaults, **self.body(values)}
+        item = await ctx.client.json("POST", self.path, json_body=body)
         record_id = int_id(item.get("id")) if isinstance(item, dict) else None
         if record_id is None:
             raise NotFound("Keap REST answered without the new record's id")
