@@ -2,12 +2,28 @@
 and account ``modern`` routed ``rest``. Both simulators start identical and share a frozen
 clock, so the same legacy session must give the same answers (values, XML-RPC types,
 faults) through either route: that is the equivalence the REST translation promises.
+
+Two routes failing alike are equivalent too, so ``Pair.same`` also checks the answer itself:
+every case says what it expects, and a route that refuses everything cannot pass.
+
+* ``await pair.same(method, *params)``: a success whose value has the XML-RPC type Keap
+  documents for ``method`` (``RETURNS``; a method not listed there: any success).
+* ``await pair.same(method, *params, expect=int)``: a success of exactly that type.
+* ``await pair.same(method, *params, expect=Fault(5, "RecordNotFound"))``: exactly that fault
+  code, and a fault string starting with the tag in brackets.
+
+A case that expects a fault must say so with ``expect=Fault(...)``: before this API had
+``expect``, ``same`` accepted any two identical faults (adapt old calls by adding it). After
+every call ``same`` also checks the keys the simulated XML-RPC endpoints saw: only the
+placeholder through route ``xmlrpc``, nothing through route ``rest`` (its calls never reach
+XML-RPC), never a local key.
 """
 
 from __future__ import annotations
 
 import datetime
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -71,6 +87,46 @@ def add_account(
 Answer = tuple[Any, ...]
 
 
+@dataclass(frozen=True)
+class Fault:
+    """The fault a case expects: its code, and its tag ("RecordNotFound" for a fault string
+    ``[RecordNotFound]Record was not found``)."""
+
+    code: int
+    tag: str
+
+
+Expect = type | tuple[type, ...] | Fault | None
+
+# The XML-RPC type of each method's successful answer, as Keap documents it.
+RETURNS: dict[str, type] = {
+    "APIEmailService.getOptStatus": int,
+    "APIEmailService.optIn": bool,
+    "APIEmailService.optOut": bool,
+    "ContactService.add": int,
+    "ContactService.addToGroup": bool,
+    "ContactService.addWithDupCheck": int,
+    "ContactService.findByEmail": list,
+    "ContactService.load": dict,
+    "ContactService.merge": bool,
+    "ContactService.removeFromGroup": bool,
+    "ContactService.update": int,
+    "DataService.add": int,
+    "DataService.count": int,
+    "DataService.delete": bool,
+    "DataService.echo": str,
+    "DataService.findByField": list,
+    "DataService.getAppSetting": str,
+    "DataService.getUserInfo": dict,
+    "DataService.load": dict,
+    "DataService.query": list,
+    "DataService.update": int,
+    "FileService.getFile": str,
+    "FileService.uploadFile": int,
+    "FunnelService.achieveGoal": list,
+}
+
+
 class Pair:
     def __init__(self, settings: Settings, store: SqliteStore, config: dict[str, Any]) -> None:
         self.settings = settings
@@ -101,15 +157,27 @@ class Pair:
         except xmlrpc.Fault as fault:
             return ("fault", fault.code, fault.string)
 
-    async def same(self, method: str, *params: xmlrpc.Value) -> Any:
-        """Run the call through both routes; the answers must be identical, types included."""
+    async def same(self, method: str, *params: xmlrpc.Value, expect: Expect = None) -> Any:
+        """Run the call through both routes; the answers must be identical, types included,
+        and be what ``expect`` says (see the module docstring). Returns the value, or the
+        ("fault", code, string) answer when a fault was expected."""
         legacy = await self.call("xmlrpc", method, *params)
         modern = await self.call("rest", method, *params)
         assert typed(legacy) == typed(modern), (
             f"{method}{params!r}\n  xmlrpc: {legacy!r}\n  rest:   {modern!r}"
         )
+        check_answer(method, params, legacy, expect)
+        self.check_keys_seen()
         self.compared += 1
         return legacy[1] if legacy[0] == "ok" else legacy
+
+    def check_keys_seen(self) -> None:
+        """Keap saw the placeholder through route ``xmlrpc`` and no XML-RPC call from route
+        ``rest``: the local keys never leave keyshim."""
+        legacy = self.sims["xmlrpc"].xmlrpc_endpoint.private_keys_seen
+        modern = self.sims["rest"].xmlrpc_endpoint.private_keys_seen
+        assert set(legacy) <= {self.settings.placeholder}, legacy
+        assert modern == [], modern
 
     def rest_requests(self) -> int:
         return self.sims["rest"].rest_endpoint.calls
@@ -117,6 +185,25 @@ class Pair:
     async def aclose(self) -> None:
         await self.client.aclose()
         await self.app.shutdown()
+
+
+def check_answer(method: str, params: Any, answer: Answer, expect: Expect) -> None:
+    """``answer`` is what ``expect`` says it must be (module docstring)."""
+    where = f"{method}{params!r}: {answer!r}"
+    if isinstance(expect, Fault):
+        assert answer[0] == "fault", f"expected {expect}, got a success: {where}"
+        assert (answer[1], answer[2].partition("]")[0] + "]") == (expect.code, f"[{expect.tag}]"), (
+            f"expected {expect}: {where}"
+        )
+        return
+    assert answer[0] == "ok", f"expected a success: {where}"
+    kind = expect if expect is not None else RETURNS.get(method, object)
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    # exact types: a bool is not an int answer, an int is not a bool
+    assert any(
+        type(answer[1]) is k or (k is object) or (k is dict and isinstance(answer[1], dict))
+        for k in kinds
+    ), f"expected a {kind} answer: {where}"
 
 
 def typed(value: Any) -> Any:
