@@ -63,6 +63,8 @@ from shim.store.secrets import SecretBox
 from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "fixtures" / "hostile"
 HOST = "127.0.0.1"

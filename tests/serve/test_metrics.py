@@ -61,6 +61,7 @@ async def test_metrics_in_process(stack: Stack) -> None:
     assert stack.key not in text
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: SqliteStore) -> None:
     sim = Simulator(SimConfig())

@@ -31,7 +31,7 @@ from shim.cli import cli
 from shim.simulator import SimConfig, Simulator
 from tests.support.servers import BackgroundServer
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 class Webhook:

@@ -458,6 +458,7 @@ def test_a_certificate_not_from_the_trusted_ca_is_rejected(
     assert resolve_app
 
 
+@pytest.mark.slow
 def test_shim_serve_subprocess_serves_https(
     tmp_path: Path,
     settings: Settings,
