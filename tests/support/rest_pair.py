@@ -98,7 +98,8 @@ class Fault:
 
 Expect = type | tuple[type, ...] | Fault | None
 
-# The XML-RPC type of each method's successful answer, as Keap documents it.
+# The XML-RPC type of each method's successful answer (Keap's documentation, and the simulator).
+# A translation added for a method not listed here should add it.
 RETURNS: dict[str, type] = {
     "APIEmailService.getOptStatus": int,
     "APIEmailService.optIn": bool,
