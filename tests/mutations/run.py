@@ -140,10 +140,17 @@ def run(copy: Path, mutation: Mutation) -> tuple[bool, list[str], float]:
 
 
 def summary(failed: list[str]) -> str:
-    names = sorted({f.split("[")[0] for f in failed})
-    shown = ", ".join(n.replace("tests/", "") for n in names[:3])
-    more = f" (+{len(names) - 3} more)" if len(names) > 3 else ""
-    return f"{len(failed)} failed: {shown}{more}"
+    """Per test file: how many failed, and the first test functions that did."""
+    by_file: dict[str, list[str]] = {}
+    for test in failed:
+        path, _, name = test.removeprefix("tests/").partition("::")
+        by_file.setdefault(path, []).append(name.split("[")[0])
+    parts = []
+    for path, names in by_file.items():
+        distinct = sorted(set(names))
+        more = f" +{len(distinct) - 2}" if len(distinct) > 2 else ""
+        parts.append(f"{path} {len(names)} ({', '.join(distinct[:2])}{more})")
+    return "; ".join(parts)
 
 
 def main(words: list[str]) -> int:
