@@ -274,7 +274,6 @@ async def test_pages_walk_in_order(pair: Pair) -> None:
     assert ids == [1, 2, 3, 4, 5]
 
 
-@pytest.mark.slow
 async def test_tags_and_categories(pair: Pair) -> None:
     ids = await _people(pair)
     cat = await pair.same("DataService.add", "ContactGroupCategory", {"CategoryName": "Events"})
@@ -433,7 +432,6 @@ async def test_merge(pair: Pair) -> None:
     await pair.same("ContactService.merge", ids[2], "x", expect=NO_METHOD)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("unknown", ["404", "non_marketable"])
 async def test_email_opt_in_out(pair: Pair, unknown: str) -> None:
     for sim in pair.sims.values():
