@@ -116,6 +116,7 @@ async def test_service_key_account(stack: Stack) -> None:
     assert await stack.call("DataService.echo", "sak", key=key) == "sak"
 
 
+@pytest.mark.slow
 async def test_refresh_before_forwarding_once(stack: Stack) -> None:
     chain = stack.store.get_chain("prod")
     assert chain is not None
@@ -141,6 +142,7 @@ async def test_upstream_401_refreshes_and_retries_once(stack: Stack) -> None:
     assert stack.sim.stats()["refreshes_served"] == before + 1
 
 
+@pytest.mark.slow
 async def test_burst_through_keyshim_never_sees_a_429(stack: Stack) -> None:
     sim = stack.sim
     sim.config.throttle = True

@@ -45,6 +45,8 @@ from shim.simulator.state import SPENT_BODIES
 from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 ACCOUNT = "prod"

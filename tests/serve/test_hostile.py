@@ -64,6 +64,8 @@ from tests.support.servers import BackgroundServer
 from tests.support.sim_server import serve_simulator
 from tests.support.stack import add_oauth_account, issue_key
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "fixtures" / "hostile"
 HOST = "127.0.0.1"

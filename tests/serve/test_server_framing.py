@@ -458,6 +458,7 @@ def test_pipelined_split_near_each_boundary(rig: Rig, delta: int) -> None:
     check_pipeline(done, texts)
 
 
+@pytest.mark.slow
 def test_pipelined_random_reads(rig: Rig) -> None:
     """The same pipeline in 12 random read patterns, from 1-byte reads to big ones."""
     raws, texts = pipeline(rig.key)
@@ -593,6 +594,7 @@ def test_408_late_body_is_never_forwarded(rig: Rig) -> None:
 # --- the head clock waits for the answers before it --------------------------------------------
 
 
+@pytest.mark.slow
 def test_head_clock_starts_after_the_answer_before_it(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -38,6 +38,7 @@ def test_random_nonce_makes_every_seal_different(box: SecretBox) -> None:
     assert box.seal("same", context=CTX) != box.seal("same", context=CTX)
 
 
+@pytest.mark.slow
 @given(plaintext=st.text(), context=st.text())
 def test_roundtrip_property(plaintext: str, context: str) -> None:
     box = SecretBox(b"k" * 32)
