@@ -179,7 +179,7 @@ class Chains:
                     try:
                         return await self._refresh_with_lease(account, seen_generation, reason)
                     finally:
-                        self.store.release_lease(lease, self.owner)
+                        self._release(lease)
                 await self.sleep(POLL_INTERVAL)
                 chain = self._read(name)
                 if self._settled(chain, seen_generation, reason):
@@ -345,7 +345,7 @@ class Chains:
                 where = str(self.recovery.write(RecoveredPair(name, pair, chain.generation, now)))
             except Exception:
                 log.exception("account %s: the recovery file could not be written", name)
-        failpoints.hit("after_recovery_file")
+        failpoints.hit(failpoints.AFTER_RECOVERY_FILE)
         error = f"the store refused the new pair ({type(exc).__name__}: {exc})"
         log.error(
             "account %s: %s; serving it from memory, kept in %s until the store takes it",
@@ -459,6 +459,14 @@ class Chains:
                 self._store_unsaved(name)
             except Exception as exc:
                 log.error("account %s: the store still refuses the new pair (%s)", name, exc)
+
+    def _release(self, lease: str) -> None:
+        """Release a refresh lease; a store refusing writes leaves it to expire (the refresh's
+        outcome, maybe a pair kept aside, matters more than an early release)."""
+        try:
+            self.store.release_lease(lease, self.owner)
+        except Exception as exc:
+            log.warning("%s: lease not released (%s); it expires on its own", lease, exc)
 
     async def _spent(self, chain: Chain, exc: SpentRefreshToken) -> Chain:
         """Keap says the token is spent: believe it only if nobody else has rotated it."""
