@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +22,7 @@ import pytest
 from tests.process.test_refresh_processes import (
     ACCOUNT,
     HOST,
+    ROOT,
     Harness,
     Outcome,
     ShimProcess,
@@ -128,3 +131,35 @@ def test_shutdown_with_nothing_in_flight_is_quick(h: Harness, workers: int) -> N
     assert took < QUICK[workers], took
     assert time.monotonic() - started < QUICK[workers]
     print(f"\nworkers={workers}: signal to exit {took:.2f}s with nothing in flight")
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_shim_refresh_keeps_the_new_pair(h: Harness) -> None:
+    h.sim.config.access_token_lifetime = 3600
+    h.add_account()
+    before = h.chain()
+    h.sim.config.hold_refresh = "after"
+    log_path = h.tmp_path / "refresh.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "shim", "refresh", ACCOUNT],
+            cwd=ROOT,
+            env=h.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: h.sim.held == 1, "the simulator to hold the refresh")
+        proc.send_signal(signal.SIGINT)
+        time.sleep(HOLD_AFTER_SIGNAL)
+        assert proc.poll() is None, log_path.read_text()
+        h.sim.config.hold_refresh = "off"
+        assert h.release() == 1
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    chain = h.chain()
+    assert chain.state == "ok" and chain.in_flight is None, log_path.read_text()
+    assert chain.generation == before.generation + 1
+    assert not h.spent_at_keap(chain.refresh_token)
