@@ -324,6 +324,8 @@ class Chains:
             return await self._keep_aside(chain, pair, now, exc)
         failpoints.hit("after_store")
         self._cache[name] = fresh
+        if self._unsaved.pop(name, None) is not None and self.recovery is not None:
+            self.recovery.remove(name)  # this pair follows the one kept aside: that is spent
         return fresh
 
     async def _keep_aside(self, chain: Chain, pair: TokenPair, now: float, exc: Exception) -> Chain:

@@ -66,11 +66,14 @@ async def rig(settings: Settings) -> AsyncIterator[Rig]:
     store.migrate()
     recovery = recovery_files(settings, box)
     holder: list[Rig] = []
+    issued: list[httpx.Request] = []
 
     def token_endpoint(request: httpx.Request) -> httpx.Response:
         if holder[0].lock_on_answer:  # Keap has rotated; now the store refuses writes
             holder[0].lock()
-        body = {"access_token": NEW_AT, "refresh_token": NEW_RT, "expires_in": 86400}
+        issued.append(request)
+        n = "" if len(issued) == 1 else f"-{len(issued)}"  # the first pair, then -2, -3...
+        body = {"access_token": NEW_AT + n, "refresh_token": NEW_RT + n, "expires_in": 86400}
         return httpx.Response(200, json={**body, "token_type": "bearer"})
 
     upstream = Upstream(transport=httpx.MockTransport(token_endpoint))
@@ -182,3 +185,24 @@ async def test_the_recovery_directory_is_a_setting(settings: Settings, tmp_path:
     files.path("prod").rename(files.path("other"))
     with pytest.raises(Exception, match="does not open"):
         files.read("other")
+
+
+async def test_a_later_refresh_replaces_the_pair_kept_aside(rig: Rig) -> None:
+    """The store is back and the next refresh stores a newer pair before the write-back ran:
+    the newer pair wins, in memory and on disk."""
+    never = asyncio.Event()
+
+    async def no_write_back(seconds: float) -> None:
+        await never.wait()
+
+    rig.chains.sleep = no_write_back
+    rig.lock_on_answer = True
+    kept, generation = await rig.chains.access_token(rig.account)
+    assert kept == NEW_AT and rig.recovery.path("prod").exists()
+    rig.lock_on_answer = False
+    rig.unlock()
+    fresh = await rig.chains.refresh(rig.account, seen_generation=generation, reason="forced")
+    assert fresh.refresh_token == NEW_RT + "-2"
+    assert await rig.chains.access_token(rig.account) == (NEW_AT + "-2", fresh.generation)
+    assert rig.chains.refreshes == 2 and rig.stored().refresh_token == NEW_RT + "-2"
+    assert not rig.recovery.path("prod").exists()
