@@ -141,6 +141,9 @@ class Settings:
     retry_base: float = 0.5
     retry_cap: float = 10.0
     token_timeout: float = 20.0
+    #: On SIGTERM/SIGINT, how long in-flight refreshes (and calls) may take to finish before
+    #: the process exits; longer than ``token_timeout``, so a sent token grant gets its answer.
+    shutdown_grace: float = 30.0
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_body: int = 96 * 1024 * 1024
@@ -168,6 +171,9 @@ class Settings:
     #: HTTPS for ``shim serve``: PEM certificate and key (both or neither; ``shim tls init``).
     certfile: str = ""
     keyfile: str = ""
+    #: Where a rotated pair the store could not take is kept, sealed, until the store takes it
+    #: (shim.store.recovery); default: beside the database file.
+    recovery_dir: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
@@ -181,6 +187,12 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.limits()  # a bad SHIM_KEAP_LIMITS is refused here, not at the first call
+        if settings.shutdown_grace <= settings.token_timeout:
+            raise ValueError(
+                f"SHIM_SHUTDOWN_GRACE ({settings.shutdown_grace:g}s) must be longer than "
+                f"SHIM_TOKEN_TIMEOUT ({settings.token_timeout:g}s): a refresh in flight at "
+                "shutdown must be able to get its answer"
+            )
         if not settings.db:
             settings = replace(settings, db=str(default_data_dir(environ) / "keyshim.db"))
         if not settings.key_file:

@@ -86,6 +86,12 @@ class Alerter:
 def _action(kind: str) -> str:
     if kind == "dead":
         return "Re-authorize: shim account authorize ACCOUNT"
+    if kind == "unsaved":
+        return (
+            "keyshim serves the new pair from memory and keeps it sealed in a recovery file "
+            "beside the store; free the store (locks, disk space, permissions) and it is "
+            "written back"
+        )
     if kind == "degraded":
         return "keyshim keeps retrying; check the Keap token endpoint and the client secret"
     return "none"

@@ -15,7 +15,14 @@ after a crash) goes through ``Chains.refresh``:
    anything uses it;
 5. a "spent" answer is only believed after reading the store again (another process may have
    won); only then is the chain marked ``needs_reauth``. Transient failures are retried with
-   jittered backoff inside the lease and never kill a chain.
+   jittered backoff inside the lease and never kill a chain;
+6. a token grant once sent is never cancelled: Keap may already have spent the old token, so
+   its answer must be read and kept. A caller cancelled meanwhile (shutdown) waits for the
+   grant and its store write first; ``drain`` lets shutdown wait for every grant in flight;
+7. a pair the store refuses (locked past its busy timeout, disk full, read-only) is never
+   dropped: it is sealed into a recovery file (``shim.store.recovery``), served from memory,
+   and written back with backoff until the store takes it. A recovery file left by a dead
+   process is applied at startup and before any refresh of its chain.
 
 No store transaction is ever open across the network call: each store method is its own short
 transaction.
@@ -29,8 +36,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from shim import failpoints
 from shim.errors import (
@@ -42,7 +50,7 @@ from shim.errors import (
     TransientTokenError,
 )
 from shim.keap.client import Upstream
-from shim.models import Account, Chain, RefreshJournal
+from shim.models import Account, Chain, RefreshJournal, TokenPair
 from shim.oauth.token_policy import (
     backoff,
     fingerprint,
@@ -52,11 +60,14 @@ from shim.oauth.token_policy import (
 )
 from shim.settings import Settings
 from shim.store.protocol import Store
+from shim.store.recovery import RecoveredPair, RecoveryFiles
 
 log = logging.getLogger("shim.oauth.chains")
 
 #: How often a waiting caller looks at the store for another process's refresh result.
 POLL_INTERVAL = 0.05
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,7 @@ class ChainEvent:
     """A change of a chain's health worth telling a human about."""
 
     account: str
-    kind: str  # "degraded" | "dead" | "recovered"
+    kind: str  # "degraded" | "dead" | "recovered" | "unsaved" (the store refused a new pair)
     error: str | None
     at: float
 
@@ -90,6 +101,7 @@ class Chains:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_event: EventSink | None = None,
+        recovery: RecoveryFiles | None = None,
     ) -> None:
         self.store = store
         self.upstream = upstream
@@ -103,6 +115,13 @@ class Chains:
         self.observer: Callable[[str, str], None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, Chain] = {}
+        #: Where pairs the store refuses are kept (None: in memory only).
+        self.recovery = recovery
+        #: Token grants sent and not yet answered and kept: never cancelled (see ``drain``).
+        self._grants: set[asyncio.Task[Any]] = set()
+        #: Pairs Keap issued that the store has not taken yet, served from here meanwhile.
+        self._unsaved: dict[str, Chain] = {}
+        self._writebacks: dict[str, asyncio.Task[None]] = {}
 
     # -- the hot path -------------------------------------------------------------------
     async def access_token(self, account: Account) -> tuple[str, int]:
@@ -122,6 +141,9 @@ class Chains:
 
     def _current(self, name: str) -> Chain:
         """The chain, decrypted only when its generation changed (one cheap read a call)."""
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:  # newer than the store's: its refresh token is spent
+            return unsaved
         generation = self.store.chain_generation(name)
         if generation is None:
             raise NoTokens()
@@ -157,7 +179,7 @@ class Chains:
                     try:
                         return await self._refresh_with_lease(account, seen_generation, reason)
                     finally:
-                        self.store.release_lease(lease, self.owner)
+                        self._release(lease)
                 await self.sleep(POLL_INTERVAL)
                 chain = self._read(name)
                 if self._settled(chain, seen_generation, reason):
@@ -166,6 +188,9 @@ class Chains:
                     raise RefreshInProgress()
 
     def _read(self, name: str) -> Chain:
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:
+            return unsaved
         chain = self.store.get_chain(name)
         if chain is None:
             raise NoTokens()
@@ -191,6 +216,7 @@ class Chains:
     ) -> Chain:
         name = account.name
         chain = self._read(name)  # re-read after taking the lease
+        chain = self._adopt(chain)  # a pair another process could not store comes first
         if self._settled(chain, seen_generation, reason):
             return chain
         if chain.in_flight is not None:
@@ -211,12 +237,7 @@ class Chains:
         attempt = 0
         while True:
             try:
-                pair = await self.upstream.token_grant(
-                    account.token_url,
-                    form,
-                    self.clock(),
-                    basic=(account.client_id, account.client_secret),
-                )
+                fresh = await self._uncancelled(self._grant(account, form, chain, reason))
             except SpentRefreshToken as exc:
                 return await self._spent(chain, exc)
             except TransientTokenError as exc:
@@ -248,17 +269,206 @@ class Chains:
             except TokenEndpointError as exc:
                 await self._failed(chain, exc, dead=False)
                 raise
-            # Durable before anything uses it: the old refresh token is already spent.
-            failpoints.hit("after_answer")
-            fresh = self.store.put_tokens(name, pair, self.clock())
-            failpoints.hit("after_store")
             self._observe(name, "ok")
-            self._cache[name] = fresh
-            self.refreshes += 1
-            log.info("account %s: refreshed (%s), generation %d", name, reason, fresh.generation)
             if chain.failures:
                 await self._emit(ChainEvent(name, "recovered", None, self.clock()))
             return fresh
+
+    # -- the grant and its answer: never cancelled, never dropped -------------------------
+    async def _uncancelled(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile.
+
+        A cancelled caller (shutdown cancelling the scheduler, or a call) waits for the grant's
+        answer to be kept, then stops as asked. ``drain`` bounds the wait at shutdown.
+        """
+        task = asyncio.ensure_future(work)
+        self._grants.add(task)
+        task.add_done_callback(self._grants.discard)
+        cancelled = False
+        while not task.done():
+            try:
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                if not cancelled:
+                    log.warning("a refresh is in flight: finishing it before stopping")
+                cancelled = True
+        if cancelled:
+            if not task.cancelled():
+                task.exception()  # its outcome is kept (or journaled); the caller stops
+            raise asyncio.CancelledError()
+        return task.result()
+
+    async def _grant(
+        self, account: Account, form: dict[str, str], chain: Chain, reason: str
+    ) -> Chain:
+        """One token grant, and its answer kept before anything uses it."""
+        assert account.client_id is not None and account.client_secret is not None
+        pair = await self.upstream.token_grant(
+            account.token_url, form, self.clock(), basic=(account.client_id, account.client_secret)
+        )
+        # Durable before anything uses it: the old refresh token is already spent.
+        failpoints.hit("after_answer")
+        fresh = await self._keep(chain, pair)
+        self.refreshes += 1
+        log.info(
+            "account %s: refreshed (%s), generation %d", chain.account, reason, fresh.generation
+        )
+        return fresh
+
+    async def _keep(self, chain: Chain, pair: TokenPair) -> Chain:
+        """Store a pair Keap issued; if the store refuses, keep it aside (never drop it)."""
+        name, now = chain.account, self.clock()
+        try:
+            fresh = self.store.put_tokens(name, pair, now)
+        except Exception as exc:
+            return await self._keep_aside(chain, pair, now, exc)
+        failpoints.hit("after_store")
+        self._cache[name] = fresh
+        if self._unsaved.pop(name, None) is not None and self.recovery is not None:
+            self.recovery.remove(name)  # this pair follows the one kept aside: that is spent
+        return fresh
+
+    async def _keep_aside(self, chain: Chain, pair: TokenPair, now: float, exc: Exception) -> Chain:
+        """The store refused a new pair: recovery file, memory, alert, write back later."""
+        name = chain.account
+        unsaved = Chain(
+            name,
+            pair.access_token,
+            pair.refresh_token,
+            pair.expires_at,
+            refresh_issued_at=now,
+            generation=chain.generation + 1,
+            last_refresh_at=now,
+        )
+        self._unsaved[name] = self._cache[name] = unsaved
+        where = "memory only"
+        if self.recovery is not None:
+            try:
+                where = str(self.recovery.write(RecoveredPair(name, pair, chain.generation, now)))
+            except Exception:
+                log.exception("account %s: the recovery file could not be written", name)
+        failpoints.hit(failpoints.AFTER_RECOVERY_FILE)
+        error = f"the store refused the new pair ({type(exc).__name__}: {exc})"
+        log.error(
+            "account %s: %s; serving it from memory, kept in %s until the store takes it",
+            name,
+            error,
+            where,
+        )
+        await self._emit(ChainEvent(name, "unsaved", error, now))
+        self._write_back_later(name)
+        return unsaved
+
+    def _write_back_later(self, name: str) -> None:
+        running = self._writebacks.get(name)
+        if running is None or running.done():
+            self._writebacks[name] = asyncio.ensure_future(self._write_back(name))
+
+    async def _write_back(self, name: str) -> None:
+        """Retry the store write with backoff until the store takes the unsaved pair."""
+        attempt = 0
+        while name in self._unsaved:
+            wait = backoff(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
+            await self.sleep(wait)
+            attempt += 1
+            try:
+                stored = self._store_unsaved(name)
+            except Exception as exc:
+                log.warning("account %s: store write %d failed again: %s", name, attempt, exc)
+                continue
+            if stored:
+                await self._emit(ChainEvent(name, "recovered", None, self.clock()))
+
+    def _store_unsaved(self, name: str) -> bool:
+        """One try to store the unsaved pair; True when the store took it now."""
+        unsaved = self._unsaved[name]
+        pair = TokenPair(unsaved.access_token, unsaved.refresh_token, unsaved.expires_at)
+        kept = RecoveredPair(name, pair, unsaved.generation - 1, unsaved.refresh_issued_at)
+        self._apply(kept, self.store.get_chain(name))
+        self._unsaved.pop(name, None)
+        return True
+
+    def _adopt(self, chain: Chain) -> Chain:
+        """Apply a recovery file for ``chain`` left by another (maybe dead) process."""
+        if self.recovery is None or chain.account in self._unsaved:
+            return chain
+        try:
+            kept = self.recovery.read(chain.account)
+        except Exception:
+            log.exception("account %s: recovery file unreadable (left in place)", chain.account)
+            return chain
+        if kept is None:
+            return chain
+        return self._apply(kept, chain)
+
+    def _apply(self, kept: RecoveredPair, chain: Chain | None) -> Chain:
+        """Store a kept pair if the stored chain is still the one it follows; then the
+        recovery file goes. Raises what the store raises (the file stays)."""
+        name = kept.account
+        if chain is not None and chain.generation != kept.base_generation:
+            log.warning(
+                "account %s: recovery file for generation %d is stale (store at %d); removed",
+                name,
+                kept.base_generation,
+                chain.generation,
+            )
+            fresh = chain
+        else:
+            fresh = self.store.put_tokens(name, kept.pair, kept.issued_at)
+            log.warning(
+                "account %s: stored the pair kept in the recovery file, generation %d",
+                name,
+                fresh.generation,
+            )
+        self._cache[name] = fresh
+        if self.recovery is not None:
+            self.recovery.remove(name)
+        return fresh
+
+    def adopt_recovered(self) -> list[str]:
+        """At startup, before any refresh: apply every recovery file (newer than the store)."""
+        if self.recovery is None:
+            return []
+        applied = []
+        for name in self.recovery.accounts():
+            chain = self.store.get_chain(name)
+            if chain is None:
+                continue
+            try:
+                if self._adopt(chain) is not chain:
+                    applied.append(name)
+            except Exception:
+                log.exception("account %s: recovery file not applied yet", name)
+        return applied
+
+    async def drain(self, timeout: float) -> None:
+        """Shutdown: wait (up to ``timeout``) for every token grant in flight and its store
+        write; then one last try to store pairs the store refused. A pair the store still
+        refuses stays in its recovery file for the next start."""
+        if self._grants:
+            log.warning(
+                "waiting up to %gs for %d refresh(es) in flight", timeout, len(self._grants)
+            )
+            _, pending = await asyncio.wait(set(self._grants), timeout=timeout)
+            if pending:
+                log.error("%d refresh(es) still unanswered at the end of the grace", len(pending))
+        for task in self._writebacks.values():
+            task.cancel()
+        await asyncio.gather(*self._writebacks.values(), return_exceptions=True)
+        self._writebacks.clear()
+        for name in list(self._unsaved):
+            try:
+                self._store_unsaved(name)
+            except Exception as exc:
+                log.error("account %s: the store still refuses the new pair (%s)", name, exc)
+
+    def _release(self, lease: str) -> None:
+        """Release a refresh lease; a store refusing writes leaves it to expire (the refresh's
+        outcome, maybe a pair kept aside, matters more than an early release)."""
+        try:
+            self.store.release_lease(lease, self.owner)
+        except Exception as exc:
+            log.warning("%s: lease not released (%s); it expires on its own", lease, exc)
 
     async def _spent(self, chain: Chain, exc: SpentRefreshToken) -> Chain:
         """Keap says the token is spent: believe it only if nobody else has rotated it."""

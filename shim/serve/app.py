@@ -48,6 +48,8 @@ class KeyshimApp:
     async def startup(self) -> Services:
         if self.services is None:
             services = self.services = self._factory(self.settings)
+            # A pair a dead process kept aside goes to the store before anything refreshes.
+            services.chains.adopt_recovered()
             self._spawn(services.chains.recover(services.store.list_accounts()))
             self._spawn(services.audit.run())
             if self.settings.scheduler_interval > 0:
@@ -63,9 +65,16 @@ class KeyshimApp:
     async def shutdown(self) -> None:
         if self.services is None:
             return
-        for task in list(self._tasks):
+        # A refresh in flight is not cancelled with its task: the task waits for the grant's
+        # answer to be stored (chains.Chains._uncancelled), bounded by the grace period.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace
+        tasks = set(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        await self.services.chains.drain(max(0.0, deadline - loop.time()))
         await self.services.alerter.drain()
         self.services.audit.flush_now()
         await self.services.upstream.aclose()

@@ -28,6 +28,7 @@ from shim.settings import Settings
 from shim.store import master_key
 from shim.store.master_key import load as load_master_key
 from shim.store.protocol import Store
+from shim.store.recovery import RecoveryFiles, recovery_files
 from shim.store.secrets import SecretBox
 from shim.store.sqlite import SqliteStore
 
@@ -52,6 +53,11 @@ def open_store(settings: Settings) -> SqliteStore:
     return store
 
 
+def open_recovery(settings: Settings) -> RecoveryFiles:
+    """The store's recovery files (sealed pairs the store refused), under the master key."""
+    return recovery_files(settings, SecretBox(load_master_key(settings)))
+
+
 def build_services(
     settings: Settings, transport: Transport | None = None, *, forward_http1: bool | None = None
 ) -> Services:
@@ -67,7 +73,7 @@ def build_services(
         max_connections=settings.max_connections,
     )
     alerter = Alerter(settings.alert_webhook, upstream.post_json)
-    chains = Chains(store, upstream, settings, on_event=alerter)
+    chains = Chains(store, upstream, settings, on_event=alerter, recovery=open_recovery(settings))
     metrics = Metrics()
     audit = AuditLog(
         store,
@@ -105,10 +111,13 @@ async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains
     """
     upstream = token_client(settings)
     alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    chains = Chains(store, upstream, settings, on_event=alerter, recovery=open_recovery(settings))
     try:
-        yield Chains(store, upstream, settings, on_event=alerter)
-        await alerter.drain()
+        yield chains
     finally:
+        # Ctrl-C included: a grant in flight is answered and stored (or kept) before the exit.
+        await chains.drain(settings.shutdown_grace)
+        await alerter.drain()
         await upstream.aclose()
 
 
@@ -151,6 +160,7 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
             certfile=settings.certfile or None,
             keyfile=settings.keyfile or None,
             max_clients=settings.max_clients,
+            graceful_timeout=settings.shutdown_grace,
         )
     finally:
         if metrics_dir is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import sys
 from typing import Any
@@ -309,6 +310,7 @@ def run(
     certfile: str | None = None,
     keyfile: str | None = None,
     max_clients: int | None = None,
+    graceful_timeout: float | None = None,
 ) -> None:
     """Serve in the foreground until interrupted. ``workers > 1`` needs an import string.
 
@@ -333,6 +335,9 @@ def run(
         timeout_keep_alive=30,
         http=HeadTimeoutProtocol,
         limit_concurrency=max_clients,
+        # On a signal, calls in progress get this long to finish before they are cancelled
+        # (a refresh they started is finished anyway: chains.Chains._uncancelled).
+        timeout_graceful_shutdown=None if graceful_timeout is None else math.ceil(graceful_timeout),
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
     )
