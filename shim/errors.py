@@ -10,6 +10,7 @@ with a code Keap sends::
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
     ├── RequestTooLarge             107   [RequestTooLarge]
     ├── RequestTimeout              110   [RequestTimeout]       (HTTP 408: slow sender)
+    │   └── ClientStalled           110   (the script stopped reading its answer: cut, no fault)
     ├── UnsupportedContentType      111   [UnsupportedContentType] (HTTP 415)
     ├── InvalidKey                    2   [InvalidKey]           (unknown, mistyped, revoked...)
     ├── NoAccess                     14   [NoAccess]             (method not in the allowlist)
@@ -80,6 +81,13 @@ class RequestTimeout(ShimError):
     tag = "RequestTimeout"
     default_message = "The request body did not arrive in time"
     http_status = 408
+
+
+class ClientStalled(RequestTimeout):
+    """The script stopped reading its answer for longer than ``SHIM_CLIENT_WRITE_TIMEOUT``.
+    Its answer has begun, so no fault can reach it: the connection is cut instead."""
+
+    default_message = "The client stopped reading its answer"
 
 
 class UnsupportedContentType(ShimError):

@@ -157,6 +157,9 @@ class Settings:
     max_clients: int = 1000
     #: A request body must arrive within this (slow senders get 408).
     body_timeout: float = 60.0
+    #: A script must take each part of its answer within this, or it is cut off (and the
+    #: upstream connection carrying the answer freed for other callers).
+    client_write_timeout: float = 30.0
     max_connections: int = 100
     #: What keyshim puts in the first parameter instead of the local key.
     placeholder: str = "keyshim"

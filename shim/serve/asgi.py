@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shim.errors import (
+    ClientStalled,
     ParseError,
     RequestTimeout,
     RequestTooLarge,
@@ -116,14 +117,50 @@ def _decompress(decoder: Inflater, data: bytes, limit: int) -> bytes:
     return out
 
 
+#: The ASGI scope extension through which the server lets the app cut a client at once (a
+#: plain close would wait for the unread answer to drain, which a stalled client never does).
+ABORT = "keyshim.abort"
+
+
+def abort_client(scope: Scope) -> None:
+    """Cut the client's connection at once, if the server offers that."""
+    abort = scope.get("extensions", {}).get(ABORT)
+    if abort is not None:
+        abort()
+
+
+async def _send_within(send: Send, message: Message, timeout: float | None) -> None:
+    """``send``, but a client that takes nothing for ``timeout`` seconds is given up on."""
+    if timeout is None:
+        await send(message)
+        return
+    try:
+        if sys.version_info >= (3, 11):  # a timer, not a task per part
+            async with asyncio.timeout(timeout):
+                await send(message)
+        else:
+            await asyncio.wait_for(send(message), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ClientStalled(f"The client took none of its answer for {timeout:g}s") from None
+
+
 async def stream(
-    send: Send, response: UpstreamResponse, t: Streamed, *, http10: bool, limit: int
+    send: Send,
+    response: UpstreamResponse,
+    t: Streamed,
+    *,
+    http10: bool,
+    limit: int,
+    write_timeout: float | None = None,
 ) -> None:
     """Pass Keap's answer through as it arrives.
 
     An HTTP/1.0 client cannot read chunked encoding, and without a Content-Length from Keap
     the server would have to chunk; for that one case the answer is collected (up to
     ``limit``) and sent with its length.
+
+    Each part must be taken by the client within ``write_timeout`` (else ``ClientStalled``):
+    the answer is then closed, which frees its Keap connection for other callers.
     """
     headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
@@ -145,7 +182,8 @@ async def stream(
                 t.outcome = fault_tag(chunk[:4096]) or "ok"
             t.bytes_out += len(chunk)
             if buffer is None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                await _send_within(send, message, write_timeout)
                 continue
             if t.bytes_out > limit:
                 raise UpstreamError("Keap's answer is too large to send to an HTTP/1.0 client")
@@ -157,9 +195,10 @@ async def stream(
         headers.append((b"content-length", str(len(body)).encode()))
         t.started_response = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        message = {"type": "http.response.body", "body": body, "more_body": False}
+        await _send_within(send, message, write_timeout)
         return
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    await _send_within(send, {"type": "http.response.body", "more_body": False}, write_timeout)
 
 
 async def xml(send: Send, body: bytes, *, close: bool = False, status: int = 200) -> int:

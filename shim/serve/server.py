@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import socket
+import struct
 import sys
 from typing import Any
 
@@ -19,6 +21,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from shim.logs import uvicorn_log_config
+from shim.serve.asgi import ABORT
 from shim.settings import Settings
 
 #: The largest request line plus headers accepted (legacy clients send well under 2 KiB).
@@ -252,6 +255,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # The app may cut a client that stopped reading (asgi.ABORT): a close would wait for
+        # the unread answer to drain first, which never happens.
+        self.scope["extensions"] = {ABORT: self._cut}
         self._phase = "head"
         if self.cycle is None or self.cycle.response_complete:
             self._arm()  # else from the answer to the request before it (on_response_complete)
@@ -278,6 +284,15 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self._refusal = None
         elif self._phase == "head":
             self._arm()
+
+    def _cut(self) -> None:
+        """Drop the connection now, discarding what the client has not read (a reset: the
+        kernel would otherwise keep trickling the unread answer to it after the close)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
