@@ -64,15 +64,16 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
     declared = header(scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
+    declared_size = scope.get("extensions", {}).get(DECLARED)
     if sys.version_info >= (3, 11):  # one timer for the whole body, no extra task
         try:
             async with asyncio.timeout(timeout):
-                chunks = await _receive_all(receive, limit)
+                chunks = await _receive_all(receive, limit, declared_size)
         except TimeoutError:
             raise _late(timeout) from None
     else:
         try:
-            chunks = await asyncio.wait_for(_receive_all(receive, limit), timeout)
+            chunks = await asyncio.wait_for(_receive_all(receive, limit, declared_size), timeout)
         except asyncio.TimeoutError:
             raise _late(timeout) from None
     body = b"".join(chunks)
@@ -89,13 +90,22 @@ def _late(timeout: float) -> RequestTimeout:
     return RequestTimeout(f"The request body did not arrive within {timeout:g}s")
 
 
-async def _receive_all(receive: Receive, limit: int) -> list[bytes]:
+async def _receive_all(
+    receive: Receive, limit: int, declared_size: Callable[[], int] | None = None
+) -> list[bytes]:
+    """``declared_size``: what a chunked body's size lines declare so far (the server wakes
+    this reader when one is read), so a chunk over the limit is refused before its data."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ParseError("client disconnected before sending the whole body")
+        if declared_size is not None and declared_size() > limit:
+            raise RequestTooLarge(
+                f"Request body declares chunks of {declared_size()} bytes, over the "
+                f"{limit}-byte limit"
+            )
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -117,6 +127,9 @@ def _decompress(decoder: Inflater, data: bytes, limit: int) -> bytes:
     return out
 
 
+#: The ASGI scope extension through which the server tells the app how large a chunked body
+#: says it is so far (the sum of the chunk sizes read): a callable returning bytes.
+DECLARED = "keyshim.declared"
 #: The ASGI scope extension through which the server lets the app cut a client at once (a
 #: plain close would wait for the unread answer to drain, which a stalled client never does).
 ABORT = "keyshim.abort"
