@@ -168,6 +168,8 @@ class Settings:
     audit_retention: float = 90 * 86400.0
     #: How often buffered audit records and last-used times are written.
     audit_flush: float = 1.0
+    #: Most audit records held in memory while the database cannot take them (oldest dropped).
+    audit_buffer: int = 50_000
     #: HTTPS for ``shim serve``: PEM certificate and key (both or neither; ``shim tls init``).
     certfile: str = ""
     keyfile: str = ""

@@ -69,6 +69,7 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
         retention=settings.audit_retention,
         clock=time.time,
         flush_interval=settings.audit_flush,
+        max_buffer=settings.audit_buffer,
         on_drop=metrics.dropped_audit,
     )
     budget = Budget(
