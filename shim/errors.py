@@ -6,6 +6,7 @@ Codes 0-15 are Keap's own; codes from 100 up are keyshim's, chosen so that they 
 with a code Keap sends::
 
     ShimError                         3   [Unexpected]           (base; anything unforeseen)
+    ├── MasterKeyChanged              3   [Unexpected]           (rotated; restart this process)
     ├── ParseError                    0   Failed to parse XML-RPC request: ...
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
     ├── RequestTooLarge             107   [RequestTooLarge]
@@ -60,6 +61,16 @@ class ShimError(Exception):
     def fault_string(self) -> str:
         """The ``faultString`` a script receives: ``[Tag]message``."""
         return f"[{self.tag}]{self.message}"
+
+
+class MasterKeyChanged(ShimError):
+    """The master key was rotated and this process could not load the new one (it comes from
+    SHIM_SECRET_KEY, or the key file is mid-rotation): nothing is sealed under the old key."""
+
+    default_message = (
+        "keyshim's master key was rotated and this process still holds the old one; "
+        "restart keyshim (with the new key)"
+    )
 
 
 class ParseError(ShimError):

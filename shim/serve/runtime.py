@@ -47,7 +47,11 @@ def open_store(settings: Settings) -> SqliteStore:
     """Open (and migrate) the store with the master key."""
     if not Path(settings.db).exists():
         raise CliError(f"no keyshim database at {settings.db} (run `shim init`)")
-    store = SqliteStore(settings.db, SecretBox(load_master_key(settings)))
+    store = SqliteStore(
+        settings.db,
+        SecretBox(load_master_key(settings)),
+        reload=lambda: SecretBox(load_master_key(settings)),  # after `shim rotate-master-key`
+    )
     store.migrate()
     return store
 
