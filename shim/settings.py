@@ -160,6 +160,9 @@ class Settings:
     max_clients: int = 1000
     #: A request body must arrive within this (slow senders get 408).
     body_timeout: float = 60.0
+    #: A script must take each part of its answer within this, or it is cut off (and the
+    #: upstream connection carrying the answer freed for other callers).
+    client_write_timeout: float = 30.0
     max_connections: int = 100
     #: What keyshim puts in the first parameter instead of the local key.
     placeholder: str = "keyshim"
@@ -168,6 +171,8 @@ class Settings:
     audit_retention: float = 90 * 86400.0
     #: How often buffered audit records and last-used times are written.
     audit_flush: float = 1.0
+    #: Most audit records held in memory while the database cannot take them (oldest dropped).
+    audit_buffer: int = 50_000
     #: HTTPS for ``shim serve``: PEM certificate and key (both or neither; ``shim tls init``).
     certfile: str = ""
     keyfile: str = ""

@@ -142,6 +142,8 @@ class KeyshimApp:
                 "accounts": {
                     h.account: {"kind": h.kind, "state": h.state, **h.facts} for h in healths
                 },
+                # Records waiting for the database, and those lost to a full buffer since start.
+                "audit": {"buffered": services.audit.buffered, "dropped": services.audit.dropped},
             }
         )
         await plain(

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from shim import __version__, xmlrpc
 from shim.access import keys
 from shim.errors import (
+    ClientStalled,
     InvalidKey,
     NoAccess,
     ParseError,
@@ -122,9 +123,16 @@ class Calls:
                 t,
                 http10=scope.get("http_version") == "1.0",
                 limit=4 * self.settings.max_body,
+                write_timeout=self.settings.client_write_timeout or None,
             )
         except ShimError as exc:
             t.outcome = exc.tag or "ParseError"
+            if isinstance(exc, ClientStalled):
+                t.outcome = "client_stalled"
+                log.warning("request %s: %s; cut off", t.request_id, exc.message)
+                asgi.abort_client(scope)
+                await asyncio.sleep(0)  # the server sees the disconnect before the app ends
+                return
             if t.started_response:
                 t.outcome = "error"
                 log.error("request %s: upstream broke mid-answer: %s", t.request_id, exc.message)

@@ -48,7 +48,11 @@ def open_store(settings: Settings) -> SqliteStore:
     """Open (and migrate) the store with the master key."""
     if not Path(settings.db).exists():
         raise CliError(f"no keyshim database at {settings.db} (run `shim init`)")
-    store = SqliteStore(settings.db, SecretBox(load_master_key(settings)))
+    store = SqliteStore(
+        settings.db,
+        SecretBox(load_master_key(settings)),
+        reload=lambda: SecretBox(load_master_key(settings)),  # after `shim rotate-master-key`
+    )
     store.migrate()
     return store
 
@@ -80,6 +84,7 @@ def build_services(
         retention=settings.audit_retention,
         clock=time.time,
         flush_interval=settings.audit_flush,
+        max_buffer=settings.audit_buffer,
         on_drop=metrics.dropped_audit,
     )
     budget = Budget(

@@ -26,8 +26,8 @@ from shim.serve.asgi import Send
 from shim.simulator.asgi import Answer, Request, json_answer, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.data import Database
-from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint
-from shim.simulator.failures import FailureQueue, deliver
+from shim.simulator.endpoint import XmlRpcEndpoint
+from shim.simulator.failures import INVALID_TOKEN, FailureQueue, deliver
 from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
 from shim.simulator.rest import (
