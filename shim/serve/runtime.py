@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from shim.errors import CliError
@@ -20,6 +21,7 @@ from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
 from shim.oauth.chains import Chains
+from shim.serve.admin.app import AdminApp
 from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
@@ -92,6 +94,13 @@ def create_app() -> KeyshimApp:
     return KeyshimApp(settings, build_services)
 
 
+def create_admin_app(settings: Settings) -> AdminApp:
+    """The admin page alone, for its own port (``--admin-port``): with its own Services and
+    no background refresher (the main server's scheduler does that)."""
+    core = KeyshimApp(replace(settings, scheduler_interval=0), build_services)
+    return AdminApp(settings, core.startup, on_shutdown=core.shutdown)
+
+
 def token_client(settings: Settings) -> Upstream:
     """An upstream client for the token endpoint only (commands outside ``shim serve``)."""
     return Upstream(token_timeout=settings.token_timeout)
@@ -140,6 +149,16 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
     # becomes a normal exit, so the cleanup below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    admin = None
+    if settings.admin and settings.admin_port:
+        admin = server.Beside(
+            create_admin_app(settings), host=settings.admin_host, port=settings.admin_port,
+            certfile=settings.certfile or None, keyfile=settings.keyfile or None,
+        )  # fmt: skip
+        admin.start()
+        announce(f"keyshim admin {scheme}://{settings.admin_host}:{settings.admin_port}/admin")
+    elif settings.admin:
+        announce(f"keyshim admin {scheme}://{settings.host}:{settings.port}/admin")
     try:
         server.run(
             "shim.serve.runtime:create_app",
@@ -153,6 +172,8 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
             max_clients=settings.max_clients,
         )
     finally:
+        if admin is not None:
+            admin.stop()
         if metrics_dir is not None:
             import shutil
 

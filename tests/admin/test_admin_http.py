@@ -12,10 +12,11 @@ import pytest
 from shim.serve.admin import passwords, sessions
 from shim.serve.admin.app import check_exposure
 from shim.serve.app import KeyshimApp
-from shim.serve.runtime import build_services
+from shim.serve.runtime import build_services, create_admin_app
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
 from tests.admin.support import PASSWORD, csrf_of, log_in, set_password
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.anyio
 
@@ -96,7 +97,9 @@ async def test_forged_session_refused(client: httpx.AsyncClient) -> None:
     await log_in(client)
     value = client.cookies[sessions.COOKIE]
     sid, rest = value.split("|", 1)
-    client.cookies.set(sessions.COOKIE, "x" + sid[1:] + "|" + rest, path="/admin")
+    forged = ("A" if sid[0] != "A" else "B") + sid[1:] + "|" + rest
+    client.cookies.clear()
+    client.cookies.set(sessions.COOKIE, forged, domain="127.0.0.1", path="/admin")
     assert (await client.get("/admin/keys")).status_code == 303
 
 
@@ -144,3 +147,31 @@ def test_exposure_needs_tls_or_insecure(settings: Settings) -> None:
     assert check_exposure(replace(wide, admin_insecure=True)) is None
     assert check_exposure(replace(wide, certfile="c.pem", keyfile="k.pem")) is None
     assert check_exposure(replace(wide, admin=False)) is None
+
+
+async def test_other_addresses_refused_unless_admin_host_allows(
+    settings: Settings, store: SqliteStore
+) -> None:
+    set_password(store)
+    for admin_host, status in (("127.0.0.1", 404), ("0.0.0.0", 200)):
+        app = KeyshimApp(replace(settings, admin=True, admin_host=admin_host), build_services)
+        await app.startup()
+        transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.1") as c:
+            assert (await c.get("/admin/login")).status_code == status
+        await app.shutdown()
+
+
+def test_own_port(settings: Settings, store: SqliteStore) -> None:
+    """--admin-port: the page on its own server; the main port has no /admin."""
+    set_password(store)
+    on = replace(settings, admin=True, admin_port=1)
+    assert KeyshimApp(on, build_services).admin is None
+    with BackgroundServer(create_admin_app(on)) as admin, httpx.Client(base_url=admin.url) as c:
+        login = c.get("/admin/login")
+        assert login.status_code == 200
+        answer = c.post("/admin/login", data={"csrf": csrf_of(login.text), "password": PASSWORD})
+        assert answer.status_code == 303
+        assert c.get("/admin/keys").status_code == 200
+        assert c.get("/api/xmlrpc").status_code == 404
+    assert [a["action"] for a in store.admin_actions()] == ["login"]

@@ -106,9 +106,12 @@ class AdminApp:
         settings: Settings,
         services: Callable[[], Awaitable[Services]],
         clock: Callable[[], float] = time.time,
+        *,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self._services = services
+        self._on_shutdown = on_shutdown
         self.clock = clock
         self.limiter = sessions.LoginLimiter()
         self.open_to_all = not is_loopback(settings.admin_host)
@@ -122,6 +125,9 @@ class AdminApp:
         client = scope.get("client") or ("", 0)
         if not self.open_to_all and not is_loopback(str(client[0])):
             await plain(send, 404, b"not found\n")
+            return
+        if scope["path"] != PREFIX and not scope["path"].startswith(PREFIX + "/"):
+            await plain(send, 404, b"not found: the admin page is at /admin\n")
             return
         path = scope["path"][len(PREFIX) :] or "/"
         if path.startswith("/static/") and scope["method"] == "GET":
@@ -141,9 +147,15 @@ class AdminApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                await self._services()
+                try:
+                    await self._services()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                if self._on_shutdown is not None:
+                    await self._on_shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
