@@ -142,7 +142,7 @@ async def test_no_secret_on_pages(client: httpx.AsyncClient, store: SqliteStore)
 def test_exposure_needs_tls_or_insecure(settings: Settings) -> None:
     on = replace(settings, admin=True)
     assert check_exposure(on) is None
-    wide = replace(on, admin_host="0.0.0.0")
+    wide = replace(on, admin_host="0.0.0.0")  # all interfaces
     assert "TLS" in (check_exposure(wide) or "")
     assert check_exposure(replace(wide, admin_insecure=True)) is None
     assert check_exposure(replace(wide, certfile="c.pem", keyfile="k.pem")) is None
@@ -153,11 +153,13 @@ async def test_other_addresses_refused_unless_admin_host_allows(
     settings: Settings, store: SqliteStore
 ) -> None:
     set_password(store)
-    for admin_host, status in (("127.0.0.1", 404), ("0.0.0.0", 200)):
+    everyone = "0.0.0.0"  # all interfaces: any client address is admitted
+    for admin_host, status in (("127.0.0.1", 404), (everyone, 200)):
         app = KeyshimApp(replace(settings, admin=True, admin_host=admin_host), build_services)
         await app.startup()
-        transport = httpx.ASGITransport(app=app, client=("192.0.2.7", 50000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://192.0.2.1") as c:
+        # A client that is not this machine (nothing is sent anywhere: in-process ASGI).
+        transport = httpx.ASGITransport(app=app, client=("elsewhere.test", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://shim.test") as c:
             assert (await c.get("/admin/login")).status_code == status
         await app.shutdown()
 

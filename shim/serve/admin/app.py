@@ -485,24 +485,28 @@ class AdminApp:
         now = self.clock()
         store = services.store
         month = store.usage(now - WINDOWS[-1][1])
-        counts: dict[tuple[Any, Any], list[int]] = {}
+        # The store splits a key's method by account (a refused call has none): one row here.
+        merged: dict[tuple[Any, Any], dict[str, Any]] = {}
+        for row in month:
+            entry = merged.setdefault(
+                (row["key_id"], row["method"]),
+                {"key_id": row["key_id"], "label": row["label"], "method": row["method"],
+                 "counts": [0] * len(WINDOWS), "faults": 0, "last_seen": row["last_seen"],
+                 "fault_tags": sorted(row["fault_tags"].items())},
+            )  # fmt: skip
+            entry["counts"][-1] += int(row["calls"])
+            entry["faults"] += int(row["faults"])
+            entry["last_seen"] = max(entry["last_seen"], row["last_seen"])
         for i, (_, seconds) in enumerate(WINDOWS[:-1]):
             for row in store.usage(now - seconds):
-                counts.setdefault((row["key_id"], row["method"]), [0] * len(WINDOWS))[i] = int(
-                    row["calls"]
-                )
-        usage = []
-        for row in sorted(month, key=lambda r: (-int(r["calls"]), str(r["key_id"]))):
-            per = counts.get((row["key_id"], row["method"]), [0] * len(WINDOWS))
-            per[-1] = int(row["calls"])
-            usage.append({
-                "key_id": row["key_id"], "label": row["label"], "method": row["method"],
-                "counts": per, "faults": row["faults"], "last_seen": row["last_seen"],
-                "fault_tags": sorted(row["fault_tags"].items()),
-            })  # fmt: skip
+                if (row["key_id"], row["method"]) in merged:
+                    merged[(row["key_id"], row["method"])]["counts"][i] += int(row["calls"])
+        usage = sorted(merged.values(), key=lambda u: (-u["counts"][-1], str(u["key_id"])))
+        # A key's rows with an account first: the report names the account of the first row.
+        ready = readiness.report(sorted(month, key=lambda r: r["account"] is None))
         return render.page(
             "usage.html", title="Usage and readiness", csrf=csrf, here=f"{PREFIX}/usage",
-            notice=None, error=None, ready=readiness.report(month), usage=usage, windows=WINDOWS,
+            notice=None, error=None, ready=ready, usage=usage, windows=WINDOWS,
         )  # fmt: skip
 
     def _alerts_page(self, services: Services, csrf: str) -> bytes:
