@@ -68,7 +68,7 @@ def build_services(
         token_timeout=settings.token_timeout,
         max_connections=settings.max_connections,
     )
-    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
     chains = Chains(store, upstream, settings, on_event=alerter)
     metrics = Metrics()
     audit = AuditLog(
@@ -113,7 +113,7 @@ async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains
     Alerts still queued when the block ends are sent before the client closes.
     """
     upstream = token_client(settings)
-    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
     try:
         yield Chains(store, upstream, settings, on_event=alerter)
         await alerter.drain()

@@ -102,6 +102,8 @@ CREATE TABLE admin_actions (
     target TEXT, outcome TEXT NOT NULL
 );
 CREATE INDEX admin_actions_at ON admin_actions (at);
+CREATE TABLE alerts (at REAL NOT NULL, account TEXT NOT NULL, event TEXT NOT NULL, error TEXT);
+CREATE INDEX alerts_at ON alerts (at);
 """
 
 #: Applied in order, each in its own transaction. Append only; never edit a released step.
@@ -624,6 +626,26 @@ class SqliteStore:
             rows = self._rows(
                 "SELECT at, actor, source, action, target, outcome FROM admin_actions "
                 "ORDER BY at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            )
+        return [_as_dict(r) for r in rows]
+
+    def record_alert(self, at: float, account: str, event: str, error: str | None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO alerts (at, account, event, error) VALUES (?, ?, ?, ?)",
+                (at, account, event, error),
+            )
+            # A short history is all the admin page shows; the log and the webhook keep the rest.
+            conn.execute(
+                "DELETE FROM alerts WHERE rowid NOT IN "
+                "(SELECT rowid FROM alerts ORDER BY at DESC, rowid DESC LIMIT 500)"
+            )
+
+    def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT at, account, event, error FROM alerts ORDER BY at DESC, rowid DESC LIMIT ?",
                 (limit,),
             )
         return [_as_dict(r) for r in rows]

@@ -136,10 +136,18 @@ def test_admin_walkthrough(
     assert "[InvalidKey]" in refused.value.faultString
     page.screenshot(path=str(shots / "admin-keys.png"), full_page=True)
 
+    # A refresh that Keap's token endpoint keeps failing: the page says so, and alerts.
+    generation = store.chain_generation("prod")
+    sim.fail_token_requests(*["503"] * 4)  # the first try and its three retries
+    page.get_by_role("link", name="Accounts").click()
+    page.get_by_role("button", name="Refresh now…").click()
+    page.get_by_role("button", name="Refresh now").click()
+    assert "503" in page.get_by_role("alert").inner_text()
+    assert page.locator(".state-degraded").first.inner_text() == "degraded"
+    assert store.chain_generation("prod") == generation
+
     # Refresh the chain now (confirmed): the simulator serves one refresh.
     before = sim.stats()["refreshes_served"]
-    generation = store.chain_generation("prod")
-    page.get_by_role("link", name="Accounts").click()
     page.get_by_role("button", name="Refresh now…").click()
     assert "Refresh the token chain of prod now?" in page.content()
     page.get_by_role("button", name="Refresh now").click()
@@ -171,6 +179,10 @@ def test_admin_walkthrough(
     page.screenshot(path=str(shots / "admin-usage.png"), full_page=True)
     page.get_by_role("link", name="Alerts").click()
     assert "key revoke" in page.content() and "refused: no CSRF" in page.content()
+    events = [a["event"] for a in store.recent_alerts()]
+    assert events == ["recovered", "degraded"]
+    recent = page.get_by_role("region", name="Recent alerts")
+    assert recent.get_by_text("degraded", exact=True).is_visible()
     page.screenshot(path=str(shots / "admin-alerts.png"), full_page=True)
 
     # Nothing secret on any page: no key text, no token, no password.

@@ -43,7 +43,11 @@ MAX_FORM = 16 * 1024
 #: The usage page's windows: calls per key and method over time.
 WINDOWS = (("1h", 3600.0), ("24h", 86400.0), ("7d", 7 * 86400.0), ("30d", 30 * 86400.0))
 _STATIC = Path(__file__).with_name("static")
-_STATIC_TYPES = {".css": b"text/css; charset=utf-8", ".js": b"text/javascript; charset=utf-8"}
+_STATIC_TYPES = {
+    ".css": b"text/css; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".svg": b"image/svg+xml",
+}
 _SECURITY_HEADERS = [
     (
         b"content-security-policy",
@@ -510,7 +514,7 @@ class AdminApp:
         )  # fmt: skip
 
     def _alerts_page(self, services: Services, csrf: str) -> bytes:
-        alerts = []
+        problems = []
         for h in account_healths(services.store, self.clock()):
             if h.usable:
                 continue
@@ -519,11 +523,12 @@ class AdminApp:
                 if h.state == "needs_reauth"
                 else "keyshim keeps retrying; check Keap's token endpoint and the client secret"
             )
-            alerts.append({
+            problems.append({
                 "account": h.account, "state": h.state, "error": h.facts.get("last_error"),
                 "at": h.facts.get("last_error_at"), "action": action,
             })  # fmt: skip
         return render.page(
             "alerts.html", title="Alerts", csrf=csrf, here=f"{PREFIX}/alerts", notice=None,
-            error=None, alerts=alerts, actions=services.store.admin_actions(50),
+            error=None, problems=problems, alerts=services.store.recent_alerts(50),
+            actions=services.store.admin_actions(50),
         )  # fmt: skip
