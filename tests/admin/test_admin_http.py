@@ -9,6 +9,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
+from shim.models import Account
 from shim.serve.admin import passwords, sessions
 from shim.serve.admin.app import check_exposure
 from shim.serve.app import KeyshimApp
@@ -177,3 +178,30 @@ def test_own_port(settings: Settings, store: SqliteStore) -> None:
         assert c.get("/admin/keys").status_code == 200
         assert c.get("/api/xmlrpc").status_code == 404
     assert [a["action"] for a in store.admin_actions()] == ["login"]
+
+
+async def test_issue_rotate_with_overlap_and_bad_input(
+    client: httpx.AsyncClient, store: SqliteStore, clock: Clock
+) -> None:
+    store.add_account(Account(name="prod", kind="service_key", created_at=clock.now))
+    await log_in(client)
+    csrf = csrf_of((await client.get("/admin/keys")).text)
+    bad = await client.post(
+        "/admin/keys", data={"csrf": csrf, "account": "prod", "label": "x", "rate": "lots"}
+    )
+    assert bad.status_code == 200 and 'role="alert"' in bad.text and store.list_keys() == []
+    issued = await client.post("/admin/keys", data={"csrf": csrf, "account": "prod", "label": "s"})
+    old = store.list_keys()[0]
+    assert 'id="new-key"' in issued.text
+    form = {"csrf": csrf, "overlap": "7d"}
+    asked = await client.post(f"/admin/keys/{old.id}/rotate", data=form)
+    assert "Please confirm" in asked.text and len(store.list_keys()) == 1
+    done = await client.post(f"/admin/keys/{old.id}/rotate", data={**form, "confirm": "yes"})
+    assert 'id="new-key"' in done.text and "stops working" in done.text
+    kept = store.get_key(old.id)
+    assert kept is not None and kept.revoked_at == clock.now + 7 * 86400
+    assert [a["action"] for a in store.admin_actions()][:3] == [
+        "key rotate",
+        "key issue",
+        "key issue",
+    ]
