@@ -75,7 +75,9 @@ def admin() -> None:
 
 
 @admin.command("set-password")
-@click.password_option("--password", help="The new password (prompted for when not given).")
+@click.password_option(
+    "--password", help="The new password; better left out, to be prompted for (a flag shows in ps)."
+)
 @click.pass_context
 def set_password(ctx: click.Context, password: str) -> None:
     """Set the admin page's password (kept only as a scrypt hash); ends every admin session.

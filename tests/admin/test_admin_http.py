@@ -8,7 +8,9 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from shim.cli import cli
 from shim.models import Account
 from shim.serve.admin import passwords, sessions
 from shim.serve.admin.app import check_exposure
@@ -205,3 +207,18 @@ async def test_issue_rotate_with_overlap_and_bad_input(
         "key issue",
         "key issue",
     ]
+
+
+def test_set_password_command(settings: Settings, store: SqliteStore) -> None:
+    """Prompted twice, kept only as a scrypt hash; too short is refused in one line."""
+    runner = CliRunner()
+    args = ["--db", settings.db, "admin", "set-password"]
+    short = runner.invoke(cli, args, input="short\nshort\n")
+    assert short.exit_code != 0 and "at least 10 characters" in short.output
+    assert store.admin_password() is None
+    done = runner.invoke(cli, args, input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert done.exit_code == 0, done.output
+    stored = store.admin_password()
+    assert stored is not None and stored.startswith("scrypt$") and PASSWORD not in stored
+    assert passwords.verify_password(PASSWORD, stored)
+    assert not passwords.verify_password("wrong password", stored)
