@@ -179,6 +179,16 @@ class Settings:
     #: Where a rotated pair the store could not take is kept, sealed, until the store takes it
     #: (shim.store.recovery); default: beside the database file.
     recovery_dir: str = ""
+    #: The admin page (``shim serve --admin``): off unless asked for, since it can issue keys.
+    admin: bool = False
+    #: 0 serves it under /admin on the main port; else its own port on ``admin_host``.
+    admin_port: int = 0
+    #: Who may reach it: loopback unless an operator names another address.
+    admin_host: str = "127.0.0.1"
+    #: A non-loopback admin host without TLS is refused unless this says the risk is known.
+    admin_insecure: bool = False
+    #: How long an admin login lasts.
+    admin_session: float = 8 * 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
@@ -217,6 +227,8 @@ class Settings:
 
 
 def _convert(name: str, kind: object, raw: str) -> object:
+    if kind in ("bool", bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     try:
         if kind in ("float", float):
             return parse_duration(raw)

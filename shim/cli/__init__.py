@@ -8,7 +8,8 @@ carries a secret, except the one-time output of ``key issue`` and ``key rotate``
 Modules:
 
   options.py   shared option decorators (--db, --json, --since, ACCOUNT), ctx helpers
-  admin.py     init, rotate-master-key
+  admin.py     init, rotate-master-key, admin set-password
+  admin_page.py  the --admin flags of serve
   account.py   account add/set/remove/list/import-tokens/authorize, refresh
   key.py       key issue/rotate/list/revoke
   usage.py     usage, readiness, status

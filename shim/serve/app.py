@@ -18,6 +18,7 @@ from typing import Any
 from shim import __version__
 from shim.oauth.health import account_healths
 from shim.oauth.scheduler import Scheduler
+from shim.serve.admin.app import AdminApp
 from shim.serve.asgi import Receive, Scope, Send, plain
 from shim.serve.call import Calls
 from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -43,6 +44,8 @@ class KeyshimApp:
         self.services: Services | None = None
         self._calls = Calls(settings, clock)
         self._tasks: set[asyncio.Task[Any]] = set()
+        on_this_port = settings.admin and not settings.admin_port
+        self.admin = AdminApp(settings, self.startup, clock) if on_this_port else None
 
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> Services:
@@ -109,6 +112,8 @@ class KeyshimApp:
                 await plain(send, 405, b"XML-RPC endpoint: use POST\n", [(b"allow", b"POST")])
                 return
             await self._xmlrpc(scope, receive, send)
+        elif self.admin is not None and (path == "/admin" or path.startswith("/admin/")):
+            await self.admin(scope, receive, send)
         elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
             await self._healthz(send)
         elif path == "/metrics" and scope["method"] == "GET":

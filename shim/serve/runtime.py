@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from shim.errors import CliError
@@ -20,6 +21,7 @@ from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
 from shim.oauth.chains import Chains
+from shim.serve.admin.app import AdminApp
 from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
@@ -76,7 +78,7 @@ def build_services(
         token_timeout=settings.token_timeout,
         max_connections=settings.max_connections,
     )
-    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
     chains = Chains(store, upstream, settings, on_event=alerter, recovery=open_recovery(settings))
     metrics = Metrics()
     audit = AuditLog(
@@ -103,6 +105,13 @@ def create_app() -> KeyshimApp:
     return KeyshimApp(settings, build_services)
 
 
+def create_admin_app(settings: Settings) -> AdminApp:
+    """The admin page alone, for its own port (``--admin-port``): with its own Services and
+    no background refresher (the main server's scheduler does that)."""
+    core = KeyshimApp(replace(settings, scheduler_interval=0), build_services)
+    return AdminApp(settings, core.startup, on_shutdown=core.shutdown)
+
+
 def token_client(settings: Settings) -> Upstream:
     """An upstream client for the token endpoint only (commands outside ``shim serve``)."""
     return Upstream(token_timeout=settings.token_timeout)
@@ -115,7 +124,7 @@ async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains
     Alerts still queued when the block ends are sent before the client closes.
     """
     upstream = token_client(settings)
-    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
     chains = Chains(store, upstream, settings, on_event=alerter, recovery=open_recovery(settings))
     try:
         yield chains
@@ -154,6 +163,16 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
     # becomes a normal exit, so the cleanup below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    admin = None
+    if settings.admin and settings.admin_port:
+        admin = server.Beside(
+            create_admin_app(settings), host=settings.admin_host, port=settings.admin_port,
+            certfile=settings.certfile or None, keyfile=settings.keyfile or None,
+        )  # fmt: skip
+        admin.start()
+        announce(f"keyshim admin {scheme}://{settings.admin_host}:{settings.admin_port}/admin")
+    elif settings.admin:
+        announce(f"keyshim admin {scheme}://{settings.host}:{settings.port}/admin")
     try:
         server.run(
             "shim.serve.runtime:create_app",
@@ -168,6 +187,8 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
             graceful_timeout=settings.shutdown_grace,
         )
     finally:
+        if admin is not None:
+            admin.stop()
         if metrics_dir is not None:
             import shutil
 

@@ -14,6 +14,7 @@ import re
 import socket
 import struct
 import sys
+import threading
 from typing import Any
 
 import uvicorn
@@ -382,3 +383,36 @@ def run(
         supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
+
+
+class Beside:
+    """A second, small server in a thread of this process (the admin page on its own port)."""
+
+    def __init__(
+        self, app: Any, *, host: str, port: int, certfile: str | None, keyfile: str | None
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_config=None,  # the main server set logging up
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            http=HeadTimeoutProtocol,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve()), name="admin", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread shut its app down (the admin audit is flushed) and end."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -1,10 +1,10 @@
 """The Store interface: everything keyshim keeps, behind one small protocol.
 
-SQLite (``shim.store.sqlite``) is the embedded default. The interface is not small (27 methods:
-accounts, token chains, leases, keys, server secrets, the audit trail, shared rate counts, Keap
-quota figures and usage reports), but every method is one transaction of its own, so a shared
-PostgreSQL store can serve several hosts: nothing above this module writes SQL, holds a
-transaction, or assumes a single process.
+SQLite (``shim.store.sqlite``) is the embedded default. The interface is not small (33 methods:
+accounts, token chains, leases, keys, server secrets, the admin page's password, actions and
+alerts, the audit trail, shared rate counts, Keap quota figures and usage reports), but every
+method is one transaction of its own, so a shared PostgreSQL store can serve several hosts:
+nothing above this module writes SQL, holds a transaction, or assumes a single process.
 
 Rules every implementation keeps:
 - Secrets (client secrets, tokens, service keys) are encrypted at rest; callers see plaintext.
@@ -107,6 +107,33 @@ class Store(Protocol):
 
     def server_secret(self, name: str) -> bytes:
         """A random server secret made on first use and kept sealed (local-key HMAC key)."""
+        ...
+
+    # -- admin page -----------------------------------------------------------------------
+    def admin_password(self) -> str | None:
+        """The admin page's password hash (``shim admin set-password``), or None if unset."""
+        ...
+
+    def set_admin_password(self, hashed: str) -> None:
+        """Store (replace) the admin page's password hash; never the password itself."""
+        ...
+
+    def record_admin_action(
+        self, at: float, actor: str, source: str, action: str, target: str | None, outcome: str
+    ) -> None:
+        """Append one admin-page action: who, from where, what, on what, and how it ended."""
+        ...
+
+    def admin_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest admin-page actions, newest first (keys as record_admin_action's)."""
+        ...
+
+    def record_alert(self, at: float, account: str, event: str, error: str | None) -> None:
+        """Keep a chain alert (degraded, dead, recovered) for the admin page; the latest 500."""
+        ...
+
+    def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest chain alerts, newest first: at, account, event, error."""
         ...
 
     # -- audit ----------------------------------------------------------------------------

@@ -97,6 +97,17 @@ CREATE UNIQUE INDEX keys_digest ON keys (digest);
 CREATE INDEX keys_account ON keys (account);
 """
 
+_SCHEMA_ADMIN = """
+CREATE TABLE admin_settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+CREATE TABLE admin_actions (
+    at REAL NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT, outcome TEXT NOT NULL
+);
+CREATE INDEX admin_actions_at ON admin_actions (at);
+CREATE TABLE alerts (at REAL NOT NULL, account TEXT NOT NULL, event TEXT NOT NULL, error TEXT);
+CREATE INDEX alerts_at ON alerts (at);
+"""
+
 #: Applied in order, each in its own transaction. Append only; never edit a released step.
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _SCHEMA_V1),
@@ -116,6 +127,7 @@ MIGRATIONS: list[Migration] = [
         "CREATE TABLE action_sets (account TEXT NOT NULL, id INTEGER NOT NULL, "
         "steps TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (account, id));",
     ),
+    (8, "admin page", _SCHEMA_ADMIN),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -682,6 +694,59 @@ class SqliteStore:
                         )
                         return base64.urlsafe_b64decode(fresh)
             return base64.urlsafe_b64decode(self._open(str(r[0]), ctx) or "")
+
+    # -- admin page ---------------------------------------------------------------------------
+    def admin_password(self) -> str | None:
+        with self._lock:
+            r = self._one("SELECT value FROM admin_settings WHERE name = 'password'")
+        return None if r is None else str(r[0])
+
+    def set_admin_password(self, hashed: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO admin_settings (name, value) VALUES ('password', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (hashed,),
+            )
+
+    def record_admin_action(
+        self, at: float, actor: str, source: str, action: str, target: str | None, outcome: str
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO admin_actions (at, actor, source, action, target, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (at, actor, source, action, target, outcome),
+            )
+
+    def admin_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT at, actor, source, action, target, outcome FROM admin_actions "
+                "ORDER BY at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            )
+        return [_as_dict(r) for r in rows]
+
+    def record_alert(self, at: float, account: str, event: str, error: str | None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO alerts (at, account, event, error) VALUES (?, ?, ?, ?)",
+                (at, account, event, error),
+            )
+            # A short history is all the admin page shows; the log and the webhook keep the rest.
+            conn.execute(
+                "DELETE FROM alerts WHERE rowid NOT IN "
+                "(SELECT rowid FROM alerts ORDER BY at DESC, rowid DESC LIMIT 500)"
+            )
+
+    def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT at, account, event, error FROM alerts ORDER BY at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            )
+        return [_as_dict(r) for r in rows]
 
     # -- audit --------------------------------------------------------------------------------
     def record_calls(self, records: Sequence[CallRecord]) -> None:
