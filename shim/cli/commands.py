@@ -839,6 +839,7 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
         "label",
         "account",
         "method",
+        "table_name",
         "calls",
         "faults",
         "errors",
@@ -862,8 +863,9 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
     click.echo(f"{'key':<10} {'label':<20} {'method':<32} {'calls':>7} {'faults':>6}  last seen")
     for row in rows:
         label = (row["label"] or "-")[:20]
+        method = (row["method"] or "-") + (f" {row['table_name']}" if row["table_name"] else "")
         click.echo(
-            f"{row['key_id'] or '-':<10} {label:<20} {(row['method'] or '-')[:32]:<32} "
+            f"{row['key_id'] or '-':<10} {label:<20} {method[:32]:<32} "
             f"{row['calls']:>7} {row['faults']:>6}  {row['last_seen']}"
         )
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from shim.rest import contact_map, dataservice, files, listing, misc
 from shim.rest import contacts as c
+from shim.rest.tables import TABLE_SPECS, Fidelity, Judgement, TableSpec, table_method, worse
 from shim.xmlrpc import Value
 
-Fidelity = Literal["exact", "approximate"]
 Handler = Callable[..., Awaitable[Any]]
 
 
@@ -152,10 +152,37 @@ def lookup(method: str, params: list[Value]) -> Translation | None:
     return entry
 
 
-def fidelity(method: str) -> str:
-    """ "exact", "approximate" or "no", for readiness reports."""
+def fidelity(method: str) -> Judgement:
+    """ "exact", "approximate" or "no" for a method, whatever its arguments."""
     entry = TABLE.get(method)
     return entry.fidelity if entry is not None else "no"
+
+
+def translated_tables() -> dict[str, TableSpec]:
+    """The DataService tables that translate (registered in ``shim.rest.tables``)."""
+    return dict(sorted(TABLE_SPECS.items()))
+
+
+def judge(method: str, table: str | None = None, args: list[Value] | None = None) -> Judgement:
+    """Whether keyshim answers a call through REST v2: "exact", "approximate" or "no".
+
+    ``table``: the DataService table (first argument after the key) when known; a table
+    method on a table with no translation is "no". Unknown (None), the method alone decides.
+    ``args`` (after the key), when known, are checked against the translation's ``covers``
+    (e.g. which getAppSetting settings are mapped).
+    """
+    entry = TABLE.get(method)
+    if entry is None:
+        return "no"
+    if args is not None and entry.covers is not None and not entry.covers(args):
+        return "no"
+    short = table_method(method)
+    if short is None or table is None:
+        return entry.fidelity
+    spec = TABLE_SPECS.get(table)
+    if spec is None or short not in spec.methods:
+        return "no"
+    return worse(entry.fidelity, spec.fidelity)
 
 
 # --- the generated document --------------------------------------------------------------
@@ -206,6 +233,21 @@ def document() -> str:
         elif not m.rest_writable:
             notes.insert(0, "not writable through REST")
         lines.append(f"| {m.legacy} | {where} | {flt} | {'; '.join(notes)} |")
+    lines += [
+        "",
+        "## DataService tables",
+        "",
+        "DataService methods on any other table get `[NoRestTranslation]`; `shim readiness`",
+        "and `shim scan` judge a DataService call by its table as well as its method.",
+        "",
+        "| table | REST v2 | methods | fields | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in translated_tables().values():
+        methods = ", ".join(spec.methods)
+        lines.append(
+            f"| {spec.table} | `{spec.rest}` | {methods} | {spec.fidelity} | {spec.notes} |"
+        )
     lines += [
         "",
         "## Queries",

@@ -103,6 +103,7 @@ MIGRATIONS: list[Migration] = [
         "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
     ),
     (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
+    (6, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -580,7 +581,7 @@ class SqliteStore:
             rows = sqlite_audit.usage(self._db.conn, since)
             tags = sqlite_audit.fault_tags(self._db.conn, since)
         for row in rows:
-            row["fault_tags"] = tags.get((row["key_id"], row["method"]), {})
+            row["fault_tags"] = tags.get((row["key_id"], row["method"], row["table_name"]), {})
         return rows
 
 

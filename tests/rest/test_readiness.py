@@ -1,0 +1,120 @@
+"""Readiness by table: the translation table's table registry, the audit's table column, and
+``shim readiness`` judging DataService calls per table."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from shim.models import CallRecord
+from shim.rest import dataservice, legacy, readiness
+from shim.rest.table import judge, translated_tables
+from shim.rest.tables import READS, TableSpec, register_table
+from shim.serve.audit import table_of
+from shim.store.sqlite import MIGRATIONS, SqliteStore
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.anyio
+
+
+def test_judge_by_method_and_table() -> None:
+    assert judge("DataService.query", "Contact") == "approximate"
+    assert judge("DataService.query", "Product") == "no"
+    assert judge("DataService.query", "NoSuchTable") == "no"
+    assert judge("DataService.delete", "ContactGroup") == "exact"
+    assert judge("DataService.delete", "Contact") == "approximate"  # the table's fields
+    assert judge("DataService.query", "ContactGroupAssign") == "approximate"
+    assert judge("DataService.add", "ContactGroupAssign") == "no"  # read-only
+    assert judge("DataService.query") == "approximate"  # table unknown: the method decides
+    assert judge("ContactService.merge") == "exact"
+    assert judge("InvoiceService.chargeInvoice") == "no"
+    assert judge("DataService.getAppSetting", args=["Contact", "phonetypes"]) == "approximate"
+    assert judge("DataService.getAppSetting", args=["Nope", "nope"]) == "no"
+
+
+def test_registry_agrees_with_the_dispatcher() -> None:
+    tables = translated_tables()
+    assert set(tables) == set(dataservice.TABLES)
+    assert not set(tables) & legacy.OTHER_TABLES
+    assert tables["ContactGroupAssign"].methods == READS
+
+
+def test_register_table_refuses_nonsense() -> None:
+    with pytest.raises(ValueError, match="not DataService table methods"):
+        register_table(TableSpec("X", ("query", "merge"), "exact", "/x"))
+    with pytest.raises(ValueError, match="registered twice"):
+        register_table(TableSpec("Contact", READS, "exact", "/contacts"))
+
+
+def test_table_of() -> None:
+    assert table_of("DataService.query", ["key", "Contact", 10, 0, {}, ["Id"]]) == "Contact"
+    assert table_of("DataService.add", ["key", "X" * 500, {}]) == "X" * 64
+    assert table_of("DataService.query", ["key", 5]) is None
+    assert table_of("DataService.getAppSetting", ["key", "Contact", "x"]) is None
+    assert table_of("ContactService.load", ["key", 1, []]) is None
+    assert table_of("DataService.query", ["key"]) is None
+
+
+def test_migration_six_adds_the_table_column(store: SqliteStore) -> None:
+    assert MIGRATIONS[-1][0] == 6 and store.schema_version() == 6
+
+
+async def test_audit_records_the_table(stack: Stack, store: SqliteStore) -> None:
+    await stack.call("DataService.query", "Contact", 10, 0, {"Id": "%"}, ["Id"])
+    await stack.call("DataService.query", "ContactGroup", 10, 0, {"Id": "%"}, ["Id"])
+    await stack.call("ContactService.findByEmail", "nobody@example.com", ["Id"])
+    assert stack.app.services is not None
+    stack.app.services.audit.flush_now()
+    rows = {(r["method"], r["table_name"]): r["calls"] for r in store.usage(0)}
+    assert rows == {
+        ("DataService.query", "Contact"): 1,
+        ("DataService.query", "ContactGroup"): 1,
+        ("ContactService.findByEmail", None): 1,
+    }
+
+
+def _row(key: str, method: str, calls: int, table: str | None = None) -> dict[str, Any]:
+    return {
+        "key_id": key, "label": key, "account": "prod", "method": method, "table_name": table,
+        "calls": calls,
+    }  # fmt: skip
+
+
+def test_readiness_per_table() -> None:
+    data = readiness.report(
+        [
+            _row("k1", "DataService.query", 50, "Contact"),
+            _row("k1", "DataService.query", 30, "Product"),
+            _row("k1", "DataService.delete", 20, "ContactGroup"),
+            _row("k2", "DataService.query", 10),  # recorded before the table was
+        ]
+    )
+    k1, k2 = data["keys"]
+    assert [(m["table"], m["translation"]) for m in k1["methods"]] == [
+        ("Contact", "approximate"),
+        ("Product", "no"),
+        ("ContactGroup", "exact"),
+    ]
+    assert (k1["share"], k1["exact_share"]) == (0.7, 0.2)
+    assert k2["share"] == 1.0
+    assert data["caveat"] is not None and data["caveat"].startswith("10 calls:")
+    text = "\n".join(readiness.lines(data))
+    assert "DataService.query Product" in text and "note: 10 calls" in text
+    clean = readiness.report([_row("k1", "DataService.query", 5, "Contact")])
+    assert clean["caveat"] is None
+    assert "note:" not in "\n".join(readiness.lines(clean))
+
+
+def test_usage_rows_split_by_table(store: SqliteStore) -> None:
+    base = CallRecord(1.0, "a", None, "prod", "DataService.query", "ok", 200, 1.0, 1, 1)
+    store.record_calls(
+        [
+            replace(base, table_name="Contact"),
+            replace(base, request_id="b", outcome="NoTableFound", table_name="Nope"),
+        ]
+    )
+    rows = {r["table_name"]: r for r in store.usage(0)}
+    assert rows["Contact"]["faults"] == 0 and rows["Contact"]["fault_tags"] == {}
+    assert rows["Nope"]["fault_tags"] == {"NoTableFound": 1}
