@@ -1202,5 +1202,10 @@ def demo(keep: bool) -> None:
     sys.exit(run_demo(keep=keep))
 
 
+from shim.cli.scan import scan  # noqa: E402 (commands in their own modules join the group)
+
+cli.add_command(scan)
+
+
 def main() -> None:
     cli(prog_name="shim")
