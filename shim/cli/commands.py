@@ -878,8 +878,14 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
     help="A duration ago (7d, 12h) or a UTC date (2026-11-01).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--survey",
+    metavar="DIR",
+    help="Instead: the share of a usage survey's apps that would keep working "
+    "(fixtures/legacy_usage holds one).",
+)
 @click.pass_context
-def readiness(ctx: click.Context, since: str, as_json: bool) -> None:
+def readiness(ctx: click.Context, since: str, as_json: bool, survey: str | None) -> None:
     """Which scripts would keep working if Keap's XML-RPC API stopped today.
 
     Per key and method: calls, and whether keyshim can answer the method through REST v2
@@ -890,7 +896,10 @@ def readiness(ctx: click.Context, since: str, as_json: bool) -> None:
     Examples:
       shim readiness --since 7d
       shim readiness --json > readiness.json
+      shim readiness --survey fixtures/legacy_usage
     """
+    if survey is not None:
+        return survey_report(survey, as_json)
     from shim.rest import readiness as ready
 
     now = time.time()
@@ -1202,7 +1211,7 @@ def demo(keep: bool) -> None:
     sys.exit(run_demo(keep=keep))
 
 
-from shim.cli.scan import scan  # noqa: E402 (commands in their own modules join the group)
+from shim.cli.scan import scan, survey_report  # noqa: E402 (own module; joins the group)
 
 cli.add_command(scan)
 

@@ -77,3 +77,24 @@ def scan(paths: tuple[str, ...], as_json: bool) -> None:
         click.echo(line)
     for name in skipped:
         click.echo(f"skipped (over {MAX_FILE // (1024 * 1024)} MiB): {name}")
+
+
+def survey_report(directory: str, as_json: bool) -> None:
+    """``shim readiness --survey DIR``: the apps-covered share of a usage survey's data
+    (methods.csv, tables.csv, survey.csv; fixtures/legacy_usage holds the project's)."""
+    from shim.rest import survey
+
+    folder = Path(directory)
+    try:
+        methods = (folder / "methods.csv").read_text(encoding="utf-8")
+        tables = (folder / "tables.csv").read_text(encoding="utf-8")
+        totals = (folder / "survey.csv").read_text(encoding="utf-8").splitlines()
+        apps = int(dict(zip(totals[0].split(","), totals[1].split(","), strict=True))["apps"])
+    except (OSError, IndexError, KeyError, ValueError) as exc:
+        raise CliError(f"cannot read the survey in {directory}: {exc}") from exc
+    data = survey.coverage(methods, tables, apps)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for line in survey.lines(data):
+        click.echo(line)
