@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shim.rest.judging import table_method
 from shim.rest.table import judge
-from shim.rest.tables import table_method
 
 CAVEAT = (
     "some DataService calls were recorded without their table (before schema 6, or a table "

@@ -39,8 +39,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from shim.rest import legacy
-from shim.rest.table import judge
-from shim.rest.tables import TABLE_SPECS, Judgement, table_method
+from shim.rest.judging import Judgement, table_method
+from shim.rest.table import judge, translated_tables
 
 LANGUAGES = {
     ".php": "php", ".phtml": "php", ".inc": "php",
@@ -302,7 +302,7 @@ _PHP_SERVICE = re.compile(
 _PY_INSTANCE = re.compile(r"(?P<var>[A-Za-z_][\w.]*)\s*=\s*(?:[\w.]+\.)?Infusionsoft\(")
 _RUBY = re.compile(r"\bInfusionsoft\.(?P<name>[a-z]\w*)")
 #: Legacy table names a literal may be (translated or not).
-KNOWN_TABLES = frozenset(legacy.OTHER_TABLES) | frozenset(TABLE_SPECS)
+KNOWN_TABLES = frozenset(legacy.OTHER_TABLES) | frozenset(translated_tables())
 _LOOKAHEAD = 300
 
 

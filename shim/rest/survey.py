@@ -25,8 +25,8 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
+from shim.rest.judging import Judgement, table_method, worse
 from shim.rest.table import judge
-from shim.rest.tables import Judgement, table_method, worse
 from shim.xmlrpc import Value
 
 #: The connection test the PHP iSDK's cfgCon sends.

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shim.models import CallRecord
-from shim.rest.tables import table_method
+from shim.rest.judging import table_method
 from shim.store.protocol import Store
 from shim.xmlrpc import Value
 
