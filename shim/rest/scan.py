@@ -17,8 +17,9 @@ Pure: ``scan_text(text, path)`` takes a file's text; the CLI does the reading. W
   products) is its REST API and is not a legacy call.
 * **Python**: attribute calls on a known legacy service, ``server.DataService.query(key,
   'Contact', ...)`` (``xmlrpc.client``), ``infusionsoft.ContactService.add(...)``
-  (infusionsoft-client); the PyPI ``infusionsoft`` package's helpers (``Infusionsoft(name,
-  key).apply_tag(...)``) on a variable assigned from ``Infusionsoft(``.
+  (infusionsoft-client); infusionsoft-api's ``infusionsoft.ContactService('add', data)``;
+  the PyPI ``infusionsoft`` package's helpers (``Infusionsoft(name, key).apply_tag(...)``) on
+  a variable assigned from ``Infusionsoft(``.
 * **JavaScript**: the same attribute form (``api.DataService.query(...)``, infusionsoft-api).
 * **Ruby**: the infusionsoft gem's ``Infusionsoft.data_query(...)`` names (prefix names the
   service, the rest is camel-cased, with the gem's exceptions in ``RUBY_EXCEPTIONS``).
@@ -295,6 +296,10 @@ _FIRST_ARG = re.compile(r"\s*" + _QUOTED)
 _SERVICE_NAMES = "|".join(sorted(SERVICES))
 _RAW = re.compile(r"""(['"])(?P<svc>""" + _SERVICE_NAMES + r""")\.(?P<m>[A-Za-z]\w*)\1""")
 _ATTR = re.compile(r"(?<![\w'\"])(?P<svc>" + _SERVICE_NAMES + r")\.(?P<m>[A-Za-z]\w*)\s*\(")
+#: infusionsoft-api (PyPI): ``infusionsoft.ContactService('add', data)``.
+_CALL_STYLE = re.compile(
+    r"(?<![\w'\".])(?:\w+\.)?(?P<svc>" + _SERVICE_NAMES + r")\(\s*['\"](?P<m>[A-Za-z]\w*)['\"]"
+)
 _PHP_WRAPPER = re.compile(r"->\s*(?P<name>[A-Za-z]\w*)\s*\(")
 _PHP_SERVICE = re.compile(
     r"->\s*(?P<acc>[A-Za-z]\w*)\(\s*(?P<xml>['\"]xml['\"])?\s*\)\s*->\s*(?P<m>[A-Za-z]\w*)\s*\("
@@ -450,6 +455,10 @@ def scan_text(text: str, path: str, lang: str | None = None) -> list[Finding]:
         method = f"{m.group('svc')}.{m.group('m')}"
         table = _table_nearby(text, m.end()) if table_method(method) else None
         add(m.start("svc"), method, method, table)
+    for m in _CALL_STYLE.finditer(text):
+        method = f"{m.group('svc')}.{m.group('m')}"
+        table = _table_nearby(text, m.end()) if table_method(method) else None
+        add(m.start("svc"), f"{m.group('svc')}('{m.group('m')}')", method, table)
     for m in _RAW.finditer(text):
         method = f"{m.group('svc')}.{m.group('m')}"
         table = _table_nearby(text, m.end()) if table_method(method) else None

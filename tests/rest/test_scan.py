@@ -61,6 +61,8 @@ def test_python_proxies_and_wrappers() -> None:
         (13, "DataService.query", "Job", "no", "DataService.query"),
         (16, "ContactService.add", None, "approximate", "ContactService.add"),
         (17, "APIEmailService.optIn", None, "approximate", "APIEmailService.optIn"),
+        (22, "ContactService.update", None, "approximate", "ContactService('update')"),
+        (23, "DataService.findByField", "Referral", "no", "DataService('findByField')"),
     ]
     assert found("helpers.py") == [
         (6, "ContactService.findByEmail", None, "approximate", "find_by_email"),
