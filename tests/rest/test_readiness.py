@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from shim.rest import dataservice, legacy, readiness
 from shim.rest.judging import READS
 from shim.rest.table import judge, translated_tables
 from shim.serve.audit import table_of
+from shim.store import sqlite as sqlite_store
+from shim.store.secrets import SecretBox
 from shim.store.sqlite import MIGRATIONS, SqliteStore
 from tests.support.stack import Stack
 
@@ -54,8 +57,30 @@ def test_table_of() -> None:
     assert table_of("DataService.query", ["key"]) is None
 
 
-def test_migration_six_adds_the_table_column(store: SqliteStore) -> None:
-    assert MIGRATIONS[-1][0] == 6 and store.schema_version() == 6
+def test_migration_six_keeps_older_audit_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written before migration 6 upgrades in place; its calls have no table."""
+    path = tmp_path / "old.db"
+    with SqliteStore(path, SecretBox(b"m" * 32)) as s:
+        monkeypatch.setattr(sqlite_store, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 6])
+        assert s.migrate() == 5
+        s._db.conn.execute(
+            "INSERT INTO calls (at, request_id, method, outcome, duration_ms, bytes_in, "
+            "bytes_out) VALUES (1, 'old', 'DataService.query', 'ok', 1, 1, 1)"
+        )
+        monkeypatch.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS)
+        assert s.migrate() == 6
+        s.record_calls(
+            [
+                CallRecord(
+                    2.0, "new", None, None, "DataService.query", "ok", 200, 1.0, 1, 1,
+                    table_name="Contact",
+                )
+            ]
+        )  # fmt: skip
+        rows = {r["table_name"]: r["calls"] for r in s.usage(0)}
+    assert rows == {None: 1, "Contact": 1}
 
 
 async def test_audit_records_the_table(stack: Stack, store: SqliteStore) -> None:
