@@ -208,7 +208,7 @@ def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
 @click.option(
     "--route",
     type=click.Choice(ROUTES),
-    default="xmlrpc",
+    default="auto",
     show_default=True,
     help="xmlrpc: forward; rest: answer through REST v2; auto: REST v2 when XML-RPC is down.",
 )
@@ -547,13 +547,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
       shim status --json
     """
     from shim.oauth.health import account_healths, exit_code
+    from shim.rest.outages import WINDOW as OUTAGE_WINDOW
+    from shim.rest.outages import advice as outage_advice
+    from shim.rest.outages import xmlrpc_outages
 
     now = time.time()
     with _store(ctx) as store:
         healths = account_healths(store, now)
         via_rest = _rest_answers(store.usage(now - 3600))
+        outages = xmlrpc_outages(store.usage(now - OUTAGE_WINDOW))
     for h in healths:
         h.facts["rest_answers_last_hour"] = via_rest.get(h.account, 0)
+        if h.facts.get("route", "xmlrpc") == "xmlrpc" and outages.get(h.account):
+            h.facts["xmlrpc_outages_last_day"] = outages[h.account]
     if as_json:
         _echo_json(
             [
@@ -587,6 +593,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     f"; route {f['route']}: {f['rest_answers_last_hour']} {what} REST v2 in "
                     "the last hour"
                 )
+            if f.get("xmlrpc_outages_last_day"):
+                line += "; " + outage_advice(h.account, f["xmlrpc_outages_last_day"])
             if f.get("last_error"):
                 line += f"; last error: {f['last_error']}"
             click.echo(line)
@@ -1210,6 +1218,10 @@ def demo(keep: bool) -> None:
 
     sys.exit(run_demo(keep=keep))
 
+
+from shim.cli.actionset import actionset  # noqa: E402
+
+cli.add_command(actionset)
 
 from shim.cli.scan import scan, survey_report  # noqa: E402 (own module; joins the group)
 

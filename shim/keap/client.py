@@ -22,7 +22,7 @@ import contextlib
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -266,10 +266,13 @@ class Upstream:
         content type); the file bytes are sent as they are, not copied into one body first.
         Failures are mapped like every other upstream error: what they prove decides what
         may be retried."""
-        data = files = None
+        data: dict[str, str] | None = None
+        files: dict[str, Any] | None = None
         if multipart is not None:
             data = {k: v for k, v in multipart.items() if isinstance(v, str)}
             files = {k: v for k, v in multipart.items() if not isinstance(v, str)}
+            if not files:  # text parts only (a file rename): still multipart, not a form
+                files, data = {k: (None, v) for k, v in data.items()}, None
         request = self._client.build_request(
             method,
             self._url(url),

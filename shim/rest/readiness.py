@@ -4,7 +4,7 @@ Built from the usage records (``Store.usage``: calls per key, method and DataSer
 the translation table: a call "keeps working" when ``table.judge(method, table)`` says it
 translates (exact or approximate): a DataService.query on Contact does, one on Product does
 not until a Product translation registers itself. Calls recorded before the audit kept the
-table (schema 6) are judged by their method alone; the report says when that happened.
+table (schema 7) are judged by their method alone; the report says when that happened.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from shim.rest.judging import table_method
 from shim.rest.table import judge
 
 CAVEAT = (
-    "some DataService calls were recorded without their table (before schema 6, or a table "
+    "some DataService calls were recorded without their table (before schema 7, or a table "
     "argument that was not a string): they are judged by method alone"
 )
 

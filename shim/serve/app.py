@@ -42,7 +42,7 @@ from shim.oauth.chains import Chains
 from shim.oauth.health import account_healths
 from shim.oauth.scheduler import Scheduler
 from shim.oauth.token_policy import parse_retry_after
-from shim.rest.route import Router
+from shim.rest.route import BROWNOUT, Router
 from shim.serve.audit import AuditLog, fault_tag, table_of
 from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from shim.serve.metrics import Metrics
@@ -432,7 +432,7 @@ class KeyshimApp:
         translation = router.translation(call)
         if account.route == "rest" or (translation is not None and router.is_down(account)):
             if translation is None:
-                raise router.untranslated(call.method, " (this account is routed to REST v2)")
+                raise router.untranslated(call.method, " (routed to REST v2)", call.params)
             if account.route != "rest":
                 log.info("request %s: %s through REST v2 (XML-RPC down)", t.request_id, t.method)
             await router.answer(account, call, translation, t, send)
@@ -645,6 +645,8 @@ async def _stream(
                 continue
             if t.bytes_out == 0 and identity:
                 t.outcome = fault_tag(chunk[:4096]) or "ok"
+                if t.outcome != "ok" and BROWNOUT.search(chunk[:4096]):
+                    t.outcome = "Brownout"  # counted by `shim status` (shim/rest/outages.py)
             t.bytes_out += len(chunk)
             if buffer is None:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

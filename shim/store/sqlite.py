@@ -103,7 +103,13 @@ MIGRATIONS: list[Migration] = [
         "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
     ),
     (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
-    (6, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
+    (
+        6,
+        "action set maps",
+        "CREATE TABLE action_sets (account TEXT NOT NULL, id INTEGER NOT NULL, "
+        "steps TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (account, id));",
+    ),
+    (7, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -575,6 +581,38 @@ class SqliteStore:
     def get_quota(self) -> dict[str, tuple[dict[str, str], float]]:
         with self._lock:
             return sqlite_audit.get_quota(self._db.conn)
+
+    # -- action sets (runActionSequence over REST v2) ---------------------------------------
+    def put_action_set(self, account: str, set_id: int, steps: list[dict[str, Any]]) -> None:
+        row = (account, set_id, json.dumps(steps), time.time())
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO action_sets (account, id, steps, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account, id) DO UPDATE SET steps = excluded.steps, "
+                "updated_at = excluded.updated_at",
+                row,
+            )
+
+    def get_action_set(self, account: str, set_id: int) -> list[dict[str, Any]] | None:
+        with self._lock:
+            r = self._one(
+                "SELECT steps FROM action_sets WHERE account = ? AND id = ?", (account, set_id)
+            )
+        return None if r is None else list(json.loads(r["steps"]))
+
+    def list_action_sets(self, account: str) -> dict[int, list[dict[str, Any]]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT id, steps FROM action_sets WHERE account = ? ORDER BY id", (account,)
+            )
+        return {int(r["id"]): list(json.loads(r["steps"])) for r in rows}
+
+    def delete_action_set(self, account: str, set_id: int) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM action_sets WHERE account = ? AND id = ?", (account, set_id)
+            )
+        return cur.rowcount > 0
 
     def usage(self, since: float) -> list[dict[str, Any]]:
         with self._lock:

@@ -34,7 +34,7 @@ CREATE INDEX calls_at ON calls (at);
 CREATE INDEX calls_key_method ON calls (key_id, method);
 """
 
-#: Migration 6: DataService calls keep their table (NULL for other methods and older rows).
+#: Migration 7: DataService calls keep their table (NULL for other methods and older rows).
 TABLE_NAME_SCHEMA = "ALTER TABLE calls ADD COLUMN table_name TEXT;"
 
 _COLUMNS = tuple(f.name for f in fields(CallRecord))

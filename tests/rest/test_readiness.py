@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from shim.models import CallRecord
-from shim.rest import dataservice, legacy, readiness
+from shim.rest import dataservice, readiness, tables
 from shim.rest.judging import READS
+from shim.rest.spec import TableSpec
 from shim.rest.table import judge, translated_tables
 from shim.serve.audit import table_of
 from shim.store import sqlite as sqlite_store
@@ -24,10 +25,10 @@ pytestmark = pytest.mark.anyio
 
 def test_judge_by_method_and_table() -> None:
     assert judge("DataService.query", "Contact") == "approximate"
-    assert judge("DataService.query", "Product") == "no"
+    assert judge("DataService.query", "Ticket") == "no"  # the deprecated ticket system
     assert judge("DataService.query", "NoSuchTable") == "no"
-    assert judge("DataService.delete", "ContactGroup") == "exact"
-    assert judge("DataService.delete", "Contact") == "approximate"  # the table's fields
+    assert judge("DataService.delete", "ContactGroup") == "approximate"  # the table's fields
+    assert judge("DataService.delete", "Contact") == "approximate"
     assert judge("DataService.query", "ContactGroupAssign") == "approximate"
     assert judge("DataService.add", "ContactGroupAssign") == "no"  # read-only
     assert judge("DataService.query") == "approximate"  # table unknown: the method decides
@@ -38,14 +39,20 @@ def test_judge_by_method_and_table() -> None:
 
 
 def test_translated_tables_follow_the_dispatcher(monkeypatch: pytest.MonkeyPatch) -> None:
-    tables = translated_tables()
-    assert set(tables) == set(dataservice.TABLES)
-    assert not set(tables) & legacy.OTHER_TABLES
-    assert tables["ContactGroupAssign"].methods == READS
-    # a table the dispatcher gains is judged translated at once, by its method's fidelity
-    monkeypatch.setattr(dataservice, "TABLES", (*dataservice.TABLES, "Product"))
-    assert judge("DataService.query", "Product") == "approximate"
-    assert judge("DataService.delete", "Product") == "approximate"
+    found = translated_tables()
+    assert set(found) == set(dataservice.TABLES)
+    assert found["ContactGroupAssign"].methods == READS
+    # a table the dispatcher gains is judged translated at once, from its spec
+    spec = TableSpec("Widget", "/widgets", "widgets", {}, writes=frozenset({"add"}))
+    monkeypatch.setitem(tables.TABLES, "Widget", spec)
+    assert translated_tables()["Widget"].methods == (*READS, "add")
+    assert judge("DataService.query", "Widget") == "approximate"  # the method's fidelity
+    assert judge("DataService.add", "Widget") == "approximate"
+    assert judge("DataService.delete", "Widget") == "no"
+    read_only = replace(spec, table="Gadget", legacy_read_only=True, fidelity="approximate")
+    monkeypatch.setitem(tables.TABLES, "Gadget", read_only)
+    assert judge("DataService.add", "Gadget") == "no"
+    assert judge("DataService.count", "Gadget") == "approximate"
 
 
 def test_table_of() -> None:
@@ -57,20 +64,20 @@ def test_table_of() -> None:
     assert table_of("DataService.query", ["key"]) is None
 
 
-def test_migration_six_keeps_older_audit_rows(
+def test_migration_seven_keeps_older_audit_rows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A database written before migration 6 upgrades in place; its calls have no table."""
+    """A database written before migration 7 upgrades in place; its calls have no table."""
     path = tmp_path / "old.db"
     with SqliteStore(path, SecretBox(b"m" * 32)) as s:
-        monkeypatch.setattr(sqlite_store, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 6])
-        assert s.migrate() == 5
+        monkeypatch.setattr(sqlite_store, "MIGRATIONS", [m for m in MIGRATIONS if m[0] < 7])
+        assert s.migrate() == 6
         s._db.conn.execute(
             "INSERT INTO calls (at, request_id, method, outcome, duration_ms, bytes_in, "
             "bytes_out) VALUES (1, 'old', 'DataService.query', 'ok', 1, 1, 1)"
         )
         monkeypatch.setattr(sqlite_store, "MIGRATIONS", MIGRATIONS)
-        assert s.migrate() == 6
+        assert s.migrate() == 7
         s.record_calls(
             [
                 CallRecord(
@@ -108,22 +115,22 @@ def test_readiness_per_table() -> None:
     data = readiness.report(
         [
             _row("k1", "DataService.query", 50, "Contact"),
-            _row("k1", "DataService.query", 30, "Product"),
-            _row("k1", "DataService.delete", 20, "ContactGroup"),
+            _row("k1", "DataService.query", 30, "Ticket"),
+            _row("k1", "ContactService.merge", 20),
             _row("k2", "DataService.query", 10),  # recorded before the table was
         ]
     )
     k1, k2 = data["keys"]
     assert [(m["table"], m["translation"]) for m in k1["methods"]] == [
         ("Contact", "approximate"),
-        ("Product", "no"),
-        ("ContactGroup", "exact"),
+        ("Ticket", "no"),
+        (None, "exact"),
     ]
     assert (k1["share"], k1["exact_share"]) == (0.7, 0.2)
     assert k2["share"] == 1.0
     assert data["caveat"] is not None and data["caveat"].startswith("10 calls:")
     text = "\n".join(readiness.lines(data))
-    assert "DataService.query Product" in text and "note: 10 calls" in text
+    assert "DataService.query Ticket" in text and "note: 10 calls" in text
     clean = readiness.report([_row("k1", "DataService.query", 5, "Contact")])
     assert clean["caveat"] is None
     assert "note:" not in "\n".join(readiness.lines(clean))

@@ -9,32 +9,35 @@ from click.testing import CliRunner
 
 from shim.cli.commands import cli
 from shim.rest import scan
+from shim.rest.table import judge
 
 SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "scan"
 
 
-def found(name: str) -> list[tuple[int, str, str | None, str, str]]:
+def found(name: str) -> list[tuple[int, str, str | None, str]]:
+    """(line, method, table, source) of each call; every judgement is the table's."""
     path = SAMPLES / name
-    return [
-        (f.line, f.method, f.table, f.translation, f.source)
-        for f in scan.scan_text(path.read_text(), name)
-    ]
+    findings = scan.scan_text(path.read_text(), name)
+    for f in findings:
+        args = scan.ISDK_ARGS.get(f.source) if f.method == "DataService.getAppSetting" else None
+        assert f.translation == judge(f.method, f.table, args), f
+    return [(f.line, f.method, f.table, f.source) for f in findings]
 
 
 def test_php_isdk_wrappers() -> None:
     assert found("isdk_membership.php") == [
-        (6, "DataService.getAppSetting", None, "no", "cfgCon"),
-        (11, "ContactService.findByEmail", None, "approximate", "findByEmail"),
-        (15, "DataService.query", "ContactGroupAssign", "approximate", "dsQuery"),
-        (19, "APIEmailService.optIn", None, "approximate", "addCon"),
-        (19, "ContactService.add", None, "approximate", "addCon"),
-        (20, "ContactService.addToGroup", None, "exact", "grpAssign"),
-        (21, "DataService.findByField", "Product", "no", "dsFind"),
-        (22, "DataService.query", None, "approximate", "dsQuery"),
-        (23, "InvoiceService.createBlankOrder", None, "no", "blankOrder"),
-        (24, "InvoiceService.addOrderItem", None, "no", "addOrderItem"),
-        (25, "InvoiceService.chargeInvoice", None, "no", "chargeInvoice"),
-        (26, "ContactService.runActionSequence", None, "no", "runAS"),
+        (6, "DataService.getAppSetting", None, "cfgCon"),
+        (11, "ContactService.findByEmail", None, "findByEmail"),
+        (15, "DataService.query", "ContactGroupAssign", "dsQuery"),
+        (19, "APIEmailService.optIn", None, "addCon"),
+        (19, "ContactService.add", None, "addCon"),
+        (20, "ContactService.addToGroup", None, "grpAssign"),
+        (21, "DataService.findByField", "Product", "dsFind"),
+        (22, "DataService.query", None, "dsQuery"),
+        (23, "InvoiceService.createBlankOrder", None, "blankOrder"),
+        (24, "InvoiceService.addOrderItem", None, "addOrderItem"),
+        (25, "InvoiceService.chargeInvoice", None, "chargeInvoice"),
+        (26, "ContactService.runActionSequence", None, "runAS"),
     ]
     notes = {
         f.line: f.note
@@ -45,40 +48,40 @@ def test_php_isdk_wrappers() -> None:
 
 def test_infusionsoft_php_services_skip_rest() -> None:
     assert found("sdk_forms.php") == [
-        (6, "ContactService.addWithDupCheck", None, "approximate",
+        (6, "ContactService.addWithDupCheck", None,
          "contacts('xml')->addWithDupCheck"),
-        (7, "DataService.add", "ContactAction", "no", "data()->add"),
-        (8, "DataService.query", "Contact", "approximate", "data()->query"),
-        (9, "APIEmailService.optIn", None, "approximate", "emails('xml')->optIn"),
-        (10, "FunnelService.achieveGoal", None, "approximate", "funnels()->achieveGoal"),
+        (7, "DataService.add", "ContactAction", "data()->add"),
+        (8, "DataService.query", "Contact", "data()->query"),
+        (9, "APIEmailService.optIn", None, "emails('xml')->optIn"),
+        (10, "FunnelService.achieveGoal", None, "funnels()->achieveGoal"),
     ]  # fmt: skip
 
 
 def test_python_proxies_and_wrappers() -> None:
     assert found("xmlrpc_sync.py") == [
-        (10, "DataService.query", "Contact", "approximate", "DataService.query"),
-        (12, "ContactService.addToGroup", None, "exact", "ContactService.addToGroup"),
-        (13, "DataService.query", "Job", "no", "DataService.query"),
-        (16, "ContactService.add", None, "approximate", "ContactService.add"),
-        (17, "APIEmailService.optIn", None, "approximate", "APIEmailService.optIn"),
-        (22, "ContactService.update", None, "approximate", "ContactService('update')"),
-        (23, "DataService.findByField", "Referral", "no", "DataService('findByField')"),
+        (10, "DataService.query", "Contact", "DataService.query"),
+        (12, "ContactService.addToGroup", None, "ContactService.addToGroup"),
+        (13, "DataService.query", "Job", "DataService.query"),
+        (16, "ContactService.add", None, "ContactService.add"),
+        (17, "APIEmailService.optIn", None, "APIEmailService.optIn"),
+        (22, "ContactService.update", None, "ContactService('update')"),
+        (23, "DataService.findByField", "Referral", "DataService('findByField')"),
     ]
     assert found("helpers.py") == [
-        (6, "ContactService.findByEmail", None, "approximate", "find_by_email"),
-        (7, "ContactService.addToGroup", None, "exact", "apply_tag"),
-        (8, "DataService.add", "ContactAction", "no", "add_note"),
-        (9, "DataService.query", "Lead", "no", "move_opportunity_stage"),
-        (9, "DataService.update", "Lead", "no", "move_opportunity_stage"),
+        (6, "ContactService.findByEmail", None, "find_by_email"),
+        (7, "ContactService.addToGroup", None, "apply_tag"),
+        (8, "DataService.add", "ContactAction", "add_note"),
+        (9, "DataService.query", "Lead", "move_opportunity_stage"),
+        (9, "DataService.update", "Lead", "move_opportunity_stage"),
     ]
 
 
 def test_node_service_objects_and_raw_strings() -> None:
     assert found("sync.js") == [
-        (6, "ContactService.findByEmail", None, "approximate", "ContactService.findByEmail"),
-        (7, "DataService.query", "Company", "no", "DataService.query"),
-        (11, "ContactService.load", None, "approximate", "ContactService.load"),
-        (12, "DataService.add", "ContactGroup", "approximate", "DataService.add"),
+        (6, "ContactService.findByEmail", None, "ContactService.findByEmail"),
+        (7, "DataService.query", "Company", "DataService.query"),
+        (11, "ContactService.load", None, "ContactService.load"),
+        (12, "DataService.add", "ContactGroup", "DataService.add"),
     ]
 
 
@@ -87,7 +90,7 @@ def test_ruby_gem() -> None:
     assert scan.ruby_method("contact_add_to_group") == "ContactService.addToGroup"
     assert scan.ruby_method("email_optin") == "APIEmailService.optIn"
     assert scan.ruby_method("unrelated") is None
-    assert [(line, m, t) for line, m, t, _, _ in found("orders.rb")] == [
+    assert [(line, m, t) for line, m, t, _ in found("orders.rb")] == [
         (4, "ContactService.addWithDupCheck", None),
         (5, "ContactService.addToGroup", None),
         (6, "InvoiceService.createBlankOrder", None),
@@ -107,6 +110,8 @@ def test_edge_cases() -> None:
     assert [f.table for f in scan.scan_text(raw, "a.js")] == ["Lead", None]
     assert scan.scan_text("$x->query('Contact');", "a.php") == []  # not an iSDK name
     assert scan.language("A.PHP") == "php" and scan.language("README") is None
+    by_table = "s.DataService.query(k, 'Contact')\ns.DataService.query(k, 'Ticket')\n"
+    assert [f.translation for f in scan.scan_text(by_table, "a.py")] == ["approximate", "no"]
 
 
 def test_cli(tmp_path: Path) -> None:

@@ -85,10 +85,14 @@ async def test_form_handler(pair: Pair) -> None:
     )  # fmt: skip
     assert isinstance(note, int)
     needs("DataService.add", "Lead")
-    lead = await pair.same(
-        "DataService.add", "Lead", {"OpportunityTitle": "Demo request", "ContactID": first}
-    )
+    stages = await pair.same("DataService.query", "Stage", 10, 0, {"Id": "%"}, ["Id"])
+    opportunity = {"OpportunityTitle": "Demo request", "ContactID": first}
+    lead = await pair.same("DataService.add", "Lead", {**opportunity, "StageID": stages[0]["Id"]})
     assert isinstance(lead, int)
+    # the documented difference: REST needs a stage, legacy did not
+    assert await pair.call("rest", "DataService.add", "Lead", opportunity) == (
+        "fault", 12, "[InvalidParameter]stage_id is required",
+    )  # fmt: skip
     needs("DataService.query", "Lead")
     await pair.same(
         "DataService.query", "Lead", 10, 0, {"ContactID": first}, ["Id", "OpportunityTitle"]
