@@ -16,7 +16,7 @@ and add one line to ``shim/rest/tables.py``.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, Protocol, TypeGuard
@@ -65,6 +65,15 @@ class Table(Protocol):
 
 
 @dataclass(frozen=True)
+class Convert:
+    """A field whose value REST writes differently: money in minor units, 0/1 flags as
+    booleans, enums as words. ``read`` takes REST's raw value (never None)."""
+
+    read: Callable[[Any], Value]
+    write: Callable[[Value], Any]
+
+
+@dataclass(frozen=True)
 class Column:
     """One legacy field and its REST v2 place."""
 
@@ -98,6 +107,8 @@ class Column:
     #: The same value on every row (a legacy column REST has no need for), or None.
     const: int | str | None = None
     note: str = ""
+    #: The value's REST form differs from legacy's (see ``Convert``).
+    convert: Convert | None = None
 
     @property
     def spec(self) -> FieldSpec:
@@ -138,6 +149,8 @@ class TableSpec:
     update_method: str = "PATCH"
     fidelity: Fidelity = "exact"
     notes: str = ""
+    #: Properties REST requires on create that legacy never did (added when not written).
+    add_defaults: dict[str, Any] = field(default_factory=dict)
     #: Heading in the generated docs (default: the table name).
     title: str = ""
     #: REST has no GET of one record: ``load`` finds it in the list.
@@ -269,7 +282,8 @@ class TableSpec:
     async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
         self._check_write("add")
         values = legacy.writable(self.table, self.fields, dict(data))
-        item = await ctx.client.json("POST", self.path, json_body=self.body(values))
+        body = {**self.add_defaults, **self.body(values)}
+        item = await ctx.client.json("POST", self.path, json_body=body)
         record_id = int_id(item.get("id")) if isinstance(item, dict) else None
         if record_id is None:
             raise NotFound("Keap REST answered without the new record's id")
@@ -352,6 +366,8 @@ def _read(item: Mapping[str, Any], col: Column) -> Value:
         raw = raw.get("id")
     if raw is None or raw == "":
         return None
+    if col.convert is not None:
+        return col.convert.read(raw)
     if col.codes is not None:
         return col.codes.get(str(raw))
     if col.type == "int":
@@ -371,6 +387,8 @@ def _read(item: Mapping[str, Any], col: Column) -> Value:
 
 
 def _to_rest(value: Value, col: Column) -> Any:
+    if col.convert is not None:
+        return col.convert.write(value)
     if col.ref:
         return {"id": str(value)} if isinstance(value, int) and value > 0 else None
     if col.text_id:

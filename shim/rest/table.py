@@ -34,6 +34,7 @@ from shim.rest import (
     webforms,
 )
 from shim.rest import contacts as c
+from shim.rest import orders as o
 from shim.rest.judging import READS, TABLE_METHODS, WRITES, Judgement, table_method, worse
 from shim.rest.spec import TableSpec
 from shim.xmlrpc import Value
@@ -192,6 +193,53 @@ TRANSLATIONS: list[Translation] = [
     Translation("FunnelService.achieveGoal", goals.achieve_goal, ("ssi",), "approximate", False,
                 False, "POST /automations/goals/achieve",
                 "flowStart/flowStop item shape unverified"),
+    Translation("InvoiceService.createBlankOrder", o.create_blank_order, ("isdii",),
+                "approximate", False, False, "POST /orders",
+                "returns the invoice id (REST order id != invoice id; the pair is cached); "
+                "order_type OFFLINE; REST refuses an empty description ([InvalidParameter])"),
+    Translation("InvoiceService.addOrderItem", o.add_order_item, ("iiifiss",), "approximate",
+                False, False, "GET /orders?filter=invoice_id== (cached), POST /orders/{id}/items",
+                "types 5 (upsell) and 8 (program) read back as 4 and 3; prices below a cent are "
+                "rounded to cents where REST reads them; a description or notes of "
+                "whitespace alone is left out (REST refuses it); type 9 (subscription) "
+                "needs a plan id legacy never sent: not translated", covers=o.item_covered,
+                why_not=o.item_why_not),
+    Translation("InvoiceService.addManualPayment", o.add_manual_payment, ("ifdssb",),
+                "approximate", False, False, "POST /orders/{id}/payments (payment_method_type)",
+                "REST accepts only the app's configured manual payment types and no more than "
+                "the balance ([InvalidParameter]); legacy took any type and overpayments"),
+    Translation("InvoiceService.chargeInvoice", o.charge_invoice, ("isiib",), "approximate",
+                False, False, "GET /orders/{id}, GET /paymentMethods?filter=credit_card_id==, "
+                "POST /orders/{id}/payments (payment_method_id)",
+                "charges the balance; a decline (HTTP 400 or a declined status) is the result "
+                "struct {Successful: false, Code: DECLINED}, never a fault; merchantAccountId "
+                "cannot be chosen through REST (the card's merchant is used)"),
+    Translation("InvoiceService.calculateAmountOwed", o.calculate_amount_owed, ("i",),
+                "approximate", True, False, "GET /orders/{id}",
+                "total - total_paid, in cents (REST's minor units) / 100: a legacy balance "
+                "below a cent is rounded"),
+    Translation("InvoiceService.getPayments", o.get_payments, ("i",), "approximate", True,
+                False, "GET /sales/payments?filter=order_id==",
+                "Payment fields Id, PayDate, PayAmt, PayType, ContactId, PayNote, InvoiceId"),
+    Translation("InvoiceService.deleteInvoice", o.delete_invoice, ("i",), "exact", False,
+                False, "DELETE /orders/{id}"),
+    Translation("InvoiceService.getOrderId", o.get_order_id, ("i",), "exact", True, False,
+                "GET /orders?filter=invoice_id== (cached)"),
+    Translation("InvoiceService.addRecurringOrder", o.add_recurring_order, ("ibiiiii",),
+                "approximate", False, False, "GET /paymentMethods, POST /subscriptions",
+                "only daysTillCharge 0 (a later first bill would need keyshim's clock to agree "
+                "with Keap's); merchantAccountId is ignored; the 10-argument form (quantity, "
+                "price, tax) is not translated", covers=o.recurring_covered,
+                why_not=o.recurring_why_not),
+    Translation("InvoiceService.createInvoiceForRecurring", o.create_invoice_for_recurring,
+                ("i",), "exact", False, False, "POST /subscriptions/{id}:invoice"),
+    Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
+                "approximate", False, False,
+                "POST /orders (with items), GET /paymentMethods, POST /orders/{id}/payments",
+                "products only (pay plans, subscription plans, promo codes: not translated); "
+                "the order time is keyshim's clock; result values are strings (unverified); "
+                "an unknown product fails the whole order (legacy left an empty order)",
+                covers=o.place_covered, why_not=o.place_why_not),
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
 

@@ -6,6 +6,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 
 from __future__ import annotations
 
+from shim.rest import commerce_tables as shop
 from shim.rest import contacts, forms, notes, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
@@ -14,6 +15,19 @@ TABLES: dict[str, Table] = {
     "ContactGroup": tags.TAGS,
     "ContactGroupCategory": tags.CATEGORIES,
     "ContactGroupAssign": tags.ASSIGN_TABLE,
+    "Product": shop.PRODUCT,
+    "ProductCategory": shop.PRODUCT_CATEGORY,
+    "Affiliate": shop.AFFILIATE,
+    "Referral": shop.REFERRAL,
+    "CreditCard": shop.CREDIT_CARD,
+    "RecurringOrder": shop.RECURRING_ORDER,
+    "Job": shop.JOB,
+    "Invoice": shop.INVOICE,
+    "OrderItem": shop.ORDER_ITEM,
+    "InvoiceItem": shop.INVOICE_ITEM,
+    "Payment": shop.PAYMENT,
+    "SubscriptionPlan": shop.SUBSCRIPTION_PLAN,
+    "InvoicePayment": shop.INVOICE_PAYMENT,
     "User": people.USER,
     "Company": people.COMPANY,
     "LeadSource": people.LEAD_SOURCE,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 
+from shim.simulator import commerce
 from shim.simulator.config import SimConfig
 from shim.simulator.faults import KeapFault, invalid, not_found
 from shim.simulator.schema import READ_ONLY_TABLES, TABLES, check_field, coerce, fields_of
@@ -81,6 +82,8 @@ class Database:
         self.assignments: dict[int, dict[int, datetime.datetime]] = {}
         self.files: dict[int, bytes] = {}
         self.settings: dict[tuple[str, str], str] = dict(_SETTINGS)
+        commerce.seed(self.tables, self.next_id)
+        self.commerce = commerce.Commerce(self.tables, self.next_id)
         for cid, name, description in _CATEGORIES:
             self._put(
                 "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description
@@ -148,7 +151,7 @@ class Database:
         return self._materialize(table, record_id, row)
 
     def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
-        values = self._writable(table, data)
+        values = {**commerce.DEFAULTS.get(table, {}), **self._writable(table, data)}
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)

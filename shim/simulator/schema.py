@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from shim.simulator.commerce_tables import READ_ONLY as COMMERCE_READ_ONLY
+from shim.simulator.commerce_tables import TABLE_SPECS as COMMERCE_SPECS
 from shim.simulator.faults import KeapFault, invalid
 from shim.xmlrpc import Value
 
@@ -23,6 +25,16 @@ FieldType = Literal["int", "str", "date", "float"]
 class FieldSpec:
     type: FieldType
     writable: bool = True
+
+
+def commerce_fields(spec: str) -> dict[str, FieldSpec]:
+    """A commerce_tables.py table: ``Name:t`` (i int, s str, f double, d date; ``-`` read-only)."""
+    kinds: dict[str, FieldType] = {"i": "int", "s": "str", "f": "float", "d": "date"}
+    fields: dict[str, FieldSpec] = {}
+    for item in spec.split():
+        name, _, code = item.partition(":")
+        fields[name] = FieldSpec(kinds[code[0]], writable=not code.endswith("-"))
+    return fields
 
 
 def _strings(*names: str) -> dict[str, FieldSpec]:
@@ -153,9 +165,14 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
     },
 }
 
+TABLES.update({t: commerce_fields(spec) for t, spec in COMMERCE_SPECS.items()})
+
 #: Tables the legacy API only reads (rows come from addToGroup and FileService).
-READ_ONLY_TABLES = frozenset(
-    {"ContactGroupAssign", "FileBox", "User", "DataFormField", "DataFormGroup", "DataFormTab"}
+READ_ONLY_TABLES = (
+    frozenset(
+        {"ContactGroupAssign", "FileBox", "User", "DataFormField", "DataFormGroup", "DataFormTab"}
+    )
+    | COMMERCE_READ_ONLY
 )
 
 _DATE_FORMATS = ("%Y%m%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")

@@ -2,7 +2,8 @@
 
 Each method is registered with the argument types it accepts, in a small signature language
 (``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``b`` boolean, ``B`` file data
-as a base64 string or ``<base64>``, ``*`` any scalar; after ``|`` optional). Like Keap's Java
+as a base64 string or ``<base64>``, ``d`` dateTime, ``f`` double, ``A`` any array,
+``*`` any scalar; after ``|`` optional). Like Keap's Java
 dispatcher, a call whose arguments fit no signature gets "No method matching arguments".
 """
 
@@ -99,6 +100,9 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, list)
     if code == "B":
         return isinstance(value, (str, bytes))
+    if code in "dfA":  # dateTime, double (an int is widened, as Java does), any array
+        kinds = {"d": (datetime.datetime,), "f": (float, int), "A": (list,)}[code]
+        return isinstance(value, kinds) and not isinstance(value, bool)
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"
 
 
@@ -487,3 +491,6 @@ def data_get_user_info(ctx: Context) -> Value:
         "appAlias": app,
         "appUrl": f"https://{app}.infusionsoft.com",
     }
+
+
+from shim.simulator import commerce_services  # noqa: E402,F401  (registers InvoiceService/OrderService)

@@ -33,7 +33,7 @@ def test_judge_by_method_and_table() -> None:
     assert judge("DataService.add", "ContactGroupAssign") == "no"  # read-only
     assert judge("DataService.query") == "approximate"  # table unknown: the method decides
     assert judge("ContactService.merge") == "exact"
-    assert judge("InvoiceService.chargeInvoice") == "no"
+    assert judge("SearchService.getSavedSearchResultsAllFields") == "no"
     assert judge("DataService.getAppSetting", args=["Contact", "phonetypes"]) == "approximate"
     assert judge("DataService.getAppSetting", args=["Nope", "nope"]) == "no"
 

@@ -35,6 +35,8 @@ from shim.simulator.rest import (
     emails,
     files,
     goals,
+    orders,
+    products,
     settings,
     tags,
     webforms,
@@ -105,6 +107,34 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
     ("/settings/applications:isEnabled", {"GET": settings.is_enabled}),
+    ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
+    ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
+    ("/orders/{order_id}/items", {"POST": orders.create_item}),
+    (
+        "/orders/{order_id}/payments",
+        {"GET": orders.list_order_payments, "POST": orders.create_payment},
+    ),
+    ("/sales/payments", {"GET": orders.list_sales_payments}),
+    ("/paymentMethods", {"GET": orders.list_payment_methods}),
+    ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
+    ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
+    ("/subscriptions/{subscription_id}", {"GET": orders.get_subscription}),
+    ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
+    ("/products", {"GET": products.list_products, "POST": products.create_product}),
+    (
+        "/products/{product_id}",
+        {
+            "GET": products.get_product,
+            "PATCH": products.update_product,
+            "DELETE": products.delete_product,
+        },
+    ),
+    ("/products/{product_id}/subscriptions", {"GET": products.product_plans}),
+    ("/productCategories", {"GET": products.list_categories, "POST": products.create_category}),
+    ("/productCategories/{category_id}", {"GET": products.get_category}),
+    ("/affiliates", {"GET": products.list_affiliates}),
+    ("/affiliates/{id}", {"GET": products.get_affiliate}),
+    ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
 ]
 
 
