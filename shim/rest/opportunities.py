@@ -40,7 +40,9 @@ STAGE = TableSpec(
         "StageOrder": Column("int", "order"),
         "TargetNumDays": Column("int", "target_number_days"),
     },
+    create_defaults={"order": 0, "target_number_days": 0, "probability": 0},
     fidelity="approximate",
     notes="read whole and filtered by keyshim (REST has no stage filters); REST requires a "
-    "name on add",
+    "name, order, target days and probability on add: missing ones are sent as 0 "
+    "(probability has no legacy field)",
 )

@@ -149,12 +149,16 @@ class TableSpec:
     update_method: str = "PATCH"
     fidelity: Fidelity = "exact"
     notes: str = ""
-    #: Properties REST requires on create that legacy never did (added when not written).
+    #: Properties REST requires on create that legacy never did (added when not written;
+    #: rest-commerce's name for ``create_defaults``, both honoured until they are unified).
     add_defaults: dict[str, Any] = field(default_factory=dict)
     #: Heading in the generated docs (default: the table name).
     title: str = ""
     #: REST has no GET of one record: ``load`` finds it in the list.
     load_by_list: bool = False
+    #: Properties REST requires on create that legacy did not: sent when the script did not
+    #: set them (documented as the table's approximation).
+    create_defaults: dict[str, Any] = field(default_factory=dict)
 
     # -- the legacy table ----------------------------------------------------------------
     @cached_property
@@ -282,7 +286,7 @@ class TableSpec:
     async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
         self._check_write("add")
         values = legacy.writable(self.table, self.fields, dict(data))
-        body = {**self.add_defaults, **self.body(values)}
+        body = {**self.add_defaults, **self.create_defaults, **self.body(values)}
         item = await ctx.client.json("POST", self.path, json_body=body)
         record_id = int_id(item.get("id")) if isinstance(item, dict) else None
         if record_id is None:

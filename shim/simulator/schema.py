@@ -118,6 +118,7 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "StageName": FieldSpec("str"),
         "StageOrder": FieldSpec("int"),
         "TargetNumDays": FieldSpec("int"),
+        "Probability": FieldSpec("int"),
     },
     "Lead": {
         "Id": FieldSpec("int", writable=False),

@@ -236,7 +236,7 @@ def _values(call: Call, r: Resource, data: dict[str, Any], mask: list[str] | Non
 def _create(call: Call, r: Resource) -> Answer:
     data = call.body()
     for name in r.required:
-        if data.get(name) in (None, ""):
+        if data.get(name) is None or data.get(name) == "":
             raise bad(f"{name} is required", r.domain, name)
     values = {**_values(call, r, data, None), **r.where}
     if r.scope is not None:
@@ -363,8 +363,10 @@ STAGES = Resource(
         "name": Prop("StageName"),
         "order": Prop("StageOrder", "int"),
         "target_number_days": Prop("TargetNumDays", "int"),
+        "probability": Prop("Probability", "int"),
     },
-    required=("name",),
+    # CreateOpportunityStageRequest: all four are required
+    required=("name", "order", "target_number_days", "probability"),
 )
 OPPORTUNITIES = Resource(
     "Lead",
