@@ -134,10 +134,10 @@ _JAVA_TYPES: list[tuple[type, str]] = [
 def check_signature(params: list[Value], signatures: tuple[str, ...]) -> None:
     """Fault like Keap when the arguments (after the key) fit none of the method's overloads.
 
-    Signature letters: ``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``b``
-    boolean, ``B`` file data (base64 string or ``<base64>``), ``d`` dateTime, ``f`` double
-    (or int), ``A`` any array, ``*`` any scalar; optional
-    ones after ``|``. The message names the Java types of every parameter, key included.
+    Signature letters: ``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``A``
+    any list, ``b`` boolean, ``B`` file data (base64 string or ``<base64>``), ``d`` dateTime,
+    ``f`` double (or int), ``*`` any scalar; optional ones after ``|``. The message names the
+    Java types of every parameter, key included.
     """
     args = params[1:]
     if any(_fits(sig, args) for sig in signatures):
@@ -166,9 +166,11 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, dict)
     if code == "L":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if code == "A":
+        return isinstance(value, list)
     if code == "B":
         return isinstance(value, (str, bytes))
-    if code in "dfA":  # dateTime, double (an int is widened, as Java does), any array
-        kinds = {"d": (datetime.datetime,), "f": (float, int), "A": (list,)}[code]
+    if code in "df":  # dateTime, double (an int is widened, as Java does)
+        kinds = {"d": (datetime.datetime,), "f": (float, int)}[code]
         return isinstance(value, kinds) and not isinstance(value, bool)
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"

@@ -100,8 +100,8 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, list)
     if code == "B":
         return isinstance(value, (str, bytes))
-    if code in "dfA":  # dateTime, double (an int is widened, as Java does), any array
-        kinds = {"d": (datetime.datetime,), "f": (float, int), "A": (list,)}[code]
+    if code in "df":  # dateTime, double (an int is widened, as Java does)
+        kinds = {"d": (datetime.datetime,), "f": (float, int)}[code]
         return isinstance(value, kinds) and not isinstance(value, bool)
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"
 
