@@ -149,7 +149,8 @@ class TableSpec:
     update_method: str = "PATCH"
     fidelity: Fidelity = "exact"
     notes: str = ""
-    #: Properties REST requires on create that legacy never did (added when not written).
+    #: Properties REST requires on create that legacy never did (added when not written;
+    #: rest-commerce's name for ``create_defaults``, both honoured until they are unified).
     add_defaults: dict[str, Any] = field(default_factory=dict)
     #: Heading in the generated docs (default: the table name).
     title: str = ""

@@ -35,6 +35,8 @@ from shim.rest import (
 )
 from shim.rest import contacts as c
 from shim.rest import orders as o
+from shim.rest.judging import READS, TABLE_METHODS, WRITES, Judgement, table_method, worse
+from shim.rest.spec import TableSpec
 from shim.xmlrpc import Value
 
 Fidelity = Literal["exact", "approximate"]
@@ -284,10 +286,83 @@ def no_equivalent(method: str) -> str | None:
     return NO_EQUIVALENT.get(method)
 
 
-def fidelity(method: str) -> str:
-    """ "exact", "approximate" or "no", for readiness reports."""
+def fidelity(method: str) -> Judgement:
+    """ "exact", "approximate" or "no" for a method, whatever its arguments."""
     entry = TABLE.get(method)
     return entry.fidelity if entry is not None else "no"
+
+
+@dataclass(frozen=True)
+class TableSupport:
+    """What a translated DataService table supports, for ``judge`` and the docs."""
+
+    table: str
+    #: DataService methods that translate on it (short names: "query", "add"...).
+    methods: tuple[str, ...]
+    #: Its fields' fidelity; a call's is the worse of this and the method's.
+    fidelity: Fidelity
+    rest: str
+    notes: str = ""
+
+
+#: Tables written by hand (not a ``spec.TableSpec``) say what they support here.
+_HAND_MADE: dict[str, tuple[tuple[str, ...], Fidelity, str, str]] = {
+    "Contact": (TABLE_METHODS, "approximate", "/contacts", "fields as the contact field map"),
+    "ContactGroupAssign": (
+        READS, "approximate", "/contacts/{id}/tags, /tags/{id}/contacts",
+        "read-only, as in the legacy API; needs an exact ContactId or GroupId",
+    ),
+}  # fmt: skip
+
+
+def _support(name: str, table: object) -> TableSupport:
+    if name in _HAND_MADE:
+        return TableSupport(name, *_HAND_MADE[name])
+    parts: list[TableSpec] = (
+        [table] if isinstance(table, TableSpec) else list(getattr(table, "parts", ()))
+    )
+    if not parts:  # a hand-made table that says nothing: judged by method alone
+        return TableSupport(name, TABLE_METHODS, "approximate", "", "")
+    writes = {w for p in parts if not p.legacy_read_only for w in p.writes}
+    methods = READS + tuple(w for w in WRITES if w in writes)
+    exact = all(p.fidelity == "exact" for p in parts)
+    notes = parts[0].notes if len(parts) == 1 else str(getattr(table, "notes", ""))
+    return TableSupport(
+        name,
+        methods,
+        "exact" if exact else "approximate",
+        ", ".join(p.path for p in parts),
+        notes,
+    )
+
+
+def translated_tables() -> dict[str, TableSupport]:
+    """The DataService tables that translate, and for which methods: read from the registry
+    DataService dispatches on (``tables.TABLES``), so a new table spec counts the moment it
+    is registered there."""
+    return {name: _support(name, t) for name, t in sorted(tables.TABLES.items())}
+
+
+def judge(method: str, table: str | None = None, args: list[Value] | None = None) -> Judgement:
+    """Whether keyshim answers a call through REST v2: "exact", "approximate" or "no".
+
+    ``table``: the DataService table (first argument after the key) when known; a table
+    method on a table with no translation is "no". Unknown (None), the method alone decides.
+    ``args`` (after the key), when known, are checked against the translation's ``covers``
+    (e.g. which getAppSetting settings are mapped).
+    """
+    entry = TABLE.get(method)
+    if entry is None:
+        return "no"
+    if args is not None and entry.covers is not None and not entry.covers(args):
+        return "no"
+    short = table_method(method)
+    if short is None or table is None:
+        return entry.fidelity
+    spec = translated_tables().get(table)
+    if spec is None or short not in spec.methods:
+        return "no"
+    return worse(entry.fidelity, spec.fidelity)
 
 
 # --- the generated document --------------------------------------------------------------
@@ -349,6 +424,21 @@ def document() -> str:
         "|---|---|",
         *(f"| `{m}` | {why} |" for m, why in NO_EQUIVALENT.items()),
     ]
+    lines += [
+        "",
+        "## DataService tables",
+        "",
+        "DataService methods on any other table get `[NoRestTranslation]`; `shim readiness`",
+        "and `shim scan` judge a DataService call by its table as well as its method.",
+        "",
+        "| table | REST v2 | methods | fields | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in translated_tables().values():
+        methods = ", ".join(spec.methods)
+        lines.append(
+            f"| {spec.table} | `{spec.rest}` | {methods} | {spec.fidelity} | {spec.notes} |"
+        )
     lines += _table_specs()
     lines += [
         "",

@@ -19,7 +19,9 @@ from collections import deque
 from collections.abc import Callable
 
 from shim.models import CallRecord
+from shim.rest.judging import table_method
 from shim.store.protocol import Store
+from shim.xmlrpc import Value
 
 log = logging.getLogger("shim.serve.audit")
 
@@ -28,6 +30,15 @@ _FAULT_TAG = re.compile(
     re.DOTALL,
 )
 PRUNE_EVERY = 3600.0
+#: Longest table name recorded (legacy table names are short; a hostile one is cut).
+TABLE_NAME_MAX = 64
+
+
+def table_of(method: str, params: list[Value]) -> str | None:
+    """The table a DataService table call names (first argument after the key), else None."""
+    if table_method(method) is None or len(params) < 2 or not isinstance(params[1], str):
+        return None
+    return params[1][:TABLE_NAME_MAX]
 
 
 def fault_tag(head: bytes) -> str | None:

@@ -128,6 +128,7 @@ MIGRATIONS: list[Migration] = [
         "steps TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (account, id));",
     ),
     (8, "admin page", _SCHEMA_ADMIN),
+    (9, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -812,7 +813,7 @@ class SqliteStore:
             rows = sqlite_audit.usage(self._db.conn, since)
             tags = sqlite_audit.fault_tags(self._db.conn, since)
         for row in rows:
-            row["fault_tags"] = tags.get((row["key_id"], row["method"]), {})
+            row["fault_tags"] = tags.get((row["key_id"], row["method"], row["table_name"]), {})
         return rows
 
 
