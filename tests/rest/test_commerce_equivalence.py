@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from shim.serve.runtime import init_files, open_store
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
-from tests.support.rest_pair import Pair, open_pair
+from tests.support.rest_pair import Fault, Pair, open_pair
 
 pytestmark = pytest.mark.anyio
 
@@ -41,9 +41,21 @@ async def _customer(pair: Pair) -> int:
     return int(contact)
 
 
-def _fault(answer: Any, code: int, tag: str) -> None:
-    assert isinstance(answer, tuple) and answer[0] == "fault", answer
-    assert answer[1] == code and answer[2].startswith(f"[{tag}]"), answer
+NOT_FOUND = Fault(5, "RecordNotFound")
+INVALID = Fault(12, "InvalidParameter")
+
+
+def _line_expect(product: int, item_type: int, quantity: int) -> type | Fault:
+    """What ``addOrderItem`` answers for a line on an existing invoice, checked in the order
+    the simulated Keap checks it: the quantity, that the product exists, that a product line
+    (type 4) names a product. Every item type ``LINE`` draws is a valid one."""
+    if quantity < 1:
+        return INVALID  # Quantity must be at least 1
+    if product == 999:
+        return NOT_FOUND  # no such product
+    if product == 0 and item_type == 4:
+        return INVALID  # A product item needs a product
+    return bool
 
 
 async def test_order_sync_session(pair: Pair) -> None:
@@ -80,8 +92,8 @@ async def test_order_sync_session(pair: Pair) -> None:
     assert len(await pair.same("InvoiceService.getPayments", invoice)) == 2
     await _tables(pair, contact, invoice)
     assert await pair.same("InvoiceService.deleteInvoice", invoice) is True
-    _fault(await pair.same("InvoiceService.getOrderId", invoice), 5, "RecordNotFound")
-    _fault(await pair.same("InvoiceService.calculateAmountOwed", invoice), 5, "RecordNotFound")
+    await pair.same("InvoiceService.getOrderId", invoice, expect=NOT_FOUND)
+    await pair.same("InvoiceService.calculateAmountOwed", invoice, expect=NOT_FOUND)
     assert pair.rest_requests() > 20  # the rest route really went through REST v2
 
 
@@ -150,10 +162,8 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
         "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
     )
     assert isinstance(recurring, int)
-    duplicate = await pair.same(
-        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
-    )
-    _fault(duplicate, 12, "InvalidParameter")
+    duplicate = (contact, False, PLAN, 0, CARD, 0, 0)  # the same plan again, no duplicates
+    await pair.same("InvoiceService.addRecurringOrder", *duplicate, expect=INVALID)
     again = await pair.same("InvoiceService.addRecurringOrder", contact, True, PLAN, 0, 0, 0, 0)
     assert isinstance(again, int) and again != recurring
     invoice = await pair.same("InvoiceService.createInvoiceForRecurring", recurring)
@@ -205,7 +215,7 @@ async def test_commerce_faults(
 ) -> None:
     contact = await _customer(pair)
     await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
-    _fault(await pair.same(method, *params), code, tag)
+    await pair.same(method, *params, expect=Fault(code, tag))
 
 
 PRODUCT_FIELDS = ["Id", "ProductName", "ProductPrice", "Sku", "ShortDescription", "Status"]
@@ -226,7 +236,7 @@ async def test_catalog_tables(pair: Pair) -> None:
     await pair.same("DataService.update", "Product", added, {"ProductPrice": "9.99", "Status": 1})
     await pair.same("DataService.load", "Product", added, PRODUCT_FIELDS)
     assert await pair.same("DataService.delete", "Product", added) is True
-    await pair.same("DataService.load", "Product", added, ["Id"])
+    await pair.same("DataService.load", "Product", added, ["Id"], expect=NOT_FOUND)
     category = await pair.same("DataService.add", "ProductCategory", {"CategoryDisplayName": "X"})
     assert isinstance(category, int)
     fields = ["Id", "CategoryDisplayName", "CategoryOrder", "ParentId"]
@@ -293,7 +303,7 @@ async def test_table_faults(
 ) -> None:
     contact = await _customer(pair)
     await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
-    _fault(await pair.same(method, *params), code, tag)
+    await pair.same(method, *params, expect=Fault(code, tag))
 
 
 async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
@@ -358,6 +368,7 @@ async def _orders(directory: Path, lines: list[Any], payments: list[Any]) -> Non
                     quantity,
                     text,
                     text,
+                    expect=_line_expect(product, kind, quantity),
                 )
             for amount, kind in payments:
                 owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)

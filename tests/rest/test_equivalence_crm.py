@@ -13,9 +13,13 @@ from shim.rest.settings import APP_SETTINGS
 from shim.rest.table import NO_EQUIVALENT
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
-from tests.support.rest_pair import Pair, open_pair
+from tests.support.rest_pair import Fault, Pair, open_pair
 
 pytestmark = pytest.mark.anyio
+
+NOT_FOUND = Fault(5, "RecordNotFound")
+INVALID = Fault(12, "InvalidParameter")
+READ_ONLY = Fault(7, "NoTableAccess")
 
 
 @pytest.fixture
@@ -55,8 +59,9 @@ async def test_an_untranslated_table_fault_names_the_table(pair: Pair) -> None:
     code, text = await _fault(pair, "DataService.count", "Ticket", {})
     assert code == 112 and "on table Ticket" in text
     # a name the legacy API never had: its own fault, through either route
-    fault = await pair.same("DataService.query", "NoSuchTable", 10, 0, {}, ["Id"])
-    assert fault[:2] == ("fault", 9)
+    await pair.same(
+        "DataService.query", "NoSuchTable", 10, 0, {}, ["Id"], expect=Fault(9, "NoTableFound")
+    )
 
 
 # --- item: CRM tables ---------------------------------------------------------------------
@@ -83,10 +88,10 @@ async def test_lead_source_table(pair: Pair) -> None:
     assert await pair.same("DataService.update", "LeadSource", second, {"Vendor": "V"}) == second
     await pair.same("DataService.load", "LeadSource", second, fields)
     assert await pair.same("DataService.delete", "LeadSource", third) is True
-    fault = await pair.same("DataService.load", "LeadSource", third, ["Id"])
-    assert fault[:2] == ("fault", 5)  # [RecordNotFound]
-    fault = await pair.same("DataService.load", "LeadSource", first, ["Nope"])
-    assert fault[:2] == ("fault", 10)  # [NoFieldFound]
+    await pair.same("DataService.load", "LeadSource", third, ["Id"], expect=NOT_FOUND)
+    await pair.same(
+        "DataService.load", "LeadSource", first, ["Nope"], expect=Fault(10, "NoFieldFound")
+    )
     code, text = await _fault(pair, "DataService.add", "LeadSource", {"CostPerLead": 2.5})
     assert code == 112 and "LeadSource.CostPerLead" in text
 
@@ -123,10 +128,8 @@ async def test_user_table_is_read_only(pair: Pair) -> None:
     await pair.same("DataService.query", "User", 10, 0, {"Email": "sam@example.com"}, fields)
     await pair.same("DataService.findByField", "User", 10, 0, "FirstName", "Sim", fields)
     await pair.same("DataService.load", "User", 2, fields)
-    fault = await pair.same("DataService.add", "User", {"FirstName": "X"})
-    assert fault[:2] == ("fault", 7)  # [NoTableAccess]
-    fault = await pair.same("DataService.delete", "User", 2)
-    assert fault[:2] == ("fault", 7)
+    await pair.same("DataService.add", "User", {"FirstName": "X"}, expect=READ_ONLY)
+    await pair.same("DataService.delete", "User", 2, expect=READ_ONLY)
 
 
 async def test_opportunities_and_stages(pair: Pair) -> None:
@@ -191,8 +194,7 @@ async def test_contact_action_notes_and_tasks(pair: Pair) -> None:
     await pair.same("DataService.load", "ContactAction", task, fields)
     assert await pair.same("DataService.delete", "ContactAction", note) is True
     assert await pair.same("DataService.delete", "ContactAction", task) is True
-    fault = await pair.same("DataService.load", "ContactAction", task, ["Id"])
-    assert fault[:2] == ("fault", 5)
+    await pair.same("DataService.load", "ContactAction", task, ["Id"], expect=NOT_FOUND)
 
 
 async def test_data_form_tables_are_read_only(pair: Pair) -> None:
@@ -211,8 +213,7 @@ async def test_data_form_tables_are_read_only(pair: Pair) -> None:
     tabs = await pair.same("DataService.query", "DataFormTab", 10, 0, {"FormId": -1},
                            ["Id", "TabName", "FormId"])  # fmt: skip
     assert tabs == [{"Id": 1, "TabName": "Custom Fields", "FormId": -1}]
-    fault = await pair.same("DataService.add", "DataFormField", {"Name": "x"})
-    assert fault[:2] == ("fault", 7)  # [NoTableAccess]
+    await pair.same("DataService.add", "DataFormField", {"Name": "x"}, expect=READ_ONLY)
 
 
 # --- methods with no REST v2 equivalent ---------------------------------------------------
@@ -257,8 +258,7 @@ async def test_mapped_action_set_runs_like_legacy(pair: Pair) -> None:
                       "UserID": 1}]  # fmt: skip
     failed = await pair.same("ContactService.runActionSequence", contact, 14)
     assert failed[0]["IsError"] is True
-    fault = await pair.same("ContactService.runActionSequence", 9999, 12)
-    assert fault[:2] == ("fault", 5)
+    await pair.same("ContactService.runActionSequence", 9999, 12, expect=NOT_FOUND)
 
 
 # --- custom fields and links ----------------------------------------------------------------
@@ -268,8 +268,14 @@ async def test_add_and_update_custom_fields(pair: Pair) -> None:
     field = await pair.same("DataService.addCustomField", "Contact", "Favorite Color", "Text", 0)
     assert isinstance(field, int)
     number = await pair.same("DataService.addCustomField", "Contact", "Visits", "WholeNumber", 0)
-    fault = await pair.same("DataService.addCustomField", "Contact", "Bad", "Hologram", 0)
-    assert fault[:2] == ("fault", 12)  # [InvalidParameter]
+    await pair.same(
+        "DataService.addCustomField",
+        "Contact",
+        "Bad",
+        "Hologram",
+        0,
+        expect=INVALID,
+    )
     contact = await pair.same("ContactService.add", {"Email": "c@x.example",
                                                      "_FavoriteColor": "teal"})  # fmt: skip
     assert await pair.same("ContactService.load", contact, ["_FavoriteColor"]) == {
@@ -281,8 +287,7 @@ async def test_add_and_update_custom_fields(pair: Pair) -> None:
     assert rows == [{"Name": "FavoriteColor", "Label": "Colour", "DataType": 15}]
     loaded = await pair.same("DataService.load", "DataFormField", number, ["DataType"])
     assert loaded == {"DataType": 12}
-    fault = await pair.same("DataService.updateCustomField", 999, {"Label": "x"})
-    assert fault[:2] == ("fault", 5)
+    await pair.same("DataService.updateCustomField", 999, {"Label": "x"}, expect=NOT_FOUND)
     code, text = await _fault(pair, "DataService.updateCustomField", field, {"Values": "a\nb"})
     assert code == 112 and "Values" in text
 
@@ -291,10 +296,8 @@ async def test_link_contacts(pair: Pair) -> None:
     one = await pair.same("ContactService.add", {"Email": "one@x.example"})
     two = await pair.same("ContactService.add", {"Email": "two@x.example"})
     assert await pair.same("ContactService.linkContacts", one, two, 1) is True
-    fault = await pair.same("ContactService.linkContacts", one, 999, 1)
-    assert fault[:2] == ("fault", 5)
-    fault = await pair.same("ContactService.linkContacts", one, two, 77)
-    assert fault[:2] == ("fault", 12)
+    await pair.same("ContactService.linkContacts", one, 999, 1, expect=NOT_FOUND)
+    await pair.same("ContactService.linkContacts", one, two, 77, expect=INVALID)
     links = [sim.rest_endpoint.store.links for sim in pair.sims.values()]
     assert links[0] == links[1] == {(one, two, 1)}
 
@@ -333,9 +336,9 @@ async def test_send_email_and_templates(pair: Pair) -> None:
     )
     stores = [sim.rest_endpoint.store.sent for sim in pair.sims.values()]
     assert stores[0] == stores[1] and len(stores[0]) == 2
-    fault = await pair.same("APIEmailService.sendEmail", [999], "admin@example.com",
-                            "~Contact.Email~", "", "", "Text", "Hi", "", "Hi")  # fmt: skip
-    assert fault[:2] == ("fault", 5)
+    await pair.same("APIEmailService.sendEmail", [999], "admin@example.com",
+                    "~Contact.Email~", "", "", "Text", "Hi", "", "Hi",
+                    expect=NOT_FOUND)  # fmt: skip
     code, text = await _fault(
         pair,
         "APIEmailService.sendEmail",
@@ -354,8 +357,7 @@ async def test_send_email_and_templates(pair: Pair) -> None:
     assert (
         template["pieceTitle"] == "Welcome" and template["categories"] == "Onboarding,Newsletters"
     )
-    fault = await pair.same("APIEmailService.getEmailTemplate", 41)
-    assert fault[:2] == ("fault", 5)
+    await pair.same("APIEmailService.getEmailTemplate", 41, expect=NOT_FOUND)
 
 
 async def test_file_box_upload_replace_rename(pair: Pair) -> None:
@@ -373,8 +375,7 @@ async def test_file_box_upload_replace_rename(pair: Pair) -> None:
     assert boxes[0] == boxes[1]
     assert boxes[0][mine]["FileName"] == "final.csv" and boxes[0][mine]["FileSize"] == 3
     assert boxes[0][mine]["ContactId"] is None and boxes[0][zero]["ContactId"] is None
-    fault = await pair.same("FileService.renameFile", 999, "x.txt")
-    assert fault[:2] == ("fault", 5)
+    await pair.same("FileService.renameFile", 999, "x.txt", expect=NOT_FOUND)
     code, text = await _fault(pair, "FileService.getDownloadUrl", mine)
     assert code == 112 and "no REST v2 equivalent" in text
 
@@ -387,5 +388,4 @@ async def test_webforms(pair: Pair) -> None:
     assert forms == {"7": "Contact Us", "9": "Newsletter"}
     html = await pair.same("WebFormService.getHTML", 7)
     assert isinstance(html, str) and html.startswith("<form")
-    fault = await pair.same("WebFormService.getHTML", 8)
-    assert fault[:2] == ("fault", 5)
+    await pair.same("WebFormService.getHTML", 8, expect=NOT_FOUND)
