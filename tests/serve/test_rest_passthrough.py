@@ -114,7 +114,8 @@ def test_bad_keys_are_refused_locally_with_keaps_error_shape(rest: Rest) -> None
     revoked = issue_key(rest.store, rest.settings, "prod")
     rest.store.revoke_key(keys.id_given(revoked), time.time() - 1)
     before = rest.upstream()
-    for key in (None, "shk_" + "x" * 40, revoked):
+    keap_token = "KeapAK-" + "a" * 40  # a real Keap credential is not a keyshim key
+    for key in (None, "shk_" + "x" * 40, revoked, keap_token):
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         with httpx.Client(base_url=rest.base, headers=headers) as c:
             r = c.get("/contacts")
@@ -256,6 +257,14 @@ def test_a_header_with_a_control_character_is_not_forwarded() -> None:
         rp._forwarded_headers(scope)
     fine = rp._forwarded_headers({"headers": [(b"accept", b"json"), (b"cookie", b"a=b")]})
     assert "cookie" not in fine and fine["accept"] == "json"
+
+
+def test_keap_out_of_reach_is_a_502_with_keaps_error_shape(rest: Rest) -> None:
+    rest.store.update_account("prod", rest_url=f"http://{HOST}:1/crm/rest/v2")
+    with rest.client() as c:
+        r = c.get("/contacts")
+    assert r.status_code == 502
+    assert error(r)["status"] == "UNAVAILABLE"
 
 
 def test_a_body_over_the_limit_is_refused_with_413(rest: Rest) -> None:
