@@ -23,6 +23,7 @@ keyshim's own refusals have Keap's REST error shape, ``{"code", "message", "stat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -159,7 +160,11 @@ class RestPassthrough:
             verb = str(scope["method"])
             version, path = _checked_path(scope)
             t.method = f"REST {verb} {template(path)}"
-            _check_query(scope)
+            try:
+                _check_query(scope)
+            except KeyInUrl as exc:
+                _attribute(services, t, exc.key_text)
+                raise
             key_text = _presented_key(scope)
             key_id = keys.key_id_of(key_text) if key_text is not None else None
             if key_id is None:
@@ -256,16 +261,36 @@ def _checked_path(scope: Scope) -> tuple[str, str]:
     return prefix.split("/")[3], path[len(prefix) - 1 :]
 
 
+class KeyInUrl(InvalidParameter):
+    """A key in the query string; ``key_text`` is the keyshim key there, if one is."""
+
+    def __init__(self, message: str, key_text: str | None) -> None:
+        super().__init__(message)
+        self.key_text = key_text
+
+
 def _check_query(scope: Scope) -> None:
     query = bytes(scope.get("query_string", b"")).decode("latin-1")
     for name, value in parse_qsl(query, keep_blank_values=True):
-        if name.lower() in ("access_token", "api_key", "apikey") or keys.looks_like_key(
-            value.strip()
-        ):
-            raise InvalidParameter(
+        leaked = keys.looks_like_key(value.strip())
+        if leaked or name.lower() in ("access_token", "api_key", "apikey"):
+            raise KeyInUrl(
                 f"A key in the URL ({name}=) is refused: URLs end up in logs. Send it as "
-                "'Authorization: Bearer shk_...'; if this key was shared, rotate it"
+                "'Authorization: Bearer shk_...'; if this key was shared, rotate it",
+                value.strip() if leaked else None,
             )
+
+
+def _attribute(services: Services, t: Trace, text: str | None) -> None:
+    """A real key refused for being in the URL is named in the audit, so the operator learns
+    which key leaked into some log; text that is not one of our keys names nothing."""
+    if text is None:
+        return
+    with contextlib.suppress(InvalidKey):
+        key_id = keys.key_id_of(text)
+        found = services.store.get_key(key_id) if key_id is not None else None
+        if found is not None and keys.matches(found, services.hmac_key, text):
+            t.key_id = found.id
 
 
 def _presented_key(scope: Scope) -> str | None:

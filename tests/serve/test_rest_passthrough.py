@@ -313,3 +313,17 @@ def test_audit_method_names_are_templates() -> None:
     assert rp.template("/files/9:data") == "/files/{id}:data"
     assert rp.template("/emailAddresses/a@b.test/status") == "/emailAddresses/{id}/status"
     assert rp.template("/tags/3/contacts:applyTags") == "/tags/{id}/contacts:applyTags"
+
+
+def test_a_key_refused_in_the_url_is_named_in_the_audit(rest: Rest) -> None:
+    status, _ = raw_request(rest.shim.port, f"/crm/rest/v2/tags?access_token={rest.key}")
+    forged = rest.key[:14] + "A" * 24  # right id, wrong secret: names nothing
+    from shim.access.keys import CHECK_LEN, _checksum
+
+    forged = forged + _checksum(forged)[:CHECK_LEN]
+    raw_request(rest.shim.port, f"/crm/rest/v2/tags?access_token={forged}")
+    assert status == 400
+    rest.shim.__exit__(None, None, None)  # flushes the audit
+    rows = {(r["key_id"], r["method"]): r for r in rest.store.usage(0)}
+    assert rows[(keys.id_given(rest.key), "REST GET /tags")]["calls"] == 1
+    assert rows[(None, "REST GET /tags")]["calls"] == 1
