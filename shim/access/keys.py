@@ -34,6 +34,7 @@ KEY_LEN = len(PREFIX) + ID_LEN + SECRET_LEN + CHECK_LEN
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _KEY_RE = re.compile(rf"shk_[0-9A-Za-z]{{{ID_LEN + SECRET_LEN + CHECK_LEN}}}")
 _ALLOW_RE = re.compile(r"[A-Za-z0-9_*?\[\]!]+(\.[A-Za-z0-9_*?\[\]!]+)?")
+_VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"})
 #: A REST pattern: an HTTP verb (or ``*``), one space, a path glob below ``/crm/rest/vN``.
 _REST_ALLOW_RE = re.compile(
     r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|\*) /[A-Za-z0-9_*?\[\]!/:.@{}-]*"
@@ -146,6 +147,19 @@ def check_request(record: KeyRecord, verb: str, path: str) -> None:
     subject = f"{verb} {path}"
     if not any(fnmatch.fnmatchcase(subject, p) for p in record.allow if is_rest_pattern(p)):
         raise NoAccess(f"Key {record.prefix} may not call {subject}")
+
+
+def split_allow(text: str) -> tuple[str, ...]:
+    """Allowlist patterns typed in one field (the admin page): separated by commas or
+    whitespace, where a verb followed by a path is one REST pattern (``GET /contacts*``)."""
+    words = text.replace(",", " ").split()
+    out: list[str] = []
+    for word in words:
+        if out and out[-1] in _VERBS and word.startswith("/"):
+            out[-1] = f"{out[-1]} {word}"
+        else:
+            out.append(word)
+    return tuple(out)
 
 
 def validate_allow(patterns: Sequence[str]) -> tuple[str, ...]:

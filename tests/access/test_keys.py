@@ -94,3 +94,17 @@ def test_allowlist_patterns_of_both_kinds() -> None:
         keys.check_request(only_xmlrpc, "GET", "/contacts")
     with pytest.raises(InvalidParameter):
         keys.validate_allow(["FETCH /contacts"])
+
+
+def test_split_allow_keeps_a_verb_with_its_path() -> None:
+    assert keys.split_allow(
+        "ContactService.*, GET /contacts*\nPOST /tags/*/contacts:applyTags"
+    ) == (
+        "ContactService.*",
+        "GET /contacts*",
+        "POST /tags/*/contacts:applyTags",
+    )
+    assert keys.split_allow("DataService.query ContactService.load") == (
+        "DataService.query",
+        "ContactService.load",
+    )
