@@ -34,6 +34,11 @@ KEY_LEN = len(PREFIX) + ID_LEN + SECRET_LEN + CHECK_LEN
 _ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _KEY_RE = re.compile(rf"shk_[0-9A-Za-z]{{{ID_LEN + SECRET_LEN + CHECK_LEN}}}")
 _ALLOW_RE = re.compile(r"[A-Za-z0-9_*?\[\]!]+(\.[A-Za-z0-9_*?\[\]!]+)?")
+_VERBS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "*"})
+#: A REST pattern: an HTTP verb (or ``*``), one space, a path glob below ``/crm/rest/vN``.
+_REST_ALLOW_RE = re.compile(
+    r"(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS|\*) /[A-Za-z0-9_*?\[\]!/:.@{}-]*"
+)
 
 
 @dataclass(frozen=True)
@@ -118,15 +123,58 @@ def verify(record: KeyRecord | None, hmac_key: bytes, text: str, now: float) -> 
     return record
 
 
+def is_rest_pattern(pattern: str) -> bool:
+    """True for an allowlist pattern that names an HTTP verb (``GET /contacts*``)."""
+    return " " in pattern
+
+
 def check_method(record: KeyRecord, method: str) -> None:
     """Raise NoAccess unless the key's allowlist (empty = everything) admits ``method``."""
-    if record.allow and not any(fnmatch.fnmatchcase(method, p) for p in record.allow):
+    if record.allow and not any(
+        fnmatch.fnmatchcase(method, p) for p in record.allow if not is_rest_pattern(p)
+    ):
         raise NoAccess(f"Key {record.prefix} may not call {method}")
 
 
+def check_request(record: KeyRecord, verb: str, path: str) -> None:
+    """Raise NoAccess unless the key's allowlist (empty = everything) admits a REST request.
+
+    ``path`` is below the version (``/contacts/7`` for ``/crm/rest/v2/contacts/7``), without
+    the query. Only REST patterns count: ``ContactService.*`` admits no REST request.
+    """
+    if not record.allow:
+        return
+    subject = f"{verb} {path}"
+    if not any(fnmatch.fnmatchcase(subject, p) for p in record.allow if is_rest_pattern(p)):
+        raise NoAccess(f"Key {record.prefix} may not call {subject}")
+
+
+def split_allow(text: str) -> tuple[str, ...]:
+    """Allowlist patterns typed in one field (the admin page): separated by commas or
+    whitespace, where a verb followed by a path is one REST pattern (``GET /contacts*``)."""
+    words = text.replace(",", " ").split()
+    out: list[str] = []
+    for word in words:
+        if out and out[-1] in _VERBS and word.startswith("/"):
+            out[-1] = f"{out[-1]} {word}"
+        else:
+            out.append(word)
+    return tuple(out)
+
+
 def validate_allow(patterns: Sequence[str]) -> tuple[str, ...]:
-    """Check allowlist globs given at issue time (``ContactService.*``, ``DataService.query``)."""
+    """Check allowlist globs given at issue time: XML-RPC methods (``ContactService.*``,
+    ``DataService.query``) or REST requests (``GET /contacts*``,
+    ``POST /tags/*/contacts:applyTags``)."""
     for p in patterns:
-        if not _ALLOW_RE.fullmatch(p):
-            raise InvalidParameter(f"not a method pattern: {p!r} (try ContactService.*)")
+        if is_rest_pattern(p):
+            if not _REST_ALLOW_RE.fullmatch(p):
+                raise InvalidParameter(
+                    f"not a REST pattern: {p!r} (try 'GET /contacts*': a verb, one space, "
+                    "a path below /crm/rest/v2)"
+                )
+        elif not _ALLOW_RE.fullmatch(p):
+            raise InvalidParameter(
+                f"not a method pattern: {p!r} (try ContactService.* or 'GET /contacts*')"
+            )
     return tuple(patterns)

@@ -58,6 +58,8 @@ def unknown_patterns(patterns: Sequence[str]) -> list[tuple[str, str | None]]:
     out: list[tuple[str, str | None]] = []
     candidates = sorted(METHODS | {f"{s}.*" for s in _SERVICES})
     for pattern in patterns:
+        if " " in pattern:  # a REST pattern (``GET /contacts*``), not a legacy method
+            continue
         if any(fnmatch.fnmatchcase(m, pattern) for m in METHODS):
             continue
         close = difflib.get_close_matches(pattern, candidates, n=1, cutoff=0.6)

@@ -55,7 +55,8 @@ def _show_issued(issued: keys.IssuedKey, record: KeyRecord, now: float, as_json:
     "--allow",
     "allow",
     multiple=True,
-    help="Method glob the key may call (repeatable), e.g. 'ContactService.*'.",
+    help="Method glob the key may call (repeatable), e.g. 'ContactService.*', or a REST "
+    "request glob below /crm/rest/vN, e.g. 'GET /contacts*'.",
 )
 @click.option(
     "--rate",

@@ -15,6 +15,21 @@ from shim.oauth.health import account_healths, exit_code
 from shim.settings import parse_duration
 
 
+def _periods(start: float, now: float) -> list[tuple[float, str]]:
+    """The periods of the migration share, oldest first: since ``start``, cut at 7 days and
+    at 24 hours ago when those are later than ``start``."""
+    cuts = [
+        (now - ago, name) for ago, name in ((7 * 86400, "7d"), (86400, "24h")) if now - ago > start
+    ]
+    first = f"since {options.iso(start) or start}"[:16]
+    if not cuts:
+        return [(start, first)]
+    out = [(start, f"{first} to {cuts[0][1]} ago")]
+    for (at, name), later in zip(cuts, [*cuts[1:], None], strict=True):
+        out.append((at, f"{name} to {later[1]} ago" if later else f"last {name}"))
+    return out
+
+
 def _since(text: str, now: float) -> float:
     """``--since``: a duration ago (``7d``, ``12h``) or a UTC date/time (``2026-11-01``)."""
     try:
@@ -51,11 +66,12 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
     start = _since(since, now)
     with options.store(ctx) as store:
         rows = store.usage(start)
+        moved = _migration(store, start, now)
     for row in rows:
         row["first_seen"] = options.iso(row["first_seen"])
         row["last_seen"] = options.iso(row["last_seen"])
     if as_json:
-        options.echo_json({"since": options.iso(start), "rows": rows})
+        options.echo_json({"since": options.iso(start), "rows": rows, "protocols": moved})
         return
     columns = [
         "key_id",
@@ -92,6 +108,24 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
             f"{row['key_id'] or '-':<10} {label:<20} {method[:32]:<32} "
             f"{row['calls']:>7} {row['faults']:>6}  {row['last_seen']}"
         )
+    _echo_migration(moved)
+
+
+def _migration(store: Any, start: float, now: float) -> list[dict[str, Any]]:
+    from shim.rest import readiness as ready
+
+    return ready.migration(_periods(start, now), store.usage)
+
+
+def _echo_migration(moved: list[dict[str, Any]]) -> None:
+    """Per key, the share of calls on REST v2 per period, when any key has moved at all."""
+    if not any(p["rest_v2"] for key in moved for p in key["periods"]):
+        return
+    from shim.rest import readiness as ready
+
+    click.echo("")
+    for line in ready.migration_lines(moved):
+        click.echo(line)
 
 
 @click.command()
@@ -127,12 +161,14 @@ def readiness(ctx: click.Context, since: str, as_json: bool, survey: str | None)
     start = _since(since, now)
     with options.store(ctx) as store:
         data = ready.report(store.usage(start))
+        moved = _migration(store, start, now)
     if as_json:
-        options.echo_json({"since": options.iso(start), **data})
+        options.echo_json({"since": options.iso(start), **data, "protocols": moved})
         return
     click.echo(f"calls since {options.iso(start)}")
     for line in ready.lines(data):
         click.echo(line)
+    _echo_migration(moved)
 
 
 @click.command()

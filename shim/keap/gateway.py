@@ -82,9 +82,11 @@ class Gateway:
         headers: dict[str, str],
         params: Params | None = None,
         json: object = None,
+        content: bytes | None = None,
         multipart: Multipart | None = None,
     ) -> UpstreamResponse:
-        """Any request upstream (each REST v2 request of a translated call)."""
+        """Any request upstream (each REST v2 request of a translated call, and each REST
+        request passed through, whose body goes as ``content``)."""
 
         def send(sent: dict[str, str]) -> Awaitable[UpstreamResponse]:
             return self.upstream.request(
@@ -93,6 +95,7 @@ class Gateway:
                 headers=sent,
                 params=params,
                 json=json,
+                content=content,
                 multipart=multipart,
             )
 

@@ -1,5 +1,5 @@
-"""The ASGI application: lifespan and routes. One XML-RPC endpoint in front of Keap, plus
-health and metrics.
+"""The ASGI application: lifespan and routes. One XML-RPC endpoint in front of Keap, REST
+requests passed through (rest_passthrough.py), health and metrics.
 
 Raw ASGI on purpose: the hot path is small (read the body, parse, check the key, splice in a
 placeholder, stream Keap's answer back) and every layer added here is paid on every call. One
@@ -22,6 +22,7 @@ from shim.serve.admin.app import AdminApp
 from shim.serve.asgi import Receive, Scope, Send, plain
 from shim.serve.call import Calls
 from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
+from shim.serve.rest_passthrough import RestPassthrough, is_rest_path
 from shim.serve.services import Services, ServicesFactory
 from shim.settings import Settings
 
@@ -30,6 +31,7 @@ __all__ = ["XMLRPC_PATHS", "KeyshimApp", "Services", "ServicesFactory"]
 XMLRPC_PATHS = frozenset({"/api/xmlrpc", "/api/xmlrpc/", "/api/xmlrpc/v1"})
 
 log = logging.getLogger("shim.serve.app")
+Handler = Callable[[Services, Scope, Receive, Send], Coroutine[Any, Any, None]]
 
 
 class KeyshimApp:
@@ -43,6 +45,7 @@ class KeyshimApp:
         self.clock = clock
         self.services: Services | None = None
         self._calls = Calls(settings, clock)
+        self._rest = RestPassthrough(settings, clock, self._calls)
         self._tasks: set[asyncio.Task[Any]] = set()
         on_this_port = settings.admin and not settings.admin_port
         self.admin = AdminApp(settings, self.startup, clock) if on_this_port else None
@@ -112,6 +115,8 @@ class KeyshimApp:
                 await plain(send, 405, b"XML-RPC endpoint: use POST\n", [(b"allow", b"POST")])
                 return
             await self._xmlrpc(scope, receive, send)
+        elif is_rest_path(path):
+            await self._xmlrpc(scope, receive, send, self._rest.handle)
         elif self.admin is not None and (path == "/admin" or path.startswith("/admin/")):
             await self.admin(scope, receive, send)
         elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
@@ -128,11 +133,14 @@ class KeyshimApp:
             )
             await plain(send, 404, b"not found: keyshim's XML-RPC endpoint is /api/xmlrpc\n")
 
-    async def _xmlrpc(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _xmlrpc(
+        self, scope: Scope, receive: Receive, send: Send, handle: Handler | None = None
+    ) -> None:
+        """An XML-RPC call, or with ``handle`` a REST request passed through."""
         services = await self.startup()
         services.metrics.in_flight.inc()
         try:
-            await self._calls.handle(services, scope, receive, send)
+            await (handle or self._calls.handle)(services, scope, receive, send)
         finally:
             services.metrics.in_flight.dec()
 

@@ -62,6 +62,19 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
     ctype = (header(scope, b"content-type") or "").split(";")[0].strip().lower()
     if ctype not in ACCEPTED_TYPES:
         raise UnsupportedContentType(f"XML-RPC requests are text/xml, not {ctype[:60]!r}")
+    body = await read_raw(scope, receive, limit, timeout)
+    encoding = (header(scope, b"content-encoding") or "").strip().lower()
+    decoder = inflater(encoding)
+    if decoder is not None:
+        body = _decompress(decoder, body, limit)
+    elif encoding not in ("", "identity"):
+        raise ParseError(f"unsupported Content-Encoding {encoding[:40]!r}")
+    return body
+
+
+async def read_raw(scope: Scope, receive: Receive, limit: int, timeout: float) -> bytes:
+    """The request body as sent (any type, still content-encoded), within ``limit`` bytes and
+    ``timeout`` seconds."""
     declared = header(scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
@@ -77,14 +90,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
             chunks = await asyncio.wait_for(_receive_all(receive, limit, declared_size), timeout)
         except asyncio.TimeoutError:
             raise _late(timeout) from None
-    body = b"".join(chunks)
-    encoding = (header(scope, b"content-encoding") or "").strip().lower()
-    decoder = inflater(encoding)
-    if decoder is not None:
-        body = _decompress(decoder, body, limit)
-    elif encoding not in ("", "identity"):
-        raise ParseError(f"unsupported Content-Encoding {encoding[:40]!r}")
-    return body
+    return b"".join(chunks)
 
 
 def _late(timeout: float) -> RequestTimeout:
@@ -166,6 +172,7 @@ async def stream(
     http10: bool,
     limit: int,
     write_timeout: float | None = None,
+    passes: Callable[[str], bool] | None = None,
 ) -> None:
     """Pass Keap's answer through as it arrives.
 
@@ -175,13 +182,21 @@ async def stream(
 
     Each part must be taken by the client within ``write_timeout`` (else ``ClientStalled``):
     the answer is then closed, which frees its Keap connection for other callers.
+
+    ``passes`` picks the answer's headers that reach the client (by lower-case name); when
+    given, the answer is not XML-RPC and is not looked into for a fault.
     """
     headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
         for k, v in response.headers.items()
-        if k.encode("latin-1").lower() in PASS_HEADERS or k.lower().startswith("x-keap-product-")
+        if (
+            passes(k.lower())
+            if passes is not None
+            else k.encode("latin-1").lower() in PASS_HEADERS
+            or k.lower().startswith("x-keap-product-")
+        )
     ]
-    identity = "content-encoding" not in response.headers
+    identity = passes is None and "content-encoding" not in response.headers
     buffer: list[bytes] | None = None
     if http10 and "content-length" not in response.headers:
         buffer = []

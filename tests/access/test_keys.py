@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 
 from shim.access import keys
@@ -74,3 +76,35 @@ def test_the_legacy_method_list_holds_every_method_the_simulator_serves() -> Non
 
     assert set(services._HANDLERS) <= METHODS
     assert unknown_patterns(["*", "DataService.*", "FunnelService.achieveGoal"]) == []
+
+
+def test_allowlist_patterns_of_both_kinds() -> None:
+    rec = KeyRecord(
+        id="k", account="a", label="l", digest="d", prefix="shk_k", created_at=0.0,
+        allow=keys.validate_allow(["ContactService.*", "GET /contacts*"]),
+    )  # fmt: skip
+    keys.check_method(rec, "ContactService.load")
+    keys.check_request(rec, "GET", "/contacts/7")
+    with pytest.raises(NoAccess):
+        keys.check_request(rec, "DELETE", "/contacts/7")
+    with pytest.raises(NoAccess):
+        keys.check_method(rec, "GET /contacts")  # a REST pattern admits no XML-RPC method
+    only_xmlrpc = replace(rec, allow=("ContactService.*",))
+    with pytest.raises(NoAccess):
+        keys.check_request(only_xmlrpc, "GET", "/contacts")
+    with pytest.raises(InvalidParameter):
+        keys.validate_allow(["FETCH /contacts"])
+
+
+def test_split_allow_keeps_a_verb_with_its_path() -> None:
+    assert keys.split_allow(
+        "ContactService.*, GET /contacts*\nPOST /tags/*/contacts:applyTags"
+    ) == (
+        "ContactService.*",
+        "GET /contacts*",
+        "POST /tags/*/contacts:applyTags",
+    )
+    assert keys.split_allow("DataService.query ContactService.load") == (
+        "DataService.query",
+        "ContactService.load",
+    )

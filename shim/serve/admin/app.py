@@ -342,7 +342,7 @@ class AdminApp:
         error, issued, notice = None, None, None
         try:
             expires = form.get("expires_in", "").strip()
-            allow = tuple(form.get("allow", "").replace(",", " ").split())
+            allow = keys.split_allow(form.get("allow", ""))
             unknown = [p for p, _ in legacy_methods.unknown_patterns(allow)]
             new, record = issuing.issue(
                 services.store, account, label=form.get("label", "").strip() or "unlabelled",
