@@ -1,16 +1,15 @@
-"""Per-key call rates (``shim key issue --rate N/min``), shared by every process. Pure.
+"""Per-key call rates (``shim key issue --rate N/min``): the arithmetic. Pure.
 
 A sliding window estimated from two fixed one-minute windows (the previous minute weighted by
 how much of it still overlaps the last 60 seconds), the usual trade of exactness for O(1)
-memory. Each process counts its own admitted calls exactly and publishes them through the
-store about once a second; the counts of the other processes are read at most once a second
-per key. So the limit holds across workers and hosts to within about one second of traffic.
+memory. The counts themselves are the combined ones of every process and host, kept in the
+store and checked-and-counted there in one atomic step (``Store.admit_call``), so the limit is
+on the sum, not on each process's share.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 WINDOW = 60.0
 
@@ -36,31 +35,9 @@ def retry_after(prev: int, cur: int, limit: int, now: float) -> float:
     return max(1.0, math.ceil(needed - (now % WINDOW)))
 
 
-class RateCounter:
-    """This process's admitted calls per key and minute (only the last two minutes kept)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, int], int] = {}
-
-    def own(self, key_id: str, minute: int) -> tuple[int, int]:
-        return self.counts.get((key_id, minute - 1), 0), self.counts.get((key_id, minute), 0)
-
-    def admit(self, key_id: str, limit: int, now: float, others: Mapping[int, int]) -> float | None:
-        """Count the call and return None, or return seconds to wait if over ``limit``."""
-        minute = minute_of(now)
-        own_prev, own_cur = self.own(key_id, minute)
-        prev = own_prev + others.get(minute - 1, 0)
-        cur = own_cur + others.get(minute, 0)
-        if estimate(prev, cur, now) + 1 > limit:
-            return retry_after(prev, cur, limit, now)
-        self.counts[(key_id, minute)] = own_cur + 1
-        return None
-
-    def snapshot(self, now: float) -> dict[tuple[str, int], int]:
-        """The counts to publish; forgets minutes that no longer matter."""
-        minute = minute_of(now)
-        self.counts = {k: v for k, v in self.counts.items() if k[1] >= minute - 1}
-        return dict(self.counts)
+def prev_weight(now: float) -> float:
+    """How much of the previous minute still overlaps the 60 seconds before ``now``."""
+    return 1.0 - (now % WINDOW) / WINDOW
 
 
 def parse_rate(text: str) -> int:

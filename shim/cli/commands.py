@@ -28,11 +28,10 @@ from shim.errors import CliError, ShimError, TokenEndpointError
 from shim.models import Account, KeyRecord, Route, TokenPair
 from shim.oauth.alerts import Alerter
 from shim.oauth.token_policy import app_name_from_scope
-from shim.serve.runtime import init_files, open_store
+from shim.serve.runtime import describe_db, init_files, open_store
 from shim.settings import Settings, parse_duration
-from shim.store.protocol import StoreConflict
+from shim.store.protocol import Store, StoreConflict
 from shim.store.secrets import DecryptError, SecretBox, encode_master_key, generate_master_key
-from shim.store.sqlite import SqliteStore
 
 F = TypeVar("F", bound=Callable[..., Any])
 ROUTES = get_args(Route)
@@ -97,7 +96,7 @@ def _settings(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def _store(ctx: click.Context) -> Iterator[SqliteStore]:
+def _store(ctx: click.Context) -> Iterator[Store]:
     store = open_store(_settings(ctx))
     try:
         yield store
@@ -119,8 +118,10 @@ def _echo_json(data: Any) -> None:
 @click.option(
     "--db",
     envvar="SHIM_DB",
-    type=click.Path(dir_okay=False),
-    help="Database file (env SHIM_DB; default: keyshim.db in your data directory).",
+    metavar="PATH_OR_URL",
+    help="SQLite database file, or postgresql://USER@HOST:PORT/DB shared by several hosts "
+    "(env SHIM_DB; default: keyshim.db in your data directory). Give a server's password "
+    "through PGPASSWORD or ~/.pgpass rather than in the URL.",
 )
 @click.version_option(package_name="keyshim")
 @click.pass_context
@@ -145,11 +146,15 @@ def cli(ctx: click.Context, db: str | None) -> None:
 @cli.command()
 @click.pass_context
 def init(ctx: click.Context) -> None:
-    """Create the database and the master key file (both mode 0600).
+    """Create the database (or a PostgreSQL database's tables) and the master key file.
+
+    The key file and a database file are mode 0600. Every host sharing a PostgreSQL database
+    needs the same master key: copy the key file, or set SHIM_SECRET_KEY on each.
 
     \b
-    Example:
+    Examples:
       shim --db /var/lib/keyshim/keyshim.db init
+      PGPASSWORD=... shim --db postgresql://keyshim@db.internal:5432/keyshim init
     """
     settings = _settings(ctx)
     db, created = init_files(settings)
@@ -169,7 +174,7 @@ def account() -> None:
     """Keap accounts (one per Keap app) and their upstream credentials."""
 
 
-def _account_json(a: Account, store: SqliteStore) -> dict[str, Any]:
+def _account_json(a: Account, store: Store) -> dict[str, Any]:
     out: dict[str, Any] = {
         "name": a.name,
         "kind": a.kind,
@@ -309,7 +314,7 @@ def _check_name(name: str) -> None:
         raise CliError("account names use letters, digits, '-', '_' and '.' (at most 64)")
 
 
-def _oauth_account(store: SqliteStore, name: str) -> Account:
+def _oauth_account(store: Store, name: str) -> Account:
     acct = store.get_account(name)
     if acct is None:
         raise CliError(f"no account named {name!r} (see: shim account list)")
@@ -506,7 +511,7 @@ def refresh(ctx: click.Context, name: str | None, all_: bool, due: bool) -> None
 
 
 async def _refresh(
-    settings: Settings, store: SqliteStore, accounts: list[Account], *, forced: bool
+    settings: Settings, store: Store, accounts: list[Account], *, forced: bool
 ) -> list[str]:
     from shim.keap.client import Upstream
     from shim.oauth.chains import Chains
@@ -686,7 +691,7 @@ def key_issue(
 
 
 def _issue(
-    ctx: click.Context, store: SqliteStore, template: KeyRecord
+    ctx: click.Context, store: Store, template: KeyRecord
 ) -> tuple[keys.IssuedKey, KeyRecord]:
     """Make a key and store the record built from ``template`` (id, digest and prefix set)."""
     hmac_key = store.server_secret("key-hmac")
@@ -1075,7 +1080,7 @@ def serve(
     scheme = "https" if settings.certfile else "http"
     click.echo(
         f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "
-        f"db={settings.db}",
+        f"db={describe_db(settings.db)}",
         err=True,
     )
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
@@ -1098,6 +1103,46 @@ def serve(
             import shutil
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+@cli.group("store")
+def store_group() -> None:
+    """The database itself: move an installation between SQLite and PostgreSQL."""
+
+
+@store_group.command("copy")
+@click.option("--from", "source", required=True, metavar="PATH_OR_URL", help="Copy from here.")
+@click.option("--to", "target", required=True, metavar="PATH_OR_URL", help="Copy into here.")
+@click.pass_context
+def store_copy(ctx: click.Context, source: str, target: str) -> None:
+    """Copy an installation (accounts, token chains, keys, server secrets, audit) to another
+    database, SQLite or PostgreSQL, either way. Secrets stay sealed under the same master key
+    and no chain needs re-authorizing. Refuses while a server runs on the source.
+
+    \b
+    Examples:
+      shim store copy --from /var/lib/keyshim/keyshim.db --to postgresql://keyshim@db/keyshim
+      shim store copy --from postgresql://keyshim@db/keyshim --to ./keyshim.db
+    """
+    from shim.oauth.chains import make_owner
+    from shim.serve.runtime import open_copy_target
+    from shim.store.copy import copy_store
+
+    settings = _settings(ctx)
+    if source == target:
+        raise CliError("--from and --to are the same database")
+    src = open_store(replace(settings, db=source), listen=False)
+    try:
+        dst = open_copy_target(replace(settings, db=target))
+        try:
+            counts = copy_store(src, dst, make_owner())
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    summary = ", ".join(f"{n} {table}" for table, n in counts.items())
+    click.echo(f"copied {describe_db(source)} -> {describe_db(target)}: {summary}")
+    click.echo(f"next: point SHIM_DB at {describe_db(target)} and start shim serve")
 
 
 @cli.group()
@@ -1152,7 +1197,7 @@ def tls_init(
     """
     from shim.tls.files import default_dir, init_tls, instructions, summary
 
-    files = init_tls(directory or default_dir(_settings(ctx).db), list(hosts), days)
+    files = init_tls(directory or default_dir(_settings(ctx).local_dir), list(hosts), days)
     click.echo(summary(files))
     click.echo()
     click.echo(instructions(files, files.hosts, port))

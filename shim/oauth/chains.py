@@ -1,4 +1,4 @@
-"""The token life of each account: single-flight refresh, lease, journal, recovery.
+"""The token life of each account: single-flight refresh, lock, fencing, journal, recovery.
 
 Keap refresh tokens are single-use. Two refreshes of one chain kill it, and a rotated token
 that is not written down is lost. So every refresh, wherever it starts (a call that finds the
@@ -6,16 +6,20 @@ token about to expire, a 401 from Keap, the background scheduler, ``shim refresh
 after a crash) goes through ``Chains.refresh``:
 
 1. one asyncio lock per account in this process, so concurrent callers share one refresh;
-2. a lease in the store (``refresh:<account>``, owner and expiry, owner-checked release), so
-   only one process or host refreshes a chain at a time; callers that lose wait (bounded) for
-   the winner's result by watching the chain's generation;
-3. after taking the lease the chain is read again: somebody may have refreshed meanwhile;
+2. a lock in the store (``refresh:<account>``), so only one process or host refreshes a chain
+   at a time; callers that lose wait (bounded) for the winner's result by watching the chain's
+   generation. The lock dies with its holder (no TTL), so a killed host blocks nobody;
+3. after taking the lock the chain is read again: somebody may have refreshed meanwhile;
 4. a journal row ("refresh in flight": which token, by whom, when) is written durably before the
    token endpoint is called, and the new pair is stored durably the moment it arrives, before
-   anything uses it;
-5. a "spent" answer is only believed after reading the store again (another process may have
-   won); only then is the chain marked ``needs_reauth``. Transient failures are retried with
-   jittered backoff inside the lease and never kill a chain.
+   anything uses it; if the store is unreachable right then, storing is retried (the old
+   refresh token is already spent);
+5. every chain write is fenced on the generation the refresh started from, so a writer that
+   lost its lock cannot overwrite a newer pair or kill a chain someone else rotated: the store
+   refuses (``StaleTokenWrite``) and this process uses the stored chain;
+6. a "spent" answer is only believed if the fenced write of the failure goes through (nobody
+   rotated the chain meanwhile); only then is the chain marked ``needs_reauth``. Transient
+   failures are retried with jittered backoff under the lock and never kill a chain.
 
 No store transaction is ever open across the network call: each store method is its own short
 transaction.
@@ -38,19 +42,23 @@ from shim.errors import (
     ReauthorizationRequired,
     RefreshInProgress,
     SpentRefreshToken,
+    StaleTokenWrite,
+    StoreUnavailable,
     TokenEndpointError,
     TransientTokenError,
 )
 from shim.keap.client import Upstream
-from shim.models import Account, Chain, RefreshJournal
+from shim.models import Account, Chain, RefreshJournal, TokenPair
 from shim.oauth.token_policy import backoff, fingerprint, is_due, needs_inline_refresh
 from shim.settings import Settings
-from shim.store.protocol import Store
+from shim.store.protocol import HeldLock, Store
 
 log = logging.getLogger("shim.oauth.chains")
 
 #: How often a waiting caller looks at the store for another process's refresh result.
 POLL_INTERVAL = 0.05
+#: How often a new pair that could not be stored (database unreachable) is tried again.
+STORE_RETRY = 0.25
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ EventSink = Callable[[ChainEvent], Awaitable[None]]
 
 
 def make_owner() -> str:
-    """A lease owner id unique to this process and instance: host, pid, random."""
+    """An owner id unique to this process and instance: host, pid, random."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
@@ -143,21 +151,33 @@ class Chains:
             if self._settled(chain, seen_generation, reason):
                 return chain
             deadline = self.clock() + self.settings.refresh_wait
-            lease = f"refresh:{name}"
             while True:
-                if self.store.acquire_lease(
-                    lease, self.owner, self.settings.lease_ttl, self.clock()
-                ):
+                held = self.store.try_lock(f"refresh:{name}", self.owner)
+                if held is not None:
                     try:
-                        return await self._refresh_with_lease(account, seen_generation, reason)
+                        chain = self._read(name)  # re-read under the lock
+                        if self._settled(chain, seen_generation, reason):
+                            return chain
+                        if not self._foreign_refresh_alive(chain):
+                            return await self._refresh_locked(account, chain, reason, held)
                     finally:
-                        self.store.release_lease(lease, self.owner)
+                        held.release()
                 await self.sleep(POLL_INTERVAL)
                 chain = self._read(name)
                 if self._settled(chain, seen_generation, reason):
                     return chain
                 if self.clock() > deadline:
                     raise RefreshInProgress()
+
+    def _foreign_refresh_alive(self, chain: Chain) -> bool:
+        """A journal left by another process that is still connected to the store: it lost
+        its lock (the database restarted under it) but may be about to store the new pair.
+        Wait for it rather than spend a token it may have spent; a dead owner's journal is
+        recovered at once."""
+        journal = chain.in_flight
+        if journal is None or journal.owner == self.owner:
+            return False
+        return self.store.owner_alive(journal.owner)
 
     def _read(self, name: str) -> Chain:
         chain = self.store.get_chain(name)
@@ -180,13 +200,10 @@ class Chains:
         # otherwise it must also be outside the inline margin.
         return reason == "401" or not needs_inline_refresh(chain, now, self.settings.inline_margin)
 
-    async def _refresh_with_lease(
-        self, account: Account, seen_generation: int | None, reason: str
+    async def _refresh_locked(
+        self, account: Account, chain: Chain, reason: str, held: HeldLock
     ) -> Chain:
         name = account.name
-        chain = self._read(name)  # re-read after taking the lease
-        if self._settled(chain, seen_generation, reason):
-            return chain
         if chain.in_flight is not None:
             log.warning(
                 "account %s: found an unfinished refresh by %s at %.0f; recovering with the "
@@ -197,9 +214,13 @@ class Chains:
             )
         assert account.client_id is not None and account.client_secret is not None
         failpoints.hit("before_journal")
-        self.store.begin_refresh(
-            RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock())
-        )
+        try:
+            self.store.begin_refresh(
+                RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock()),
+                generation=chain.generation,
+            )
+        except StaleTokenWrite:
+            return self._read(name)  # rotated between our read and the journal: use it
         failpoints.hit("after_journal")
         form = {"grant_type": "refresh_token", "refresh_token": chain.refresh_token}
         attempt = 0
@@ -222,12 +243,10 @@ class Chains:
                 if attempt >= self.settings.refresh_retries or wait > self.settings.refresh_wait:
                     await self._failed(chain, exc, dead=False)
                     raise
-                renewed = self.store.acquire_lease(
-                    f"refresh:{name}", self.owner, self.settings.lease_ttl + wait, self.clock()
-                )
-                if not renewed:
-                    # Someone else holds the chain now: leave its journal and health alone.
-                    log.warning("account %s: lost the refresh lease; giving up this refresh", name)
+                if not held.held():
+                    # The lock is gone (its connection died): someone else may hold the chain
+                    # now. Leave its journal and health alone.
+                    log.warning("account %s: lost the refresh lock; giving up this refresh", name)
                     raise
                 attempt += 1
                 log.warning(
@@ -244,7 +263,14 @@ class Chains:
                 raise
             # Durable before anything uses it: the old refresh token is already spent.
             failpoints.hit("after_answer")
-            fresh = self.store.put_tokens(name, pair, self.clock())
+            try:
+                fresh = await self._store_pair(name, pair, chain.generation)
+            except StaleTokenWrite as exc:
+                # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
+                # imported a pair). Our pair is never written over the newer one.
+                self._observe(name, "fenced")
+                log.error("account %s: %s; using the stored chain", name, exc.message)
+                return self._read(name)
             failpoints.hit("after_store")
             self._observe(name, "ok")
             self._cache[name] = fresh
@@ -254,15 +280,39 @@ class Chains:
                 await self._emit(ChainEvent(name, "recovered", None, self.clock()))
             return fresh
 
+    async def _store_pair(self, name: str, pair: TokenPair, generation: int) -> Chain:
+        """Store a new pair, fenced; while the database is unreachable keep trying for
+        ``store_wait``: the refresh token it replaces is spent, so this pair must land."""
+        deadline = self.clock() + self.settings.store_wait
+        while True:
+            try:
+                return self.store.put_tokens(name, pair, self.clock(), generation=generation)
+            except StoreUnavailable:
+                if self.clock() > deadline:
+                    log.critical(
+                        "account %s: could not store the new token pair for %.0fs; the chain "
+                        "will need re-authorization",
+                        name,
+                        self.settings.store_wait,
+                    )
+                    raise
+                log.warning("account %s: database unreachable; retrying the token write", name)
+                await self.sleep(STORE_RETRY)
+
     async def _spent(self, chain: Chain, exc: SpentRefreshToken) -> Chain:
-        """Keap says the token is spent: believe it only if nobody else has rotated it."""
-        latest = self.store.get_chain(chain.account)
-        if latest is not None and latest.generation != chain.generation:
+        """Keap says the token is spent: believe it only if nobody else has rotated it (the
+        fenced write of the failure is refused if somebody has)."""
+        try:
+            await self._failed(chain, exc, dead=True)
+        except StaleTokenWrite:
+            latest = self.store.get_chain(chain.account)
+            assert latest is not None
             self._observe(chain.account, "raced")
             log.info("account %s: refresh lost a race, using the winner's tokens", chain.account)
             self._cache[chain.account] = latest
+            if latest.state != "ok":
+                raise ReauthorizationRequired() from exc
             return latest
-        await self._failed(chain, exc, dead=True)
         raise ReauthorizationRequired(
             f"The Keap connection for account {chain.account!r} needs re-authorization "
             "(shim account authorize)"
@@ -270,7 +320,14 @@ class Chains:
 
     async def _failed(self, chain: Chain, exc: TokenEndpointError, *, dead: bool) -> None:
         now = self.clock()
-        updated = self.store.end_refresh_failed(chain.account, exc.message, now, dead=dead)
+        try:
+            updated = self.store.end_refresh_failed(
+                chain.account, exc.message, now, dead=dead, generation=chain.generation
+            )
+        except StaleTokenWrite:
+            if dead:
+                raise
+            return  # a newer pair is stored: this failure no longer says anything
         self._cache[chain.account] = updated
         kind = "dead" if dead else "degraded"
         self._observe(
@@ -303,7 +360,7 @@ class Chains:
             chain = self.store.get_chain(account.name)
             if chain is None or chain.in_flight is None or chain.state != "ok":
                 continue
-            if self.store.lease_holder(f"refresh:{account.name}", self.clock()) is not None:
+            if self.store.lock_holder(f"refresh:{account.name}") is not None:
                 continue  # a live process is refreshing it right now
             try:
                 await self.refresh(account, seen_generation=chain.generation, reason="recovery")

@@ -72,7 +72,7 @@ def account_healths(store: Store, now: float) -> list[Health]:
         refreshing = (
             chain is not None
             and chain.in_flight is not None
-            and store.lease_holder(f"refresh:{account.name}", now) is not None
+            and store.lock_holder(f"refresh:{account.name}") is not None
         )
         health = judge(account, chain, refreshing, now)
         if account.name in quota:

@@ -47,7 +47,8 @@ from shim.serve.audit import AuditLog, fault_tag
 from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from shim.serve.metrics import Metrics
 from shim.settings import Settings
-from shim.store.protocol import Store
+from shim.store.copy import SERVING
+from shim.store.protocol import HeldLock, Store
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -105,14 +106,14 @@ class Services:
         self.chains = chains
         self.alerter = alerter
         self.audit = audit
-        self.rates = KeyRates(store, chains.owner)
+        self.rates = KeyRates(store)
         self.budget = budget
         self.metrics = metrics
         chains.observer = metrics.refresh
         self.quota: dict[str, tuple[dict[str, str], float]] = {}
         #: REST v2 translation (accounts routed rest or auto); its requests come back here.
         self.rest = Router(self, chains, store)
-        audit.after_flush.append(self.rates.publish)
+        audit.after_flush.append(self._share_budget)
         audit.after_flush.append(self._publish_quota)
 
     async def send(
@@ -199,6 +200,17 @@ class Services:
             return {"Authorization": f"Bearer {token}"}, generation
         return {"X-Keap-API-Key": account.service_key or ""}, None
 
+    def _share_budget(self, now: float) -> None:
+        """Publish this process's upstream calls per Keap credential and take in the other
+        processes' and hosts' (off the hot path, after each audit flush)."""
+        usage = self.budget.usage(now)
+        if usage:
+            self.store.publish_rates(self.chains.owner, usage, int(now // 60) - 2)
+        credentials = self.budget.credentials()
+        if credentials:
+            minute = int(now // 60)
+            self.budget.sync(self.store.others_rates(credentials, minute, self.chains.owner), now)
+
     def _publish_quota(self, now: float) -> None:
         if self.quota:
             figures, self.quota = self.quota, {}
@@ -220,11 +232,14 @@ class KeyshimApp:
         self.services: Services | None = None
         self._accounts: dict[str, tuple[Account, float]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._serving: HeldLock | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> Services:
         if self.services is None:
             services = self.services = self._factory(self.settings)
+            # Held shared while this server runs: `shim store copy` refuses a busy source.
+            self._serving = services.store.try_lock(SERVING, services.chains.owner, shared=True)
             self._spawn(services.chains.recover(services.store.list_accounts()))
             self._spawn(services.audit.run())
             if self.settings.scheduler_interval > 0:
@@ -246,6 +261,9 @@ class KeyshimApp:
         await self.services.alerter.drain()
         self.services.audit.flush_now()
         await self.services.upstream.aclose()
+        if self._serving is not None:
+            self._serving.release()
+            self._serving = None
         self.services.store.close()
         self.services = None
 

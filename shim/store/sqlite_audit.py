@@ -1,5 +1,9 @@
 """SQL for the audit table (calls), the usage report and the shared rate counters.
 
+Two kinds of counters: ``rate_windows`` holds each key's combined calls per minute, counted
+atomically as calls are admitted (``--rate``); ``rate_counts`` holds each process's own
+upstream calls per Keap credential, published once a second for the upstream budget.
+
 Kept apart from the credential tables: it is append-mostly, large, and pruned by retention,
 and nothing in it is secret (key ids, never keys).
 """
@@ -110,14 +114,54 @@ def publish_rates(
 
 
 def others_rates(
-    conn: sqlite3.Connection, key_id: str, minutes: tuple[int, int], owner: str
-) -> dict[int, int]:
+    conn: sqlite3.Connection, subjects: Sequence[str], minute: int, owner: str
+) -> dict[str, tuple[int, int]]:
+    if not subjects:
+        return {}
+    marks = ", ".join("?" * len(subjects))
     rows = conn.execute(
-        "SELECT minute, SUM(count) FROM rate_counts WHERE key_id = ? AND minute IN (?, ?) "
-        "AND owner != ? GROUP BY minute",
-        (key_id, *minutes, owner),
+        "SELECT key_id, SUM(CASE WHEN minute = ? THEN count ELSE 0 END), COUNT(DISTINCT owner) "
+        f"FROM rate_counts WHERE key_id IN ({marks}) AND minute >= ? AND owner != ? "
+        "GROUP BY key_id",
+        (minute, *subjects, minute - 1, owner),
     )
-    return {int(m): int(n) for m, n in rows}
+    return {str(k): (int(n), int(peers)) for k, n, peers in rows}
+
+
+WINDOW_SCHEMA = """
+DROP TABLE leases;
+CREATE TABLE rate_windows (
+    key_id TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key_id, minute)
+);
+"""
+
+
+def admit_call(
+    conn: sqlite3.Connection, key_id: str, minute: int, limit: int, prev_weight: float
+) -> tuple[int, int] | None:
+    """Inside the caller's write transaction, so the check and the count are one step."""
+    rows = dict(
+        conn.execute(
+            "SELECT minute, count FROM rate_windows WHERE key_id = ? AND minute IN (?, ?)",
+            (key_id, minute - 1, minute),
+        ).fetchall()
+    )
+    prev, cur = int(rows.get(minute - 1, 0)), int(rows.get(minute, 0))
+    if prev * prev_weight + cur + 1 > limit:
+        return prev, cur
+    conn.execute(
+        "INSERT INTO rate_windows (key_id, minute, count) VALUES (?, ?, 1) "
+        "ON CONFLICT (key_id, minute) DO UPDATE SET count = count + 1",
+        (key_id, minute),
+    )
+    if cur == 0:  # first call of a minute: forget this key's old minutes
+        conn.execute(
+            "DELETE FROM rate_windows WHERE key_id = ? AND minute < ?", (key_id, minute - 1)
+        )
+    return None
 
 
 QUOTA_SCHEMA = """
