@@ -337,6 +337,7 @@ class PostgresStore:
         self._epoch = 0
         self._trusted_until = 0.0
         self.db_reads = 0  # per-call reads that went to the database (benchmark, tests)
+        self.round_trips = 0  # every use of a pooled connection (tests)
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
         self._listen_conn: psycopg.Connection[Any] | None = None
@@ -370,6 +371,7 @@ class PostgresStore:
         unreachable, callers wait at most FAIL_FAST for a connection instead of ``timeout``,
         so every call fails fast until the pool reconnects."""
         wait = _FAIL_FAST if self._down else self._timeout
+        self.round_trips += 1
         for attempt in (0, 1):
             try:
                 with self._pool.connection(timeout=wait) as conn:
@@ -578,8 +580,11 @@ class PostgresStore:
         self._write(work)
 
     def get_account(self, name: str) -> Account | None:
-        rows = self._rows(f"{_SELECT_ACCOUNT} WHERE name = %s", (name,))
-        return None if not rows else self._account(rows[0])
+        """Cached like keys (the accounts trigger notifies): the app looks its account up
+        every couple of seconds, and a cached call must not touch the database."""
+        query = f"{_SELECT_ACCOUNT} WHERE name = %s"
+        account: Account | None = self._cached("account", name, query, self._account)
+        return account
 
     def list_accounts(self) -> list[Account]:
         return [
