@@ -14,13 +14,9 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from shim.keap import http1
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
+from shim.serve.asgi import Receive, Scope, Send
 
 _UPSTREAM = os.environ.get("BENCH_FLOOR_UPSTREAM", "")
 _HEADERS = {
@@ -32,8 +28,8 @@ _pool: http1.Pool | None = None
 
 async def app(
     scope: Scope,
-    receive: Callable[[], Awaitable[Message]],
-    send: Callable[[Message], Awaitable[None]],
+    receive: Receive,
+    send: Send,
 ) -> None:
     global _pool
     if scope["type"] == "lifespan":

@@ -20,15 +20,22 @@ import json
 import os
 import platform
 import secrets
-import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from util import calibrate_us, cpu_seconds, elapsed, ensure_keyshim, progress
+from util import (
+    MachineLoad,
+    calibrate_us,
+    cpu_model,
+    cpu_seconds,
+    elapsed,
+    ensure_keyshim,
+    progress,
+    tool_version,
+)
 
 ensure_keyshim()
 
@@ -57,36 +64,6 @@ class Route:
     body: Path
     authorization: str | None  # sent by the script itself (direct path only)
     cpu_pid: int | None  # the hop whose CPU time is measured (nginx proxy, keyshim)
-
-
-class MachineLoad:
-    """How much CPU the rest of the machine used meanwhile: other sessions, test suites.
-
-    Busy time of all CPUs (/proc/stat) minus what this bench and its children used.
-    """
-
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-        self.busy = self._busy()
-        self.ours = self._ours()
-
-    @staticmethod
-    def _busy() -> float:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]  # steal is not counted
-        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
-
-    @staticmethod
-    def _ours() -> float:
-        reaped = os.times()  # wrk runs and other children already waited for
-        return cpu_seconds(os.getpid()) + reaped.children_user + reaped.children_system
-
-    def other_cores(self) -> float:
-        """Average number of cores busy with other work since this object was made."""
-        wall = time.monotonic() - self.started
-        other = (self._busy() - self.busy) - (self._ours() - self.ours)
-        return max(0.0, other / wall)
 
 
 def measure_routes(
@@ -292,8 +269,8 @@ def render(
     header = GRID.format("path", "conns", "req/s", "p50 ms", "p99 ms", "errors", "CPU ms/call")
     rule = "-" * len(header)
     lines = [
-        f"keyshim bench: {_cpu_model()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {_version('nginx')}, {_version('wrk')}",
+        f"keyshim bench: {cpu_model()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {tool_version('nginx')}, {tool_version('wrk')}",
         f"{args.rounds} interleaved rounds x {args.seconds} s per cell; other processes kept "
         f"{machine.other_cores:.2f} of {os.cpu_count()} cores busy meanwhile; CPU speed check "
         f"{machine.speed_before_us:.0f} / {machine.speed_after_us:.0f} µs (lower is faster)",
@@ -336,24 +313,6 @@ def render(
     if logged_errors:
         lines.append(f"keyshim logged {logged_errors} error lines (its logs are in the temp dir)")
     return "\n".join(lines)
-
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.machine()
-
-
-def _version(tool: str) -> str:
-    """``nginx 1.22.1`` from `nginx -v`, ``wrk 4.1.0-3+b2`` from `wrk -v` (both on stderr)."""
-    from stack import SBIN_PATH
-
-    env = {**os.environ, "PATH": SBIN_PATH}
-    done = subprocess.run([tool, "-v"], capture_output=True, text=True, env=env)
-    words = (done.stderr + done.stdout).split()
-    version = next((w.split("/")[-1] for w in words if "/" in w), "?")
-    return f"{tool} {version}"
 
 
 def dump_json(

@@ -258,6 +258,10 @@ class Keyshim:
         return f"http://127.0.0.1:{self.port}/api/xmlrpc"
 
 
+#: Keap's limits raised out of reach for the throughput rows (see bench/README.md, Caveats).
+UNLIMITED = "oauth=1000000000/s,1000000000/min;service_key=1000000000/s,1000000000/min"
+
+
 def start_keyshim(
     label: str,
     db: Path,
@@ -266,10 +270,13 @@ def start_keyshim(
     workers: int = 1,
     keap_budget: bool = False,
     extra_env: Mapping[str, str] | None = None,
+    launcher: Path | None = None,
 ) -> Keyshim:
-    """``shim serve`` in a subprocess. Without ``keap_budget`` it runs through
-    bench/keyshim_serve.py, which lifts the per-credential Keap quota (25 calls/s per OAuth
-    client) that would otherwise cap every throughput figure at 25 requests/s."""
+    """``shim serve`` in a subprocess. Without ``keap_budget`` its ``SHIM_KEAP_LIMITS`` are
+    raised out of reach (``UNLIMITED``): Keap's per-credential quota (25 calls/s per OAuth
+    client) would otherwise cap every throughput figure at 25 requests/s. The budget code
+    still runs on every call; only its numbers change. ``launcher`` runs another script in
+    place of ``python -m shim`` (bench/clients.py swaps keyshim's HTTP client that way)."""
     port = free_port()
     # shim serve makes a fresh PROMETHEUS_MULTIPROC_DIR under /tmp unless one is given, and
     # never removes it; this one goes away with the bench's temporary directory.
@@ -281,26 +288,36 @@ def start_keyshim(
         "SHIM_DB": str(db),
         "SHIM_SCHEDULER_INTERVAL": "0",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **({} if keap_budget else {"SHIM_KEAP_LIMITS": UNLIMITED}),
         **(extra_env or {}),
     }
-    launcher = ["-m", "shim"] if keap_budget else [str(BENCH_DIR / "keyshim_serve.py")]
-    cmd = [sys.executable, *launcher, "serve", "--port", str(port), "--workers", str(workers)]
+    script = [str(launcher)] if launcher is not None else ["-m", "shim"]
+    cmd = [sys.executable, *script, "serve", "--port", str(port), "--workers", str(workers)]
     with log.open("ab") as out:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     return Keyshim(label, port, proc)
 
 
-def start_floor(upstream_url: str, token: str, log: Path) -> Keyshim:
-    """bench/floor_proxy.py under uvicorn as ``shim serve`` runs it (see that module)."""
+def start_floor(
+    upstream_url: str,
+    token: str,
+    log: Path,
+    *,
+    app: str = "floor_proxy:app",
+    extra_env: Mapping[str, str] | None = None,
+) -> Keyshim:
+    """bench/floor_proxy.py (or another forwarding ``app`` in bench/) under uvicorn as
+    ``shim serve`` runs it (see that module)."""
     port = free_port()
     env = {
         **os.environ,
         "BENCH_FLOOR_UPSTREAM": upstream_url,
         "BENCH_FLOOR_TOKEN": token,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        **(extra_env or {}),
     }
     cmd = [
-        sys.executable, "-m", "uvicorn", "floor_proxy:app", "--app-dir", str(BENCH_DIR),
+        sys.executable, "-m", "uvicorn", app, "--app-dir", str(BENCH_DIR),
         "--host", "127.0.0.1", "--port", str(port), "--http", "httptools", "--loop", "uvloop",
         "--no-access-log", "--no-proxy-headers", "--log-level", "warning",
     ]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import subprocess
 import sys
 import threading
@@ -101,6 +102,54 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         self.peak_kb = max(self.peak_kb, status_kb(self.pid, "VmRSS"))
+
+
+class MachineLoad:
+    """How much CPU the rest of the machine used meanwhile: other sessions, test suites.
+
+    Busy time of all CPUs (/proc/stat) minus what this bench and its children used.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.busy = self._busy()
+        self.ours = self._ours()
+
+    @staticmethod
+    def _busy() -> float:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        user, nice, system, _idle, _iowait, irq, softirq = fields[:7]  # steal is not counted
+        return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _ours() -> float:
+        reaped = os.times()  # wrk runs and other children already waited for
+        return cpu_seconds(os.getpid()) + reaped.children_user + reaped.children_system
+
+    def other_cores(self) -> float:
+        """Average number of cores busy with other work since this object was made."""
+        wall = time.monotonic() - self.started
+        other = (self._busy() - self.busy) - (self._ours() - self.ours)
+        return max(0.0, other / wall)
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def tool_version(tool: str) -> str:
+    """``nginx 1.22.1`` from `nginx -v`, ``wrk 4.1.0-3+b2`` from `wrk -v` (both on stderr)."""
+    from stack import SBIN_PATH
+
+    env = {**os.environ, "PATH": SBIN_PATH}
+    done = subprocess.run([tool, "-v"], capture_output=True, text=True, env=env)
+    words = (done.stderr + done.stdout).split()
+    version = next((w.split("/")[-1] for w in words if "/" in w), "?")
+    return f"{tool} {version}"
 
 
 def ensure_keyshim() -> None:

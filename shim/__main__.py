@@ -1,5 +1,5 @@
 """Allow ``python -m shim`` (used by the demo and the process tests)."""
 
-from shim.cli.commands import main
+from shim.cli import main
 
 main()

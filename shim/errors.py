@@ -133,7 +133,7 @@ class LegacyFault(ShimError):
     """Base of the Keap faults keyshim sends itself when it answers a call through REST v2.
 
     A script that handled ``[NoFieldFound]`` from Keap must get exactly that from keyshim, so
-    these carry Keap's own codes (keap-facts.md), not keyshim's.
+    these carry Keap's own codes (docs/keap.md#legacy-xml-rpc), not keyshim's.
     """
 
 

@@ -96,7 +96,10 @@ class KeyRecord:
     revoked_at: float | None = None
     last_used_at: float | None = None
     allow: tuple[str, ...] = ()
+    #: The key's rate: at most ``rate_per_min`` calls in any ``rate_window`` seconds (the
+    #: column predates other units; a missing window is a minute).
     rate_per_min: int | None = None
+    rate_window: float | None = None
 
     def state(self, now: float) -> str:
         """Human state for listings: active, expired or revoked."""

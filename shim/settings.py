@@ -46,6 +46,68 @@ def is_db_url(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
+#: Keap's documented limits per credential kind (keap-facts): an OAuth client 25 calls a second
+#: and 1,500 a minute, a Service Account Key or PAT 10 a second and 240 a minute.
+DEFAULT_KEAP_LIMITS = "oauth=25/s,1500/min;service_key=10/s,240/min"
+#: (calls a second, calls a minute) per credential kind; None leaves that window unlimited.
+KeapLimits = dict[str, tuple[float | None, float | None]]
+_CREDENTIAL_KINDS = ("oauth", "service_key")
+_RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute)\s*", re.IGNORECASE)
+
+
+def parse_keap_limits(text: str) -> KeapLimits:
+    """Keap's rate limits as the budget should honour them.
+
+    ``off`` lifts every limit. Otherwise ``;``-separated ``KIND=RATES`` entries, KIND ``oauth``
+    (an OAuth client) or ``service_key`` (a Service Account Key or PAT), RATES ``N/s``,
+    ``N/min`` or both (comma-separated), or ``off``. Kinds not named keep their default
+    (``DEFAULT_KEAP_LIMITS``); a window not named is not limited.
+    """
+    return _parse_limits(text, _DEFAULT_LIMITS)
+
+
+def _parse_limits(text: str, defaults: KeapLimits) -> KeapLimits:
+    limits = dict(defaults)
+    if text.strip().lower() == "off":
+        return {kind: (None, None) for kind in _CREDENTIAL_KINDS}
+    for entry in filter(str.strip, text.split(";")):
+        kind, eq, rates = entry.partition("=")
+        kind = kind.strip().lower()
+        if not eq or kind not in _CREDENTIAL_KINDS:
+            raise ValueError(
+                f"{entry.strip()!r} is not KIND=RATES with KIND oauth or service_key "
+                "(e.g. oauth=25/s,1500/min;service_key=10/s,240/min, or off)"
+            )
+        limits[kind] = _rates(kind, rates)
+    return limits
+
+
+def _rates(kind: str, text: str) -> tuple[float | None, float | None]:
+    if text.strip().lower() == "off":
+        return None, None
+    second: float | None = None
+    minute: float | None = None
+    for part in text.split(","):
+        m = _RATE.fullmatch(part)
+        if not m:
+            raise ValueError(f"{kind}: {part.strip()!r} is not a rate (use e.g. 25/s or 1500/min)")
+        value = float(m.group(1))
+        if value <= 0:
+            raise ValueError(f"{kind}: {part.strip()!r} must be above 0 (or write {kind}=off)")
+        if m.group(2).lower().startswith("s"):
+            if second is not None:
+                raise ValueError(f"{kind}: two calls-a-second rates")
+            second = value
+        else:
+            if minute is not None:
+                raise ValueError(f"{kind}: two calls-a-minute rates")
+            minute = value
+    return second, minute
+
+
+_DEFAULT_LIMITS = _parse_limits(DEFAULT_KEAP_LIMITS, {})
+
+
 def default_data_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """The user's data directory (XDG on Linux, Application Support on macOS, APPDATA)."""
     if sys.platform == "darwin":
@@ -94,6 +156,8 @@ class Settings:
     quota_share: float = 1.0
     #: Longest a call waits for its turn in the upstream quota budget before [Throttled].
     quota_wait: float = 10.0
+    #: Keap's rate limits per credential kind, which the budget keeps to (``parse_keap_limits``).
+    keap_limits: str = DEFAULT_KEAP_LIMITS
     #: A request line and headers must arrive within this (else the connection is closed).
     head_timeout: float = 10.0
     #: Most connections a server process handles at once; more get HTTP 503.
@@ -123,6 +187,7 @@ class Settings:
             values[f.name] = _convert(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
+        settings.limits()  # a bad SHIM_KEAP_LIMITS is refused here, not at the first call
         if not settings.db:
             settings = replace(settings, db=str(default_data_dir(environ) / "keyshim.db"))
         if not settings.key_file:
@@ -144,6 +209,13 @@ class Settings:
         """Where this host keeps its own files (TLS): beside the database file, or beside the
         key file when the database is a server."""
         return Path(self.key_file if self.db_is_url else self.db).parent
+
+    def limits(self) -> KeapLimits:
+        """``keap_limits`` parsed (a bad value raises ValueError naming SHIM_KEAP_LIMITS)."""
+        try:
+            return parse_keap_limits(self.keap_limits)
+        except ValueError as exc:
+            raise ValueError(f"SHIM_KEAP_LIMITS: {exc}") from None
 
     def to_env(self) -> dict[str, str]:
         """The ``SHIM_*`` variables that rebuild these settings in a worker process."""

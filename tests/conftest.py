@@ -2,7 +2,7 @@
 ``tests.support.stack``).
 
 Everything here runs without sockets (httpx.ASGITransport both ways). Tests about sockets,
-processes and crashes build on ``shim.serve.server.BackgroundServer`` and subprocesses instead.
+processes and crashes build on ``tests.support.servers.BackgroundServer`` and subprocesses instead.
 """
 
 from __future__ import annotations

@@ -80,6 +80,15 @@ def looks_like_key(text: str) -> bool:
     return len(text) == KEY_LEN and _KEY_RE.fullmatch(text) is not None
 
 
+def id_given(text: str) -> str:
+    """The key id in what a user typed: the id, the ``shk_…`` prefix ``key list`` shows, or
+    the whole key."""
+    text = text.strip().rstrip("…").rstrip(".")
+    if looks_like_key(text):
+        return text[len(PREFIX) : len(PREFIX) + ID_LEN]
+    return text.removeprefix(PREFIX)
+
+
 def key_id_of(text: str) -> str | None:
     """The record id inside a presented key; ``None`` if it is not a keyshim key at all.
 
@@ -91,6 +100,11 @@ def key_id_of(text: str) -> str | None:
     if not hmac.compare_digest(_checksum(body), check):
         raise InvalidKey("Invalid Key (checksum mismatch: the key looks mistyped)")
     return text[len(PREFIX) : len(PREFIX) + ID_LEN]
+
+
+def matches(record: KeyRecord, hmac_key: bytes, text: str) -> bool:
+    """True when ``text`` is the key ``record`` was issued as (whatever its state)."""
+    return hmac.compare_digest(record.digest, digest(hmac_key, text))
 
 
 def verify(record: KeyRecord | None, hmac_key: bytes, text: str, now: float) -> KeyRecord:

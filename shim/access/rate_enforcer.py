@@ -1,4 +1,4 @@
-"""Enforcing per-key rates across processes and hosts: the edge around ``ratelimit``.
+"""Enforcing per-key rates across processes and hosts: the edge around ``rate_policy``.
 
 A call of a key with a rate costs one store round trip (``Store.admit_call``: the combined
 count of every process and host is checked and bumped atomically), so the limit holds on the
@@ -7,7 +7,7 @@ sum even when every host starts at once. A key without a rate costs nothing here
 
 from __future__ import annotations
 
-from shim.access.rate_policy import minute_of, prev_weight, retry_after
+from shim.access.rate_policy import Rate, prev_weight, retry_after, slot_of
 from shim.errors import RateLimited
 from shim.models import KeyRecord
 from shim.store.protocol import Store
@@ -19,12 +19,13 @@ class KeyRates:
 
     def check(self, key: KeyRecord, now: float) -> None:
         """Admit the call or raise RateLimited (``[RateLimited]``, with when to retry)."""
-        limit = key.rate_per_min
-        if limit is None:
+        if key.rate_per_min is None:
             return
-        refused = self.store.admit_call(key.id, minute_of(now), limit, prev_weight(now))
+        rate = Rate(key.rate_per_min, key.rate_window or 60.0)
+        window = int(rate.window)
+        refused = self.store.admit_call(
+            key.id, slot_of(now, rate.window), window, rate.count, prev_weight(now, rate.window)
+        )
         if refused is not None:
-            wait = retry_after(*refused, limit, now)
-            raise RateLimited(
-                f"Key {key.prefix} is over its rate of {limit} calls a minute; retry in {wait:.0f}s"
-            )
+            wait = retry_after(*refused, rate.count, now, rate.window)
+            raise RateLimited(f"Key {key.prefix} is over its rate of {rate}; retry in {wait:.0f}s")

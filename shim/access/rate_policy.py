@@ -1,50 +1,76 @@
-"""Per-key call rates (``shim key issue --rate N/min``): the arithmetic. Pure.
+"""Per-key call rates (``shim key issue --rate N/s|N/min|N/h|N/day``), shared by every process.
+Pure.
 
-A sliding window estimated from two fixed one-minute windows (the previous minute weighted by
-how much of it still overlaps the last 60 seconds), the usual trade of exactness for O(1)
-memory. The counts themselves are the combined ones of every process and host, kept in the
-store and checked-and-counted there in one atomic step (``Store.admit_call``), so the limit is
-on the sum, not on each process's share.
+A rate is exact in its own unit: ``10/h`` admits 10 calls in any hour, not 1 a minute. The
+window is estimated from two fixed windows of the rate's unit (the previous one weighted by
+how much of it still overlaps the last window), the usual trade of exactness for O(1) memory.
+A window is named by its start in epoch seconds (its *slot*), so keys with different units
+share one table of counts. The counts are the combined ones of every process and host, kept
+in the store and checked-and-counted there in one atomic step (``Store.admit_call``), so the
+limit is on the sum, not on each process's share.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 WINDOW = 60.0
+_UNITS = {
+    "s": 1, "sec": 1, "second": 1,
+    "m": 60, "min": 60, "minute": 60,
+    "h": 3600, "hour": 3600,
+    "d": 86400, "day": 86400,
+}  # fmt: skip
+_NAMES = {1: "s", 60: "min", 3600: "h", 86400: "day"}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` calls in any ``window`` seconds."""
+
+    count: int
+    window: float = WINDOW
+
+    def __str__(self) -> str:
+        return f"{self.count}/{_NAMES.get(int(self.window), f'{self.window:g}s')}"
+
+
+def slot_of(now: float, window: float = WINDOW) -> int:
+    """The start (epoch seconds) of the fixed window of length ``window`` holding ``now``."""
+    return int(now // window) * int(window)
 
 
 def minute_of(now: float) -> int:
-    return int(now // WINDOW)
+    return slot_of(now, WINDOW)
 
 
-def estimate(prev: int, cur: int, now: float) -> float:
-    """Calls in the 60 seconds before ``now`` from the two fixed windows' counts."""
-    elapsed = (now % WINDOW) / WINDOW
+def estimate(prev: int, cur: int, now: float, window: float = WINDOW) -> float:
+    """Calls in the ``window`` seconds before ``now`` from the two fixed windows' counts."""
+    elapsed = (now % window) / window
     return prev * (1.0 - elapsed) + cur
 
 
-def retry_after(prev: int, cur: int, limit: int, now: float) -> float:
+def retry_after(prev: int, cur: int, limit: int, now: float, window: float = WINDOW) -> float:
     """Seconds until the estimate drops below ``limit`` (bounded by the window)."""
     if cur >= limit:
-        return WINDOW - (now % WINDOW)
+        return window - (now % window)
     if prev == 0:
         return 1.0
     # prev * (1 - (t % W)/W) + cur < limit  =>  t % W > W * (1 - (limit - cur) / prev)
-    needed = WINDOW * (1.0 - (limit - cur) / prev)
-    return max(1.0, math.ceil(needed - (now % WINDOW)))
+    needed = window * (1.0 - (limit - cur) / prev)
+    return max(1.0, math.ceil(needed - (now % window)))
 
 
-def prev_weight(now: float) -> float:
-    """How much of the previous minute still overlaps the 60 seconds before ``now``."""
-    return 1.0 - (now % WINDOW) / WINDOW
+def prev_weight(now: float, window: float = WINDOW) -> float:
+    """How much of the previous fixed window still overlaps the ``window`` before ``now``."""
+    return 1.0 - (now % window) / window
 
 
-def parse_rate(text: str) -> int:
-    """``60/min``, ``60/m``, ``60`` (per minute), ``2/s`` (converted to per minute)."""
+def parse_rate(text: str) -> Rate:
+    """``60/min``, ``60/m``, ``60`` (per minute), ``2/s``, ``10/h``, ``500/day``."""
     value, _, unit = text.strip().partition("/")
     unit = unit.strip().lower() or "min"
-    per = {"min": 1, "m": 1, "minute": 1, "s": 60, "sec": 60, "second": 60, "h": 1 / 60}
-    if not value.strip().isdigit() or unit not in per or int(value) <= 0:
-        raise ValueError(f"not a rate: {text!r} (use e.g. 60/min or 2/s)")
-    return max(1, int(int(value) * per[unit]))
+    if not value.strip().isdigit() or unit not in _UNITS or int(value) <= 0:
+        raise ValueError(f"not a rate: {text!r} (use e.g. 2/s, 60/min, 10/h or 500/day)")
+    return Rate(int(value), float(_UNITS[unit]))

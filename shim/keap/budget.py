@@ -1,7 +1,8 @@
 """The upstream quota budget: smooth bursts by waiting instead of collecting 429s.
 
 Keap limits each OAuth client to about 25 calls a second and 1,500 a minute across every app it
-serves, and each Service Account Key / PAT to 10 a second and 240 a minute. The per-second
+serves, and each Service Account Key / PAT to 10 a second and 240 a minute (the default of
+``SHIM_KEAP_LIMITS``, which can change them per kind or turn them off). The per-second
 limit is a spike arrest (calls evenly spaced, no bursts). keyshim keeps two
 token buckets per upstream credential and makes a call wait (up to ``SHIM_QUOTA_WAIT``) for its
 turn; a call that would wait longer gets ``[Throttled]`` at once, without reaching Keap. After a
@@ -26,12 +27,10 @@ from dataclasses import dataclass, field
 
 from shim.errors import UpstreamThrottled
 from shim.models import Account
+from shim.settings import DEFAULT_KEAP_LIMITS, KeapLimits, parse_keap_limits
 
-#: (calls a second, calls a minute) per credential kind, from keap-facts.
-KEAP_LIMITS: dict[str, tuple[float, float]] = {
-    "oauth": (25.0, 1500.0),
-    "service_key": (10.0, 240.0),
-}
+#: (calls a second, calls a minute) per credential kind, from keap-facts; None: not limited.
+KEAP_LIMITS: KeapLimits = parse_keap_limits(DEFAULT_KEAP_LIMITS)
 
 
 @dataclass
@@ -56,7 +55,9 @@ class Bucket:
 @dataclass
 class Credential:
     buckets: tuple[Bucket, ...]
-    per_minute: float
+    #: Keap's per-minute limit (this keyshim's share of it), None when not limited.
+    per_minute: float | None
+    spike: Bucket | None = None
     paused_until: float = 0.0
     #: This process's upstream calls per minute (this minute and the last).
     used: dict[int, int] = field(default_factory=dict)
@@ -64,6 +65,11 @@ class Credential:
     others: tuple[int, int] = (0, 0)
     #: How many processes share the spike allowance (this one included).
     processes: int = 1
+
+
+def _minute(now: float) -> int:
+    """The start (epoch seconds) of the minute holding ``now``: how usage is published."""
+    return int(now // 60) * 60
 
 
 def credential_id(account: Account) -> str:
@@ -83,7 +89,8 @@ class Budget:
         processes: int = 1,
         clock: Callable[[], float],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        limits: Mapping[str, tuple[float, float]] = KEAP_LIMITS,
+        limits: Mapping[str, tuple[float | None, float | None]] = KEAP_LIMITS,
+        on_refused: Callable[[], None] = lambda: None,
     ) -> None:
         self.share = share
         self.processes = max(1, processes)
@@ -92,25 +99,27 @@ class Budget:
         self.sleep = sleep
         self.limits = limits
         self._credentials: dict[str, Credential] = {}
-        self.waited = 0.0  # total seconds calls spent waiting (for metrics)
-        self.refused = 0
+        #: Called for each call refused at once (its wait would exceed ``max_wait``; a metric).
+        self.on_refused = on_refused
 
     def _credential(self, account: Account, now: float) -> Credential:
         cid = credential_id(account)
         cred = self._credentials.get(cid)
         if cred is None:
             per_second, per_minute = self.limits[account.kind]
-            second = per_second * self.share / self.processes
-            minute = per_minute * self.share
-            # Keap's spike limit is an Apigee SpikeArrest: it admits one call every 1/rate
-            # seconds and no bursts, so the per-second bucket holds a single token.
+            spike = None
+            buckets = []
+            if per_second is not None:
+                # Keap's spike limit is an Apigee SpikeArrest: it admits one call every 1/rate
+                # seconds and no bursts, so the per-second bucket holds a single token. It is
+                # split among the processes sending (see ``sync``).
+                spike = Bucket(per_second * self.share / self.processes, 1.0, 1.0, now)
+                buckets.append(spike)
+            minute = None if per_minute is None else per_minute * self.share
+            if minute is not None:
+                buckets.append(Bucket(minute / 60.0, max(1.0, minute), max(1.0, minute), now))
             cred = self._credentials[cid] = Credential(
-                (
-                    Bucket(second, 1.0, 1.0, now),
-                    Bucket(minute / 60.0, max(1.0, minute), max(1.0, minute), now),
-                ),
-                minute,
-                processes=self.processes,
+                tuple(buckets), minute, spike=spike, processes=self.processes
             )
         return cred
 
@@ -119,18 +128,20 @@ class Budget:
 
         Alone, the minute bucket paces this process; once others are sending on the same
         credential, their calls this minute count too."""
-        minute = int(now // 60)
+        minute = _minute(now)
         others = cred.others[1] if cred.others[0] == minute else 0
-        if others == 0 or cred.used.get(minute, 0) + others < cred.per_minute:
+        if cred.per_minute is None or others == 0:
+            return 0.0
+        if cred.used.get(minute, 0) + others < cred.per_minute:
             return 0.0
         return 60.0 - now % 60.0
 
     def usage(self, now: float) -> dict[tuple[str, int], int]:
-        """This process's calls per (credential, minute), to publish; forgets old minutes."""
-        minute = int(now // 60)
+        """This process's calls per (credential, minute start), to publish; forgets old ones."""
+        minute = _minute(now)
         out = {}
         for cid, cred in self._credentials.items():
-            cred.used = {m: n for m, n in cred.used.items() if m >= minute - 1}
+            cred.used = {m: n for m, n in cred.used.items() if m >= minute - 60}
             out.update({(cid, m): n for m, n in cred.used.items()})
         return out
 
@@ -141,14 +152,14 @@ class Budget:
         """Take in the other processes' published figures: per credential, their calls this
         minute and how many of them are sending. The spike allowance is re-split among the
         processes sending now."""
-        minute = int(now // 60)
+        minute = _minute(now)
         for cid, cred in self._credentials.items():
             count, peers = others.get(cid, (0, 0))
             cred.others = (minute, count)
             processes = max(1, peers + 1)
             if processes != cred.processes:
-                spike = cred.buckets[0]
-                spike.rate = spike.rate * cred.processes / processes
+                if cred.spike is not None:
+                    cred.spike.rate = cred.spike.rate * cred.processes / processes
                 cred.processes = processes
 
     def reserve(self, account: Account, now: float) -> float:
@@ -158,12 +169,14 @@ class Budget:
         """
         cred = self._credential(account, now)
         wait = max(
-            cred.paused_until - now,
-            self._minute_wait(cred, now),
-            *(b.wait_for_one(now) for b in cred.buckets),
+            [
+                cred.paused_until - now,
+                self._minute_wait(cred, now),
+                *(b.wait_for_one(now) for b in cred.buckets),
+            ]
         )
         if wait > self.max_wait:
-            self.refused += 1
+            self.on_refused()
             raise UpstreamThrottled(
                 f"keyshim is holding calls back to stay within Keap's rate limits for "
                 f"{account.name}; retry after {wait:.0f}s",
@@ -171,14 +184,13 @@ class Budget:
             )
         for b in cred.buckets:
             b.take()
-        minute = int((now + max(0.0, wait)) // 60)
+        minute = _minute(now + max(0.0, wait))
         cred.used[minute] = cred.used.get(minute, 0) + 1
         return max(0.0, wait)
 
     async def acquire(self, account: Account) -> None:
         wait = self.reserve(account, self.clock())
         if wait > 0:
-            self.waited += wait
             await self.sleep(wait)
 
     def pause(self, account: Account, retry_after: float | None) -> None:

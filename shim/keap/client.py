@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -33,6 +32,7 @@ from shim.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from shim.inflate import InflateError, inflater
 from shim.keap import http1
 from shim.models import TokenPair
 from shim.oauth.token_policy import parse_token_answer
@@ -108,19 +108,16 @@ class _Http1Body:
     async def decoded(self) -> AsyncIterator[bytes]:
         """Only error answers are decoded on the forwarding path; gzip and deflate are what
         keyshim's clients ask for (the header is theirs), anything else passes as is."""
-        encoding = self._response.headers.get("content-encoding", "").strip().lower()
-        wbits = {"gzip": 47, "x-gzip": 47, "deflate": 15}.get(encoding)
-        inflate = zlib.decompressobj(wbits) if wbits is not None else None
+        decoder = inflater(self._response.headers.get("content-encoding", ""))
         async for chunk in self._response.chunks():
-            if inflate is None:
+            if decoder is None:
                 yield chunk
                 continue
             try:  # at most 1 MiB at a time: a small chunk may inflate to a great deal
-                yield inflate.decompress(chunk, 1 << 20)
-                while inflate.unconsumed_tail:
-                    yield inflate.decompress(inflate.unconsumed_tail, 1 << 20)
-            except zlib.error as exc:
-                raise UpstreamError(f"Keap sent a broken {encoding} body") from exc
+                for piece in decoder.feed(chunk, 1 << 20):
+                    yield piece
+            except InflateError as exc:
+                raise UpstreamError(f"Keap sent a broken {decoder.encoding} body") from exc
 
     async def aclose(self) -> None:
         self._response.close()
@@ -283,9 +280,13 @@ class Upstream:
         try:
             response = await self._client.send(request, stream=True)
         except httpx.ConnectTimeout as exc:
-            raise UpstreamUnavailable("Timed out connecting to Keap") from exc
+            where = request.url.copy_with(path="/", query=None)
+            raise UpstreamUnavailable(f"Timed out connecting to Keap at {where}") from exc
         except httpx.ConnectError as exc:
-            raise UpstreamUnavailable(f"Could not connect to Keap: {_reason(exc)}") from exc
+            where = request.url.copy_with(path="/", query=None)
+            raise UpstreamUnavailable(
+                f"Could not connect to Keap at {where}: {_reason(exc)}"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise UpstreamTimeout() from exc
         except httpx.HTTPError as exc:

@@ -516,9 +516,10 @@ class Pool:
                 self.connect_timeout,
             )
         except asyncio.TimeoutError as exc:
-            raise UpstreamUnavailable("Timed out connecting to Keap") from exc
+            raise UpstreamUnavailable(f"Timed out connecting to Keap at {host}:{port}") from exc
         except (OSError, ssl.SSLError) as exc:
-            raise UpstreamUnavailable(f"Could not connect to Keap: {exc}"[:240]) from exc
+            where = f"{scheme}://{host}:{port}"
+            raise UpstreamUnavailable(f"Could not connect to Keap at {where}: {exc}"[:240]) from exc
         if conn.closing():
             # Keap closed (or reset) it between the handshake and now, so connection_lost ran
             # (or is due) before the pool knew it: counting it would leak a slot, and writing

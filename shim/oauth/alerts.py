@@ -37,7 +37,6 @@ class Alerter:
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep
-        self.sent: list[dict[str, Any]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def __call__(self, event: ChainEvent) -> None:
@@ -66,7 +65,13 @@ class Alerter:
             else:
                 reason = f"HTTP {status}"
                 if status < 300:
-                    self.sent.append(payload)
+                    log.info(
+                        "alert delivered: chain %s: %s (%s)",
+                        payload["account"],
+                        payload["event"],
+                        reason,
+                        extra={"shim": payload},
+                    )
                     return
             if attempt < self.retries:
                 await self.sleep(self.backoff * (2**attempt))

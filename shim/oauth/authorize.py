@@ -14,7 +14,9 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
-from shim.errors import CliError
+from shim.errors import CliError, SpentRefreshToken, TokenEndpointError
+from shim.keap.client import Upstream
+from shim.models import Account, TokenPair
 
 DEFAULT_REDIRECT = "http://localhost:8976/callback"
 
@@ -114,3 +116,28 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise CliError("--listen takes HOST:PORT, e.g. 127.0.0.1:8976")
     return host, int(port)
+
+
+async def exchange_code(
+    upstream: Upstream, account: Account, code: str, redirect_uri: str, now: float
+) -> TokenPair:
+    """Trade the authorization code for the chain's first token pair."""
+    form = {
+        "client_id": account.client_id or "",
+        "client_secret": account.client_secret or "",
+        "code": code,
+        "grant_type": "authorization_code",
+        "redirect_uri": redirect_uri,
+    }
+    try:
+        return await upstream.token_grant(account.token_url, form, now)
+    except SpentRefreshToken as exc:
+        # The token policy words invalid_grant for the refresh grant it usually answers.
+        detail = exc.message.removeprefix("Keap rejected the refresh token: ")
+        raise CliError(
+            f"Keap refused the authorization code ({detail}): codes are single-use and expire "
+            "within minutes, and the redirect URI must be the one registered; run "
+            "`shim account authorize` again and paste the new redirect promptly"
+        ) from None
+    except TokenEndpointError as exc:
+        raise CliError(f"Keap refused the authorization code ({exc.message})") from None

@@ -6,7 +6,7 @@ token about to expire, a 401 from Keap, the background scheduler, ``shim refresh
 after a crash) goes through ``Chains.refresh``:
 
 1. one asyncio lock per account in this process, so concurrent callers share one refresh;
-2. a lock in the store (``refresh:<account>``), so only one process or host refreshes a chain
+2. a lock in the store (``refresh_lock(account)``), so only one process or host refreshes a chain
    at a time; callers that lose wait (bounded) for the winner's result by watching the chain's
    generation. The lock dies with its holder (no TTL), so a killed host blocks nobody;
 3. after taking the lock the chain is read again: somebody may have refreshed meanwhile;
@@ -49,7 +49,13 @@ from shim.errors import (
 )
 from shim.keap.client import Upstream
 from shim.models import Account, Chain, RefreshJournal, TokenPair
-from shim.oauth.token_policy import backoff, fingerprint, is_due, needs_inline_refresh
+from shim.oauth.token_policy import (
+    backoff,
+    fingerprint,
+    is_due,
+    needs_inline_refresh,
+    refresh_lock,
+)
 from shim.settings import Settings
 from shim.store.protocol import HeldLock, Store
 
@@ -152,7 +158,7 @@ class Chains:
                 return chain
             deadline = self.clock() + self.settings.refresh_wait
             while True:
-                held = self.store.try_lock(f"refresh:{name}", self.owner)
+                held = self.store.try_lock(refresh_lock(name), self.owner)
                 if held is not None:
                     try:
                         chain = self._read(name)  # re-read under the lock
@@ -360,7 +366,7 @@ class Chains:
             chain = self.store.get_chain(account.name)
             if chain is None or chain.in_flight is None or chain.state != "ok":
                 continue
-            if self.store.lock_holder(f"refresh:{account.name}") is not None:
+            if self.store.lock_holder(refresh_lock(account.name)) is not None:
                 continue  # a live process is refreshing it right now
             try:
                 await self.refresh(account, seen_generation=chain.generation, reason="recovery")

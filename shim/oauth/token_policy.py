@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from shim.errors import SpentRefreshToken, TokenEndpointError, TransientTokenError
 from shim.models import Chain, TokenPair
 
-#: Both bodies Keap's gateways send for a used or bad refresh token (keap-facts).
+#: Both bodies Keap's gateways send for a used or bad refresh token (docs/keap.md#tokens).
 SPENT_ERRORS = frozenset({"invalid_grant", "invalid_request"})
 
 
@@ -113,3 +113,8 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
     """Full-jitter exponential backoff: a random wait in [0, min(cap, base * 2**attempt)]."""
     high = min(cap, base * (2**attempt))
     return (rng or random).uniform(base / 2, max(base / 2, high))
+
+
+def refresh_lock(account: str) -> str:
+    """The name of the store lock that lets one process at a time refresh ``account``."""
+    return f"refresh:{account}"

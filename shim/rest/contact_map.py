@@ -1,4 +1,4 @@
-"""The legacy Contact fields and their REST v2 places (keap-rest-v2 §4), both directions.
+"""Legacy Contact fields and their REST v2 places, both directions (docs/keap.md#contact-fields).
 
 Each legacy field is one ``Mapped``: the REST property that carries it (``given_name``), or a
 slot of an array property (``email_addresses`` item with ``field`` ``EMAIL2``, attribute
@@ -8,7 +8,7 @@ for it in a query. Fields with no REST equivalent (``Password``, ``Address1Type`
 writing or filtering on them is refused with ``[NoRestTranslation]`` rather than dropped.
 
 Custom fields (``_Name``) come from ``GET /contacts/model``: legacy ``_Name`` is REST
-``field_name`` ``Name`` (keap-rest-v2 §8.2: the underscore is the legacy API's marker).
+``field_name`` ``Name`` (the underscore is the legacy API's marker; docs/keap.md#open-questions, 2).
 """
 
 from __future__ import annotations
@@ -277,7 +277,8 @@ def from_rest(raw: Any, type_: FieldType) -> Value:
 
 def parse_rest_time(text: str) -> datetime.datetime | None:
     """An ISO-8601 REST time (``...Z`` or an offset) or date as a naive UTC datetime, whole
-    seconds, as the legacy API returned dates (keap-rest-v2 §8.1: its zone is unconfirmed)."""
+    seconds, as the legacy API returned dates (its zone is unconfirmed: docs/keap.md#open-questions,
+    1)."""
     try:
         if "T" not in text:
             return datetime.datetime.strptime(text[:10], "%Y-%m-%d")

@@ -47,7 +47,7 @@ async def get_file(ctx: Ctx, file_id: int) -> Streamed:
 
 def uploads_to_contact(args: list[object]) -> bool:
     """Only ``uploadFile(contactId, name, data)`` with a contact translates: REST files need
-    an association, and the two-argument form has no known one (keap-rest-v2 §3)."""
+    an association, and the two-argument form has no known one (docs/keap.md#services)."""
     return len(args) == 3 and isinstance(args[0], int) and args[0] > 0
 
 

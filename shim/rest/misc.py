@@ -2,7 +2,7 @@
 
 Where the legacy answer's shape is not documented anywhere keyshim could check (the
 ``getUserInfo`` keys, ``achieveGoal``'s flow items, the opt-status numbers) the mapping is
-the proposal of keap-rest-v2 §2-3 and the translation is marked approximate in the table.
+keyshim's proposal (docs/keap.md#services) and the translation is marked approximate in the table.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def get_app_setting(ctx: Ctx, module: str, setting: str) -> str:
 
 
 async def get_user_info(ctx: Ctx) -> Value:
-    """Legacy keys (unverified, keap-rest-v2 §8.9) from ``/oauth/connect/userinfo``."""
+    """Legacy keys (unverified: docs/keap.md#open-questions, 9) from ``/oauth/connect/userinfo``."""
     info = await ctx.client.get("/oauth/connect/userinfo")
     info = info if isinstance(info, dict) else {}
     name = " ".join(str(info[k]) for k in ("given_name", "family_name") if info.get(k))

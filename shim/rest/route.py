@@ -21,9 +21,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-import zlib
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shim import xmlrpc
 from shim.errors import (
@@ -35,22 +34,26 @@ from shim.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from shim.inflate import InflateError, inflater
 from shim.keap.client import UpstreamResponse
+from shim.keap.gateway import Gateway
 from shim.models import Account
 from shim.oauth.chains import Chains
-from shim.rest.client import RestClient, Sender
+from shim.rest.client import RestClient
 from shim.rest.context import Ctx, RestState
 from shim.rest.files import Streamed
 from shim.rest.legacy import check_signature
 from shim.rest.table import Translation, lookup
 from shim.store.protocol import Store
 
+if TYPE_CHECKING:  # the ASGI types only; rest/ does not depend on serve/ at run time
+    from shim.serve.asgi import Send
+
 log = logging.getLogger("shim.rest")
 
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 #: After XML-RPC was found down, how long translated calls of that account skip it (seconds).
 DOWN_HOLD = 30.0
-#: What an in-protocol brownout fault says (Keap's real wording is unknown; keap-facts.md).
+#: What an in-protocol brownout fault says (Keap's real wording is unknown; docs/keap.md#sunset).
 BROWNOUT = re.compile(
     rb"<fault>.*XML-?RPC[^<]{0,120}(unavailable|retired|disabled|brownout|sunset|shut)",
     re.IGNORECASE | re.DOTALL,
@@ -74,8 +77,8 @@ class Trace(Protocol):
 class Router:
     """Per-process: the translation table, the REST state, the fallback rules."""
 
-    def __init__(self, sender: Sender, chains: Chains, store: Store) -> None:
-        self.sender = sender
+    def __init__(self, gateway: Gateway, chains: Chains, store: Store) -> None:
+        self.gateway = gateway
         self.chains = chains
         self.store = store
         self.state = RestState()
@@ -97,12 +100,11 @@ class Router:
     async def brownout(self, response: UpstreamResponse) -> bool:
         """Whether a 200 XML-RPC answer is a brownout fault (peeked, never lost)."""
         head = await response.peek(2048)
-        encoding = response.headers.get("content-encoding", "").lower()
-        if encoding in ("gzip", "x-gzip", "deflate"):
+        decoder = inflater(response.headers.get("content-encoding", ""))
+        if decoder is not None:
             try:
-                wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
-                head = zlib.decompressobj(wbits).decompress(head, 8192)
-            except zlib.error:
+                head = decoder.head(head, 8192)
+            except InflateError:
                 return False
         if BROWNOUT.search(head) is None:
             return False
@@ -142,7 +144,7 @@ class Router:
     ) -> None:
         """Run the translation and send its answer; the trace records route and statuses."""
         t.route = "rest"
-        client = RestClient(self.sender, account)
+        client = RestClient(self.gateway, account)
         ctx = Ctx(client, self.state, self.store, self.chains.owner)
         try:
             check_signature(call.params, translation.signatures)

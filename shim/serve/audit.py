@@ -3,7 +3,8 @@
 A call only appends a small record to memory; a background task writes the batch (and the
 keys' last-used times) in one transaction every ``flush_interval`` seconds, in a worker thread
 so SQLite never blocks the event loop. The buffer is bounded: if the store is unreachable for a
-long time the oldest records are dropped and counted, rather than memory growing without end.
+long time the oldest records are dropped (``on_drop`` counts them: ``keyshim_audit_dropped_total``)
+rather than memory growing without end.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class AuditLog:
         clock: Callable[[], float],
         flush_interval: float = 1.0,
         max_buffer: int = 50_000,
+        on_drop: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.retention = retention
@@ -54,13 +56,14 @@ class AuditLog:
         self._records: deque[CallRecord] = deque(maxlen=max_buffer)
         self._touched: dict[str, float] = {}
         self._last_prune = 0.0
-        self.dropped = 0
+        #: Called for each record dropped from a full buffer (a metric).
+        self.on_drop = on_drop
         #: Called after each flush with ``now`` (the shared rate counters publish here).
         self.after_flush: list[Callable[[float], None]] = []
 
     def add(self, record: CallRecord) -> None:
         if len(self._records) == self._records.maxlen:
-            self.dropped += 1
+            self.on_drop()
         self._records.append(record)
         if record.key_id is not None:
             self._touched[record.key_id] = record.at

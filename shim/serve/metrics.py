@@ -74,6 +74,16 @@ class Metrics:
             "Seconds calls waited for the upstream budget",
             registry=reg,
         )
+        self.budget_refused = Counter(
+            "keyshim_quota_refused",
+            "Calls refused at once because their wait for the upstream budget was too long",
+            registry=reg,
+        )
+        self.audit_dropped = Counter(
+            "keyshim_audit_dropped",
+            "Audit records dropped because the buffer was full (the store was unreachable)",
+            registry=reg,
+        )
         self._methods: set[str] = set()
 
     def call(self, record: CallRecord) -> None:
@@ -88,6 +98,15 @@ class Metrics:
 
     def observe_upstream(self, seconds: float) -> None:
         self.upstream.observe(seconds)
+
+    def observe_budget_wait(self, seconds: float) -> None:
+        self.budget_wait.inc(seconds)
+
+    def refused_by_budget(self) -> None:
+        self.budget_refused.inc()
+
+    def dropped_audit(self) -> None:
+        self.audit_dropped.inc()
 
     def refresh(self, account: str, outcome: str) -> None:
         self.refreshes.labels(account, outcome).inc()

@@ -1,13 +1,18 @@
 """Wiring at the edge: settings → master key → store, upstream client, chains, app.
 
-The only place that reads the key file and decides how the pieces are put together, so the
-CLI, ``shim serve`` workers and the tests all build keyshim the same way.
+The only builder: the one place that decides how the pieces are put together, so the CLI,
+``shim serve`` and its workers, and the tests all build keyshim the same way. (Where the
+master key comes from is :mod:`shim.store.master_key`.)
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from shim.errors import CliError
@@ -15,12 +20,15 @@ from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
 from shim.oauth.chains import Chains, make_owner
-from shim.serve.app import KeyshimApp, Services
+from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
+from shim.serve.services import Services
 from shim.settings import Settings
+from shim.store import master_key
+from shim.store.master_key import load as load_master_key
 from shim.store.protocol import Store
-from shim.store.secrets import SecretBox, decode_master_key, encode_master_key, generate_master_key
+from shim.store.secrets import SecretBox
 from shim.store.sqlite import SqliteStore
 
 #: The server secret whose sealed value doubles as the master key's check value: a wrong key
@@ -28,50 +36,21 @@ from shim.store.sqlite import SqliteStore
 KEY_CHECK = "master-key-check"
 
 
-def load_master_key(settings: Settings) -> bytes:
-    """The master secret: ``SHIM_SECRET_KEY`` or the key file ``shim init`` made."""
-    if settings.secret_key:
-        try:
-            return decode_master_key(settings.secret_key)
-        except ValueError as exc:
-            raise CliError(f"SHIM_SECRET_KEY: {exc}") from None
-    path = Path(settings.key_file)
-    if Path(settings.key_file + ".new").exists():
-        raise CliError(
-            f"{settings.key_file}.new exists: a master-key rotation was interrupted "
-            "(see README: Rotating the master key)"
-        )
-    if not path.exists():
-        raise CliError(f"no master key at {path} (run `shim init`, or set SHIM_SECRET_KEY)")
-    try:
-        return decode_master_key(path.read_text().strip())
-    except ValueError as exc:
-        raise CliError(f"{path}: {exc}") from None
-
-
 def init_files(settings: Settings) -> tuple[str, bool]:
     """Create the key file (mode 0600) if needed, then the database and its schema (a file
     0600 in a private directory, or the tables on a PostgreSQL server) and the master key's
     check value. Returns what the database is (password left out) and whether a key file was
     made."""
-    if settings.db_is_url:
-        Path(settings.key_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    else:
-        Path(settings.db).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    created = False
-    if not settings.secret_key and not Path(settings.key_file).exists():
-        fd = os.open(settings.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(encode_master_key(generate_master_key()) + "\n")
-        created = True
+    local = Path(settings.key_file if settings.db_is_url else settings.db).parent
+    local.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = master_key.create_file(settings)
     store = _connect(settings, SecretBox(load_master_key(settings)), owner=None, listen=False)
     try:
         store.migrate()
         store.server_secret(KEY_CHECK)
-        where = describe_db(settings.db)
     finally:
         store.close()
-    return where, created
+    return describe_db(settings.db), created
 
 
 def describe_db(db: str) -> str:
@@ -145,22 +124,93 @@ def build_services(settings: Settings, transport: Transport | None = None) -> Se
     )
     alerter = Alerter(settings.alert_webhook, upstream.post_json)
     chains = Chains(store, upstream, settings, owner=owner, on_event=alerter)
+    metrics = Metrics()
     audit = AuditLog(
         store,
         retention=settings.audit_retention,
         clock=time.time,
         flush_interval=settings.audit_flush,
+        on_drop=metrics.dropped_audit,
     )
     budget = Budget(
         share=settings.quota_share,
         processes=settings.workers,
         max_wait=settings.quota_wait,
         clock=time.time,
+        limits=settings.limits(),
+        on_refused=metrics.refused_by_budget,
     )
-    return Services(settings, store, upstream, chains, alerter, audit, budget, Metrics())
+    return Services(settings, store, upstream, chains, alerter, audit, budget, metrics)
 
 
 def create_app() -> KeyshimApp:
     """uvicorn factory (``shim.serve.runtime:create_app``): settings come from ``SHIM_*``."""
     settings = Settings.from_env()
     return KeyshimApp(settings, build_services)
+
+
+def token_client(settings: Settings) -> Upstream:
+    """An upstream client for the token endpoint only (commands outside ``shim serve``)."""
+    return Upstream(token_timeout=settings.token_timeout)
+
+
+@asynccontextmanager
+async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains]:
+    """Chains with the server's lock, journal and alerts, for refreshes outside a server.
+
+    Alerts still queued when the block ends are sent before the client closes.
+    """
+    upstream = token_client(settings)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    try:
+        yield Chains(store, upstream, settings, on_event=alerter)
+        await alerter.drain()
+    finally:
+        await upstream.aclose()
+
+
+def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
+    """Run ``shim serve``: uvicorn with :func:`create_app` in every worker, until a signal.
+
+    Checks the store first (a missing ``shim init`` fails here, clearly), then hands the
+    settings to the workers through ``SHIM_*`` and calls ``announce`` with the address line.
+    """
+    from shim.serve import server
+
+    open_store(settings).close()  # fail here, clearly, if init was not run
+    os.environ.update(settings.to_env())  # worker processes rebuild Settings from these
+    metrics_dir = None
+    if settings.workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers are separate processes: their metrics meet in files under this directory,
+        # which lives as long as this server (stale files would resurrect old counts). One
+        # worker runs in this process, whose prometheus_client was imported before this
+        # variable existed, so it keeps the single-process registry: no directory then.
+        import tempfile
+
+        metrics_dir = tempfile.mkdtemp(prefix="keyshim-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    scheme = "https" if settings.certfile else "http"
+    announce(
+        f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "
+        f"db={describe_db(settings.db)}"
+    )
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
+    # becomes a normal exit, so the cleanup below runs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        server.run(
+            "shim.serve.runtime:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=settings.log_level,
+            certfile=settings.certfile or None,
+            keyfile=settings.keyfile or None,
+            max_clients=settings.max_clients,
+        )
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)

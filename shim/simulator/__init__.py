@@ -1,7 +1,7 @@
 """A faithful stand-in for Keap: token endpoint, authorize redirect, OAuth XML-RPC endpoint.
 
 keyshim's tests, benchmarks and ``shim demo`` run against it instead of the real Keap. It
-follows ``keap-facts.md``, including the inconvenient parts (single-use refresh tokens, JSON
+follows ``docs/keap.md``, including the inconvenient parts (single-use refresh tokens, JSON
 401 and 429 bodies, ``[Tag]`` faults); where the facts are unknown, ``SimConfig`` has a switch.
 
 In-process::
@@ -39,6 +39,7 @@ def describe(sim: Simulator, base_url: str) -> dict[str, Any]:
         "tokens": sim.issue_tokens(client_id),
         "service_key": sim.add_service_key(),
         "xmlrpc_url": base + "/crm/xmlrpc/v1",
+        "rest_url": base + "/crm/rest/v2",
         "token_url": base + "/token",
         "authorize_url": base + "/app/oauth/authorize",
         "control_url": base + "/_sim/",
@@ -58,7 +59,12 @@ def serve(host: str, port: int, config: SimConfig) -> None:
             port = probe.getsockname()[1]
     sim = Simulator(config)
     print(json.dumps(describe(sim, f"http://{host}:{port}"), indent=2), flush=True)
-    print(f"Keap simulator on http://{host}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    print(
+        f"Keap simulator on http://{host}:{port}, REST v2 at http://{host}:{port}/crm/rest/v2 "
+        "(Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
     server.run(sim.app, host=host, port=port, log_level="warning")
 
 

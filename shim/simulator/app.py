@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shim.simulator.asgi import Receive, Scope, Send, json_answer, read_request, send_answer
+from shim.serve.asgi import Receive, Scope, Send
+from shim.simulator.asgi import json_answer, read_request, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.control import control
 from shim.simulator.data import Database

@@ -1,21 +1,18 @@
 """The little raw-ASGI plumbing the simulator needs: a parsed request and response senders.
 
-The project has no web framework (keyshim's own app is raw ASGI too), and the simulator needs
+The project has no web framework (keyshim's own app is raw ASGI too, and the ASGI types come
+from its shim/serve/asgi.py), and the simulator needs
 only a handful of routes, so a request value and a few ``send`` helpers are all there is.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+from shim.serve.asgi import Message, Receive, Scope, Send
 
 JSON_TYPE = "application/json;charset=UTF-8"
 

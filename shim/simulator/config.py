@@ -1,4 +1,4 @@
-"""SimConfig: every knob of the simulator, including the behaviours keap-facts marks unknown.
+"""SimConfig: every knob of the simulator, including the behaviours docs/keap.md marks unknown.
 
 Where Keap's behaviour is not known (does the old access token survive a refresh? does a
 refresh restart the refresh token's lifetime? are client credentials accepted in the body of
@@ -29,7 +29,7 @@ DAY = 86400
 
 @dataclass
 class SimConfig:
-    """The simulator's behaviour. Defaults follow keap-facts.md; unknowns are flagged below."""
+    """The simulator's behaviour. Defaults follow docs/keap.md; unknowns are flagged below."""
 
     #: The Keap app the tokens grant access to; the scope is ``full|<app_name>.infusionsoft.com``.
     app_name: str = "ab123"
@@ -38,15 +38,15 @@ class SimConfig:
     refresh_token_lifetime: float = 45 * DAY
     #: Authorization codes are short-lived; Keap's figure is not published (10 min assumed).
     code_lifetime: float = 600
-    #: Unknown in keap-facts. True: the access token issued before a refresh keeps working
+    #: Unknown (docs/keap.md#tokens). True: the access token issued before a refresh keeps working
     #: until it expires (the lenient reading; keyshim must not rely on it either way).
     old_access_token_valid_after_refresh: bool = True
-    #: Unknown in keap-facts. True: each refresh token gets a full lifetime from its own issue
-    #: (what Keap staff's "refresh idle chains every ~30 days" advice implies); False: the new
+    #: Unknown (docs/keap.md#tokens). True: each refresh token gets a full lifetime from its own
+    #: issue (what Keap staff's "refresh idle chains every ~30 days" advice implies); False: the new
     #: refresh token inherits the expiry of the chain's first one.
     refresh_restarts_lifetime: bool = True
-    #: Unknown in keap-facts. False (default): a refresh grant must authenticate the client with
-    #: HTTP Basic, as documented; client_id/client_secret in the body alone get 401.
+    #: Unknown (docs/keap.md#tokens). False (default): a refresh grant must authenticate the
+    #: client with HTTP Basic, as documented; client_id/client_secret in the body alone get 401.
     refresh_body_credentials: bool = False
     #: Which gateway's body a spent or bad refresh token gets (both are seen in the wild).
     spent_body: SpentBody = "current"
@@ -72,8 +72,8 @@ class SimConfig:
     #: REST v2 ``page_size`` when a list request sends none (or 0). The SDK bounds it to
     #: 0..1000 and states no default; 1000 (the bound, and legacy ``query``'s cap) is assumed.
     rest_default_page_size: int = 1000
-    #: Unknown (keap-rest-v2 §8.10): at the last page ``next_page_token`` is ``""`` ("empty",
-    #: the AIP-158 convention Keap's v2 API follows) or left out of the answer ("absent").
+    #: Unknown (docs/keap.md#open-questions, 10): at the last page ``next_page_token`` is ``""``
+    #: ("empty", the AIP-158 convention Keap's v2 API follows) or left out of the answer ("absent").
     rest_end_token: RestEndToken = "empty"
     #: Unknown (§8.4): ``/emailAddresses/{email}/status`` for an address on no contact and never
     #: seen: "404" (default), or answer it as a NON_MARKETABLE address.

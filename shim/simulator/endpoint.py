@@ -20,7 +20,8 @@ from collections import Counter
 from collections.abc import Callable
 
 from shim.errors import ParseError
-from shim.simulator.asgi import Answer, Request, Send, gateway_fault, json_answer, send_answer
+from shim.serve.asgi import Send
+from shim.simulator.asgi import Answer, Request, gateway_fault, json_answer, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.data import Database
 from shim.simulator.failures import SERVICE_UNAVAILABLE, FailureQueue, deliver

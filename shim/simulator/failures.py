@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shim.keap.client import connection_reset
-from shim.simulator.asgi import Answer, Send, gateway_fault, json_answer, send_answer
+from shim.serve.asgi import Send
+from shim.simulator.asgi import Answer, gateway_fault, json_answer, send_answer
 
 KINDS = ("500", "503", "429", "timeout", "reset")
 SERVICE_UNAVAILABLE = gateway_fault(

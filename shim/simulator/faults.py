@@ -1,8 +1,9 @@
 """XML-RPC faults the simulated Keap sends, with Keap's codes and ``[Tag]`` texts.
 
 Scripts match on the ``[Tag]`` prefix (and some on the code), so the simulator uses exactly the
-codes listed in keap-facts.md. Faults that happen before any handler runs (unparseable body,
-unknown method) have code 0 and no tag, like the Apache XML-RPC server Keap runs on.
+codes listed in docs/keap.md#legacy-xml-rpc. Faults that happen before any handler runs
+(unparseable body, unknown method) have code 0 and no tag, like the Apache XML-RPC server Keap
+runs on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import datetime
 
 from shim.xmlrpc import Value
 
-#: Keap's legacy fault codes (keap-facts.md).
+#: Keap's legacy fault codes (docs/keap.md#legacy-xml-rpc).
 CODES: dict[str, int] = {
     "InvalidConfig": 1,
     "InvalidKey": 2,

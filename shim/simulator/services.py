@@ -272,7 +272,8 @@ def email_opt_out(ctx: Context, email: str, reason: str) -> bool:
     return True
 
 
-#: Opt-in status -> legacy ``getOptStatus``: 2 confirmed, 1 marketable, 0 not (keap-rest-v2 §3).
+#: Opt-in status -> legacy ``getOptStatus``: 2 confirmed, 1 marketable, 0 not
+#: (docs/keap.md#services).
 OPT_STATUS = {"CONFIRMED": 2, "DOUBLE_OPT_IN": 2, "SINGLE_OPT_IN": 1, "UNENGAGED_MARKETABLE": 1}
 DEFAULT_REASON = "Changed through the API"
 
@@ -310,7 +311,8 @@ def _flow(item: dict[str, Any]) -> Value:
 
 @method("DataService.getUserInfo", "")
 def data_get_user_info(ctx: Context) -> Value:
-    """Legacy key names unverified (keap-rest-v2 §8.9); keyshim's translator uses the same."""
+    """Legacy key names unverified (docs/keap.md#open-questions, 9); keyshim's translator uses
+    the same."""
     user = user_record(ctx.db.config.app_name)
     app = user["tenant_id"]
     return {

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from shim.simulator.asgi import Answer, Request, Send, json_answer, send_answer
+from shim.serve.asgi import Send
+from shim.simulator.asgi import Answer, Request, json_answer, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.failures import FailureQueue, HoldGate, deliver
 from shim.simulator.state import AuthState, OAuthError, invalid_client

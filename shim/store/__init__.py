@@ -1,1 +1,1 @@
-"""What keyshim keeps: the Store protocol, its SQLite implementation, sealed secrets."""
+"""What keyshim keeps: the Store protocol, SQLite behind it, sealed secrets, the master key."""

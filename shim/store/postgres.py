@@ -141,11 +141,11 @@ CREATE TABLE quota_figures (
 """
 
 #: Locks replace leases; shared rate windows; change notification for the per-call caches.
-_SCHEMA_V6 = """
+_SCHEMA_V7 = """
 DROP TABLE leases;
 CREATE TABLE rate_windows (
-    key_id TEXT NOT NULL, minute BIGINT NOT NULL, count BIGINT NOT NULL,
-    PRIMARY KEY (key_id, minute)
+    key_id TEXT NOT NULL, slot BIGINT NOT NULL, count BIGINT NOT NULL,
+    PRIMARY KEY (key_id, slot)
 );
 CREATE TABLE change_version (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one), v BIGINT NOT NULL);
 INSERT INTO change_version (v) VALUES (0);
@@ -170,7 +170,8 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (3, "shared rate counters", _SCHEMA_RATES),
     (4, "server secrets", _SCHEMA_SECRETS),
     (5, "quota figures", _SCHEMA_QUOTA),
-    (6, "locks replace leases; shared rate windows", _SCHEMA_V6),
+    (6, "key rate windows", "ALTER TABLE keys ADD COLUMN rate_window DOUBLE PRECISION;"),
+    (7, "locks replace leases; shared rate windows", _SCHEMA_V7),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -179,7 +180,7 @@ _ACCOUNT_COLUMNS = (
 )  # fmt: skip
 _KEY_COLUMNS = (
     "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "allow", "rate_per_min",
+    "last_used_at", "allow", "rate_per_min", "rate_window",
 )  # fmt: skip
 _CALL_COLUMNS = (
     "at", "request_id", "key_id", "account", "method", "outcome", "upstream_status",
@@ -322,13 +323,16 @@ class PostgresStore:
                 name="keyshim-locks", reset=_reset_lock_conn, reconnect_timeout=0,
             )
         )  # fmt: skip
+        # One direct connection first: a wrong password or an unknown database fails at once
+        # with the server's own words, where the pool would retry until its timeout.
         try:
+            psycopg.connect(url, **kwargs).close()
             self._pool.open(wait=True, timeout=timeout)
-        except psycopg_pool.PoolTimeout:
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             self._pool.close()
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "timed out"
             raise StoreUnavailable(
-                f"cannot connect to PostgreSQL at {self.path} within {timeout:g}s"
-                + _last_error(url, kwargs)
+                f"cannot connect to PostgreSQL at {self.path}: {reason}"
             ) from None
         self._locks_pool.open(wait=False)
         #: Per-call read cache and its guards (see the module docstring).
@@ -615,6 +619,20 @@ class PostgresStore:
 
         return self._write(work)
 
+    def remove_account(self, name: str) -> int:
+        def work(conn: psycopg.Connection[Any]) -> int:
+            self._require_account(conn, name)
+            for table in ("refresh_journal", "chains", "quota_figures"):
+                conn.execute(
+                    sql.SQL("DELETE FROM {} WHERE account = %s").format(sql.Identifier(table)),
+                    (name,),
+                )
+            keys = conn.execute("DELETE FROM keys WHERE account = %s", (name,)).rowcount
+            conn.execute("DELETE FROM accounts WHERE name = %s", (name,))
+            return int(keys)
+
+        return self._write(work)
+
     # -- token chains -----------------------------------------------------------------------
     def _chain(self, r: dict[str, Any]) -> Chain:
         row = dict(r)
@@ -798,10 +816,6 @@ class PostgresStore:
         )
         return key
 
-    def find_key_by_digest(self, digest: str) -> KeyRecord | None:
-        rows = self._rows(f"{_SELECT_KEY} WHERE digest = %s", (digest,))
-        return None if not rows else self._key(rows[0])
-
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
         order = 'ORDER BY created_at, id COLLATE "C"'
         if account is None:
@@ -906,45 +920,44 @@ class PostgresStore:
         )
 
     def admit_call(
-        self, key_id: str, minute: int, limit: int, prev_weight: float
+        self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
     ) -> tuple[int, int] | None:
         """One statement: the conditional upsert re-checks the limit on the latest row version
         under its row lock, so concurrent admissions on several hosts cannot overshoot."""
-        params = {"k": key_id, "m": minute, "w": prev_weight, "limit": limit}
+        params = {"k": key_id, "s": slot, "p": slot - window, "w": prev_weight, "limit": limit}
 
         def work(conn: psycopg.Connection[Any]) -> tuple[int, int] | None:
             admitted = conn.execute(
                 """
                 WITH prev AS (
                     SELECT COALESCE(MAX(count), 0) AS n FROM rate_windows
-                    WHERE key_id = %(k)s AND minute = %(m)s - 1
+                    WHERE key_id = %(k)s AND slot = %(p)s
                 )
-                INSERT INTO rate_windows AS r (key_id, minute, count)
-                SELECT %(k)s, %(m)s, 1 FROM prev WHERE prev.n * %(w)s + 1 <= %(limit)s
-                ON CONFLICT (key_id, minute) DO UPDATE SET count = r.count + 1
+                INSERT INTO rate_windows AS r (key_id, slot, count)
+                SELECT %(k)s, %(s)s, 1 FROM prev WHERE prev.n * %(w)s + 1 <= %(limit)s
+                ON CONFLICT (key_id, slot) DO UPDATE SET count = r.count + 1
                 WHERE r.count + 1 + (
                     SELECT COALESCE(MAX(p.count), 0) FROM rate_windows p
-                    WHERE p.key_id = %(k)s AND p.minute = %(m)s - 1
+                    WHERE p.key_id = %(k)s AND p.slot = %(p)s
                 ) * %(w)s <= %(limit)s
                 RETURNING r.count
                 """,
                 params,
             ).fetchone()
             if admitted is not None:
-                if int(admitted[0]) == 1:  # first call of a minute: forget old minutes
+                if int(admitted[0]) == 1:  # first call of a window: forget older ones
                     conn.execute(
-                        "DELETE FROM rate_windows WHERE key_id = %s AND minute < %s",
-                        (key_id, minute - 1),
+                        "DELETE FROM rate_windows WHERE key_id = %s AND slot < %s",
+                        (key_id, slot - window),
                     )
                 return None
             counts = dict(
                 conn.execute(
-                    "SELECT minute, count FROM rate_windows WHERE key_id = %s AND minute IN "
-                    "(%s, %s)",
-                    (key_id, minute - 1, minute),
+                    "SELECT slot, count FROM rate_windows WHERE key_id = %s AND slot IN (%s, %s)",
+                    (key_id, slot - window, slot),
                 ).fetchall()
             )
-            return int(counts.get(minute - 1, 0)), int(counts.get(minute, 0))
+            return int(counts.get(slot - window, 0)), int(counts.get(slot, 0))
 
         return self._run(work)
 
@@ -953,6 +966,7 @@ class PostgresStore:
 
         def work(conn: psycopg.Connection[Any]) -> None:
             with conn.transaction(), conn.cursor() as cur:
+                cur.execute("DELETE FROM rate_counts WHERE owner = %s", (owner,))
                 cur.executemany(
                     "INSERT INTO rate_counts (key_id, minute, owner, count) "
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (key_id, minute, owner) "
@@ -964,7 +978,7 @@ class PostgresStore:
         self._run(work)
 
     def others_rates(
-        self, subjects: Sequence[str], minute: int, owner: str
+        self, subjects: Sequence[str], slot: int, owner: str
     ) -> dict[str, tuple[int, int]]:
         if not subjects:
             return {}
@@ -972,7 +986,7 @@ class PostgresStore:
             "SELECT key_id, SUM(CASE WHEN minute = %s THEN count ELSE 0 END), "
             "COUNT(DISTINCT owner) FROM rate_counts WHERE key_id = ANY(%s) AND minute >= %s "
             "AND owner != %s GROUP BY key_id",
-            (minute, list(subjects), minute - 1, owner),
+            (slot, list(subjects), slot - 60, owner),
         )
         return {str(k): (int(n), int(peers)) for k, n, peers in rows}
 
@@ -1080,15 +1094,6 @@ def _reset_lock_conn(conn: psycopg.Connection[Any]) -> None:
     """A lock connection going back to its pool holds no lock and no borrowed name."""
     conn.execute("SELECT pg_advisory_unlock_all()")
     conn.execute("RESET application_name")
-
-
-def _last_error(url: str, kwargs: dict[str, Any]) -> str:
-    """Why a connection fails, from one direct attempt (the pool only says it timed out)."""
-    try:
-        psycopg.connect(url, **kwargs).close()
-    except psycopg.Error as exc:
-        return f": {str(exc).strip().splitlines()[0][:200]}"
-    return ""
 
 
 if TYPE_CHECKING:

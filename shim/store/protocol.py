@@ -1,9 +1,11 @@
 """The Store interface: everything keyshim keeps, behind one small protocol.
 
-SQLite (``shim.store.sqlite``) is the embedded default; PostgreSQL (``shim.store.postgres``) is the
-shared store of several hosts. The interface is deliberately narrow and transactional per
-method: nothing above this module writes SQL, holds a transaction, knows which backend it talks
-to, or assumes a single process or host.
+SQLite (``shim.store.sqlite``) is the embedded default; PostgreSQL (``shim.store.postgres``) is
+the shared store of several hosts. The interface is not small (accounts, token chains, locks,
+keys, server secrets, the audit trail, shared rate counts, Keap quota figures, usage reports
+and moving an installation), but every method is one transaction of its own: nothing above
+this module writes SQL, holds a transaction, knows which backend it talks to, or assumes a
+single process or host.
 
 Rules every implementation keeps:
 - Secrets (client secrets, tokens, service keys) are encrypted at rest; callers see plaintext.
@@ -76,6 +78,11 @@ class Store(Protocol):
 
     def update_account(self, name: str, **changes: object) -> Account:
         """Change plain fields (route, urls, app_name, secrets); KeyError if unknown."""
+        ...
+
+    def remove_account(self, name: str) -> int:
+        """Delete an account with its token chain and keys; return how many keys went with
+        it (the audit trail stays). KeyError if unknown."""
         ...
 
     # -- token chains ---------------------------------------------------------------------
@@ -167,11 +174,13 @@ class Store(Protocol):
         ...
 
     def admit_call(
-        self, key_id: str, minute: int, limit: int, prev_weight: float
+        self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
     ) -> tuple[int, int] | None:
-        """Count one call of ``key_id`` in ``minute`` if the combined estimate stays within
-        ``limit`` (``prev * prev_weight + cur + 1 <= limit``, counts of every process and
-        host); atomic, one round trip. None when admitted, else the combined (prev, cur)."""
+        """Count one call of ``key_id`` in the window starting at ``slot`` (epoch seconds,
+        ``window`` long) if the combined estimate stays within ``limit``
+        (``prev * prev_weight + cur + 1 <= limit``, where prev is the window before, counts of
+        every process and host); atomic, one round trip. None when admitted, else the combined
+        (prev, cur)."""
         ...
 
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
@@ -182,10 +191,10 @@ class Store(Protocol):
         ...
 
     def others_rates(
-        self, subjects: Sequence[str], minute: int, owner: str
+        self, subjects: Sequence[str], slot: int, owner: str
     ) -> dict[str, tuple[int, int]]:
-        """Per subject: (summed count in ``minute`` of every other owner, how many other owners
-        published for it in ``minute`` or the one before)."""
+        """Per subject: (summed count in the minute starting at ``slot`` of every other owner,
+        how many other owners published for it in that minute or the one before)."""
         ...
 
     def put_quota(self, figures: dict[str, tuple[dict[str, str], float]]) -> None:

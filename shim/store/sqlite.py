@@ -18,7 +18,10 @@ The only module that imports ``sqlite_utils``. Decisions, and why:
 - Secrets: sealed under a context naming row and column (``chain:prod:refresh_token``), so a
   ciphertext moved to another row does not open. File created 0600 (SQLite copies the mode
   to ``-wal``/``-shm``); ``secure_delete`` zeroes freed pages. Errors never carry values.
-- sqlite-utils wraps the connection and runs migration scripts inside our transaction; rows
+- sqlite-utils wraps the connection and runs migration scripts inside our transaction. That
+  needs sqlite-utils 4: from 4.0, ``Database.executescript`` runs a script statement by
+  statement while a transaction is open, where 3.x handed it to ``sqlite3``'s
+  ``executescript``, which COMMITs first (hence ``sqlite-utils>=4`` in pyproject.toml). Rows
   are written with explicit SQL so a missing migration fails loudly instead of letting
   ``table.insert`` infer a table.
 """
@@ -40,6 +43,7 @@ from urllib.parse import quote
 from sqlite_utils import Database
 
 from shim.errors import StaleTokenWrite
+from shim.files import write_private
 from shim.models import (
     Account,
     AccountKind,
@@ -111,7 +115,8 @@ MIGRATIONS: list[Migration] = [
         "(name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);  -- sealed",
     ),
     (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
-    (6, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
+    (6, "key rate windows", "ALTER TABLE keys ADD COLUMN rate_window REAL;"),
+    (7, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -120,7 +125,7 @@ _ACCOUNT_COLUMNS = (
 )  # fmt: skip
 _KEY_COLUMNS = (
     "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "allow", "rate_per_min",
+    "last_used_at", "allow", "rate_per_min", "rate_window",
 )  # fmt: skip
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
@@ -151,11 +156,8 @@ def _as_dict(r: sqlite3.Row) -> dict[str, Any]:
 
 def _create_private(path: str) -> None:
     """Create the database file 0600 before SQLite sees it, so it is never world-readable."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
+    with contextlib.suppress(FileExistsError):
+        write_private(path, b"", exclusive=True)
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:
@@ -181,6 +183,30 @@ def _enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
             time.sleep(0.01)
     if mode.lower() != "wal":
         raise sqlite3.OperationalError(f"could not enable WAL (journal_mode={mode})")
+
+
+def explain_error(exc: sqlite3.Error, path: str) -> str:
+    """One line for a user: what went wrong with the database file and what to do about it."""
+    name = str(getattr(exc, "sqlite_errorname", "") or "")
+    text = str(exc)
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return (
+            f"the database {path} is read-only and this command writes to it: run it as a "
+            "user who may write the file and its folder, or use a command that only reads"
+        )
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")) or "not a database" in text:
+        return (
+            f"{path} is not a keyshim database or is damaged ({text}): check --db, or "
+            "restore the file from a backup"
+        )
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return (
+            f"the database {path} is locked by another process ({text}): try again in a "
+            "moment, or stop the process that holds it"
+        )
+    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        return f"cannot open the database {path}: check that its folder exists and is writable"
+    return f"database error on {path}: {text}"
 
 
 class _FlockLock:
@@ -333,7 +359,11 @@ class SqliteStore:
         Safe when several processes start at once: the "already applied?" check runs inside
         the ``BEGIN IMMEDIATE`` transaction, so the second process sees the first one's row.
         Refuses a database written by a newer keyshim rather than guess at its schema.
+        A current schema is only read, never written: commands that only read work on a
+        read-only file.
         """
+        if self.schema_version() >= MIGRATIONS[-1][0]:
+            return self._check_version()
         with self._write() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations "
@@ -352,6 +382,9 @@ class SqliteStore:
                     "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, time.time()),
                 )
+        return self._check_version()
+
+    def _check_version(self) -> int:
         current, known = self.schema_version(), MIGRATIONS[-1][0]
         if current > known:
             raise RuntimeError(
@@ -406,6 +439,15 @@ class SqliteStore:
                 conn.execute(f"UPDATE accounts SET {sets} WHERE name = :name", values)
             row = conn.execute(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,)).fetchone()
             return self._account(row)
+
+    def remove_account(self, name: str) -> int:
+        with self._write() as conn:
+            self._require_account(conn, name)
+            for table in ("refresh_journal", "chains", "quota_figures"):
+                conn.execute(f"DELETE FROM {table} WHERE account = ?", (name,))
+            keys = conn.execute("DELETE FROM keys WHERE account = ?", (name,)).rowcount
+            conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+            return int(keys)
 
     # -- token chains -----------------------------------------------------------------------
     def _chain(self, r: sqlite3.Row) -> Chain:
@@ -541,11 +583,6 @@ class SqliteStore:
         key: KeyRecord | None = self._cached("key", key_id, _SELECT_KEY_BY_ID, self._key)
         return key
 
-    def find_key_by_digest(self, digest: str) -> KeyRecord | None:
-        """Lookup by the keyed hash of a presented secret (unique index, O(log n))."""
-        r = self._one(f"{_SELECT_KEY} WHERE digest = ?", (digest,))
-        return None if r is None else self._key(r)
-
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
         order = "ORDER BY created_at, id"
         if account is None:
@@ -630,7 +667,7 @@ class SqliteStore:
             return sqlite_audit.prune(conn, before)
 
     def admit_call(
-        self, key_id: str, minute: int, limit: int, prev_weight: float
+        self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
     ) -> tuple[int, int] | None:
         """On the per-call connection, which does not fsync its commits (a rate count lost in
         a power cut is harmless) and so never waits behind the audit trail's fsync for long."""
@@ -638,7 +675,7 @@ class SqliteStore:
             hot = self._hot_conn()
             hot.execute("BEGIN IMMEDIATE")
             try:
-                refused = sqlite_audit.admit_call(hot, key_id, minute, limit, prev_weight)
+                refused = sqlite_audit.admit_call(hot, key_id, slot, window, limit, prev_weight)
                 hot.execute("COMMIT")
             except BaseException:
                 if hot.in_transaction:
@@ -651,10 +688,10 @@ class SqliteStore:
             sqlite_audit.publish_rates(conn, owner, counts, oldest)
 
     def others_rates(
-        self, subjects: Sequence[str], minute: int, owner: str
+        self, subjects: Sequence[str], slot: int, owner: str
     ) -> dict[str, tuple[int, int]]:
         with self._lock:
-            return sqlite_audit.others_rates(self._db.conn, subjects, minute, owner)
+            return sqlite_audit.others_rates(self._db.conn, subjects, slot, owner)
 
     def put_quota(self, figures: dict[str, tuple[dict[str, str], float]]) -> None:
         with self._write() as conn:

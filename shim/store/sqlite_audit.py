@@ -1,8 +1,9 @@
 """SQL for the audit table (calls), the usage report and the shared rate counters.
 
-Two kinds of counters: ``rate_windows`` holds each key's combined calls per minute, counted
-atomically as calls are admitted (``--rate``); ``rate_counts`` holds each process's own
-upstream calls per Keap credential, published once a second for the upstream budget.
+Two kinds of counters: ``rate_windows`` holds each key's combined calls per window of its rate
+(``--rate``), counted atomically as calls are admitted; ``rate_counts`` holds each process's
+own upstream calls per Keap credential and minute (the ``minute`` column holds the minute's
+start in epoch seconds), published once a second for the upstream budget.
 
 Kept apart from the credential tables: it is append-mostly, large, and pruned by retention,
 and nothing in it is secret (key ids, never keys).
@@ -104,7 +105,10 @@ CREATE TABLE rate_counts (
 def publish_rates(
     conn: sqlite3.Connection, owner: str, counts: dict[tuple[str, int], int], oldest: int
 ) -> None:
-    """Replace this owner's counts (absolute, so a lost flush heals) and drop old minutes."""
+    """Replace this owner's counts (absolute, so a lost flush heals) and drop slots older than
+    ``oldest`` (a dead process's). The ``minute`` column holds a slot: a window's start in
+    epoch seconds (``shim.access.rate_policy``)."""
+    conn.execute("DELETE FROM rate_counts WHERE owner = ?", (owner,))
     conn.executemany(
         "INSERT INTO rate_counts (key_id, minute, owner, count) VALUES (?, ?, ?, ?) "
         "ON CONFLICT (key_id, minute, owner) DO UPDATE SET count = excluded.count",
@@ -114,7 +118,7 @@ def publish_rates(
 
 
 def others_rates(
-    conn: sqlite3.Connection, subjects: Sequence[str], minute: int, owner: str
+    conn: sqlite3.Connection, subjects: Sequence[str], slot: int, owner: str
 ) -> dict[str, tuple[int, int]]:
     if not subjects:
         return {}
@@ -123,7 +127,7 @@ def others_rates(
         "SELECT key_id, SUM(CASE WHEN minute = ? THEN count ELSE 0 END), COUNT(DISTINCT owner) "
         f"FROM rate_counts WHERE key_id IN ({marks}) AND minute >= ? AND owner != ? "
         "GROUP BY key_id",
-        (minute, *subjects, minute - 1, owner),
+        (slot, *subjects, slot - 60, owner),
     )
     return {str(k): (int(n), int(peers)) for k, n, peers in rows}
 
@@ -132,34 +136,34 @@ WINDOW_SCHEMA = """
 DROP TABLE leases;
 CREATE TABLE rate_windows (
     key_id TEXT NOT NULL,
-    minute INTEGER NOT NULL,
+    slot   INTEGER NOT NULL,  -- the window's start, epoch seconds
     count  INTEGER NOT NULL,
-    PRIMARY KEY (key_id, minute)
+    PRIMARY KEY (key_id, slot)
 );
 """
 
 
 def admit_call(
-    conn: sqlite3.Connection, key_id: str, minute: int, limit: int, prev_weight: float
+    conn: sqlite3.Connection, key_id: str, slot: int, window: int, limit: int, prev_weight: float
 ) -> tuple[int, int] | None:
     """Inside the caller's write transaction, so the check and the count are one step."""
     rows = dict(
         conn.execute(
-            "SELECT minute, count FROM rate_windows WHERE key_id = ? AND minute IN (?, ?)",
-            (key_id, minute - 1, minute),
+            "SELECT slot, count FROM rate_windows WHERE key_id = ? AND slot IN (?, ?)",
+            (key_id, slot - window, slot),
         ).fetchall()
     )
-    prev, cur = int(rows.get(minute - 1, 0)), int(rows.get(minute, 0))
+    prev, cur = int(rows.get(slot - window, 0)), int(rows.get(slot, 0))
     if prev * prev_weight + cur + 1 > limit:
         return prev, cur
     conn.execute(
-        "INSERT INTO rate_windows (key_id, minute, count) VALUES (?, ?, 1) "
-        "ON CONFLICT (key_id, minute) DO UPDATE SET count = count + 1",
-        (key_id, minute),
+        "INSERT INTO rate_windows (key_id, slot, count) VALUES (?, ?, 1) "
+        "ON CONFLICT (key_id, slot) DO UPDATE SET count = count + 1",
+        (key_id, slot),
     )
-    if cur == 0:  # first call of a minute: forget this key's old minutes
+    if cur == 0:  # first call of a window: forget this key's older ones
         conn.execute(
-            "DELETE FROM rate_windows WHERE key_id = ? AND minute < ?", (key_id, minute - 1)
+            "DELETE FROM rate_windows WHERE key_id = ? AND slot < ?", (key_id, slot - window)
         )
     return None
 

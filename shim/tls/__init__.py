@@ -1,1 +1,1 @@
-"""HTTPS for scripts that hard-code Keap's legacy URL: the ``shim tls`` files."""
+"""HTTPS for scripts that hard-code Keap's legacy URL: the local CA and the ``shim tls`` files."""

@@ -9,7 +9,7 @@ when, on the machine where they run,
 3. keyshim serves HTTPS on port 443 with a server certificate for that name from the CA.
 
 This module writes the files (``init_tls``) and tells the admin how to do the rest
-(``instructions``). The X.509 work is in :mod:`shim.store.secrets`; nothing here imports
+(``instructions``). The X.509 work is in :mod:`shim.tls.ca`; nothing here imports
 ``cryptography``.
 
 Files in the TLS directory (default ``tls/`` next to the database)::
@@ -27,7 +27,6 @@ never replaced, because a new CA would silently break every machine that trusts 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import socket
 import ssl
@@ -37,8 +36,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from shim.errors import CliError
+from shim.files import write_private
 from shim.models import KEAP_AUTHORIZE_URL, KEAP_REST_URL, KEAP_TOKEN_URL, KEAP_XMLRPC_URL
-from shim.store.secrets import cert_info, check_ca_pair, make_ca, make_server_cert
+from shim.tls.ca import cert_info, check_ca_pair, make_ca, make_server_cert
 
 __all__ = [
     "CA_CERT",
@@ -154,22 +154,6 @@ def _read(path: Path, what: str) -> bytes:
         ) from None
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` atomically with exactly ``mode`` (umask does not apply)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _existing_ca(directory: Path) -> tuple[bytes, bytes] | None:
     """The CA already in ``directory``, or None if there is none; CliError if it is unusable."""
     cert_path, key_path = directory / CA_CERT, directory / CA_KEY
@@ -222,8 +206,8 @@ def init_tls(directory: Path | str, hosts: list[str], days: int = DEFAULT_DAYS) 
             f"keyshim local CA ({socket.gethostname()[:40] or 'localhost'})",
             days=max(days, CA_DAYS),
         )
-        _write(paths[CA_KEY], ca_key_pem, 0o600)
-        _write(paths[CA_CERT], ca_cert_pem, 0o644)
+        write_private(paths[CA_KEY], ca_key_pem)
+        write_private(paths[CA_CERT], ca_cert_pem, mode=0o644)
     else:
         ca_cert_pem, ca_key_pem = existing
 
@@ -238,8 +222,8 @@ def init_tls(directory: Path | str, hosts: list[str], days: int = DEFAULT_DAYS) 
         server_pem, server_key_pem = make_server_cert(ca_cert_pem, ca_key_pem, names, days=days)
     except ValueError as exc:
         raise CliError(f"cannot issue the server certificate: {exc}") from None
-    _write(paths[SERVER_KEY], server_key_pem, 0o600)
-    _write(paths[SERVER_CERT], server_pem, 0o644)
+    write_private(paths[SERVER_KEY], server_key_pem)
+    write_private(paths[SERVER_CERT], server_pem, mode=0o644)
 
     ca = cert_info(ca_cert_pem)
     return TlsFiles(

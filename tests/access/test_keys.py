@@ -66,3 +66,11 @@ def test_allowlist() -> None:
     keys.check_method(record_for(issued), "Anything.goes")
     with pytest.raises(InvalidParameter):
         keys.validate_allow(["rm -rf"])
+
+
+def test_the_legacy_method_list_holds_every_method_the_simulator_serves() -> None:
+    from shim.access.legacy_methods import METHODS, unknown_patterns
+    from shim.simulator import services
+
+    assert set(services._HANDLERS) <= METHODS
+    assert unknown_patterns(["*", "DataService.*", "FunnelService.achieveGoal"]) == []

@@ -7,17 +7,24 @@ import dataclasses
 import pytest
 
 from shim.access import rate_policy as ratelimit
+from shim.access.rate_enforcer import KeyRates
+from shim.errors import RateLimited
+from shim.models import KeyRecord
 from shim.serve.app import KeyshimApp
 from shim.serve.runtime import build_services
+from shim.store.sqlite import SqliteStore
 from tests.support.stack import Stack, issue_key
 
 pytestmark = pytest.mark.anyio
 
 
 def test_parse_rate() -> None:
-    assert ratelimit.parse_rate("60/min") == 60
-    assert ratelimit.parse_rate("60") == 60
-    assert ratelimit.parse_rate("2/s") == 120
+    assert ratelimit.parse_rate("60/min") == ratelimit.Rate(60, 60)
+    assert ratelimit.parse_rate("60") == ratelimit.Rate(60, 60)
+    assert ratelimit.parse_rate("2/s") == ratelimit.Rate(2, 1)
+    assert ratelimit.parse_rate("10/h") == ratelimit.Rate(10, 3600)
+    assert ratelimit.parse_rate("500/day") == ratelimit.Rate(500, 86400)
+    assert str(ratelimit.parse_rate("10/h")) == "10/h"
     for bad in ("", "x/min", "0/min", "-1", "5/fortnight"):
         with pytest.raises(ValueError):
             ratelimit.parse_rate(bad)
@@ -30,6 +37,34 @@ def test_sliding_estimate_and_retry_after() -> None:
     assert ratelimit.estimate(3, 0, t0 + 90) == pytest.approx(1.5)
     assert 0 < ratelimit.retry_after(0, 3, 3, t0 + 3) <= 60  # full: wait for the next minute
     assert ratelimit.retry_after(3, 0, 3, t0 + 60) >= 1.0
+
+
+def _admit(rates: KeyRates, key_id: str, rate: str, now: float) -> float | None:
+    """None if KeyRates admits the call, else the seconds it says to wait."""
+    parsed = ratelimit.parse_rate(rate)
+    key = KeyRecord(
+        key_id, "prod", "t", "d", "shk_x", 0.0,
+        rate_per_min=parsed.count, rate_window=parsed.window,
+    )  # fmt: skip
+    try:
+        rates.check(key, now)
+    except RateLimited as exc:
+        return float(exc.message.rsplit("retry in ", 1)[1].rstrip("s"))
+    return None
+
+
+def test_hourly_rate_is_exact_in_hours(store: SqliteStore) -> None:
+    """--rate 10/h once became 1/min; 60/h let one call a minute through."""
+    rates = KeyRates(store)
+    hour = 3600.0 * 500
+    admitted = [_admit(rates, "k", "10/h", hour + i) for i in range(11)]
+    assert admitted[:10] == [None] * 10  # ten calls within one minute pass
+    wait = admitted[10]
+    assert wait is not None and wait > 60  # the eleventh waits for the hour
+    assert all(_admit(rates, "j", "60/h", hour + i) is None for i in range(60))
+    assert _admit(rates, "s", "2/s", hour) is None
+    assert _admit(rates, "s", "2/s", hour + 0.1) is None
+    assert _admit(rates, "s", "2/s", hour + 0.2) is not None  # not 120 in one second
 
 
 async def test_rate_fault_and_sharing_across_processes(stack: Stack) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from click.testing import CliRunner, Result
 
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.store.secrets import encode_master_key, generate_master_key
 
 Invoke = Callable[..., Result]

@@ -62,12 +62,29 @@ async def hook() -> AsyncIterator[tuple[Webhook, Upstream]]:
     await upstream.aclose()
 
 
+@pytest.fixture(autouse=True)
+def _info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="shim.oauth.alerts")
+
+
+def delivered(caplog: pytest.LogCaptureFixture) -> list[object]:
+    """The payloads the webhook accepted, from the alerter's log."""
+    return [
+        getattr(r, "shim", None)
+        for r in caplog.records
+        if r.name == "shim.oauth.alerts" and r.getMessage().startswith("alert delivered")
+    ]
+
+
 def event(kind: str = "dead", error: str | None = "Keap rejected the refresh token") -> ChainEvent:
     return ChainEvent("prod", kind, error, 1_700_000_000.0)
 
 
 async def test_dead_chain_posts_json_without_secrets(
-    hook: tuple[Webhook, Upstream], settings: Settings, store: SqliteStore
+    hook: tuple[Webhook, Upstream],
+    settings: Settings,
+    store: SqliteStore,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     webhook, upstream = hook
     alerter = Alerter(HOOK, upstream.post_json, sleep=Sleeps())
@@ -100,7 +117,7 @@ async def test_dead_chain_posts_json_without_secrets(
     raw = request.content.decode()
     for secret in (CLIENT_SECRET, ACCESS, REFRESH):
         assert secret not in raw
-    assert alerter.sent == [payload]
+    assert delivered(caplog) == [payload]
 
 
 @pytest.mark.parametrize(
@@ -128,7 +145,9 @@ async def test_each_event_names_its_action(
     ids=["5xx", "connection-error", "timeout"],
 )
 async def test_retries_with_backoff_then_delivers(
-    hook: tuple[Webhook, Upstream], failures: list[int | Exception]
+    hook: tuple[Webhook, Upstream],
+    failures: list[int | Exception],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     webhook, upstream = hook
     webhook.answers.extend([*failures, 200])
@@ -138,7 +157,7 @@ async def test_retries_with_backoff_then_delivers(
     await alerter.drain()
     assert len(webhook.received) == len(failures) + 1
     assert sleeps.waits == [0.5, 1.0][: len(failures)]
-    assert len(alerter.sent) == 1
+    assert len(delivered(caplog)) == 1
     assert webhook.payloads[0] == webhook.payloads[-1]  # the same document every time
 
 
@@ -154,11 +173,13 @@ async def test_gives_up_after_retries(
         await alerter.drain()
     assert len(webhook.received) == 4
     assert sleeps.waits == [1.0, 2.0, 4.0]
-    assert alerter.sent == []
+    assert delivered(caplog) == []
     assert "gave up after 4 tries: HTTP 500" in caplog.text
 
 
-async def test_a_fake_post_json_and_a_4xx_is_not_success() -> None:
+async def test_a_fake_post_json_and_a_4xx_is_not_success(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     posted: list[tuple[str, object]] = []
     answers = deque([UpstreamError("webhook failed: refused"), 404, 201])
 
@@ -175,7 +196,7 @@ async def test_a_fake_post_json_and_a_4xx_is_not_success() -> None:
     await alerter.drain()
     assert [url for url, _ in posted] == [HOOK] * 3
     assert sleeps.waits == [0.1, 0.2]
-    assert len(alerter.sent) == 1
+    assert len(delivered(caplog)) == 1
 
 
 async def test_no_webhook_only_logs(caplog: pytest.LogCaptureFixture) -> None:
@@ -187,7 +208,7 @@ async def test_no_webhook_only_logs(caplog: pytest.LogCaptureFixture) -> None:
         await alerter(event("dead"))
         await alerter(event("recovered", None))
         await alerter.drain()
-    assert alerter.sent == []
+    assert delivered(caplog) == []
     records = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "shim.oauth.alerts"]
     assert records == [
         (logging.ERROR, "chain prod: dead"),

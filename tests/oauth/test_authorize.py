@@ -22,7 +22,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.errors import CliError
 from shim.oauth import authorize
 from shim.oauth.authorize import (
@@ -33,10 +33,10 @@ from shim.oauth.authorize import (
     parse_listen,
     parse_redirect,
 )
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -372,6 +372,8 @@ def test_cli_authorize_mistakes(e: Env, monkeypatch: pytest.MonkeyPatch) -> None
     # A code Keap never issued: the exchange fails and nothing is stored.
     result = e.run("account", "authorize", "prod", input="not-a-real-code\n", code=1)
     assert "invalid_grant" in result.stderr
+    assert "refresh token" not in result.stderr  # it was a code, not a refresh token
+    assert "authorization code" in result.stderr and "single-use" in result.stderr
     assert e.store.get_chain("prod") is None
     assert e.sim.stats()["code_exchanges"] == 0
 

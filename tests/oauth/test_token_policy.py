@@ -84,3 +84,8 @@ def test_backoff_bounded_and_growing() -> None:
 def test_fingerprint_is_not_the_token() -> None:
     fp = tokens.fingerprint("secret-refresh-token")
     assert len(fp) == 16 and "secret" not in fp
+
+
+def test_refresh_lock_name() -> None:
+    # Every process names an account's refresh lease the same way (stores and tests read it).
+    assert tokens.refresh_lock("prod") == "refresh:prod"

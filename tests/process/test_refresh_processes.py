@@ -37,12 +37,12 @@ import pytest
 
 from shim import xmlrpc
 from shim.models import Chain, TokenPair
-from shim.oauth.token_policy import fingerprint
+from shim.oauth.token_policy import fingerprint, refresh_lock
 from shim.serve.runtime import init_files, open_store
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.simulator.state import SPENT_BODIES
+from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
 pytestmark = pytest.mark.slow
@@ -243,6 +243,11 @@ class Harness:
         command = [sys.executable, "-m", "shim", "serve", "--port", str(port)]
         if workers > 1:
             command += ["--workers", str(workers)]
+            # The workers' metrics files go under tmp_path: a server killed with SIGKILL
+            # cannot remove the temp-dir folder it would make for them itself.
+            metrics = self.tmp_path / f"metrics-{label}-{port}"
+            metrics.mkdir()
+            extra.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics))
         with log_path.open("ab") as log:
             proc = subprocess.Popen(
                 command,
@@ -264,7 +269,7 @@ class Harness:
         return chain
 
     def lock_holder(self, name: str = ACCOUNT) -> str | None:
-        return self.store.lock_holder(f"refresh:{name}")
+        return self.store.lock_holder(refresh_lock(name))
 
     def rotations(self, name: str = ACCOUNT) -> int:
         """How many times Keap rotated this account's chain (pairs issued after the first)."""
@@ -1003,3 +1008,14 @@ def test_transient_failures_past_the_retries_degrade_but_never_kill(h: Harness) 
     code, health = shim.healthz()
     assert code == 200, health
     assert h.shim_status() == (0, {ACCOUNT: "ok", "late": "ok"})
+
+
+def test_killed_servers_leave_no_metrics_folder_in_the_temp_dir(h: Harness) -> None:
+    """Each run of these tests used to leave keyshim-metrics-* folders behind."""
+    temp = h.tmp_path / "temp"  # this server's temp dir: other test runs share the system one
+    temp.mkdir()
+    h.add_account()
+    shim = h.start("two-workers", workers=2, TMPDIR=str(temp))
+    shim.kill()
+    shim.proc.wait(timeout=30)
+    assert list(temp.glob("keyshim-metrics-*")) == []

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from shim import xmlrpc
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.models import CallRecord
 from shim.rest import listing, readiness
 from shim.rest.table import TABLE, TRANSLATIONS, document, fidelity, lookup

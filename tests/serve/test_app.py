@@ -1,4 +1,4 @@
-"""The endpoint in-process: keys, forwarding, faults, refresh before forwarding."""
+"""The endpoint in-process: keys, forwarding, faults (the gateway's rules: tests/keap)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from shim import xmlrpc
 from shim.errors import all_faults
-from tests.support.stack import Stack, add_key_account, issue_key
+from tests.support.stack import Stack, issue_key
 
 pytestmark = pytest.mark.anyio
 
@@ -116,43 +116,6 @@ async def test_gzip_request_and_size_limit(stack: Stack) -> None:
     assert info.value.string.startswith("[RequestTooLarge]")
 
 
-async def test_service_key_account(stack: Stack) -> None:
-    add_key_account(stack.store, stack.sim, stack.base)
-    key = issue_key(stack.store, stack.settings, "sak")
-    assert await stack.call("DataService.echo", "sak", key=key) == "sak"
-
-
-async def test_refresh_before_forwarding_once(stack: Stack) -> None:
-    chain = stack.store.get_chain("prod")
-    assert chain is not None
-    # make the stored access token look about to expire
-    from shim.models import TokenPair
-
-    stack.store.put_tokens(
-        "prod", TokenPair(chain.access_token, chain.refresh_token, time.time() + 1), time.time()
-    )
-    import asyncio
-
-    before = stack.sim.stats()["refreshes_served"]
-    results = await asyncio.gather(*(stack.call("DataService.echo", str(i)) for i in range(50)))
-    assert results == [str(i) for i in range(50)]
-    assert stack.sim.stats()["refreshes_served"] == before + 1
-
-
-async def test_upstream_401_refreshes_and_retries_once(stack: Stack) -> None:
-    chain = stack.store.get_chain("prod")
-    assert chain is not None
-    from shim.models import TokenPair
-
-    # a token Keap does not know, with a far expiry: only the 401 reveals it
-    stack.store.put_tokens(
-        "prod", TokenPair("bogus", chain.refresh_token, time.time() + 9999), time.time()
-    )
-    before = stack.sim.stats()["refreshes_served"]
-    assert await stack.call("DataService.echo", "after401") == "after401"
-    assert stack.sim.stats()["refreshes_served"] == before + 1
-
-
 async def test_upstream_errors_become_faults(stack: Stack) -> None:
     stack.sim.config.xmlrpc_mode = "503"
     fault = await stack.fault("DataService.echo", "x")
@@ -214,3 +177,34 @@ async def test_one_json_access_line_per_call(stack: Stack) -> None:
     finally:
         access.removeHandler(handler)
         access.setLevel(old_level)
+
+
+async def test_a_wrong_script_url_is_told_the_right_one(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = xmlrpc.dumps_call("DataService.echo", [stack.key, "x"])
+    for path in ("/xmlrpc", "/", "/crm/xmlrpc/v1"):
+        with caplog.at_level("WARNING", logger="shim.serve.app"):
+            answer = await stack.client.post(path, content=body)
+        assert answer.status_code == 404 and b"/api/xmlrpc" in answer.content, path
+        assert any(
+            path in r.getMessage() and "/api/xmlrpc" in r.getMessage() for r in caplog.records
+        )
+        caplog.clear()
+
+
+async def test_calls_with_a_revoked_key_are_filed_under_its_id(stack: Stack) -> None:
+    key = issue_key(stack.store, stack.settings, "prod", label="old cron")
+    key_id = key[len("shk_") : len("shk_") + 10]
+    record = stack.store.get_key(key_id)
+    assert record is not None
+    stack.store.revoke_key(record.id, time.time() - 1)
+    fault = await stack.fault("DataService.echo", "x", key=key)
+    assert fault.code == 2 and "revoked" in fault.string
+    garbage = "shk_" + "x" * (len(key) - 4)
+    await stack.fault("DataService.echo", "x", key=garbage)  # not a key: no id to file under
+    services = stack.app.services
+    assert services is not None
+    services.audit.flush_now()
+    rows = {(r["key_id"], r["method"]): r for r in stack.store.usage(0)}
+    assert rows[(record.id, "DataService.echo")]["label"] == "old cron"

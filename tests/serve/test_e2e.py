@@ -40,10 +40,10 @@ from shim import __version__
 from shim.access import keys
 from shim.serve.app import KeyshimApp
 from shim.serve.runtime import build_services
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.servers import BackgroundServer
 from tests.support.stack import add_key_account, add_oauth_account, issue_key
 
 pytestmark = pytest.mark.timeout(60)

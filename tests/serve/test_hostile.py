@@ -57,10 +57,10 @@ from shim.access import keys
 from shim.models import Account, TokenPair
 from shim.serve.app import KeyshimApp
 from shim.serve.runtime import build_services, init_files, load_master_key, open_store
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.secrets import SecretBox
+from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
 ROOT = Path(__file__).resolve().parents[2]

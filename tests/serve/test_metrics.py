@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from shim.models import TokenPair
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.servers import BackgroundServer
 from tests.support.stack import Stack, add_oauth_account, issue_key
 
 
@@ -62,7 +62,12 @@ async def test_metrics_in_process(stack: Stack) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: SqliteStore) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_sum_across_workers(
+    tmp_path: Path, settings: Settings, store: SqliteStore, workers: int
+) -> None:
+    """With one worker (the default) every call metric was missing: the server process had
+    imported prometheus_client before shim serve pointed it at a multiprocess directory."""
     sim = Simulator(SimConfig())
     with BackgroundServer(sim.app) as keap:
         add_oauth_account(store, sim, keap.url)
@@ -80,7 +85,7 @@ def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: S
         }
         env.pop("PROMETHEUS_MULTIPROC_DIR", None)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "shim", "serve", "--port", str(port), "--workers", "2"],
+            [sys.executable, "-m", "shim", "serve", "--port", str(port), "--workers", str(workers)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -101,8 +106,32 @@ def test_metrics_sum_across_workers(tmp_path: Path, settings: Settings, store: S
                 seen.add(
                     value(text, "keyshim_calls_total", method="DataService.echo", outcome="ok")
                 )
-            assert seen == {40.0}  # whichever worker answers, the sum of both
+            assert seen == {40.0}  # whichever worker answers, the sum of all
             assert re.search(r"keyshim_access_token_expiry_seconds\{account=\"prod\"\}", text)
         finally:
             proc.terminate()
             proc.wait(timeout=20)
+
+
+def test_dropped_audit_records_and_budget_refusals_are_counted(store: SqliteStore) -> None:
+    from shim.keap.budget import Budget
+    from shim.models import Account, CallRecord
+    from shim.serve.audit import AuditLog
+    from shim.serve.metrics import Metrics
+
+    metrics = Metrics()
+    audit = AuditLog(
+        store, retention=0, clock=time.time, max_buffer=2, on_drop=metrics.dropped_audit
+    )
+    for i in range(5):
+        audit.add(CallRecord(at=float(i), request_id=str(i), key_id=None, account=None,
+                             method=None, outcome="ok", upstream_status=None, duration_ms=1.0,
+                             bytes_in=0, bytes_out=0))  # fmt: skip
+    budget = Budget(share=1.0, max_wait=0, clock=lambda: 0.0, on_refused=metrics.refused_by_budget)
+    key = Account(name="k", kind="service_key", created_at=0, service_key="s")
+    budget.reserve(key, 0.0)
+    with pytest.raises(Exception, match="holding calls back"):
+        budget.reserve(key, 0.0)
+    text = metrics.render([]).decode()
+    assert value(text, "keyshim_audit_dropped_total") == 3
+    assert value(text, "keyshim_quota_refused_total") == 1

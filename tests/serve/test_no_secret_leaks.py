@@ -27,9 +27,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shim.cli.commands import cli
-from shim.serve.server import BackgroundServer
+from shim.cli import cli
 from shim.simulator import SimConfig, Simulator
+from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -784,7 +784,7 @@ async def test_get_file_of_30_mb(keap: Keap) -> None:
 
 
 def test_reset_over_a_socket_is_a_broken_connection() -> None:
-    from shim.serve.server import BackgroundServer
+    from tests.support.servers import BackgroundServer
 
     sim = Simulator(SimConfig())
     client_id, secret = sim.add_client()

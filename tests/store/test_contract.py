@@ -480,15 +480,19 @@ def test_per_call_reads_see_every_commit_within_a_second(store: Store, other: St
 
 
 def test_admit_call_limits_the_combined_count(store: Store, other: Store) -> None:
-    assert store.admit_call("k", 10, 3, 1.0) is None
-    assert other.admit_call("k", 10, 3, 1.0) is None
-    assert store.admit_call("k", 10, 3, 1.0) is None
-    assert other.admit_call("k", 10, 3, 1.0) == (0, 3)  # the sum is what is limited
-    assert store.admit_call("other-key", 10, 3, 1.0) is None
+    assert store.admit_call("k", 600, 60, 3, 1.0) is None
+    assert other.admit_call("k", 600, 60, 3, 1.0) is None
+    assert store.admit_call("k", 600, 60, 3, 1.0) is None
+    assert other.admit_call("k", 600, 60, 3, 1.0) == (0, 3)  # the sum is what is limited
+    assert store.admit_call("other-key", 600, 60, 3, 1.0) is None
     # Next minute: the previous minute's 3 calls count by their weight.
-    assert store.admit_call("k", 11, 3, 0.5) is None  # 1.5 + 0 + 1 <= 3
-    assert store.admit_call("k", 11, 3, 0.5) == (3, 1)  # 1.5 + 1 + 1 > 3
-    assert store.admit_call("k", 11, 3, 0.0) is None
+    assert store.admit_call("k", 660, 60, 3, 0.5) is None  # 1.5 + 0 + 1 <= 3
+    assert store.admit_call("k", 660, 60, 3, 0.5) == (3, 1)  # 1.5 + 1 + 1 > 3
+    assert store.admit_call("k", 660, 60, 3, 0.0) is None
+    # Windows of other units: 2 a second.
+    assert store.admit_call("s", 1000, 1, 2, 1.0) is None
+    assert store.admit_call("s", 1000, 1, 2, 1.0) is None
+    assert other.admit_call("s", 1000, 1, 2, 1.0) == (0, 2)
 
 
 def test_admit_call_is_exact_under_concurrency(db: str, store: Store) -> None:
@@ -497,7 +501,7 @@ def test_admit_call_is_exact_under_concurrency(db: str, store: Store) -> None:
 
     def hammer(s: Store) -> None:
         for _ in range(40):
-            if s.admit_call("hot", 20, 50, 1.0) is None:
+            if s.admit_call("hot", 1200, 60, 50, 1.0) is None:
                 admitted.append(1)
 
     threads = [threading.Thread(target=hammer, args=(stores[i % 4],)) for i in range(8)]
@@ -511,12 +515,12 @@ def test_admit_call_is_exact_under_concurrency(db: str, store: Store) -> None:
 
 
 def test_published_budget_counts_of_the_others(store: Store, other: Store) -> None:
-    store.publish_rates("a", {("oauth:c", 10): 5, ("oauth:c", 9): 2}, oldest=8)
-    other.publish_rates("b", {("oauth:c", 10): 7}, oldest=8)
-    other.publish_rates("b", {("oauth:c", 10): 9}, oldest=8)  # absolute: replaces
-    assert store.others_rates(["oauth:c", "oauth:x"], 10, "a") == {"oauth:c": (9, 1)}
-    assert other.others_rates(["oauth:c"], 10, "b") == {"oauth:c": (5, 1)}
-    assert store.others_rates([], 10, "a") == {}
+    store.publish_rates("a", {("oauth:c", 600): 5, ("oauth:c", 540): 2}, oldest=480)
+    other.publish_rates("b", {("oauth:c", 600): 7}, oldest=480)
+    other.publish_rates("b", {("oauth:c", 600): 9}, oldest=480)  # absolute: replaces
+    assert store.others_rates(["oauth:c", "oauth:x"], 600, "a") == {"oauth:c": (9, 1)}
+    assert other.others_rates(["oauth:c"], 600, "b") == {"oauth:c": (5, 1)}
+    assert store.others_rates([], 600, "a") == {}
 
 
 def test_quota_figures_newer_win(store: Store, other: Store) -> None:

@@ -194,8 +194,6 @@ def test_keys_crud(store: SqliteStore) -> None:
     store.add_key(_key("k2", account="dev", created_at=200.0))
     assert store.get_key("k1") == k1
     assert store.get_key("missing") is None
-    assert store.find_key_by_digest("d-k2") == store.get_key("k2")
-    assert store.find_key_by_digest("nope") is None
     assert [k.id for k in store.list_keys()] == ["k1", "k2"]
     assert [k.id for k in store.list_keys("dev")] == ["k2"]
     with pytest.raises(StoreConflict):

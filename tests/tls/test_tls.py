@@ -26,16 +26,16 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from shim.cli.commands import cli
+from shim.cli import cli
 from shim.errors import CliError
 from shim.serve.app import KeyshimApp
 from shim.serve.runtime import build_services
-from shim.serve.server import BackgroundServer
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
-from shim.store.secrets import cert_info, make_ca, make_server_cert
 from shim.store.sqlite import SqliteStore
+from shim.tls.ca import cert_info, make_ca, make_server_cert
 from shim.tls.files import TlsFiles, check_server_files, init_tls, instructions, summary
+from tests.support.servers import BackgroundServer
 from tests.support.stack import add_oauth_account, issue_key
 
 pytestmark = pytest.mark.timeout(60)

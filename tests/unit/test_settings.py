@@ -1,6 +1,12 @@
 import pytest
 
-from shim.settings import Settings, parse_duration, parse_size
+from shim.settings import (
+    DEFAULT_KEAP_LIMITS,
+    Settings,
+    parse_duration,
+    parse_keap_limits,
+    parse_size,
+)
 
 
 @pytest.mark.parametrize(
@@ -51,3 +57,52 @@ def test_env_and_overrides(tmp_path: object) -> None:
 def test_default_db_in_data_dir() -> None:
     s = Settings.from_env({"XDG_DATA_HOME": "/data"})
     assert s.db.endswith("keyshim.db")
+
+
+def test_keap_limits_default_is_keaps_documented_limits() -> None:
+    assert Settings().limits() == {"oauth": (25, 1500), "service_key": (10, 240)}
+    assert parse_keap_limits(DEFAULT_KEAP_LIMITS) == Settings().limits()
+
+
+@pytest.mark.parametrize(
+    "text,limits",
+    [
+        ("off", {"oauth": (None, None), "service_key": (None, None)}),
+        (" OFF ", {"oauth": (None, None), "service_key": (None, None)}),
+        ("oauth=5/s,100/min", {"oauth": (5, 100), "service_key": (10, 240)}),
+        ("service_key=2.5/sec", {"oauth": (25, 1500), "service_key": (2.5, None)}),
+        ("oauth=off; service_key = 60/minute", {"oauth": (None, None), "service_key": (None, 60)}),
+        ("oauth=1000000000/s,1000000000/min;", {"oauth": (1e9, 1e9), "service_key": (10, 240)}),
+    ],
+)
+def test_keap_limits(text: str, limits: dict[str, tuple[float | None, float | None]]) -> None:
+    assert parse_keap_limits(text) == limits
+    assert Settings.from_env({"SHIM_KEAP_LIMITS": text}).limits() == limits
+
+
+@pytest.mark.parametrize(
+    "bad,why",
+    [
+        ("25/s,1500/min", "KIND=RATES"),
+        ("pat=10/s", "KIND=RATES"),
+        ("oauth=25", "not a rate"),
+        ("oauth=25/h", "not a rate"),
+        ("oauth=-1/s", "not a rate"),
+        ("oauth=0/s", "above 0"),
+        ("oauth=1/s,2/s", "two calls-a-second"),
+        ("oauth=1/min,2/min", "two calls-a-minute"),
+        ("oauth=", "not a rate"),
+    ],
+)
+def test_bad_keap_limits_are_refused_by_name(bad: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_keap_limits(bad)
+    with pytest.raises(ValueError, match="SHIM_KEAP_LIMITS"):
+        Settings.from_env({"SHIM_KEAP_LIMITS": bad})
+    with pytest.raises(ValueError, match="SHIM_KEAP_LIMITS"):
+        Settings(keap_limits=bad).limits()
+
+
+def test_keap_limits_reach_workers() -> None:
+    s = Settings.from_env({"SHIM_KEAP_LIMITS": "oauth=5/s,100/min"})
+    assert Settings.from_env(s.to_env()).limits() == s.limits()

@@ -1,5 +1,6 @@
 """The REST v2 Contact (keap-core-v2-sdk ``Contact``, ``CreateUpdateContactRequest``) mapped to
-and from the legacy-named Contact row that the XML-RPC simulator reads too (keap-rest-v2 §4).
+and from the legacy-named Contact row that the XML-RPC simulator reads too
+(docs/keap.md#contact-fields).
 
 There is one row per contact. REST properties are views of its legacy fields: ``given_name``
 is ``FirstName``, ``email_addresses[field=EMAIL2]`` is ``EmailAddress2``, ``addresses[BILLING]``

@@ -70,7 +70,7 @@ _ADDRESS_FILTERS = {
     for part, attr in _ADDRESS_PARTS
 }
 _PHONE_SLOTS = frozenset(ARRAYS["phone_numbers"])
-#: keap-rest-v2 §5 / the SDK's ``list_contacts`` filter documentation.
+#: docs/keap.md#filters / the SDK's ``list_contacts`` filter documentation.
 RULES: dict[str, Rule] = {
     **dict.fromkeys(["email", "given_name", "family_name", "middle_name", "city", "state"], WILD),
     **dict.fromkeys(["website", "lead_source_name"], WILD),

@@ -22,7 +22,8 @@ import re
 from collections import Counter
 from collections.abc import Callable
 
-from shim.simulator.asgi import Answer, Request, Send, json_answer, send_answer
+from shim.serve.asgi import Send
+from shim.simulator.asgi import Answer, Request, json_answer, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.data import Database
 from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint

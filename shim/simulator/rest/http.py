@@ -3,7 +3,7 @@
 Keap's v2 API is generated from an OpenAPI description in Google's AIP style (``page_token``,
 ``update_mask``, ``:merge`` custom verbs), so the error body is AIP-like too:
 ``{"code": int, "message": str, "status": str, "details": [{"domain", "resource"}]}``. The
-``status`` value set is not published (keap-rest-v2 §8.4); the simulator uses the gRPC
+``status`` value set is not published (docs/keap.md#open-questions, 4); the simulator uses the gRPC
 canonical names (``INVALID_ARGUMENT``, ``NOT_FOUND``...) that shape implies.
 """
 

@@ -7,7 +7,7 @@
   Any other status stays, and the PATCH answers 200 with ``opted_in: false``, the REST form
   of legacy ``optIn`` answering false.
 * Goals: a seeded table of API goals. A goal that matches nothing answers 200 with one
-  ``success: false`` result, as legacy ``achieveGoal`` did (keap-rest-v2 §8.5).
+  ``success: false`` result, as legacy ``achieveGoal`` did (docs/keap.md#open-questions, 5).
 * Settings: ``application`` always, plus the modules ``fields`` names; the contact module's
   values come from the same settings as legacy ``DataService.getAppSetting``.
 """

@@ -1,7 +1,7 @@
 """REST v2 list mechanics: ``filter``, ``order_by`` and cursor paging, shared by every list.
 
 * ``filter=a==x;b==y``: clauses ANDed, each on a field the endpoint lists (anything else is a
-  400, as keap-rest-v2 §5 says). ``==v*`` is a prefix match on fields that allow wildcards; a
+  400, as docs/keap.md#filters says). ``==v*`` is a prefix match on fields that allow wildcards; a
   leading or inner ``*`` is refused. ``NONE`` tests for an empty value where allowed. Text
   compares case-insensitively (Keap runs on MySQL).
 * ``order_by=field [asc|desc]`` on the listed fields only.

@@ -18,7 +18,7 @@ from shim.simulator.data import Database
 
 #: Statuses that count as opted in (``opted_in: true``) and can receive marketing.
 MARKETABLE = frozenset({"UNENGAGED_MARKETABLE", "SINGLE_OPT_IN", "DOUBLE_OPT_IN", "CONFIRMED"})
-#: Opted-out statuses an API opt-in may move back from (keap-rest-v2 §3): "non-marketable"
+#: Opted-out statuses an API opt-in may move back from (docs/keap.md#services): "non-marketable"
 #: addresses that never opted in, and manual (API or user) opt-outs. Bounces, spam
 #: complaints, lockdowns and list unsubscribes stay put.
 REOPTABLE = frozenset({"NON_MARKETABLE", "UNENGAGED_NON_MARKETABLE", "MANUAL"})
@@ -82,8 +82,9 @@ def custom_fields(db: Database) -> list[tuple[int, str]]:
 def field_name(legacy: str) -> str:
     """REST ``field_name`` of a legacy custom field: the column name without the API's ``_``.
 
-    Open question (keap-rest-v2 §8.2). The SDK's examples (``firstName1``, ``Score0``) look
-    like DataFormField names, which legacy scripts address with a leading underscore.
+    Open question (docs/keap.md#open-questions, 2). The SDK's examples (``firstName1``,
+    ``Score0``) look like DataFormField names, which legacy scripts address with a leading
+    underscore.
     """
     return legacy[1:] if legacy.startswith("_") else legacy
 
