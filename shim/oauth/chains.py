@@ -179,11 +179,20 @@ class Chains:
         """A journal left by another process that is still connected to the store: it lost
         its lock (the database restarted under it) but may be about to store the new pair.
         Wait for it rather than spend a token it may have spent; a dead owner's journal is
-        recovered at once."""
+        recovered at once, and a live owner's once it is older than the longest a refresh can
+        take (the owner gave up on it)."""
         journal = chain.in_flight
         if journal is None or journal.owner == self.owner:
             return False
+        if self.clock() - journal.started_at > self._longest_refresh():
+            return False
         return self.store.owner_alive(journal.owner)
+
+    def _longest_refresh(self) -> float:
+        """Every try at the token endpoint, the waits between them, and storing the pair."""
+        s = self.settings
+        tries = s.refresh_retries + 1
+        return tries * s.token_timeout + s.refresh_retries * s.retry_cap + s.store_wait
 
     def _read(self, name: str) -> Chain:
         chain = self.store.get_chain(name)

@@ -23,6 +23,7 @@ import pytest
 from shim.errors import (
     NoTokens,
     ReauthorizationRequired,
+    RefreshInProgress,
     StoreUnavailable,
     TokenEndpointError,
     TransientTokenError,
@@ -766,3 +767,27 @@ async def test_recover_reports_a_spent_journal_token_as_failed(h: Harness) -> No
 def test_events_are_plain_data() -> None:
     event = ChainEvent("prod", "dead", "boom", T0)
     assert json.loads(json.dumps(event.__dict__))["kind"] == "dead"
+
+
+async def test_a_live_owners_journal_is_waited_for_then_taken_over(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process that is still connected left a journal (it lost its lock when the
+    database restarted): this one waits for it rather than spend a token it may have spent,
+    and takes the refresh over once the journal is older than any refresh can take."""
+    generation = h.put(3600)
+    h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "other:1:x", T0))
+    monkeypatch.setattr(h.store, "owner_alive", lambda owner: owner == "other:1:x")
+
+    async def sleep(seconds: float) -> None:  # waiting moves the fake clock on
+        h.t[0] += seconds
+        await asyncio.sleep(0)
+
+    h.chains.sleep = sleep
+    with pytest.raises(RefreshInProgress):
+        await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert h.keap.requests == []
+    h.t[0] = T0 + h.chains._longest_refresh() + 1
+    chain = await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert chain.generation == generation + 1 and chain.in_flight is None
+    assert h.keap.requests == [{"grant_type": "refresh_token", "refresh_token": OLD_RT}]
