@@ -6,10 +6,12 @@ Codes 0-15 are Keap's own; codes from 100 up are keyshim's, chosen so that they 
 with a code Keap sends::
 
     ShimError                         3   [Unexpected]           (base; anything unforeseen)
+    ├── MasterKeyChanged              3   [Unexpected]           (rotated; restart this process)
     ├── ParseError                    0   Failed to parse XML-RPC request: ...
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
     ├── RequestTooLarge             107   [RequestTooLarge]
     ├── RequestTimeout              110   [RequestTimeout]       (HTTP 408: slow sender)
+    │   └── ClientStalled           110   (the script stopped reading its answer: cut, no fault)
     ├── UnsupportedContentType      111   [UnsupportedContentType] (HTTP 415)
     ├── InvalidKey                    2   [InvalidKey]           (unknown, mistyped, revoked...)
     ├── NoAccess                     14   [NoAccess]             (method not in the allowlist)
@@ -63,6 +65,16 @@ class ShimError(Exception):
         return f"[{self.tag}]{self.message}"
 
 
+class MasterKeyChanged(ShimError):
+    """The master key was rotated and this process could not load the new one (it comes from
+    SHIM_SECRET_KEY, or the key file is mid-rotation): nothing is sealed under the old key."""
+
+    default_message = (
+        "keyshim's master key was rotated and this process still holds the old one; "
+        "restart keyshim (with the new key)"
+    )
+
+
 class ParseError(ShimError):
     """The request body is not a well-formed XML-RPC methodCall (Keap's own wording)."""
 
@@ -82,6 +94,13 @@ class RequestTimeout(ShimError):
     tag = "RequestTimeout"
     default_message = "The request body did not arrive in time"
     http_status = 408
+
+
+class ClientStalled(RequestTimeout):
+    """The script stopped reading its answer for longer than ``SHIM_CLIENT_WRITE_TIMEOUT``.
+    Its answer has begun, so no fault can reach it: the connection is cut instead."""
+
+    default_message = "The client stopped reading its answer"
 
 
 class UnsupportedContentType(ShimError):

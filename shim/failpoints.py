@@ -12,6 +12,9 @@ import signal
 
 #: The steps of a refresh, in order (see chains.Chains._refresh_locked).
 POINTS = ("before_journal", "after_journal", "after_answer", "after_store")
+#: Only when the store refuses the new pair (chains.Chains._keep_aside): the pair is sealed in
+#: its recovery file, and not stored.
+AFTER_RECOVERY_FILE = "after_recovery_file"
 
 
 def hit(name: str) -> None:

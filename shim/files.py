@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_private"]
+__all__ = ["remove_private", "write_private"]
 
 
 def write_private(
@@ -45,6 +45,17 @@ def write_private(
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+def remove_private(path: str | os.PathLike[str]) -> bool:
+    """Delete ``path`` durably (its directory fsynced); False if it was not there."""
+    target = Path(path)
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return False
+    _fsync_dir(target.parent)
+    return True
 
 
 def _fsync_dir(directory: Path) -> None:

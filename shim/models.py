@@ -125,3 +125,5 @@ class CallRecord:
     bytes_in: int
     bytes_out: int
     route: str = "xmlrpc"
+    #: The DataService table a table method named (its first argument after the key).
+    table_name: str | None = None

@@ -137,9 +137,6 @@ class Settings:
     keepalive_age: float = 30 * 86400.0
     #: How often the background scheduler looks at the chains.
     scheduler_interval: float = 60.0
-    #: How long a refresh that got a new pair from Keap keeps trying to store it while the
-    #: database is unreachable (the old refresh token is already spent: the pair must land).
-    store_wait: float = 120.0
     #: How long a caller waits for another process's refresh before giving up.
     refresh_wait: float = 30.0
     #: Token-endpoint retries of transient failures within one refresh, and their backoff.
@@ -147,6 +144,9 @@ class Settings:
     retry_base: float = 0.5
     retry_cap: float = 10.0
     token_timeout: float = 20.0
+    #: On SIGTERM/SIGINT, how long in-flight refreshes (and calls) may take to finish before
+    #: the process exits; longer than ``token_timeout``, so a sent token grant gets its answer.
+    shutdown_grace: float = 30.0
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_body: int = 96 * 1024 * 1024
@@ -164,6 +164,9 @@ class Settings:
     max_clients: int = 1000
     #: A request body must arrive within this (slow senders get 408).
     body_timeout: float = 60.0
+    #: A script must take each part of its answer within this, or it is cut off (and the
+    #: upstream connection carrying the answer freed for other callers).
+    client_write_timeout: float = 30.0
     max_connections: int = 100
     #: What keyshim puts in the first parameter instead of the local key.
     placeholder: str = "keyshim"
@@ -172,9 +175,24 @@ class Settings:
     audit_retention: float = 90 * 86400.0
     #: How often buffered audit records and last-used times are written.
     audit_flush: float = 1.0
+    #: Most audit records held in memory while the database cannot take them (oldest dropped).
+    audit_buffer: int = 50_000
     #: HTTPS for ``shim serve``: PEM certificate and key (both or neither; ``shim tls init``).
     certfile: str = ""
     keyfile: str = ""
+    #: Where a rotated pair the store could not take is kept, sealed, until the store takes it
+    #: (shim.store.recovery); default: beside the database file.
+    recovery_dir: str = ""
+    #: The admin page (``shim serve --admin``): off unless asked for, since it can issue keys.
+    admin: bool = False
+    #: 0 serves it under /admin on the main port; else its own port on ``admin_host``.
+    admin_port: int = 0
+    #: Who may reach it: loopback unless an operator names another address.
+    admin_host: str = "127.0.0.1"
+    #: A non-loopback admin host without TLS is refused unless this says the risk is known.
+    admin_insecure: bool = False
+    #: How long an admin login lasts.
+    admin_session: float = 8 * 3600.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: object) -> Settings:
@@ -188,6 +206,12 @@ class Settings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = cls(**values)  # type: ignore[arg-type]
         settings.limits()  # a bad SHIM_KEAP_LIMITS is refused here, not at the first call
+        if settings.shutdown_grace <= settings.token_timeout:
+            raise ValueError(
+                f"SHIM_SHUTDOWN_GRACE ({settings.shutdown_grace:g}s) must be longer than "
+                f"SHIM_TOKEN_TIMEOUT ({settings.token_timeout:g}s): a refresh in flight at "
+                "shutdown must be able to get its answer"
+            )
         if not settings.db:
             settings = replace(settings, db=str(default_data_dir(environ) / "keyshim.db"))
         if not settings.key_file:
@@ -223,6 +247,8 @@ class Settings:
 
 
 def _convert(name: str, kind: object, raw: str) -> object:
+    if kind in ("bool", bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
     try:
         if kind in ("float", float):
             return parse_duration(raw)

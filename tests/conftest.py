@@ -1,8 +1,9 @@
 """Shared fixtures: an in-process keyshim in front of an in-process Keap simulator (see
 ``tests.support.stack``).
 
-Everything here runs without sockets (httpx.ASGITransport both ways). Tests about sockets,
-processes and crashes build on ``tests.support.servers.BackgroundServer`` and subprocesses instead.
+keyshim is called in-process; its forwarded calls reach the simulator through http1 over a
+loopback socket (``tests.support.sim_server``), token grants in-process. Tests about processes
+and crashes build on ``tests.support.servers.BackgroundServer`` and subprocesses instead.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
 from tests.support.pg import pg_url  # noqa: F401  (fixture)
+from tests.support.sim_server import serve_simulator
 from tests.support.stack import Stack
 
 
@@ -50,8 +52,9 @@ def store(settings: Settings) -> Iterator[SqliteStore]:
 @pytest.fixture
 async def stack(settings: Settings, store: SqliteStore) -> AsyncIterator[Stack]:
     sim = Simulator(SimConfig())
-    s = Stack(replace(settings), store, sim)
-    await s.app.startup()
-    yield s
-    await s.client.aclose()
-    await s.app.shutdown()
+    async with serve_simulator(sim) as base:
+        s = Stack(replace(settings), store, sim, base)
+        await s.app.startup()
+        yield s
+        await s.client.aclose()
+        await s.app.shutdown()

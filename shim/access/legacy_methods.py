@@ -32,7 +32,8 @@ _SERVICES: dict[str, str] = {
     "InvoiceService": "addManualPayment addOrderCommissionOverride addOrderItem "
     "addPaymentPlan addRecurringCommissionOverride addRecurringOrder calculateAmountOwed "
     "chargeInvoice createBlankOrder createInvoiceForRecurring deleteInvoice "
-    "deleteSubscription getAllPaymentOptions getPluginStatus locateExistingCard "
+    "deleteSubscription getAllPaymentOptions getOrderId getPayments getPluginStatus "
+    "locateExistingCard "
     "recalculateTax validateCreditCard",
     "OrderService": "placeOrder",
     "ProductService": "deactivateCreditCard decreaseInventory decrementInventory "

@@ -8,10 +8,13 @@ carries a secret, except the one-time output of ``key issue`` and ``key rotate``
 Modules:
 
   options.py   shared option decorators (--db, --json, --since, ACCOUNT), ctx helpers
-  admin.py     init, rotate-master-key
+  admin.py     init, rotate-master-key, admin set-password
+  admin_page.py  the --admin flags of serve
   account.py   account add/set/remove/list/import-tokens/authorize, refresh
   key.py       key issue/rotate/list/revoke
   usage.py     usage, readiness, status
+  actionset.py action-set ids mapped to REST v2 steps
+  scan.py      legacy calls found in script sources
   serve.py     serve
   store.py     store copy
   tls.py       tls init
@@ -26,7 +29,19 @@ from typing import Any
 
 import click
 
-from shim.cli import account, admin, demo_sim, key, options, serve, store, tls, usage
+from shim.cli import (
+    account,
+    actionset,
+    admin,
+    demo_sim,
+    key,
+    options,
+    scan,
+    serve,
+    store,
+    tls,
+    usage,
+)
 from shim.cli.options import db_option
 from shim.errors import CliError, ShimError
 from shim.settings import Settings
@@ -95,7 +110,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-for _module in (admin, account, key, usage, serve, store, tls, demo_sim):
+for _module in (admin, account, key, usage, actionset, scan, serve, store, tls, demo_sim):
     for _command in _module.COMMANDS:
         options.add_db_option(_command)
         cli.add_command(_command)

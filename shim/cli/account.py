@@ -73,7 +73,7 @@ def _account_json(a: Account, store: Store) -> dict[str, Any]:
 @click.option(
     "--route",
     type=click.Choice(ROUTES),
-    default="xmlrpc",
+    default="auto",
     show_default=True,
     help="xmlrpc: forward; rest: answer through REST v2; auto: REST v2 when XML-RPC is down.",
 )

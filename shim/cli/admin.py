@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from shim.cli import options
+from shim.errors import CliError
 from shim.serve.runtime import init_files
 from shim.store import master_key
 
@@ -72,4 +73,31 @@ def rotate_master_key(ctx: click.Context, new_key_file: str | None) -> None:
     )
 
 
-COMMANDS = [init, rotate_master_key]
+@click.group()
+def admin() -> None:
+    """The admin page of `shim serve --admin`."""
+
+
+@admin.command("set-password")
+@click.password_option(
+    "--password", help="The new password; better left out, to be prompted for (a flag shows in ps)."
+)
+@click.pass_context
+def set_password(ctx: click.Context, password: str) -> None:
+    """Set the admin page's password (kept only as a scrypt hash); ends every admin session.
+
+    \b
+    Example:
+      shim admin set-password
+    """
+    from shim.serve.admin import passwords
+
+    why = passwords.check_strength(password)
+    if why:
+        raise CliError(why)
+    with options.store(ctx) as store:
+        store.set_admin_password(passwords.hash_password(password))
+    click.echo("admin password set; every admin session so far has ended")
+
+
+COMMANDS = [init, rotate_master_key, admin]

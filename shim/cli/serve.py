@@ -6,7 +6,7 @@ import os
 
 import click
 
-from shim.cli import options
+from shim.cli import admin_page, options
 from shim.serve import runtime
 from shim.settings import Settings
 from shim.tls.files import check_server_files
@@ -74,9 +74,11 @@ from shim.tls.files import check_server_files
     metavar="FILE",
     help="The certificate's PEM private key (SHIM_KEYFILE); with --certfile.",
 )
+@admin_page.admin_options
 @click.pass_context
 def serve(
     ctx: click.Context,
+    /,
     host: str | None,
     port: int | None,
     workers: int | None,
@@ -89,6 +91,7 @@ def serve(
     log_level: str | None,
     certfile: str | None,
     keyfile: str | None,
+    **admin: object,
 ) -> None:
     """Serve the XML-RPC endpoint (POST /api/xmlrpc) and GET /healthz.
 
@@ -115,7 +118,9 @@ def serve(
         log_level=log_level,
         certfile=certfile,
         keyfile=keyfile,
+        **admin,
     )
+    admin_page.check(settings)
     options.check_port(settings.host, settings.port)
     check_server_files(settings.certfile or None, settings.keyfile or None)
     runtime.run_server(settings, announce=lambda line: click.echo(line, err=True))

@@ -62,6 +62,7 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
         "label",
         "account",
         "method",
+        "table_name",
         "calls",
         "faults",
         "errors",
@@ -86,8 +87,9 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
     click.echo(f"{'key':<10} {'label':<20} {'method':<32} {'calls':>7} {'faults':>6}  last seen")
     for row in rows:
         label = (row["label"] or "-")[:20]
+        method = (row["method"] or "-") + (f" {row['table_name']}" if row["table_name"] else "")
         click.echo(
-            f"{row['key_id'] or '-':<10} {label:<20} {(row['method'] or '-')[:32]:<32} "
+            f"{row['key_id'] or '-':<10} {label:<20} {method[:32]:<32} "
             f"{row['calls']:>7} {row['faults']:>6}  {row['last_seen']}"
         )
 
@@ -95,8 +97,14 @@ def usage(ctx: click.Context, since: str, as_json: bool, as_csv: bool) -> None:
 @click.command()
 @options.since_option
 @options.json_option
+@click.option(
+    "--survey",
+    metavar="DIR",
+    help="Instead: the share of a usage survey's apps that would keep working "
+    "(fixtures/legacy_usage holds one).",
+)
 @click.pass_context
-def readiness(ctx: click.Context, since: str, as_json: bool) -> None:
+def readiness(ctx: click.Context, since: str, as_json: bool, survey: str | None) -> None:
     """Which scripts would keep working if Keap's XML-RPC API stopped today.
 
     Per key and method: calls, and whether keyshim can answer the method through REST v2
@@ -107,7 +115,12 @@ def readiness(ctx: click.Context, since: str, as_json: bool) -> None:
     Examples:
       shim readiness --since 7d
       shim readiness --json > readiness.json
+      shim readiness --survey fixtures/legacy_usage
     """
+    if survey is not None:
+        from shim.cli.scan import survey_report
+
+        return survey_report(survey, as_json)
     from shim.rest import readiness as ready
 
     now = time.time()
@@ -134,12 +147,19 @@ def status(ctx: click.Context, as_json: bool) -> None:
     Example:
       shim status --json
     """
+    from shim.rest.outages import WINDOW as OUTAGE_WINDOW
+    from shim.rest.outages import advice as outage_advice
+    from shim.rest.outages import xmlrpc_outages
+
     now = time.time()
     with options.store(ctx) as store:
         healths = account_healths(store, now)
         via_rest = _rest_answers(store.usage(now - 3600))
+        outages = xmlrpc_outages(store.usage(now - OUTAGE_WINDOW))
     for h in healths:
         h.facts["rest_answers_last_hour"] = via_rest.get(h.account, 0)
+        if h.facts.get("route", "xmlrpc") == "xmlrpc" and outages.get(h.account):
+            h.facts["xmlrpc_outages_last_day"] = outages[h.account]
     if as_json:
         options.echo_json(
             [
@@ -173,6 +193,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     f"; route {f['route']}: {f['rest_answers_last_hour']} {what} REST v2 in "
                     "the last hour"
                 )
+            if f.get("xmlrpc_outages_last_day"):
+                line += "; " + outage_advice(h.account, f["xmlrpc_outages_last_day"])
             if f.get("last_error"):
                 line += f"; last error: {f['last_error']}"
             click.echo(line)

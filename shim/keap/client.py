@@ -21,7 +21,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -199,12 +199,18 @@ class UpstreamResponse:
 
 
 class Upstream:
-    """The pooled client for one process."""
+    """The pooled client for one process.
+
+    ``transport`` replaces httpx's network (tests). Forwarded calls take http1 over the network
+    unless a transport is injected; ``forward_http1=True`` keeps them on http1 even then (the
+    in-process test stack: calls over loopback, token grants and REST through the transport).
+    """
 
     def __init__(
         self,
         *,
         transport: Transport | None = None,
+        forward_http1: bool | None = None,
         connect_timeout: float = 10.0,
         read_timeout: float = 300.0,
         token_timeout: float = 20.0,
@@ -229,7 +235,7 @@ class Upstream:
                 max_connections=max_connections,
                 ssl_context=httpx.create_ssl_context,
             )
-            if transport is None
+            if (transport is None if forward_http1 is None else forward_http1)
             else None
         )
 
@@ -241,7 +247,7 @@ class Upstream:
     async def open(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
         """POST ``body`` and return once the status line and headers are in: a forwarded call.
         Over the network this takes the lean client (shim.keap.http1); with an injected test
-        transport, httpx."""
+        transport (and not ``forward_http1``), httpx."""
         if self._http1 is None:
             return await self.request("POST", url, content=body, headers=headers)
         response = await self._http1.post(url, headers, body)
@@ -263,10 +269,13 @@ class Upstream:
         content type); the file bytes are sent as they are, not copied into one body first.
         Failures are mapped like every other upstream error: what they prove decides what
         may be retried."""
-        data = files = None
+        data: dict[str, str] | None = None
+        files: dict[str, Any] | None = None
         if multipart is not None:
             data = {k: v for k, v in multipart.items() if isinstance(v, str)}
             files = {k: v for k, v in multipart.items() if not isinstance(v, str)}
+            if not files:  # text parts only (a file rename): still multipart, not a form
+                files, data = {k: (None, v) for k, v in data.items()}, None
         request = self._client.build_request(
             method,
             self._url(url),

@@ -7,7 +7,9 @@ For each request, in this order:
 2. the credential is picked after the wait, so a token cannot expire in the queue: the
    account's bearer token from its chain, or its service key as ``X-Keap-API-Key``;
 3. a 401 means Keap did not run the request: one single-flight refresh and one retry;
-   nothing else is ever retried;
+   nothing else is ever retried. A token such a refresh produced is never refreshed again
+   for a 401 (Keap refusing fresh tokens would otherwise cost a refresh every call): its 401s
+   are ``[UpstreamAuth]`` faults naming the account;
 4. Keap's quota headers are kept for publishing, and a 429 pauses the credential for its
    ``Retry-After``.
 """
@@ -18,11 +20,12 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
+from shim.errors import UpstreamAuthError
 from shim.keap.budget import Budget, quota_figures
 from shim.keap.client import Upstream, UpstreamResponse
 from shim.models import Account
 from shim.oauth.chains import Chains
-from shim.oauth.token_policy import parse_retry_after
+from shim.oauth.token_policy import fingerprint, parse_retry_after
 from shim.store.protocol import Store
 
 Params = Sequence[tuple[str, str]]
@@ -56,6 +59,9 @@ class Gateway:
         self.observer = observer
         #: Keap's latest quota figures per account, until the next ``publish_quota``.
         self.quota: dict[str, tuple[dict[str, str], float]] = {}
+        #: Per account, the fingerprint of the access token a refresh for a 401 produced: a 401
+        #: for that token is Keap refusing a fresh token, not a stale one.
+        self._refreshed_for_401: dict[str, str] = {}
 
     async def send(
         self, account: Account, url: str, body: bytes, headers: dict[str, str]
@@ -96,23 +102,43 @@ class Gateway:
         self, account: Account, headers: dict[str, str], send: _Send
     ) -> UpstreamResponse:
         """The 401 rule: Keap did not run the call, so refresh (single-flight) and send once
-        more."""
-        response, generation = await self._send_once(account, headers, send)
-        if response.status == 401 and generation is not None:
+        more; but once per token: a token that refresh produced gets no refresh of its own."""
+        response, generation, token = await self._send_once(account, headers, send)
+        if response.status != 401 or generation is None:
+            return response
+        await response.aclose()
+        if self._refreshed_for_401.get(account.name) == token:
+            raise self._refused(account, "again")
+        await self.chains.refresh(account, seen_generation=generation, reason="401")
+        response, _, token = await self._send_once(account, headers, send)
+        if token is not None:
+            self._refreshed_for_401[account.name] = token
+        if response.status == 401:
             await response.aclose()
-            await self.chains.refresh(account, seen_generation=generation, reason="401")
-            response, _ = await self._send_once(account, headers, send)
+            raise self._refused(account, "even after refreshing it")
         return response
+
+    @staticmethod
+    def _refused(account: Account, when: str) -> UpstreamAuthError:
+        return UpstreamAuthError(
+            f"Keap rejected account {account.name}'s access token (HTTP 401) {when}; keyshim "
+            "will not refresh it again for a 401. If this persists, reauthorize the account "
+            f"(shim account authorize {account.name})",
+            status=401,
+        )
 
     async def _send_once(
         self, account: Account, headers: dict[str, str], send: _Send
-    ) -> tuple[UpstreamResponse, int | None]:
+    ) -> tuple[UpstreamResponse, int | None, str | None]:
+        """One request; with the generation and the fingerprint of the bearer token it used."""
         started = time.perf_counter()
         await self.budget.acquire(account)
         sent = time.perf_counter()
         if sent - started > 0.001:
             self.observer.observe_budget_wait(sent - started)
         credential, generation = await self.credential(account)
+        bearer = credential.get("Authorization")
+        token = fingerprint(bearer) if bearer is not None else None
         response = await send({**headers, **credential})
         self.observer.observe_upstream(time.perf_counter() - sent)
         figures = quota_figures(response.headers)
@@ -120,7 +146,7 @@ class Gateway:
             self.quota[account.name] = (figures, time.time())
         if response.status == 429:
             self.budget.pause(account, parse_retry_after(response.headers.get("retry-after")))
-        return response, generation
+        return response, generation, token
 
     async def credential(self, account: Account) -> tuple[dict[str, str], int | None]:
         """The header that authenticates to Keap, and the token generation it came from."""

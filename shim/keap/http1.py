@@ -11,9 +11,12 @@ in ``shim.keap.client``, which also owns the TLS trust (it hands in the ``ssl.SS
 How it stays cheap and correct:
 
 * Connections are asyncio ``Protocol`` objects, so the event loop tells a pooled connection
-  the moment Keap closes it (``connection_lost``); nothing is polled before reuse. An idle
-  connection older than ``keepalive_expiry`` is closed rather than reused, because the peer
-  may be about to drop it.
+  the moment Keap closes it (``eof_received``, ``connection_lost``); nothing is polled before
+  reuse. An idle connection older than ``keepalive_expiry`` is closed rather than reused,
+  because the peer may be about to drop it.
+* Each connection has one explicit state (``State``: IDLE, AWAITING_HEAD, INTERIM,
+  READING_BODY, READING_TO_EOF, CLOSED), moved only along ``_TRANSITIONS``, as h11 does; "may
+  a call be sent on it" is "is it IDLE".
 * Responses are parsed by httptools (llhttp, the parser Node.js and uvicorn use): chunked and
   length-delimited bodies, interim ``1xx`` answers and keep-alive rules come from it. A body
   delimited by the connection closing ends cleanly at EOF.
@@ -32,6 +35,7 @@ This is the only module that imports httptools.
 from __future__ import annotations
 
 import asyncio
+import enum
 import re
 import ssl
 from collections import deque
@@ -146,60 +150,113 @@ class Response:
             waiter.set_result(None)
 
 
+class State(enum.IntEnum):
+    """Where a connection stands; one field (``_Connection.state``) says it all, as h11's
+    ``ConnectionState`` does. A call may be sent only on an ``IDLE`` connection.
+
+    An ``IntEnum`` so that the transition check costs an int hash, not ``Enum.__hash__``."""
+
+    CONNECTING = 0  # the protocol exists, its socket not yet (``connection_made`` is due)
+    IDLE = 1  # open, nothing in flight: in the pool, ready for the next call
+    AWAITING_HEAD = 2  # a call is written; its final status line and headers are not all in
+    INTERIM = 3  # a 1xx head is in; its end, then the real answer, follow
+    READING_BODY = 4  # the head is in; the body ends by Content-Length or chunked framing
+    READING_TO_EOF = 5  # the head is in; the body ends when Keap closes the connection
+    CLOSED = 6  # closed or closing (FIN or reset read, or aborted): never used again
+
+
+# The states as module names: ``State.IDLE`` is a lookup through the enum's metaclass (about
+# 0.1 us each), and a call checks the state a dozen times on the hot path.
+CONNECTING, IDLE, AWAITING_HEAD, INTERIM, READING_BODY, READING_TO_EOF, CLOSED = State
+
+#: The only moves a connection makes. An answer that ends with keep-alive takes its connection
+#: back to IDLE (and the pool); everything else that ends a call ends its connection too.
+_TRANSITIONS: dict[State, frozenset[State]] = {
+    CONNECTING: frozenset({IDLE, CLOSED}),
+    IDLE: frozenset({AWAITING_HEAD, CLOSED}),
+    AWAITING_HEAD: frozenset({INTERIM, READING_BODY, READING_TO_EOF, CLOSED}),
+    INTERIM: frozenset({AWAITING_HEAD, CLOSED}),
+    READING_BODY: frozenset({IDLE, CLOSED}),
+    READING_TO_EOF: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
+
+
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection to an origin, carrying one request at a time."""
+    """One keep-alive connection to an origin, carrying one request at a time.
+
+    ``state`` is its whole protocol state (see ``State``); every change goes through ``_to``,
+    which refuses a move not in ``_TRANSITIONS``. Besides it there are the answer in flight
+    (``_response``, set exactly while a call is: AWAITING_HEAD to READING_TO_EOF) and read
+    flow control (``paused``), which is the transport's backpressure, not a protocol state."""
 
     def __init__(self, pool: Pool, origin: _Origin) -> None:
         self.pool = pool
         self.origin = origin
+        self.state = CONNECTING
         self.transport: asyncio.Transport | None = None
-        self.closed = False
         self.paused = False
         self.idle_since = 0.0
         self._loop = asyncio.get_running_loop()
         self._parser = httptools.HttpResponseParser(self)
         self._response: Response | None = None
         self._headers: list[tuple[bytes, bytes]] = []
-        self._length_known = False
-        self._interim = False
-        self._eof = False
+
+    def _to(self, state: State) -> None:
+        """Move to ``state``; ``RuntimeError`` (a bug here) if the table has no such move.
+        Raised inside a parser callback, httptools hands it on as an ``HttpParserError``, so
+        the call fails and the connection is closed rather than left in a state it is not."""
+        if state not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"http1: no move from {self.state.name} to {state.name}")
+        self.state = state
+
+    @property
+    def closed(self) -> bool:
+        return self.state is CLOSED
+
+    def sendable(self) -> bool:
+        """May a call be written now? Only when idle, and not if the transport is already
+        closing: asyncio reports a reset it has read (``connection_lost``) a loop turn later,
+        and a call written meanwhile would be dropped and fail as if it had been sent."""
+        return self.state is IDLE and self.transport is not None and not self.transport.is_closing()
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
+        self._to(IDLE)
 
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"Keap sent a malformed HTTP answer: {exc}"))
-            self.abort()
+            self._break(UpstreamError(f"Keap sent a malformed HTTP answer: {exc}"))
         except httptools.HttpParserUpgrade:
             # Not an HttpParserError: left uncaught, asyncio would log a fatal protocol error.
-            self._fail(UpstreamError("Keap answered with a protocol switch (HTTP 101)"))
-            self.abort()
+            self._break(UpstreamError("Keap answered with a protocol switch (HTTP 101)"))
 
     def eof_received(self) -> bool:
-        self._eof = True  # not reusable from now on, though connection_lost may be turns away
+        # Keap closed its side: nothing more comes, so the connection is done with now rather
+        # than when connection_lost comes (turns away; a call sent meanwhile would be lost).
+        if self.state is READING_TO_EOF:
+            self._message_done(keep_alive=False)  # a body delimited by the close: complete
+        else:
+            self._break_by_peer("closed by Keap")
         return False  # close our side too; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.pool.forget(self)
-        response = self._response
-        if response is not None:
-            if response.status and not self._length_known and exc is None:
-                self._message_done(keep_alive=False)  # a body delimited by the close
-            else:
-                reason = type(exc).__name__ if exc is not None else "closed by Keap"
-                self._fail(UpstreamError(_broken(response, reason)))
+        self.transport = None  # gone: nothing to abort or resume any more
+        # Over TLS a close without close_notify may come with no eof_received first.
+        if self.state is READING_TO_EOF and exc is None:
+            self._message_done(keep_alive=False)
+        else:
+            self._break_by_peer(type(exc).__name__ if exc is not None else "closed by Keap")
 
     # httptools callbacks
     def on_message_begin(self) -> None:
         # Trailers of the previous answer landed in _headers too: they are not this answer's.
         self._headers.clear()
-        if self._response is None:
+        if self.state is not AWAITING_HEAD:
             # Keap wrote with no call in flight (a stray answer, a 408 before closing, bytes
             # after an answer): the connection is out of step, so it must not be reused.
             self.abort()
@@ -208,30 +265,32 @@ class _Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.state is not AWAITING_HEAD:
+            return  # the rest of a stray answer, its connection already closed
         status = self._parser.get_status_code()
         if status < 100:
             # llhttp takes any three digits. 000 would also read as "no status yet" (0): the
             # call would wait for headers that came, then spin once the answer ended.
-            self._fail(UpstreamError(f"Keap sent a malformed HTTP answer: status {status:03d}"))
-            self.abort()
+            self._break(UpstreamError(f"Keap sent a malformed HTTP answer: status {status:03d}"))
             return
-        if 100 <= status < 200:  # an interim answer; the real one follows
-            self._interim = True
+        if status < 200:  # an interim answer; the real one follows
+            self._to(INTERIM)
             self._headers.clear()
             return
         response = self._response
-        if response is None:
-            return
+        assert response is not None
         response.status = status
         headers = response.headers
+        length_known = status in (204, 304)  # never a body
         for raw_name, raw_value in self._headers:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             if name in ("content-length", "transfer-encoding"):
-                self._length_known = True
+                length_known = True
             old = dict.get(headers, name)
             dict.__setitem__(headers, name, value if old is None else f"{old}, {value}")
         self._headers.clear()
+        self._to(READING_BODY if length_known else READING_TO_EOF)
         response._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -242,16 +301,19 @@ class _Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def on_message_complete(self) -> None:
-        if self._interim:
-            self._interim = False
-            return
-        self._message_done(keep_alive=self._parser.should_keep_alive())
+        state = self.state
+        if state is INTERIM:
+            self._to(AWAITING_HEAD)
+        elif state is READING_BODY or state is READING_TO_EOF:
+            self._message_done(keep_alive=self._parser.should_keep_alive())
+        else:  # an answer nobody asked for (see on_message_begin)
+            self.abort()
 
     # Used by Response and Pool.
     def start(self, response: Response, data: bytes) -> None:
         assert self.transport is not None
+        self._to(AWAITING_HEAD)
         self._response = response
-        self._length_known = self._interim = False
         self.transport.write(data)
 
     def resume(self) -> None:
@@ -259,47 +321,49 @@ class _Connection(asyncio.Protocol):
             self.paused = False
             self.transport.resume_reading()
 
-    def closing(self) -> bool:
-        """Closed, or about to be: Keap's FIN (or a reset) was read, but ``connection_lost``
-        comes later (next loop turn; over TLS a few turns on, the transport not even saying
-        it is closing meanwhile), and a task can run before it. A call written now would be
-        dropped and fail as if it had been sent."""
-        return self.closed or self._eof or self.transport is None or self.transport.is_closing()
-
     def abort(self) -> None:
         """Close at once. An answer still in flight fails (its reader would otherwise wait on a
         connection that will never report anything again)."""
-        if self._response is not None:
-            self._fail(UpstreamError(_broken(self._response, "closed by keyshim")))
-        if not self.closed:
-            self.closed = True
+        response = self._response
+        self._break(
+            None if response is None else UpstreamError(_broken(response, "closed by keyshim"))
+        )
+
+    def _message_done(self, *, keep_alive: bool) -> None:
+        response, self._response = self._response, None
+        assert response is not None
+        self.resume()
+        if keep_alive and self.state is READING_BODY:
+            self._to(IDLE)
+            response._end(None)
+            self.pool.release(self)
+        else:
+            response._end(None)
+            self._break(None)
+
+    def _break_by_peer(self, reason: str) -> None:
+        response = self._response
+        self._break(None if response is None else UpstreamError(_broken(response, reason)))
+
+    def _break(self, error: UpstreamError | None) -> None:
+        """Fail the answer in flight (if any) with ``error`` and close the connection."""
+        response, self._response = self._response, None
+        if response is not None and error is not None:
+            response._end(error)
+        if self.state is not CLOSED:
+            self._to(CLOSED)
             self.pool.forget(self)
             if self.transport is not None:
                 self.transport.abort()
 
-    def _message_done(self, *, keep_alive: bool) -> None:
-        response, self._response = self._response, None
-        self.resume()
-        if response is None:  # an answer nobody asked for (see on_message_begin)
-            self.abort()
-            return
-        response._end(None)
-        self.pool.release(self, reusable=keep_alive and not self.closed)
-
-    def _fail(self, error: UpstreamError) -> None:
-        response, self._response = self._response, None
-        if response is not None:
-            response._end(error)
-
     def _timed_out(self, response: Response, waiter: asyncio.Future[None]) -> None:
         if waiter.done() or response._conn is not self:
             return  # the news came in the same loop turn as the deadline: not a timeout
-        self._fail(
+        self._break(
             UpstreamTimeout()
             if not response.status
             else UpstreamTimeout("Keap stopped sending its answer part way (read timeout)")
         )
-        self.abort()
 
 
 def _broken(response: Response, reason: str) -> str:
@@ -401,13 +465,11 @@ class Pool:
         self._idle.clear()
 
     # Called by connections.
-    def release(self, conn: _Connection, *, reusable: bool) -> None:
-        if reusable:
-            conn.idle_since = conn._loop.time()
-            self._idle.setdefault(conn.origin, []).append(conn)
-            self._wake_one()
-        else:
-            conn.abort()
+    def release(self, conn: _Connection) -> None:
+        """``conn`` is IDLE again: into the pool, for the next call."""
+        conn.idle_since = conn._loop.time()
+        self._idle.setdefault(conn.origin, []).append(conn)
+        self._wake_one()
 
     def forget(self, conn: _Connection) -> None:
         if conn in self._open:
@@ -446,12 +508,9 @@ class Pool:
             idle = self._idle.get(target.origin) if take else None
             while idle:
                 conn = idle.pop()
-                if conn.closed:
-                    continue
-                if conn.closing() or loop.time() - conn.idle_since > self.keepalive_expiry:
-                    conn.abort()
-                    continue
-                return conn
+                if conn.sendable() and loop.time() - conn.idle_since <= self.keepalive_expiry:
+                    return conn
+                conn.abort()  # closing, or idle too long: Keap may be about to drop it
             if take and len(self._open) + self._connecting >= self.max_connections:
                 self._evict_idle()
             if take and len(self._open) + self._connecting < self.max_connections:
@@ -520,7 +579,7 @@ class Pool:
         except (OSError, ssl.SSLError) as exc:
             where = f"{scheme}://{host}:{port}"
             raise UpstreamUnavailable(f"Could not connect to Keap at {where}: {exc}"[:240]) from exc
-        if conn.closing():
+        if not conn.sendable():
             # Keap closed (or reset) it between the handshake and now, so connection_lost ran
             # (or is due) before the pool knew it: counting it would leak a slot, and writing
             # the call to it would wait out the read timeout for an answer that cannot come.
@@ -533,4 +592,4 @@ class Pool:
         return conn
 
 
-__all__ = ["HIGH_WATER", "LOW_WATER", "Headers", "Pool", "Response"]
+__all__ = ["HIGH_WATER", "LOW_WATER", "Headers", "Pool", "Response", "State"]

@@ -18,6 +18,8 @@ from shim.oauth.chains import ChainEvent
 log = logging.getLogger("shim.oauth.alerts")
 
 PostJson = Callable[[str, object], Awaitable[int]]
+#: Where alerts are kept for the admin page (``Store.record_alert``): at, account, event, error.
+Keep = Callable[[float, str, str, str | None], None]
 
 
 class Alerter:
@@ -31,8 +33,10 @@ class Alerter:
         retries: int = 4,
         backoff: float = 1.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        keep: Keep | None = None,
     ) -> None:
         self.webhook = webhook
+        self.keep = keep
         self.post_json = post_json
         self.retries = retries
         self.backoff = backoff
@@ -51,6 +55,11 @@ class Alerter:
         }
         level = logging.WARNING if event.kind == "recovered" else logging.ERROR
         log.log(level, "chain %s: %s", event.account, event.kind, extra={"shim": payload})
+        if self.keep is not None:
+            try:
+                self.keep(event.at, event.account, event.kind, event.error)
+            except Exception:  # the store may be down; the log line above still tells
+                log.exception("could not keep the alert for the admin page")
         if self.webhook:
             task = asyncio.create_task(self._deliver(payload))
             self._tasks.add(task)
@@ -86,6 +95,12 @@ class Alerter:
 def _action(kind: str) -> str:
     if kind == "dead":
         return "Re-authorize: shim account authorize ACCOUNT"
+    if kind == "unsaved":
+        return (
+            "keyshim serves the new pair from memory and keeps it sealed in a recovery file "
+            "beside the store; free the store (locks, disk space, permissions) and it is "
+            "written back"
+        )
     if kind == "degraded":
         return "keyshim keeps retrying; check the Keap token endpoint and the client secret"
     return "none"

@@ -6,20 +6,25 @@ token about to expire, a 401 from Keap, the background scheduler, ``shim refresh
 after a crash) goes through ``Chains.refresh``:
 
 1. one asyncio lock per account in this process, so concurrent callers share one refresh;
-2. a lock in the store (``refresh_lock(account)``), so only one process or host refreshes a chain
-   at a time; callers that lose wait (bounded) for the winner's result by watching the chain's
-   generation. The lock dies with its holder (no TTL), so a killed host blocks nobody;
+2. a lock in the store (``refresh_lock(account)``), so only one process or host refreshes a
+   chain at a time; callers that lose wait (bounded) for the winner's result by watching the
+   chain's generation. The lock dies with its holder (no TTL), so a killed host blocks nobody;
 3. after taking the lock the chain is read again: somebody may have refreshed meanwhile;
 4. a journal row ("refresh in flight": which token, by whom, when) is written durably before the
    token endpoint is called, and the new pair is stored durably the moment it arrives, before
-   anything uses it; if the store is unreachable right then, storing is retried (the old
-   refresh token is already spent);
+   anything uses it;
 5. every chain write is fenced on the generation the refresh started from, so a writer that
    lost its lock cannot overwrite a newer pair or kill a chain someone else rotated: the store
-   refuses (``StaleTokenWrite``) and this process uses the stored chain;
-6. a "spent" answer is only believed if the fenced write of the failure goes through (nobody
-   rotated the chain meanwhile); only then is the chain marked ``needs_reauth``. Transient
-   failures are retried with jittered backoff under the lock and never kill a chain.
+   refuses (``StaleTokenWrite``) and this process uses the stored chain. A "spent" answer
+   kills the chain only if that fenced write goes through. Transient failures are retried with
+   jittered backoff under the lock and never kill a chain;
+6. a token grant once sent is never cancelled: Keap may already have spent the old token, so
+   its answer must be read and kept. A caller cancelled meanwhile (shutdown) waits for the
+   grant and its store write first; ``drain`` lets shutdown wait for every grant in flight;
+7. a pair the store refuses (locked past its busy timeout, disk full, read-only) is never
+   dropped: it is sealed into a recovery file (``shim.store.recovery``), served from memory,
+   and written back with backoff until the store takes it. A recovery file left by a dead
+   process is applied at startup and before any refresh of its chain.
 
 No store transaction is ever open across the network call: each store method is its own short
 transaction.
@@ -33,8 +38,9 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from shim import failpoints
 from shim.errors import (
@@ -43,7 +49,6 @@ from shim.errors import (
     RefreshInProgress,
     SpentRefreshToken,
     StaleTokenWrite,
-    StoreUnavailable,
     TokenEndpointError,
     TransientTokenError,
 )
@@ -58,13 +63,17 @@ from shim.oauth.token_policy import (
 )
 from shim.settings import Settings
 from shim.store.protocol import HeldLock, Store
+from shim.store.recovery import RecoveredPair, RecoveryFiles
 
 log = logging.getLogger("shim.oauth.chains")
 
 #: How often a waiting caller looks at the store for another process's refresh result.
 POLL_INTERVAL = 0.05
-#: How often a new pair that could not be stored (database unreachable) is tried again.
-STORE_RETRY = 0.25
+#: How long past its last token try a live owner's journal is waited for (its pair may be on
+#: its way into the store: see ``_keep_aside``).
+WRITE_BACK_GRACE = 60.0
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,7 @@ class ChainEvent:
     """A change of a chain's health worth telling a human about."""
 
     account: str
-    kind: str  # "degraded" | "dead" | "recovered"
+    kind: str  # "degraded" | "dead" | "recovered" | "unsaved" (the store refused a new pair)
     error: str | None
     at: float
 
@@ -98,6 +107,7 @@ class Chains:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_event: EventSink | None = None,
+        recovery: RecoveryFiles | None = None,
     ) -> None:
         self.store = store
         self.upstream = upstream
@@ -111,6 +121,13 @@ class Chains:
         self.observer: Callable[[str, str], None] | None = None
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache: dict[str, Chain] = {}
+        #: Where pairs the store refuses are kept (None: in memory only).
+        self.recovery = recovery
+        #: Token grants sent and not yet answered and kept: never cancelled (see ``drain``).
+        self._grants: set[asyncio.Task[Any]] = set()
+        #: Pairs Keap issued that the store has not taken yet, served from here meanwhile.
+        self._unsaved: dict[str, Chain] = {}
+        self._writebacks: dict[str, asyncio.Task[None]] = {}
 
     # -- the hot path -------------------------------------------------------------------
     async def access_token(self, account: Account) -> tuple[str, int]:
@@ -130,6 +147,9 @@ class Chains:
 
     def _current(self, name: str) -> Chain:
         """The chain, decrypted only when its generation changed (one cheap read a call)."""
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:  # newer than the store's: its refresh token is spent
+            return unsaved
         generation = self.store.chain_generation(name)
         if generation is None:
             raise NoTokens()
@@ -161,19 +181,25 @@ class Chains:
                 held = self.store.try_lock(refresh_lock(name), self.owner)
                 if held is not None:
                     try:
-                        chain = self._read(name)  # re-read under the lock
-                        if self._settled(chain, seen_generation, reason):
-                            return chain
-                        if not self._foreign_refresh_alive(chain):
-                            return await self._refresh_locked(account, chain, reason, held)
+                        done = await self._refresh_locked(account, seen_generation, reason, held)
                     finally:
-                        held.release()
+                        self._release(held)
+                    if done is not None:
+                        return done
                 await self.sleep(POLL_INTERVAL)
                 chain = self._read(name)
                 if self._settled(chain, seen_generation, reason):
                     return chain
                 if self.clock() > deadline:
                     raise RefreshInProgress()
+
+    def _stored_generation(self, chain: Chain) -> int:
+        """The generation in the store that ``chain`` stands for: a pair kept aside (not in
+        the store yet) follows the stored one, and fenced writes name the stored one."""
+        unsaved = self._unsaved.get(chain.account)
+        if unsaved is not None and unsaved.generation == chain.generation:
+            return chain.generation - 1
+        return chain.generation
 
     def _foreign_refresh_alive(self, chain: Chain) -> bool:
         """A journal left by another process that is still connected to the store: it lost
@@ -189,12 +215,16 @@ class Chains:
         return self.store.owner_alive(journal.owner)
 
     def _longest_refresh(self) -> float:
-        """Every try at the token endpoint, the waits between them, and storing the pair."""
+        """Every try at the token endpoint, the waits between them, and a grace for the pair
+        to reach the store."""
         s = self.settings
         tries = s.refresh_retries + 1
-        return tries * s.token_timeout + s.refresh_retries * s.retry_cap + s.store_wait
+        return tries * s.token_timeout + s.refresh_retries * s.retry_cap + WRITE_BACK_GRACE
 
     def _read(self, name: str) -> Chain:
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:
+            return unsaved
         chain = self.store.get_chain(name)
         if chain is None:
             raise NoTokens()
@@ -216,9 +246,17 @@ class Chains:
         return reason == "401" or not needs_inline_refresh(chain, now, self.settings.inline_margin)
 
     async def _refresh_locked(
-        self, account: Account, chain: Chain, reason: str, held: HeldLock
-    ) -> Chain:
+        self, account: Account, seen_generation: int | None, reason: str, held: HeldLock
+    ) -> Chain | None:
+        """The refresh itself, under the lock; None when another live process's refresh is
+        still under way (the caller waits on)."""
         name = account.name
+        chain = self._read(name)  # re-read after taking the lock
+        chain = self._adopt(chain)  # a pair another process could not store comes first
+        if self._settled(chain, seen_generation, reason):
+            return chain
+        if self._foreign_refresh_alive(chain):
+            return None
         if chain.in_flight is not None:
             log.warning(
                 "account %s: found an unfinished refresh by %s at %.0f; recovering with the "
@@ -232,7 +270,7 @@ class Chains:
         try:
             self.store.begin_refresh(
                 RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock()),
-                generation=chain.generation,
+                generation=self._stored_generation(chain),
             )
         except StaleTokenWrite:
             return self._read(name)  # rotated between our read and the journal: use it
@@ -241,12 +279,7 @@ class Chains:
         attempt = 0
         while True:
             try:
-                pair = await self.upstream.token_grant(
-                    account.token_url,
-                    form,
-                    self.clock(),
-                    basic=(account.client_id, account.client_secret),
-                )
+                fresh = await self._uncancelled(self._grant(account, form, chain, reason))
             except SpentRefreshToken as exc:
                 return await self._spent(chain, exc)
             except TransientTokenError as exc:
@@ -276,43 +309,226 @@ class Chains:
             except TokenEndpointError as exc:
                 await self._failed(chain, exc, dead=False)
                 raise
-            # Durable before anything uses it: the old refresh token is already spent.
-            failpoints.hit("after_answer")
-            try:
-                fresh = await self._store_pair(name, pair, chain.generation)
-            except StaleTokenWrite as exc:
-                # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
-                # imported a pair). Our pair is never written over the newer one.
-                self._observe(name, "fenced")
-                log.error("account %s: %s; using the stored chain", name, exc.message)
-                return self._read(name)
-            failpoints.hit("after_store")
             self._observe(name, "ok")
-            self._cache[name] = fresh
-            self.refreshes += 1
-            log.info("account %s: refreshed (%s), generation %d", name, reason, fresh.generation)
             if chain.failures:
                 await self._emit(ChainEvent(name, "recovered", None, self.clock()))
             return fresh
 
-    async def _store_pair(self, name: str, pair: TokenPair, generation: int) -> Chain:
-        """Store a new pair, fenced; while the database is unreachable keep trying for
-        ``store_wait``: the refresh token it replaces is spent, so this pair must land."""
-        deadline = self.clock() + self.settings.store_wait
-        while True:
+    # -- the grant and its answer: never cancelled, never dropped -------------------------
+    async def _uncancelled(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` to its end even if the caller is cancelled meanwhile.
+
+        A cancelled caller (shutdown cancelling the scheduler, or a call) waits for the grant's
+        answer to be kept, then stops as asked. ``drain`` bounds the wait at shutdown.
+        """
+        task = asyncio.ensure_future(work)
+        self._grants.add(task)
+        task.add_done_callback(self._grants.discard)
+        cancelled = False
+        while not task.done():
             try:
-                return self.store.put_tokens(name, pair, self.clock(), generation=generation)
-            except StoreUnavailable:
-                if self.clock() > deadline:
-                    log.critical(
-                        "account %s: could not store the new token pair for %.0fs; the chain "
-                        "will need re-authorization",
-                        name,
-                        self.settings.store_wait,
-                    )
-                    raise
-                log.warning("account %s: database unreachable; retrying the token write", name)
-                await self.sleep(STORE_RETRY)
+                await asyncio.wait([task])
+            except asyncio.CancelledError:
+                if not cancelled:
+                    log.warning("a refresh is in flight: finishing it before stopping")
+                cancelled = True
+        if cancelled:
+            if not task.cancelled():
+                task.exception()  # its outcome is kept (or journaled); the caller stops
+            raise asyncio.CancelledError()
+        return task.result()
+
+    async def _grant(
+        self, account: Account, form: dict[str, str], chain: Chain, reason: str
+    ) -> Chain:
+        """One token grant, and its answer kept before anything uses it."""
+        assert account.client_id is not None and account.client_secret is not None
+        pair = await self.upstream.token_grant(
+            account.token_url, form, self.clock(), basic=(account.client_id, account.client_secret)
+        )
+        # Durable before anything uses it: the old refresh token is already spent.
+        failpoints.hit("after_answer")
+        fresh = await self._keep(chain, pair)
+        self.refreshes += 1
+        log.info(
+            "account %s: refreshed (%s), generation %d", chain.account, reason, fresh.generation
+        )
+        return fresh
+
+    async def _keep(self, chain: Chain, pair: TokenPair) -> Chain:
+        """Store a pair Keap issued; if the store refuses, keep it aside (never drop it)."""
+        name, now = chain.account, self.clock()
+        try:
+            fresh = self.store.put_tokens(
+                name, pair, now, generation=self._stored_generation(chain)
+            )
+        except StaleTokenWrite as exc:
+            # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
+            # imported a pair). Our pair is never written over the newer one.
+            self._observe(name, "fenced")
+            log.error("account %s: %s; using the stored chain", name, exc.message)
+            latest = self.store.get_chain(name)
+            if latest is None:
+                raise NoTokens() from None
+            self._cache[name] = latest
+            return latest
+        except Exception as exc:
+            return await self._keep_aside(chain, pair, now, exc)
+        failpoints.hit("after_store")
+        self._cache[name] = fresh
+        if self._unsaved.pop(name, None) is not None and self.recovery is not None:
+            self.recovery.remove(name)  # this pair follows the one kept aside: that is spent
+        return fresh
+
+    async def _keep_aside(self, chain: Chain, pair: TokenPair, now: float, exc: Exception) -> Chain:
+        """The store refused a new pair: recovery file, memory, alert, write back later."""
+        name = chain.account
+        unsaved = Chain(
+            name,
+            pair.access_token,
+            pair.refresh_token,
+            pair.expires_at,
+            refresh_issued_at=now,
+            generation=chain.generation + 1,
+            last_refresh_at=now,
+        )
+        self._unsaved[name] = self._cache[name] = unsaved
+        where = "memory only"
+        if self.recovery is not None:
+            try:
+                where = str(self.recovery.write(RecoveredPair(name, pair, chain.generation, now)))
+            except Exception:
+                log.exception("account %s: the recovery file could not be written", name)
+        failpoints.hit(failpoints.AFTER_RECOVERY_FILE)
+        error = f"the store refused the new pair ({type(exc).__name__}: {exc})"
+        log.error(
+            "account %s: %s; serving it from memory, kept in %s until the store takes it",
+            name,
+            error,
+            where,
+        )
+        await self._emit(ChainEvent(name, "unsaved", error, now))
+        self._write_back_later(name)
+        return unsaved
+
+    def _write_back_later(self, name: str) -> None:
+        running = self._writebacks.get(name)
+        if running is None or running.done():
+            self._writebacks[name] = asyncio.ensure_future(self._write_back(name))
+
+    async def _write_back(self, name: str) -> None:
+        """Retry the store write with backoff until the store takes the unsaved pair."""
+        attempt = 0
+        while name in self._unsaved:
+            wait = backoff(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
+            await self.sleep(wait)
+            attempt += 1
+            try:
+                stored = self._store_unsaved(name)
+            except Exception as exc:
+                log.warning("account %s: store write %d failed again: %s", name, attempt, exc)
+                continue
+            if stored:
+                await self._emit(ChainEvent(name, "recovered", None, self.clock()))
+
+    def _store_unsaved(self, name: str) -> bool:
+        """One try to store the unsaved pair; True when the store took it now."""
+        unsaved = self._unsaved[name]
+        pair = TokenPair(unsaved.access_token, unsaved.refresh_token, unsaved.expires_at)
+        kept = RecoveredPair(name, pair, unsaved.generation - 1, unsaved.refresh_issued_at)
+        self._apply(kept, self.store.get_chain(name))
+        self._unsaved.pop(name, None)
+        return True
+
+    def _adopt(self, chain: Chain) -> Chain:
+        """Apply a recovery file for ``chain`` left by another (maybe dead) process."""
+        if self.recovery is None or chain.account in self._unsaved:
+            return chain
+        try:
+            kept = self.recovery.read(chain.account)
+        except Exception:
+            log.exception("account %s: recovery file unreadable (left in place)", chain.account)
+            return chain
+        if kept is None:
+            return chain
+        return self._apply(kept, chain)
+
+    def _apply(self, kept: RecoveredPair, chain: Chain | None) -> Chain:
+        """Store a kept pair if the stored chain is still the one it follows; then the
+        recovery file goes. Raises what the store raises (the file stays)."""
+        name = kept.account
+        stale = chain is not None and chain.generation != kept.base_generation
+        if not stale:
+            try:  # fenced: the check above and the write are one step in the store
+                fresh = self.store.put_tokens(
+                    name, kept.pair, kept.issued_at, generation=kept.base_generation
+                )
+            except StaleTokenWrite:
+                stale, chain = True, self.store.get_chain(name)
+        if stale:
+            assert chain is not None
+            log.warning(
+                "account %s: recovery file for generation %d is stale (store at %d); removed",
+                name,
+                kept.base_generation,
+                chain.generation,
+            )
+            fresh = chain
+        else:
+            log.warning(
+                "account %s: stored the pair kept in the recovery file, generation %d",
+                name,
+                fresh.generation,
+            )
+        self._cache[name] = fresh
+        if self.recovery is not None:
+            self.recovery.remove(name)
+        return fresh
+
+    def adopt_recovered(self) -> list[str]:
+        """At startup, before any refresh: apply every recovery file (newer than the store)."""
+        if self.recovery is None:
+            return []
+        applied = []
+        for name in self.recovery.accounts():
+            chain = self.store.get_chain(name)
+            if chain is None:
+                continue
+            try:
+                if self._adopt(chain) is not chain:
+                    applied.append(name)
+            except Exception:
+                log.exception("account %s: recovery file not applied yet", name)
+        return applied
+
+    async def drain(self, timeout: float) -> None:
+        """Shutdown: wait (up to ``timeout``) for every token grant in flight and its store
+        write; then one last try to store pairs the store refused. A pair the store still
+        refuses stays in its recovery file for the next start."""
+        if self._grants:
+            log.warning(
+                "waiting up to %gs for %d refresh(es) in flight", timeout, len(self._grants)
+            )
+            _, pending = await asyncio.wait(set(self._grants), timeout=timeout)
+            if pending:
+                log.error("%d refresh(es) still unanswered at the end of the grace", len(pending))
+        for task in self._writebacks.values():
+            task.cancel()
+        await asyncio.gather(*self._writebacks.values(), return_exceptions=True)
+        self._writebacks.clear()
+        for name in list(self._unsaved):
+            try:
+                self._store_unsaved(name)
+            except Exception as exc:
+                log.error("account %s: the store still refuses the new pair (%s)", name, exc)
+
+    def _release(self, held: HeldLock) -> None:
+        """Release the refresh lock; if that fails the lock goes with its connection (the
+        refresh's outcome, maybe a pair kept aside, matters more than an early release)."""
+        try:
+            held.release()
+        except Exception as exc:
+            log.warning("%s: lock not released (%s); it goes with its connection", held.name, exc)
 
     async def _spent(self, chain: Chain, exc: SpentRefreshToken) -> Chain:
         """Keap says the token is spent: believe it only if nobody else has rotated it (the
@@ -337,7 +553,11 @@ class Chains:
         now = self.clock()
         try:
             updated = self.store.end_refresh_failed(
-                chain.account, exc.message, now, dead=dead, generation=chain.generation
+                chain.account,
+                exc.message,
+                now,
+                dead=dead,
+                generation=self._stored_generation(chain),
             )
         except StaleTokenWrite:
             if dead:

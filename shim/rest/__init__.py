@@ -11,7 +11,10 @@ script never notices: it gets the same values, XML-RPC types and faults the lega
   quota budget, Keap's error answers turned into legacy faults.
 * ``legacy`` and ``criteria`` hold what the legacy API did (field types, coercion, its query
   language, its dispatcher's faults) so answers match it without asking Keap.
-* ``contact_map``, ``contact_write``, ``contacts``, ``listing``, ``tags``, ``dataservice``,
-  ``misc``, ``files``
+* ``spec`` declares a legacy table (fields, REST resource, filters) and gives it every
+  DataService table method; ``tables`` lists the translated tables; ``listing.run_query`` is
+  the one legacy-query pipeline every table uses.
+* ``contact_map``, ``contact_write``, ``contacts``, ``tags``, ``dataservice``, ``settings``,
+  ``email``, ``goals``, ``files``
   are the translations themselves; ``readiness`` reports who would survive XML-RPC's end.
 """

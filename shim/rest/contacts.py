@@ -35,7 +35,7 @@ from shim.rest.contact_map import (
 )
 from shim.rest.contact_write import Write
 from shim.rest.context import Ctx
-from shim.rest.listing import SCAN_LIMIT, Filter, Row, count, project, scan, select
+from shim.rest.listing import SCAN_LIMIT, Filter, Row, count, project, run_query, scan
 from shim.xmlrpc import Value
 
 log = logging.getLogger("shim.rest")
@@ -177,17 +177,8 @@ async def query(
     ascending: bool,
 ) -> Value:
     custom = await custom_for(ctx, [*names, *criteria, *([order_by] if order_by else [])])
-    fields = legacy_fields(custom)
-    legacy.check_fields(TABLE, fields, names)
-    compiled = crit.compile_query(TABLE, fields, criteria)
-    if order_by is not None:
-        legacy.field(TABLE, fields, order_by)
-    limit = crit.check_page(limit, page)
     source = ContactSource(custom, names)
-    rows = await select(
-        ctx.client, ctx.state.tokens, source, compiled, (order_by, ascending), limit, page, names
-    )
-    return [project(row, names) for row in rows]
+    return await run_query(ctx, source, limit, page, criteria, names, order_by, ascending)
 
 
 async def count_rows(ctx: Ctx, criteria: Mapping[str, Value]) -> int:
@@ -336,3 +327,39 @@ async def remove_from_group(ctx: Ctx, contact_id: int, tag_id: int) -> bool:
     body = {"contact_ids": [str(contact_id)]}
     await ctx.client.json("POST", f"/tags/{tag_id}/contacts:removeTags", json_body=body)
     return True
+
+
+class ContactTable:
+    """The Contact table for DataService (see spec.Table): ContactService's rules."""
+
+    table = TABLE
+
+    async def query(
+        self,
+        ctx: Ctx,
+        limit: int,
+        page: int,
+        criteria: Mapping[str, Value],
+        names: list[str],
+        order_by: str | None,
+        ascending: bool,
+    ) -> Value:
+        return await query(ctx, limit, page, criteria, names, order_by, ascending)
+
+    async def count(self, ctx: Ctx, criteria: Mapping[str, Value]) -> int:
+        return await count_rows(ctx, criteria)
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        return await load(ctx, record_id, names)
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        return await add(ctx, data)
+
+    async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
+        return await update(ctx, record_id, data)
+
+    async def delete(self, ctx: Ctx, record_id: int) -> bool:
+        return await delete(ctx, record_id)
+
+
+CONTACT_TABLE = ContactTable()

@@ -37,6 +37,8 @@ class RestState:
     models: dict[str, tuple[float, dict[str, CustomField]]] = field(default_factory=dict)
     #: Account -> monotonic time until which XML-RPC counts as down (``auto`` route).
     down_until: dict[str, float] = field(default_factory=dict)
+    #: (account, legacy invoice id) -> REST order id (commerce.py; order id != invoice id).
+    orders: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 @dataclass

@@ -117,6 +117,11 @@ def typed(text_value: str, spec: FieldSpec) -> Any:
             return int(text_value.strip())
         except ValueError:
             raise InvalidParameter(f"Invalid number in query: {text_value!r}") from None
+    if spec.type == "float":
+        try:
+            return float(text_value.strip())
+        except ValueError:
+            raise InvalidParameter(f"Invalid number in query: {text_value!r}") from None
     if spec.type == "date":
         parsed = parse_date(text_value)
         if parsed is None:

@@ -12,7 +12,7 @@ import binascii
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from shim.errors import InvalidParameter, NotFound, NoTranslation
+from shim.errors import InvalidParameter, NotFound
 from shim.keap.client import UpstreamResponse
 from shim.rest.contacts import contact_id_of
 from shim.rest.context import Ctx
@@ -45,29 +45,52 @@ async def get_file(ctx: Ctx, file_id: int) -> Streamed:
     return Streamed(await ctx.client.open("GET", f"/files/{file_id}:data"))
 
 
-def uploads_to_contact(args: list[object]) -> bool:
-    """Only ``uploadFile(contactId, name, data)`` with a contact translates: REST files need
-    an association, and the two-argument form has no known one (docs/keap.md#services)."""
-    return len(args) == 3 and isinstance(args[0], int) and args[0] > 0
-
-
 async def upload_file(ctx: Ctx, *args: object) -> int:
-    if not uploads_to_contact(list(args)):
-        raise NoTranslation(
-            "FileService.uploadFile without a contact has no REST v2 translation "
-            "(REST files must be associated with a contact, user or company)"
-        )
-    contact_id, name, data = args
-    assert isinstance(name, str) and isinstance(data, (str, bytes))
+    """``uploadFile(contactId, name, data)`` or ``uploadFile(name, data)``: with a contact the
+    file is the contact's (``file_association`` CONTACT); without one (or contact 0) it goes to
+    the authenticated user's file box (USER), as the legacy two-argument form did."""
+    contact_id = args[0] if len(args) == 3 else 0
+    name, data = args[-2], args[-1]
+    assert isinstance(contact_id, int) and isinstance(name, str)
+    assert isinstance(data, (str, bytes))
     payload = data if isinstance(data, bytes) else _decode(data)
     multipart: dict[str, str | tuple[str, bytes, str]] = {
         "file": (name, payload, "application/octet-stream"),
         "file_name": name,
-        "file_association": "CONTACT",
-        "contact_id": str(contact_id),
+        "file_association": "CONTACT" if contact_id > 0 else "USER",
         "is_public": "false",
     }
+    if contact_id > 0:
+        multipart["contact_id"] = str(contact_id)
     return contact_id_of(await ctx.client.json("POST", "/files", multipart=multipart))
+
+
+async def replace_file(ctx: Ctx, file_id: int, data: str | bytes) -> bool:
+    """``POST /files/{id}`` (REST's update uses POST) with the new content."""
+    if file_id < 1:
+        raise NotFound()
+    payload = data if isinstance(data, bytes) else _decode(data)
+    current = await ctx.client.get(f"/files/{file_id}")
+    name = str(current.get("file_name") or "file") if isinstance(current, dict) else "file"
+    multipart: dict[str, str | tuple[str, bytes, str]] = {
+        "file": (name, payload, "application/octet-stream")
+    }
+    await ctx.client.json(
+        "POST", f"/files/{file_id}", params=[("update_mask", "file")], multipart=multipart
+    )
+    return True
+
+
+async def rename_file(ctx: Ctx, file_id: int, name: str) -> bool:
+    if file_id < 1:
+        raise NotFound()
+    if not name.strip():
+        raise InvalidParameter("fileName must not be empty")
+    multipart: dict[str, str | tuple[str, bytes, str]] = {"file_name": name}
+    await ctx.client.json(
+        "POST", f"/files/{file_id}", params=[("update_mask", "file_name")], multipart=multipart
+    )
+    return True
 
 
 def _decode(text: str) -> bytes:

@@ -17,7 +17,7 @@ from typing import Literal
 from shim.errors import InvalidParameter, NoFieldAccess, NoFieldFound, NoFields
 from shim.xmlrpc import Value
 
-FieldType = Literal["int", "str", "date"]
+FieldType = Literal["int", "str", "date", "float"]
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,9 @@ class FieldSpec:
     writable: bool = True
 
 
-#: Legacy tables keyshim knows exist but cannot translate (a call on one gets
-#: ``[NoRestTranslation]``; a name not here and not translated is ``[NoTableFound]``).
+#: Legacy tables keyshim knows exist besides Contact and the tag tables (a call on one that
+#: ``shim/rest/tables.py`` does not translate gets ``[NoRestTranslation]`` naming it; a name
+#: neither here nor translated is ``[NoTableFound]``).
 OTHER_TABLES = frozenset(
     {"ActionSequence", "AffResource", "Affiliate", "CCharge", "CProgram", "Campaign"}
     | {"CampaignStep", "Campaignee", "Company", "ContactAction", "CreditCard", "DataFormField"}
@@ -70,6 +71,14 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
+    elif spec.type == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
     elif spec.type == "str":
         if isinstance(value, str):
             return value
@@ -125,9 +134,10 @@ _JAVA_TYPES: list[tuple[type, str]] = [
 def check_signature(params: list[Value], signatures: tuple[str, ...]) -> None:
     """Fault like Keap when the arguments (after the key) fit none of the method's overloads.
 
-    Signature letters: ``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``b``
-    boolean, ``B`` file data (base64 string or ``<base64>``), ``*`` any scalar; optional
-    ones after ``|``. The message names the Java types of every parameter, key included.
+    Signature letters: ``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``A``
+    any list, ``b`` boolean, ``B`` file data (base64 string or ``<base64>``), ``d`` dateTime,
+    ``f`` double (or int), ``*`` any scalar; optional ones after ``|``. The message names the
+    Java types of every parameter, key included.
     """
     args = params[1:]
     if any(_fits(sig, args) for sig in signatures):
@@ -156,6 +166,11 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, dict)
     if code == "L":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if code == "A":
+        return isinstance(value, list)
     if code == "B":
         return isinstance(value, (str, bytes))
+    if code in "df":  # dateTime, double (an int is widened, as Java does)
+        kinds = {"d": (datetime.datetime,), "f": (float, int)}[code]
+        return isinstance(value, kinds) and not isinstance(value, bool)
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"

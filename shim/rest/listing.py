@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shim.errors import NoTranslation
+from shim.rest import legacy
 from shim.rest.client import RestClient
-from shim.rest.criteria import Criterion, matches, sort_key
+from shim.rest.criteria import Criterion, check_page, compile_query, matches, sort_key
 from shim.rest.legacy import FieldSpec
 from shim.xmlrpc import Value
+
+if TYPE_CHECKING:
+    from shim.rest.context import Ctx
 
 #: Most records a query or count may read in order to filter or sort them locally.
 SCAN_LIMIT = 5_000
@@ -109,6 +113,43 @@ class PageTokens:
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
         return entry[1]
+
+
+def prepare(
+    table: str,
+    fields: dict[str, FieldSpec],
+    limit: int,
+    page: int,
+    criteria: Mapping[str, Value],
+    names: list[str],
+    order_by: str | None,
+) -> tuple[list[Criterion], int]:
+    """The legacy checks of a query, in the legacy order, before any REST request: the
+    fields asked for, every criterion, the order field, the page. Returns the compiled
+    criteria and the effective limit."""
+    legacy.check_fields(table, fields, names)
+    compiled = compile_query(table, fields, criteria)
+    if order_by is not None:
+        legacy.field(table, fields, order_by)
+    return compiled, check_page(limit, page)
+
+
+async def run_query(
+    ctx: Ctx,
+    source: Source,
+    limit: int,
+    page: int,
+    criteria: Mapping[str, Value],
+    names: list[str],
+    order_by: str | None,
+    ascending: bool,
+) -> list[Value]:
+    """THE legacy-query pipeline of the translator: legacy checks, then REST filters for
+    what REST can say and keyshim's own filtering for the rest, then the legacy page."""
+    compiled, limit = prepare(source.table, source.fields, limit, page, criteria, names, order_by)
+    order = (order_by, ascending)
+    rows = await select(ctx.client, ctx.state.tokens, source, compiled, order, limit, page, names)
+    return [project(row, names) for row in rows]
 
 
 def server_params(source: Source, criteria: list[Criterion]) -> tuple[list[str], list[Criterion]]:

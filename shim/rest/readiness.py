@@ -1,9 +1,10 @@
 """``shim readiness``: how much of each script's traffic would survive XML-RPC's end today.
 
-Built from the usage records (``Store.usage``: calls per key and method) and the translation
-table: a call "keeps working" when its method has a translation (exact or approximate).
-Caveat shown with the report: the audit records the method, not the table, so DataService
-calls count as translatable although only four tables are (see docs/translation.md).
+Built from the usage records (``Store.usage``: calls per key, method and DataService table) and
+the translation table: a call "keeps working" when ``table.judge(method, table)`` says it
+translates (exact or approximate): a DataService.query on Contact does, one on Product does
+not until a Product translation registers itself. Calls recorded before the audit kept the
+table (schema 7) are judged by their method alone; the report says when that happened.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shim.rest.table import fidelity
+from shim.rest.judging import table_method
+from shim.rest.table import judge
 
 CAVEAT = (
-    "DataService.* counts as translatable, but only for Contact, ContactGroup, "
-    "ContactGroupCategory and ContactGroupAssign (the audit does not record the table)"
+    "some DataService calls were recorded without their table (before schema 7, or a table "
+    "argument that was not a string): they are judged by method alone"
 )
 
 
@@ -27,12 +29,16 @@ def report(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """Per key (and per method within it) and for the whole team."""
     keys: dict[str, dict[str, Any]] = {}
     totals = {"exact": 0, "approximate": 0, "no": 0}
+    unknown_tables = 0
     for row in rows:
         if row.get("key_id") is None:
             continue  # refused before any key was known: no script's traffic
         calls = int(row.get("calls") or 0)
         method = str(row.get("method") or "")
-        kind = fidelity(method)
+        table = row.get("table_name")
+        kind = judge(method, table)
+        if table is None and table_method(method) is not None:
+            unknown_tables += calls
         entry = keys.setdefault(
             row["key_id"],
             {
@@ -49,10 +55,12 @@ def report(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         entry["calls"] += calls
         entry[kind] += calls
         totals[kind] += calls
-        entry["methods"].append({"method": method, "calls": calls, "translation": kind})
+        entry["methods"].append(
+            {"method": method, "table": table, "calls": calls, "translation": kind}
+        )
     out_keys = []
     for entry in sorted(keys.values(), key=lambda e: (-e["calls"], e["key_id"])):
-        entry["methods"].sort(key=lambda m: (-m["calls"], m["method"]))
+        entry["methods"].sort(key=lambda m: (-m["calls"], m["method"], m["table"] or ""))
         working = entry["exact"] + entry["approximate"]
         entry["share"] = _share(working, entry["calls"])
         entry["exact_share"] = _share(entry["exact"], entry["calls"])
@@ -64,7 +72,8 @@ def report(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         "share": _share(totals["exact"] + totals["approximate"], calls),
         "exact_share": _share(totals["exact"], calls),
     }
-    return {"keys": out_keys, "team": team, "caveat": CAVEAT}
+    caveat = f"{unknown_tables} calls: {CAVEAT}" if unknown_tables else None
+    return {"keys": out_keys, "team": team, "caveat": caveat}
 
 
 def lines(data: Mapping[str, Any]) -> list[str]:
@@ -77,11 +86,13 @@ def lines(data: Mapping[str, Any]) -> list[str]:
             f"({key['exact_share']:.0%} exact)"
         )
         for m in key["methods"]:
-            out.append(f"    {m['method']:<40} {m['calls']:>7}  {m['translation']}")
+            name = m["method"] + (f" {m['table']}" if m["table"] else "")
+            out.append(f"    {name:<48} {m['calls']:>7}  {m['translation']}")
     team = data["team"]
     out.append(
         f"team: {team['calls']} calls, {team['share']:.0%} would keep working if XML-RPC "
         f"stopped today ({team['exact_share']:.0%} exact, {team['no']} calls untranslatable)"
     )
-    out.append(f"note: {data['caveat']}")
+    if data["caveat"]:
+        out.append(f"note: {data['caveat']}")
     return out

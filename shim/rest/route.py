@@ -43,7 +43,7 @@ from shim.rest.client import RestClient
 from shim.rest.context import Ctx, RestState
 from shim.rest.files import Streamed
 from shim.rest.legacy import check_signature
-from shim.rest.table import Translation, lookup
+from shim.rest.table import Translation, lookup, no_equivalent, untranslated_detail
 from shim.store.protocol import Store
 
 if TYPE_CHECKING:  # the ASGI types only; rest/ does not depend on serve/ at run time
@@ -87,9 +87,17 @@ class Router:
     def translation(self, call: xmlrpc.Call) -> Translation | None:
         return lookup(call.method, call.params)
 
-    def untranslated(self, method: str, why: str = "") -> NoTranslation:
+    def untranslated(
+        self, method: str, why: str = "", params: list[xmlrpc.Value] | None = None
+    ) -> NoTranslation:
+        """The fault of a call with no translation; it names the table or setting when that
+        is what has none (``DataService.query on table Company``)."""
+        reason = no_equivalent(method)
+        if reason is not None:
+            return NoTranslation(f"{method} has no REST v2 equivalent: {reason}{why}")
+        what = method + (untranslated_detail(method, params) if params else "")
         return NoTranslation(
-            f"{method} has no REST v2 translation in keyshim{why}; "
+            f"{what} has no REST v2 translation in keyshim{why}; "
             "see docs/translation.md (an `auto` account still forwards it to XML-RPC)"
         )
 
@@ -131,7 +139,9 @@ class Router:
         if translation is None:
             if down:
                 raise self.untranslated(
-                    call.method, f", and Keap's XML-RPC API is unavailable ({exc.message})"
+                    call.method,
+                    f", and Keap's XML-RPC API is unavailable ({exc.message})",
+                    call.params,
                 )
             raise exc
         if not down and not translation.repeatable:

@@ -19,8 +19,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shim.rest import contact_map, dataservice, files, listing, misc
+from shim.rest import (
+    actionsets,
+    contact_map,
+    custom_fields,
+    dataservice,
+    email,
+    files,
+    goals,
+    listing,
+    people,
+    settings,
+    tables,
+    webforms,
+)
 from shim.rest import contacts as c
+from shim.rest import orders as o
+from shim.rest.judging import READS, TABLE_METHODS, WRITES, Judgement, table_method, worse
+from shim.rest.spec import TableSpec
 from shim.xmlrpc import Value
 
 Fidelity = Literal["exact", "approximate"]
@@ -42,6 +58,9 @@ class Translation:
     covers: Callable[[list[Any]], bool] | None = None
     #: Answered by keyshim itself, no REST request.
     local: bool = False
+    #: For a call ``covers`` excludes: what it names that has no translation (" on table
+    #: Company"), for the [NoRestTranslation] fault.
+    why_not: Callable[[list[Any]], str] | None = None
 
     @property
     def repeatable(self) -> bool:
@@ -49,7 +68,9 @@ class Translation:
         return self.read_only or self.idempotent
 
 
-_DATA_TABLES = "Contact, ContactGroup, ContactGroupCategory, ContactGroupAssign (read-only)"
+_DATA_TABLES = ", ".join(tables.TABLES)
+#: Every DataService table method: which calls translate, and what the fault names if not.
+_DS: dict[str, Any] = {"covers": dataservice.covers, "why_not": dataservice.untranslated_table}
 _CONTACT_WRITE = (
     "REST refuses a contact without an email, phone or address (legacy accepted a name "
     "alone), and a State without a Country; Country/State go as given (REST wants ISO codes); "
@@ -82,42 +103,56 @@ TRANSLATIONS: list[Translation] = [
     Translation("ContactService.removeFromGroup", c.remove_from_group, ("ii",), "exact", False,
                 True, "GET /contacts/{id}, POST /tags/{id}/contacts:removeTags",
                 "the GET keeps legacy's RecordNotFound for an unknown contact"),
+    Translation("ContactService.runActionSequence", actionsets.run_action_sequence, ("ii",),
+                "approximate", False, False,
+                "the mapped steps: POST /tags/{id}/contacts:applyTags, :removeTags, "
+                "/automations/goals/achieve, /contacts/{id}/notes",
+                "only action sets the operator mapped (`shim actionset map`); others get "
+                "[NoRestTranslation] saying how; one {Action, Message, IsError} per step (legacy "
+                "keys unverified)"),
     Translation("DataService.query", dataservice.query, ("siiSL|sb",), "approximate", True,
-                False, "GET /contacts, /tags, /tags/categories, /contacts/{id}/tags, "
-                "/tags/{id}/contacts",
+                False, "GET on the table's REST resource (see the table sections below)",
                 f"tables: {_DATA_TABLES}; what REST cannot filter is filtered locally up to "
                 f"{listing.SCAN_LIMIT} records, else refused; pages by cursor (tokens cached); "
-                "ContactGroupAssign needs an exact ContactId or GroupId",
-                covers=dataservice.covers),
+                "ContactGroupAssign needs an exact ContactId or GroupId", **_DS),
     Translation("DataService.findByField", dataservice.find_by_field, ("siis*L",),
                 "approximate", True, False, "as DataService.query", "as DataService.query",
-                covers=dataservice.covers),
+                **_DS),
     Translation("DataService.count", dataservice.count, ("sS",), "approximate", True, False,
                 "as DataService.query; GET /tags/{id}/contacts/count",
                 f"REST has no count: pages through ids (up to {listing.COUNT_LIMIT}, or "
-                f"{listing.SCAN_LIMIT} when filtering locally)", covers=dataservice.covers),
+                f"{listing.SCAN_LIMIT} when filtering locally)", **_DS),
     Translation("DataService.load", dataservice.load, ("siL",), "approximate", True, False,
-                "GET /contacts/{id}, /tags/{id}, /tags/categories/{id}",
-                f"tables: {_DATA_TABLES}; Contact as ContactService.load",
-                covers=dataservice.covers),
+                "GET on the table's item path", f"tables: {_DATA_TABLES}; Contact as "
+                "ContactService.load", **_DS),
     Translation("DataService.add", dataservice.add, ("sS",), "approximate", False, False,
-                "POST /contacts, /tags, /tags/categories",
-                "tag and category names must be unique in REST ([DatabaseError]) and non-empty; "
-                "Contact as ContactService.add", covers=dataservice.covers),
+                "POST on the table's REST resource",
+                "per table (see its section); Contact as ContactService.add", **_DS),
     Translation("DataService.update", dataservice.update, ("siS",), "approximate", False, True,
-                "PATCH /contacts/{id}, /tags/{id}, /tags/categories/{id}",
-                "as DataService.add; Contact as ContactService.update",
-                covers=dataservice.covers),
+                "PATCH on the table's item path",
+                "as DataService.add; Contact as ContactService.update", **_DS),
     Translation("DataService.delete", dataservice.delete, ("si",), "exact", False, False,
-                "DELETE /contacts/{id}, /tags/{id}, /tags/categories/{id}",
-                covers=dataservice.covers),
-    Translation("DataService.echo", misc.echo, ("s",), "exact", True, False, "(none)",
+                "DELETE on the table's item path", **_DS),
+    Translation("DataService.addCustomField", custom_fields.add_custom_field, ("sssi",),
+                "approximate", False, False,
+                "POST /{contacts,companies,opportunities}/model/customFields",
+                "dataType WholeNumber -> field_type WHOLE_NUMBER; headerId 0 -> REST's default "
+                "group; option lists are not set"),
+    Translation("DataService.updateCustomField", custom_fields.update_custom_field, ("iS",),
+                "approximate", False, True,
+                "GET /contacts/model, PATCH /contacts/model/customFields/{id}",
+                "contact fields, Label only (other keys are refused naming them)"),
+    Translation("ContactService.linkContacts", people.link_contacts, ("iii",), "exact", False,
+                False, "POST /contacts:link"),
+    Translation("DataService.echo", settings.echo, ("s",), "exact", True, False, "(none)",
                 "answered by keyshim", local=True),
-    Translation("DataService.getAppSetting", misc.get_app_setting, ("ss",), "approximate",
+    Translation("DataService.getAppSetting", settings.get_app_setting, ("ss",), "approximate",
                 True, False, "GET /settings/applications:getConfiguration",
-                "mapped: " + ", ".join(f"{m}.{s}" for m, s in misc.APP_SETTINGS),
-                covers=misc.setting_mapped),
-    Translation("DataService.getUserInfo", misc.get_user_info, ("",), "approximate", True,
+                "mapped: " + settings.documented_settings() + "; application.enabled is "
+                "yes/no from GET /settings/applications:isEnabled; module and setting names "
+                "compare case-insensitively; any other setting is refused naming it",
+                covers=settings.setting_mapped, why_not=settings.unmapped_setting),
+    Translation("DataService.getUserInfo", settings.get_user_info, ("",), "approximate", True,
                 False, "GET /oauth/connect/userinfo",
                 "legacy key names unverified: globalUserId, localUserId, displayName, "
                 "casUsername, appAlias, appUrl"),
@@ -125,23 +160,108 @@ TRANSLATIONS: list[Translation] = [
                 "GET /files/{id}:data", "streamed as base64, never held whole"),
     Translation("FileService.uploadFile", files.upload_file, ("isB", "sB"), "approximate",
                 False, False, "POST /files (multipart)",
-                "only with a contact id: the two-argument form has no REST association",
-                covers=files.uploads_to_contact),
-    Translation("APIEmailService.optIn", misc.opt_in, ("ss",), "approximate", False, True,
+                "without a contact (two arguments, or contact 0) the file is the authenticated "
+                "user's (file_association USER), like legacy's file box"),
+    Translation("FileService.replaceFile", files.replace_file, ("iB",), "exact", False, True,
+                "GET /files/{id}, POST /files/{id} (multipart, update_mask=file)"),
+    Translation("FileService.renameFile", files.rename_file, ("is",), "exact", False, True,
+                "POST /files/{id} (multipart, update_mask=file_name)"),
+    Translation("APIEmailService.sendEmail", email.send_email, ("Assssssss",), "approximate",
+                False, False, "POST /emails:send",
+                "toAddress must be ~Contact.Email~, ~Contact.EmailAddress2~ or "
+                "~Contact.EmailAddress3~ (REST sends to contacts); cc/bcc are refused (REST has "
+                "none); fromAddress must be an authenticated sender in REST; merge fields "
+                "untested"),
+    Translation("APIEmailService.getEmailTemplate", email.get_email_template, ("i",),
+                "approximate", True, False, "GET /emails/templates/{id}",
+                "legacy key names unverified; categories joined with commas"),
+    Translation("WebFormService.getMap", webforms.get_map, ("",), "approximate", True, False,
+                "GET /webforms", "REST lists every webform of the app (newer kinds too), "
+                f"up to {webforms.MAP_LIMIT}"),
+    Translation("WebFormService.getHTML", webforms.get_html, ("i",), "exact", True, False,
+                "GET /webforms/{id}:data"),
+    Translation("APIEmailService.optIn", email.opt_in, ("ss",), "approximate", False, True,
                 "PATCH /emailAddresses/{email}/status",
                 "an empty reason becomes a default one (REST requires it); unknown address: "
                 "false"),
-    Translation("APIEmailService.optOut", misc.opt_out, ("ss",), "exact", False, True,
+    Translation("APIEmailService.optOut", email.opt_out, ("ss",), "exact", False, True,
                 "PATCH /emailAddresses/{email}/status"),
-    Translation("APIEmailService.getOptStatus", misc.get_opt_status, ("s",), "approximate",
+    Translation("APIEmailService.getOptStatus", email.get_opt_status, ("s",), "approximate",
                 True, False, "GET /emailAddresses/{email}/status",
                 "2 CONFIRMED/DOUBLE_OPT_IN, 1 SINGLE_OPT_IN/UNENGAGED_MARKETABLE, 0 others "
                 "(proposed mapping)"),
-    Translation("FunnelService.achieveGoal", misc.achieve_goal, ("ssi",), "approximate", False,
+    Translation("FunnelService.achieveGoal", goals.achieve_goal, ("ssi",), "approximate", False,
                 False, "POST /automations/goals/achieve",
                 "flowStart/flowStop item shape unverified"),
+    Translation("InvoiceService.createBlankOrder", o.create_blank_order, ("isdii",),
+                "approximate", False, False, "POST /orders",
+                "returns the invoice id (REST order id != invoice id; the pair is cached); "
+                "order_type OFFLINE; REST refuses an empty description ([InvalidParameter])"),
+    Translation("InvoiceService.addOrderItem", o.add_order_item, ("iiifiss",), "approximate",
+                False, False, "GET /orders?filter=invoice_id== (cached), POST /orders/{id}/items",
+                "types 5 (upsell) and 8 (program) read back as 4 and 3; prices below a cent are "
+                "rounded to cents where REST reads them; a description or notes of "
+                "whitespace alone is left out (REST refuses it); type 9 (subscription) "
+                "needs a plan id legacy never sent: not translated", covers=o.item_covered,
+                why_not=o.item_why_not),
+    Translation("InvoiceService.addManualPayment", o.add_manual_payment, ("ifdssb",),
+                "approximate", False, False, "POST /orders/{id}/payments (payment_method_type)",
+                "REST accepts only the app's configured manual payment types and no more than "
+                "the balance ([InvalidParameter]); legacy took any type and overpayments"),
+    Translation("InvoiceService.chargeInvoice", o.charge_invoice, ("isiib",), "approximate",
+                False, False, "GET /orders/{id}, GET /paymentMethods?filter=credit_card_id==, "
+                "POST /orders/{id}/payments (payment_method_id)",
+                "charges the balance; a decline (HTTP 400 or a declined status) is the result "
+                "struct {Successful: false, Code: DECLINED}, never a fault; merchantAccountId "
+                "cannot be chosen through REST (the card's merchant is used)"),
+    Translation("InvoiceService.calculateAmountOwed", o.calculate_amount_owed, ("i",),
+                "approximate", True, False, "GET /orders/{id}",
+                "total - total_paid, in cents (REST's minor units) / 100: a legacy balance "
+                "below a cent is rounded"),
+    Translation("InvoiceService.getPayments", o.get_payments, ("i",), "approximate", True,
+                False, "GET /sales/payments?filter=order_id==",
+                "Payment fields Id, PayDate, PayAmt, PayType, ContactId, PayNote, InvoiceId"),
+    Translation("InvoiceService.deleteInvoice", o.delete_invoice, ("i",), "exact", False,
+                False, "DELETE /orders/{id}"),
+    Translation("InvoiceService.getOrderId", o.get_order_id, ("i",), "exact", True, False,
+                "GET /orders?filter=invoice_id== (cached)"),
+    Translation("InvoiceService.addRecurringOrder", o.add_recurring_order, ("ibiiiii",),
+                "approximate", False, False, "GET /paymentMethods, POST /subscriptions",
+                "only daysTillCharge 0 (a later first bill would need keyshim's clock to agree "
+                "with Keap's); merchantAccountId is ignored; the 10-argument form (quantity, "
+                "price, tax) is not translated", covers=o.recurring_covered,
+                why_not=o.recurring_why_not),
+    Translation("InvoiceService.createInvoiceForRecurring", o.create_invoice_for_recurring,
+                ("i",), "exact", False, False, "POST /subscriptions/{id}:invoice"),
+    Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
+                "approximate", False, False,
+                "POST /orders (with items), GET /paymentMethods, POST /orders/{id}/payments",
+                "products only (pay plans, subscription plans, promo codes: not translated); "
+                "the order time is keyshim's clock; result values are strings (unverified); "
+                "an unknown product fails the whole order (legacy left an empty order)",
+                covers=o.place_covered, why_not=o.place_why_not),
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
+
+#: Legacy methods REST v2 cannot do at all, and why: a call gets [NoRestTranslation] saying
+#: so (an ``auto`` account still forwards them to XML-RPC while it lasts), and readiness
+#: reports show "no".
+NO_EQUIVALENT: dict[str, str] = {
+    "DataService.authenticateUser": "REST v2 has no user/password check (Keap removed this "
+    "method in 2025; sign users in with OAuth)",
+    "DataService.getTemporaryKey": "the vendor-key login flow exists only in the legacy API; "
+    "REST v2 authenticates with OAuth tokens or service account keys",
+    "InvoiceService.validateCreditCard": "REST v2 cannot check a card without charging it",
+    "ContactService.pauseCampaign": "REST v2 cannot pause a contact in a campaign",
+    "ContactService.resumeCampaignForContact": "REST v2 cannot resume a contact in a campaign",
+    "ContactService.rescheduleCampaignStep": "REST v2 has no per-contact campaign steps",
+    "ContactService.getNextCampaignStep": "REST v2 has no per-contact campaign steps",
+    "APIEmailService.attachEmail": "REST v2 cannot attach an email to a contact's history",
+    "FileService.getDownloadUrl": "REST v2 file metadata carries no download URL (download "
+    "the bytes with FileService.getFile)",
+    "WebTrackingService.getWebTrackingScriptTag": "REST v2 does not serve the tracking script",
+    "WebTrackingService.getWebTrackingServiceDomain": "REST v2 does not serve tracking domains",
+}
 
 
 def lookup(method: str, params: list[Value]) -> Translation | None:
@@ -152,10 +272,97 @@ def lookup(method: str, params: list[Value]) -> Translation | None:
     return entry
 
 
-def fidelity(method: str) -> str:
-    """ "exact", "approximate" or "no", for readiness reports."""
+def untranslated_detail(method: str, params: list[Value]) -> str:
+    """What in a call (``params`` with the key first) has no translation, for the fault:
+    "" when it is the method itself."""
+    entry = TABLE.get(method)
+    if entry is None or entry.why_not is None:
+        return ""
+    return entry.why_not(params[1:])
+
+
+def no_equivalent(method: str) -> str | None:
+    """Why REST v2 cannot do ``method`` at all, or None."""
+    return NO_EQUIVALENT.get(method)
+
+
+def fidelity(method: str) -> Judgement:
+    """ "exact", "approximate" or "no" for a method, whatever its arguments."""
     entry = TABLE.get(method)
     return entry.fidelity if entry is not None else "no"
+
+
+@dataclass(frozen=True)
+class TableSupport:
+    """What a translated DataService table supports, for ``judge`` and the docs."""
+
+    table: str
+    #: DataService methods that translate on it (short names: "query", "add"...).
+    methods: tuple[str, ...]
+    #: Its fields' fidelity; a call's is the worse of this and the method's.
+    fidelity: Fidelity
+    rest: str
+    notes: str = ""
+
+
+#: Tables written by hand (not a ``spec.TableSpec``) say what they support here.
+_HAND_MADE: dict[str, tuple[tuple[str, ...], Fidelity, str, str]] = {
+    "Contact": (TABLE_METHODS, "approximate", "/contacts", "fields as the contact field map"),
+    "ContactGroupAssign": (
+        READS, "approximate", "/contacts/{id}/tags, /tags/{id}/contacts",
+        "read-only, as in the legacy API; needs an exact ContactId or GroupId",
+    ),
+}  # fmt: skip
+
+
+def _support(name: str, table: object) -> TableSupport:
+    if name in _HAND_MADE:
+        return TableSupport(name, *_HAND_MADE[name])
+    parts: list[TableSpec] = (
+        [table] if isinstance(table, TableSpec) else list(getattr(table, "parts", ()))
+    )
+    if not parts:  # a hand-made table that says nothing: judged by method alone
+        return TableSupport(name, TABLE_METHODS, "approximate", "", "")
+    writes = {w for p in parts if not p.legacy_read_only for w in p.writes}
+    methods = READS + tuple(w for w in WRITES if w in writes)
+    exact = all(p.fidelity == "exact" for p in parts)
+    notes = parts[0].notes if len(parts) == 1 else str(getattr(table, "notes", ""))
+    return TableSupport(
+        name,
+        methods,
+        "exact" if exact else "approximate",
+        ", ".join(p.path for p in parts),
+        notes,
+    )
+
+
+def translated_tables() -> dict[str, TableSupport]:
+    """The DataService tables that translate, and for which methods: read from the registry
+    DataService dispatches on (``tables.TABLES``), so a new table spec counts the moment it
+    is registered there."""
+    return {name: _support(name, t) for name, t in sorted(tables.TABLES.items())}
+
+
+def judge(method: str, table: str | None = None, args: list[Value] | None = None) -> Judgement:
+    """Whether keyshim answers a call through REST v2: "exact", "approximate" or "no".
+
+    ``table``: the DataService table (first argument after the key) when known; a table
+    method on a table with no translation is "no". Unknown (None), the method alone decides.
+    ``args`` (after the key), when known, are checked against the translation's ``covers``
+    (e.g. which getAppSetting settings are mapped).
+    """
+    entry = TABLE.get(method)
+    if entry is None:
+        return "no"
+    if args is not None and entry.covers is not None and not entry.covers(args):
+        return "no"
+    short = table_method(method)
+    if short is None or table is None:
+        return entry.fidelity
+    spec = translated_tables().get(table)
+    if spec is None or short not in spec.methods:
+        return "no"
+    return worse(entry.fidelity, spec.fidelity)
 
 
 # --- the generated document --------------------------------------------------------------
@@ -208,6 +415,33 @@ def document() -> str:
         lines.append(f"| {m.legacy} | {where} | {flt} | {'; '.join(notes)} |")
     lines += [
         "",
+        "## No REST v2 equivalent",
+        "",
+        "These get `[NoRestTranslation]` with the reason; an `auto` account still forwards them",
+        "to XML-RPC while it lasts.",
+        "",
+        "| method | why |",
+        "|---|---|",
+        *(f"| `{m}` | {why} |" for m, why in NO_EQUIVALENT.items()),
+    ]
+    lines += [
+        "",
+        "## DataService tables",
+        "",
+        "DataService methods on any other table get `[NoRestTranslation]`; `shim readiness`",
+        "and `shim scan` judge a DataService call by its table as well as its method.",
+        "",
+        "| table | REST v2 | methods | fields | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in translated_tables().values():
+        methods = ", ".join(spec.methods)
+        lines.append(
+            f"| {spec.table} | `{spec.rest}` | {methods} | {spec.fidelity} | {spec.notes} |"
+        )
+    lines += _table_specs()
+    lines += [
+        "",
         "## Queries",
         "",
         "- A criterion REST can filter exactly (an exact value, or `v%` on a prefix filter) is",
@@ -224,6 +458,41 @@ def document() -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _table_specs() -> list[str]:
+    """One field table per DataService table declared by a ``spec.TableSpec``."""
+    lines: list[str] = []
+    for spec in tables.specs():
+        writes = ", ".join(sorted(spec.writes)) if not spec.legacy_read_only else "none"
+        lines += [
+            "",
+            f"## {spec.title or spec.table}",
+            "",
+            f"REST v2: `{spec.rest}`; fidelity: {spec.fidelity}; writes: {writes or 'none'}."
+            + (f" {spec.notes}." if spec.notes else ""),
+            "",
+            "| legacy | type | REST v2 | filter | notes |",
+            "|---|---|---|---|---|",
+        ]
+        for name, col in spec.columns.items():
+            where = f"`{col.prop}`" if col.prop else "—"
+            flt = ""
+            if col.filter:
+                flt = f"`{col.filter}`"
+                extras = [
+                    x
+                    for x, on in (("prefix", col.wildcard), ("NONE", col.none), ("<>", col.compare))
+                    if on
+                ]
+                flt += f" ({', '.join(extras)})" if extras else ""
+            notes = [col.note] if col.note else []
+            if not col.writable:
+                notes.insert(0, "read-only")
+            elif col.prop is not None and not col.rest_writable:
+                notes.insert(0, "not writable through REST")
+            lines.append(f"| {name} | {col.type} | {where} | {flt} | {'; '.join(notes)} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -9,18 +9,17 @@ exact ContactId or GroupId: without one, REST would have to list every tag's con
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from shim.errors import NoTableAccess, NotFound, NoTranslation
+from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
 from shim.rest import legacy
 from shim.rest.contact_map import FIELDS as CONTACT_FIELDS
 from shim.rest.contact_map import parse_rest_time, rest_props
-from shim.rest.contacts import expressible
 from shim.rest.context import Ctx
 from shim.rest.legacy import FieldSpec
-from shim.rest.listing import SCAN_LIMIT, Filter, Row, project, scan, select
+from shim.rest.listing import SCAN_LIMIT, Filter, Row, prepare, project, scan
+from shim.rest.spec import Column, TableSpec, int_id, read_only, rest_only
 from shim.xmlrpc import Value
 
 ASSIGN = "ContactGroupAssign"
@@ -42,180 +41,80 @@ ASSIGN_FIELDS: dict[str, FieldSpec] = {
 }
 
 
-@dataclass(frozen=True)
-class TagTable:
-    """ContactGroup or ContactGroupCategory: a flat REST resource with id, name, description.
-    Also its listing ``Source`` (see listing.py)."""
-
-    table: str
-    path: str
-    items: str
-    #: legacy field -> REST property ("category" is the tag's category reference).
-    columns: dict[str, str]
-    fields: dict[str, FieldSpec]
-
-    def filter(self, c: crit.Criterion) -> Filter | None:
-        prop = self.columns.get(c.field)
-        if c.field == "Id":
-            ok = self.table == "ContactGroup" and c.op == "=" and isinstance(c.operand, int)
-            return Filter(f"tag_ids=={c.operand}", True) if ok else None
-        if prop == "category":
-            if c.op == "null":
-                return Filter("category_id==NONE", True)
-            ok = c.op == "=" and isinstance(c.operand, int)
-            return Filter(f"category_id=={c.operand}", True) if ok else None
-        if c.op == "null" and (prop == "description" or self.table != "ContactGroup"):
-            return Filter(f"{prop}==NONE", True)
-        if prop == "name" and c.op == "=" and isinstance(c.raw, str) and expressible(c.raw):
-            return Filter(f"name=={c.raw}", True)
-        return None
-
-    def order(self, field: str, ascending: bool) -> str | None:
-        return None  # REST cannot order by id; the lists are small and ordered here
-
-    def want(self, names: Iterable[str]) -> list[str] | None:
-        return None  # rows hold every field; these endpoints take no fields=
-
-    def readable(self, name: str) -> bool:
-        return True
-
-    def row(self, item: dict[str, Any]) -> Row:
-        out: Row = {}
-        for name, prop in self.columns.items():
-            value: Any = item.get(prop)
-            if prop == "category":
-                value = value.get("id") if isinstance(value, dict) else None
-            out[name] = _int(value) if self.fields[name].type == "int" else (value or None)
-        return out
-
-    def base_key(self, row: Row) -> Any:
-        return row.get("Id") or 0
-
-    def body(self, values: Mapping[str, Value]) -> dict[str, Any]:
-        """REST JSON for coerced legacy values (a category id of 0 or none: no category)."""
-        body: dict[str, Any] = {}
-        for name, value in values.items():
-            prop = self.columns[name]
-            if prop == "category":
-                ok = isinstance(value, int) and value > 0
-                body["category"] = {"id": str(value)} if ok else None
-            else:
-                body[prop] = value
-        return body
-
-
-TAGS = TagTable(
+TAGS = TableSpec(
     "ContactGroup",
     "/tags",
     "tags",
     {
-        "Id": "id",
-        "GroupName": "name",
-        "GroupCategoryId": "category",
-        "GroupDescription": "description",
+        "Id": rest_only("int", "id", filter="tag_ids"),
+        "GroupName": Column("str", "name", filter="name"),
+        "GroupCategoryId": Column("int", "category", filter="category_id", none=True, ref=True),
+        "GroupDescription": Column("str", "description", filter="description", none=True),
     },
-    {
-        "Id": FieldSpec("int", writable=False),
-        "GroupName": FieldSpec("str"),
-        "GroupCategoryId": FieldSpec("int"),
-        "GroupDescription": FieldSpec("str"),
-    },
+    notes="names must be unique in REST ([DatabaseError]) and non-empty; read whole (up to "
+    f"{SCAN_LIMIT}) and ordered by keyshim: REST cannot order tags by id",
+    fidelity="approximate",
 )
-CATEGORIES = TagTable(
+CATEGORIES = TableSpec(
     "ContactGroupCategory",
     "/tags/categories",
     "tag_categories",
-    {"Id": "id", "CategoryName": "name", "CategoryDescription": "description"},
     {
-        "Id": FieldSpec("int", writable=False),
-        "CategoryName": FieldSpec("str"),
-        "CategoryDescription": FieldSpec("str"),
+        "Id": rest_only("int", "id"),
+        "CategoryName": Column("str", "name", filter="name", none=True),
+        "CategoryDescription": Column("str", "description", filter="description", none=True),
     },
+    notes="as ContactGroup",
+    fidelity="approximate",
 )
 TABLES = {t.table: t for t in (TAGS, CATEGORIES)}
 
 
 def _int(value: Any) -> int | None:
-    text = str(value) if value is not None else ""
-    return int(text) if text.isdigit() else None
-
-
-# --- ContactGroup and ContactGroupCategory ------------------------------------------------
-
-
-async def load(ctx: Ctx, t: TagTable, record_id: int, names: list[str]) -> Value:
-    legacy.check_fields(t.table, t.fields, names)
-    if record_id < 1:
-        raise NotFound()
-    item = await ctx.client.get(f"{t.path}/{record_id}")
-    return project(t.row(item if isinstance(item, dict) else {}), names)
-
-
-async def add(ctx: Ctx, t: TagTable, data: Mapping[str, Value]) -> int:
-    values = legacy.writable(t.table, t.fields, dict(data))
-    item = await ctx.client.json("POST", t.path, json_body=t.body(values))
-    record_id = _int(item.get("id")) if isinstance(item, dict) else None
-    if record_id is None:
-        raise NotFound("Keap REST answered without the new record's id")
-    return record_id
-
-
-async def update(ctx: Ctx, t: TagTable, record_id: int, data: Mapping[str, Value]) -> int:
-    values = legacy.writable(t.table, t.fields, dict(data))
-    if record_id < 1:
-        raise NotFound()
-    body = t.body(values)
-    params = [("update_mask", prop) for prop in body]
-    await ctx.client.json("PATCH", f"{t.path}/{record_id}", params=params, json_body=body)
-    return record_id
-
-
-async def delete(ctx: Ctx, t: TagTable, record_id: int) -> bool:
-    if record_id < 1:
-        raise NotFound()
-    await ctx.client.json("DELETE", f"{t.path}/{record_id}")
-    return True
-
-
-async def query(
-    ctx: Ctx,
-    t: TagTable,
-    limit: int,
-    page: int,
-    criteria: Mapping[str, Value],
-    names: list[str],
-    order_by: str | None,
-    ascending: bool,
-) -> Value:
-    legacy.check_fields(t.table, t.fields, names)
-    compiled = crit.compile_query(t.table, t.fields, criteria)
-    if order_by is not None:
-        legacy.field(t.table, t.fields, order_by)
-    limit = crit.check_page(limit, page)
-    rows = await select(
-        ctx.client,
-        ctx.state.tokens,
-        t,
-        compiled,
-        (order_by, ascending),
-        limit,
-        page,
-        names,
-    )
-    return [project(row, names) for row in rows]
-
-
-async def count_rows(ctx: Ctx, t: TagTable, criteria: Mapping[str, Value]) -> int:
-    compiled = crit.compile_query(t.table, t.fields, criteria)
-    rows = await scan(ctx.client, t, [], SCAN_LIMIT, f"{t.table} is counted by keyshim")
-    return sum(1 for row in rows if crit.matches(compiled, row))
+    return int_id(value)
 
 
 # --- ContactGroupAssign (read-only) -------------------------------------------------------
 
 
-def read_only(table: str) -> NoTableAccess:
-    return NoTableAccess(f"Access denied to table {table}")
+class AssignTable:
+    """ContactGroupAssign: read-only in the legacy API too; rows from one contact's tags or
+    one tag's contacts (an exact ContactId or GroupId is needed)."""
+
+    table = ASSIGN
+    fields = ASSIGN_FIELDS
+    notes = "read-only; needs an exact ContactId or GroupId"
+
+    async def query(
+        self,
+        ctx: Ctx,
+        limit: int,
+        page: int,
+        criteria: Mapping[str, Value],
+        names: list[str],
+        order_by: str | None,
+        ascending: bool,
+    ) -> Value:
+        return await assign_query(ctx, limit, page, criteria, names, order_by, ascending)
+
+    async def count(self, ctx: Ctx, criteria: Mapping[str, Value]) -> int:
+        return await assign_count(ctx, criteria)
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        legacy.check_fields(ASSIGN, ASSIGN_FIELDS, names)
+        raise NotFound()  # the join table has no Id to load by
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        raise read_only(ASSIGN)
+
+    async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
+        raise read_only(ASSIGN)
+
+    async def delete(self, ctx: Ctx, record_id: int) -> bool:
+        raise read_only(ASSIGN)
+
+
+ASSIGN_TABLE = AssignTable()
 
 
 async def assign_query(
@@ -227,11 +126,7 @@ async def assign_query(
     order_by: str | None,
     ascending: bool,
 ) -> Value:
-    legacy.check_fields(ASSIGN, ASSIGN_FIELDS, names)
-    compiled = crit.compile_query(ASSIGN, ASSIGN_FIELDS, criteria)
-    if order_by is not None:
-        legacy.field(ASSIGN, ASSIGN_FIELDS, order_by)
-    limit = crit.check_page(limit, page)
+    compiled, limit = prepare(ASSIGN, ASSIGN_FIELDS, limit, page, criteria, names, order_by)
     wanted = [*names, *criteria, *([order_by] if order_by else [])]
     rows = await _assign_rows(ctx, compiled, wanted)
     rows.sort(key=lambda r: (r.get("ContactId") or 0, r.get("GroupId") or 0))

@@ -18,6 +18,7 @@ from typing import Any
 from shim import __version__
 from shim.oauth.health import account_healths
 from shim.oauth.scheduler import Scheduler
+from shim.serve.admin.app import AdminApp
 from shim.serve.asgi import Receive, Scope, Send, plain
 from shim.serve.call import Calls
 from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -46,6 +47,8 @@ class KeyshimApp:
         self._calls = Calls(settings, clock)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._serving: HeldLock | None = None
+        on_this_port = settings.admin and not settings.admin_port
+        self.admin = AdminApp(settings, self.startup, clock) if on_this_port else None
 
     # -- lifecycle ----------------------------------------------------------------------
     async def startup(self) -> Services:
@@ -53,6 +56,8 @@ class KeyshimApp:
             services = self.services = self._factory(self.settings)
             # Held shared while this server runs: `shim store copy` refuses a busy source.
             self._serving = services.store.try_lock(SERVING, services.chains.owner, shared=True)
+            # A pair a dead process kept aside goes to the store before anything refreshes.
+            services.chains.adopt_recovered()
             self._spawn(services.chains.recover(services.store.list_accounts()))
             self._spawn(services.audit.run())
             if self.settings.scheduler_interval > 0:
@@ -68,9 +73,16 @@ class KeyshimApp:
     async def shutdown(self) -> None:
         if self.services is None:
             return
-        for task in list(self._tasks):
+        # A refresh in flight is not cancelled with its task: the task waits for the grant's
+        # answer to be stored (chains.Chains._uncancelled), bounded by the grace period.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.shutdown_grace
+        tasks = set(self._tasks)
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.settings.shutdown_grace)
+        await self.services.chains.drain(max(0.0, deadline - loop.time()))
         await self.services.alerter.drain()
         self.services.audit.flush_now()
         await self.services.upstream.aclose()
@@ -108,6 +120,8 @@ class KeyshimApp:
                 await plain(send, 405, b"XML-RPC endpoint: use POST\n", [(b"allow", b"POST")])
                 return
             await self._xmlrpc(scope, receive, send)
+        elif self.admin is not None and (path == "/admin" or path.startswith("/admin/")):
+            await self.admin(scope, receive, send)
         elif path == "/healthz" and scope["method"] in ("GET", "HEAD"):
             await self._healthz(send)
         elif path == "/metrics" and scope["method"] == "GET":
@@ -141,6 +155,8 @@ class KeyshimApp:
                 "accounts": {
                     h.account: {"kind": h.kind, "state": h.state, **h.facts} for h in healths
                 },
+                # Records waiting for the database, and those lost to a full buffer since start.
+                "audit": {"buffered": services.audit.buffered, "dropped": services.audit.dropped},
             }
         )
         await plain(

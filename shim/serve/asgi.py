@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shim.errors import (
+    ClientStalled,
     ParseError,
     RequestTimeout,
     RequestTooLarge,
@@ -20,6 +21,7 @@ from shim.errors import (
     UpstreamError,
 )
 from shim.inflate import InflateError, Inflater, inflater
+from shim.rest.route import BROWNOUT
 from shim.serve.audit import fault_tag
 
 if TYPE_CHECKING:
@@ -63,15 +65,16 @@ async def read_body(scope: Scope, receive: Receive, limit: int, timeout: float) 
     declared = header(scope, b"content-length")
     if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise RequestTooLarge(f"Request body of {declared} bytes is over the {limit}-byte limit")
+    declared_size = scope.get("extensions", {}).get(DECLARED)
     if sys.version_info >= (3, 11):  # one timer for the whole body, no extra task
         try:
             async with asyncio.timeout(timeout):
-                chunks = await _receive_all(receive, limit)
+                chunks = await _receive_all(receive, limit, declared_size)
         except TimeoutError:
             raise _late(timeout) from None
     else:
         try:
-            chunks = await asyncio.wait_for(_receive_all(receive, limit), timeout)
+            chunks = await asyncio.wait_for(_receive_all(receive, limit, declared_size), timeout)
         except asyncio.TimeoutError:
             raise _late(timeout) from None
     body = b"".join(chunks)
@@ -88,13 +91,22 @@ def _late(timeout: float) -> RequestTimeout:
     return RequestTimeout(f"The request body did not arrive within {timeout:g}s")
 
 
-async def _receive_all(receive: Receive, limit: int) -> list[bytes]:
+async def _receive_all(
+    receive: Receive, limit: int, declared_size: Callable[[], int] | None = None
+) -> list[bytes]:
+    """``declared_size``: what a chunked body's size lines declare so far (the server wakes
+    this reader when one is read), so a chunk over the limit is refused before its data."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ParseError("client disconnected before sending the whole body")
+        if declared_size is not None and declared_size() > limit:
+            raise RequestTooLarge(
+                f"Request body declares chunks of {declared_size()} bytes, over the "
+                f"{limit}-byte limit"
+            )
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -116,14 +128,53 @@ def _decompress(decoder: Inflater, data: bytes, limit: int) -> bytes:
     return out
 
 
+#: The ASGI scope extension through which the server tells the app how large a chunked body
+#: says it is so far (the sum of the chunk sizes read): a callable returning bytes.
+DECLARED = "keyshim.declared"
+#: The ASGI scope extension through which the server lets the app cut a client at once (a
+#: plain close would wait for the unread answer to drain, which a stalled client never does).
+ABORT = "keyshim.abort"
+
+
+def abort_client(scope: Scope) -> None:
+    """Cut the client's connection at once, if the server offers that."""
+    abort = scope.get("extensions", {}).get(ABORT)
+    if abort is not None:
+        abort()
+
+
+async def _send_within(send: Send, message: Message, timeout: float | None) -> None:
+    """``send``, but a client that takes nothing for ``timeout`` seconds is given up on."""
+    if timeout is None:
+        await send(message)
+        return
+    try:
+        if sys.version_info >= (3, 11):  # a timer, not a task per part
+            async with asyncio.timeout(timeout):
+                await send(message)
+        else:
+            await asyncio.wait_for(send(message), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise ClientStalled(f"The client took none of its answer for {timeout:g}s") from None
+
+
 async def stream(
-    send: Send, response: UpstreamResponse, t: Streamed, *, http10: bool, limit: int
+    send: Send,
+    response: UpstreamResponse,
+    t: Streamed,
+    *,
+    http10: bool,
+    limit: int,
+    write_timeout: float | None = None,
 ) -> None:
     """Pass Keap's answer through as it arrives.
 
     An HTTP/1.0 client cannot read chunked encoding, and without a Content-Length from Keap
     the server would have to chunk; for that one case the answer is collected (up to
     ``limit``) and sent with its length.
+
+    Each part must be taken by the client within ``write_timeout`` (else ``ClientStalled``):
+    the answer is then closed, which frees its Keap connection for other callers.
     """
     headers = [
         (k.encode("latin-1"), v.encode("latin-1"))
@@ -143,9 +194,12 @@ async def stream(
                 continue
             if t.bytes_out == 0 and identity:
                 t.outcome = fault_tag(chunk[:4096]) or "ok"
+                if t.outcome != "ok" and BROWNOUT.search(chunk[:4096]):
+                    t.outcome = "Brownout"  # counted by `shim status` (shim/rest/outages.py)
             t.bytes_out += len(chunk)
             if buffer is None:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                message = {"type": "http.response.body", "body": chunk, "more_body": True}
+                await _send_within(send, message, write_timeout)
                 continue
             if t.bytes_out > limit:
                 raise UpstreamError("Keap's answer is too large to send to an HTTP/1.0 client")
@@ -157,9 +211,10 @@ async def stream(
         headers.append((b"content-length", str(len(body)).encode()))
         t.started_response = True
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+        message = {"type": "http.response.body", "body": body, "more_body": False}
+        await _send_within(send, message, write_timeout)
         return
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    await _send_within(send, {"type": "http.response.body", "more_body": False}, write_timeout)
 
 
 async def xml(send: Send, body: bytes, *, close: bool = False, status: int = 200) -> int:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qs
 from shim import __version__, xmlrpc
 from shim.access import keys
 from shim.errors import (
+    ClientStalled,
     InvalidKey,
     NoAccess,
     ParseError,
@@ -31,6 +32,7 @@ from shim.keap.client import UpstreamResponse
 from shim.models import Account, CallRecord
 from shim.serve import asgi
 from shim.serve.asgi import Receive, Scope, Send
+from shim.serve.audit import table_of
 from shim.serve.services import Services
 from shim.settings import Settings
 
@@ -60,6 +62,7 @@ class Trace:
     started_response: bool = False
     #: "rest" when answered through REST v2 (route rest, or an auto fallback).
     route: str = "xmlrpc"
+    table_name: str | None = None
 
 
 class Calls:
@@ -86,6 +89,7 @@ class Calls:
             t.method = call.method[:200]
             if not xmlrpc.is_method_name(call.method):
                 raise ParseError(f"not a Service.method name: {call.method[:80]!r}")
+            t.table_name = table_of(call.method, call.params)
             local = _keyless_answer(call)
             if local is not None:
                 t.outcome = "local"
@@ -122,9 +126,16 @@ class Calls:
                 t,
                 http10=scope.get("http_version") == "1.0",
                 limit=4 * self.settings.max_body,
+                write_timeout=self.settings.client_write_timeout or None,
             )
         except ShimError as exc:
             t.outcome = exc.tag or "ParseError"
+            if isinstance(exc, ClientStalled):
+                t.outcome = "client_stalled"
+                log.warning("request %s: %s; cut off", t.request_id, exc.message)
+                asgi.abort_client(scope)
+                await asyncio.sleep(0)  # the server sees the disconnect before the app ends
+                return
             if t.started_response:
                 t.outcome = "error"
                 log.error("request %s: upstream broke mid-answer: %s", t.request_id, exc.message)
@@ -174,7 +185,7 @@ class Calls:
         translation = router.translation(call)
         if account.route == "rest" or (translation is not None and router.is_down(account)):
             if translation is None:
-                raise router.untranslated(call.method, " (this account is routed to REST v2)")
+                raise router.untranslated(call.method, " (routed to REST v2)", call.params)
             if account.route != "rest":
                 log.info("request %s: %s through REST v2 (XML-RPC down)", t.request_id, t.method)
             await router.answer(account, call, translation, t, send)
@@ -214,6 +225,7 @@ def _finish(services: Services, t: Trace, ms: float) -> None:
         at=t.at, request_id=t.request_id, key_id=t.key_id, account=t.account,
         method=t.method, outcome=t.outcome, upstream_status=t.upstream_status,
         duration_ms=round(ms, 3), bytes_in=t.bytes_in, bytes_out=t.bytes_out, route=t.route,
+        table_name=t.table_name,
     )  # fmt: skip
     if access_log.isEnabledFor(logging.INFO):
         # The record is made directly: Logger.info would also walk the stack to name the
@@ -235,7 +247,7 @@ def _log_fields(r: CallRecord) -> dict[str, Any]:
         "at": r.at, "request_id": r.request_id, "key_id": r.key_id, "account": r.account,
         "method": r.method, "outcome": r.outcome, "upstream_status": r.upstream_status,
         "duration_ms": r.duration_ms, "bytes_in": r.bytes_in, "bytes_out": r.bytes_out,
-        "route": r.route,
+        "route": r.route, "table_name": r.table_name,
     }  # fmt: skip
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from shim.errors import CliError
@@ -20,6 +21,7 @@ from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
 from shim.oauth.chains import Chains, make_owner
+from shim.serve.admin.app import AdminApp
 from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
 from shim.serve.metrics import Metrics
@@ -28,12 +30,9 @@ from shim.settings import Settings
 from shim.store import master_key
 from shim.store.master_key import load as load_master_key
 from shim.store.protocol import Store
+from shim.store.recovery import RecoveryFiles, recovery_files
 from shim.store.secrets import SecretBox
 from shim.store.sqlite import SqliteStore
-
-#: The server secret whose sealed value doubles as the master key's check value: a wrong key
-#: fails on opening the store, clearly, instead of on the first secret a command needs.
-KEY_CHECK = "master-key-check"
 
 
 def init_files(settings: Settings) -> tuple[str, bool]:
@@ -41,13 +40,11 @@ def init_files(settings: Settings) -> tuple[str, bool]:
     0600 in a private directory, or the tables on a PostgreSQL server) and the master key's
     check value. Returns what the database is (password left out) and whether a key file was
     made."""
-    local = Path(settings.key_file if settings.db_is_url else settings.db).parent
-    local.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     created = master_key.create_file(settings)
-    store = _connect(settings, SecretBox(load_master_key(settings)), owner=None, listen=False)
+    store = _connect(settings, owner=None, listen=False)
     try:
-        store.migrate()
-        store.server_secret(KEY_CHECK)
+        store.migrate()  # PostgreSQL: also the master key's check value
     finally:
         store.close()
     return describe_db(settings.db), created
@@ -68,13 +65,16 @@ def describe_db(db: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}"
 
 
-def _connect(
-    settings: Settings, box: SecretBox, *, owner: str | None, listen: bool = True
-) -> Store:
+def _connect(settings: Settings, *, owner: str | None, listen: bool = True) -> Store:
     """The store the settings name: SQLite for a file, PostgreSQL for a URL (the only place
     that chooses; everything else sees the Store protocol)."""
+    box = SecretBox(load_master_key(settings))
     if not settings.db_is_url:
-        return SqliteStore(settings.db, box)
+        return SqliteStore(
+            settings.db,
+            box,
+            reload=lambda: SecretBox(load_master_key(settings)),  # after rotate-master-key
+        )
     try:
         from shim.store.postgres import PostgresStore
     except ImportError:
@@ -88,10 +88,9 @@ def open_store(settings: Settings, *, owner: str | None = None, listen: bool = T
     """Open (and migrate) the store with the master key, and check the key opens it."""
     if not settings.db_is_url and not Path(settings.db).exists():
         raise CliError(f"no keyshim database at {settings.db} (run `shim init`)")
-    store = _connect(settings, SecretBox(load_master_key(settings)), owner=owner, listen=listen)
+    store = _connect(settings, owner=owner, listen=listen)
     try:
         store.migrate()
-        store.server_secret(KEY_CHECK)
     except BaseException:
         store.close()
         raise
@@ -103,7 +102,7 @@ def open_copy_target(settings: Settings) -> Store:
     its own (the source's server secrets, check value included, are copied in)."""
     if not settings.db_is_url:
         Path(settings.db).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = _connect(settings, SecretBox(load_master_key(settings)), owner=None, listen=False)
+    store = _connect(settings, owner=None, listen=False)
     try:
         store.migrate()
     except BaseException:
@@ -112,24 +111,42 @@ def open_copy_target(settings: Settings) -> Store:
     return store
 
 
-def build_services(settings: Settings, transport: Transport | None = None) -> Services:
+def open_recovery(settings: Settings) -> RecoveryFiles:
+    """The store's recovery files (sealed pairs the store refused), under the master key."""
+    return recovery_files(settings, SecretBox(load_master_key(settings)))
+
+
+def build_services(
+    settings: Settings, transport: Transport | None = None, *, forward_http1: bool | None = None
+) -> Services:
+    """Everything a process serves with. ``transport`` and ``forward_http1`` are for tests (see
+    ``Upstream``)."""
     owner = make_owner()
     store = open_store(settings, owner=owner)
     upstream = Upstream(
         transport=transport,
+        forward_http1=forward_http1,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.upstream_timeout,
         token_timeout=settings.token_timeout,
         max_connections=settings.max_connections,
     )
-    alerter = Alerter(settings.alert_webhook, upstream.post_json)
-    chains = Chains(store, upstream, settings, owner=owner, on_event=alerter)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
+    chains = Chains(
+        store,
+        upstream,
+        settings,
+        owner=owner,
+        on_event=alerter,
+        recovery=open_recovery(settings),
+    )
     metrics = Metrics()
     audit = AuditLog(
         store,
         retention=settings.audit_retention,
         clock=time.time,
         flush_interval=settings.audit_flush,
+        max_buffer=settings.audit_buffer,
         on_drop=metrics.dropped_audit,
     )
     budget = Budget(
@@ -149,6 +166,13 @@ def create_app() -> KeyshimApp:
     return KeyshimApp(settings, build_services)
 
 
+def create_admin_app(settings: Settings) -> AdminApp:
+    """The admin page alone, for its own port (``--admin-port``): with its own Services and
+    no background refresher (the main server's scheduler does that)."""
+    core = KeyshimApp(replace(settings, scheduler_interval=0), build_services)
+    return AdminApp(settings, core.startup, on_shutdown=core.shutdown)
+
+
 def token_client(settings: Settings) -> Upstream:
     """An upstream client for the token endpoint only (commands outside ``shim serve``)."""
     return Upstream(token_timeout=settings.token_timeout)
@@ -161,11 +185,14 @@ async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains
     Alerts still queued when the block ends are sent before the client closes.
     """
     upstream = token_client(settings)
-    alerter = Alerter(settings.alert_webhook, upstream.post_json)
+    alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
+    chains = Chains(store, upstream, settings, on_event=alerter, recovery=open_recovery(settings))
     try:
-        yield Chains(store, upstream, settings, on_event=alerter)
-        await alerter.drain()
+        yield chains
     finally:
+        # Ctrl-C included: a grant in flight is answered and stored (or kept) before the exit.
+        await chains.drain(settings.shutdown_grace)
+        await alerter.drain()
         await upstream.aclose()
 
 
@@ -197,6 +224,16 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
     # becomes a normal exit, so the cleanup below runs.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    admin = None
+    if settings.admin and settings.admin_port:
+        admin = server.Beside(
+            create_admin_app(settings), host=settings.admin_host, port=settings.admin_port,
+            certfile=settings.certfile or None, keyfile=settings.keyfile or None,
+        )  # fmt: skip
+        admin.start()
+        announce(f"keyshim admin {scheme}://{settings.admin_host}:{settings.admin_port}/admin")
+    elif settings.admin:
+        announce(f"keyshim admin {scheme}://{settings.host}:{settings.port}/admin")
     try:
         server.run(
             "shim.serve.runtime:create_app",
@@ -208,8 +245,11 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
             certfile=settings.certfile or None,
             keyfile=settings.keyfile or None,
             max_clients=settings.max_clients,
+            graceful_timeout=settings.shutdown_grace,
         )
     finally:
+        if admin is not None:
+            admin.stop()
         if metrics_dir is not None:
             import shutil
 

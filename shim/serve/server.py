@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
+import socket
+import struct
 import sys
+import threading
 from typing import Any
 
 import uvicorn
@@ -19,6 +23,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.supervisors import Multiprocess
 
 from shim.logs import uvicorn_log_config
+from shim.serve.asgi import ABORT, DECLARED
 from shim.settings import Settings
 
 #: The largest request line plus headers accepted (legacy clients send well under 2 KiB).
@@ -77,6 +82,12 @@ class _Chunked:
         self.line = b""  # the start of the size line read so far
         self.left = 0
         self.tail = b""
+        #: The body size the size lines read so far declare (what the app will have at most
+        #: once their chunks arrive): a chunk over the body limit is refused from its line.
+        self.declared = 0
+
+    def declared_size(self) -> int:
+        return self.declared
 
     def end(self, data: bytes, start: int) -> int | None:
         pos = start
@@ -99,6 +110,7 @@ class _Chunked:
                     self.state = "lost"  # not a size line: the parser answers 400
                 elif size:
                     self.state, self.left = "data", size + 2
+                    self.declared += size
                 else:  # the CRLF that ended this line may also start the blank line
                     self.state, self.tail = "trailer", b"\r\n"
             elif self.state == "trailer":
@@ -169,13 +181,20 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
                         return
                     end = size
             ended = self._ended
+            declared = self._body.declared if body and isinstance(self._body, _Chunked) else 0
             super().data_received(data[pos:end])
             if self._refused or self.transport.is_closing():
                 return
+            if declared and self.cycle is not None:
+                # Wake the app's body reader: it compares what is declared with its limit
+                # (asgi.DECLARED), so a chunk it cannot take is refused before its data comes.
+                self.cycle.message_event.set()
             # Book the part to the head or body it belongs to.
             if self._phase == "body":
                 if not body or self._ended != ended:  # a head ended here: its body comes next
                     self._body, self._head_bytes, self._tail = self._framing(), 0, b""
+                    if isinstance(self._body, _Chunked):
+                        self.scope["extensions"][DECLARED] = self._body.declared_size
             elif self._ended != ended:  # a request ended here: what follows is the next head
                 self._body = None
                 if self._phase == "head":  # it began in this part: count the part, at most
@@ -252,6 +271,9 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        # The app may cut a client that stopped reading (asgi.ABORT): a close would wait for
+        # the unread answer to drain first, which never happens.
+        self.scope["extensions"] = {ABORT: self._cut}
         self._phase = "head"
         if self.cycle is None or self.cycle.response_complete:
             self._arm()  # else from the answer to the request before it (on_response_complete)
@@ -278,6 +300,15 @@ class HeadTimeoutProtocol(HttpToolsProtocol):
             self._refusal = None
         elif self._phase == "head":
             self._arm()
+
+    def _cut(self) -> None:
+        """Drop the connection now, discarding what the client has not read (a reset: the
+        kernel would otherwise keep trickling the unread answer to it after the close)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -309,6 +340,7 @@ def run(
     certfile: str | None = None,
     keyfile: str | None = None,
     max_clients: int | None = None,
+    graceful_timeout: float | None = None,
 ) -> None:
     """Serve in the foreground until interrupted. ``workers > 1`` needs an import string.
 
@@ -333,6 +365,9 @@ def run(
         timeout_keep_alive=30,
         http=HeadTimeoutProtocol,
         limit_concurrency=max_clients,
+        # On a signal, calls in progress get this long to finish before they are cancelled
+        # (a refresh they started is finished anyway: chains.Chains._uncancelled).
+        timeout_graceful_shutdown=None if graceful_timeout is None else math.ceil(graceful_timeout),
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
     )
@@ -348,3 +383,36 @@ def run(
         supervisor.run()
     if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
         sys.exit(STARTUP_FAILURE)
+
+
+class Beside:
+    """A second, small server in a thread of this process (the admin page on its own port)."""
+
+    def __init__(
+        self, app: Any, *, host: str, port: int, certfile: str | None, keyfile: str | None
+    ) -> None:
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_config=None,  # the main server set logging up
+            access_log=False,
+            server_header=False,
+            proxy_headers=False,
+            http=HeadTimeoutProtocol,
+            ssl_certfile=certfile,
+            ssl_keyfile=keyfile,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve()), name="admin", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Let the thread shut its app down (the admin audit is flushed) and end."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 
+from shim.simulator import commerce
 from shim.simulator.config import SimConfig
 from shim.simulator.faults import KeapFault, invalid, not_found
-from shim.simulator.schema import READ_ONLY_TABLES, check_field, coerce, fields_of
+from shim.simulator.schema import READ_ONLY_TABLES, TABLES, check_field, coerce, fields_of
 from shim.xmlrpc import Value
 
 Row = dict[str, Value]
@@ -25,16 +26,43 @@ _TAGS = [
     (104, "Customer", "Bought something", 12),
     (106, "Do Not Contact", "", 12),
 ]
+#: Seeded opportunity stages (Id, name, order, target days) and users (Id, names, email).
+_STAGES = [(20, "New", 1, 3), (22, "Qualified", 2, 7), (24, "Won", 3, 0)]
+_USERS = [(1, "Sim", "Admin", "admin@example.com"), (2, "Sam", "Seller", "sam@example.com")]
 #: ``addWithDupCheck``'s ``dupCheckType`` (REST ``duplicate_option``) -> the fields that must match.
 DUPLICATE_KEYS = {
     "Email": ("Email",),
     "EmailAndName": ("Email", "FirstName", "LastName"),
     "EmailAndNameAndCompany": ("Email", "FirstName", "LastName", "Company"),
 }
+#: REST custom field types -> legacy DataFormField.DataType (the ones the tests create).
+_DATA_TYPES = {"TEXT": 15, "TEXT_AREA": 16, "WHOLE_NUMBER": 12, "DATE": 13, "DROPDOWN": 21}
+#: Seeded legacy action sets: id -> the steps it runs (what the operator maps it to on the
+#: keyshim side; see shim/rest/actionsets.py for the step objects).
+ACTION_SETS: dict[int, list[dict[str, object]]] = {
+    12: [
+        {"op": "apply_tag", "tag": 100},
+        {"op": "remove_tag", "tag": 102},
+        {"op": "achieve_goal", "integration": "keyshim", "call_name": "signup"},
+        {"op": "add_note", "title": "Action set 12 ran", "text": "welcome"},
+    ],
+    14: [{"op": "achieve_goal", "integration": "keyshim", "call_name": "nope"}],
+}
 _SETTINGS = {
     ("Contact", "optiontypes"): "Prospect,Customer,Partner,Personal Contact,Vendor",
     ("Contact", "phonetypes"): "Work,Home,Mobile,Other",
     ("Contact", "faxtypes"): "Work,Home,Other",
+    ("Contact", "titletypes"): "Mr.,Mrs.,Ms.,Dr.",
+    ("Contact", "suffixtypes"): "Jr.,Sr.,II,III",
+    ("Application", "enabled"): "yes",
+    ("Application", "timezone"): "America/New_York",
+    ("Order", "optioncctypes"): "Visa,MasterCard,American Express,Discover",
+    ("Order", "optionpaymenttypes"): "Cash,Check,Credit Card,Money Order",
+    ("Order", "defaultmaxretry"): "3",
+    ("Order", "defaultnumdaysbetween"): "5",
+    ("Order", "currency"): "USD",
+    ("Order", "defaultcountry"): "United States",
+    ("Invoice", "taxlabel"): "Sales Tax",
 }
 
 
@@ -47,20 +75,25 @@ class Database:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.tables: dict[str, dict[int, Row]] = {
-            "Contact": {},
-            "ContactGroup": {},
-            "ContactGroupCategory": {},
-            "FileBox": {},
+            name: {} for name in TABLES if name not in ("ContactGroupAssign", "DataFormField")
         }
         self.next_id: dict[str, int] = {}
         #: ContactId -> {GroupId: DateCreated}
         self.assignments: dict[int, dict[int, datetime.datetime]] = {}
         self.files: dict[int, bytes] = {}
         self.settings: dict[tuple[str, str], str] = dict(_SETTINGS)
+        commerce.seed(self.tables, self.next_id)
+        self.commerce = commerce.Commerce(self.tables, self.next_id)
         for cid, name, description in _CATEGORIES:
             self._put(
                 "ContactGroupCategory", cid, CategoryName=name, CategoryDescription=description
             )
+        self._put("DataFormTab", 1, TabName="Custom Fields", FormId=-1)
+        self._put("DataFormGroup", 1, Name="Custom Fields", TabId=1)
+        for sid, name, order, days in _STAGES:
+            self._put("Stage", sid, StageName=name, StageOrder=order, TargetNumDays=days)
+        for uid, first, last, email in _USERS:
+            self._put("User", uid, FirstName=first, LastName=last, Email=email, GlobalUserId=uid)
         for tid, name, description, category in _TAGS:
             self._put(
                 "ContactGroup",
@@ -70,9 +103,19 @@ class Database:
                 GroupCategoryId=category,
             )
 
+    def setting(self, module: str, setting: str) -> str | None:
+        """An app setting; module and setting names compare case-insensitively."""
+        wanted = (module.casefold(), setting.casefold())
+        for (m, s), value in self.settings.items():
+            if (m.casefold(), s.casefold()) == wanted:
+                return value
+        return None
+
     def rows(self, table: str) -> list[Row]:
         """Every row of ``table`` in Id order, derived fields filled in. Raises NoTableFound."""
         fields_of(table, self.config.custom_fields)
+        if table == "DataFormField":
+            return self._form_fields()
         if table == "ContactGroupAssign":
             return [
                 self._assign_row(cid, gid, when)
@@ -83,7 +126,24 @@ class Database:
             self._materialize(table, rid, row) for rid, row in sorted(self.tables[table].items())
         ]
 
+    def _form_fields(self) -> list[Row]:
+        """DataFormField: one row per contact custom field (all text, in the one seeded
+        group), with the ids the REST side gives them."""
+        from shim.simulator.rest.store import custom_fields, field_label, field_name, field_type
+
+        return [
+            {"Id": cid, "FormId": -1, "GroupId": 1, "DataType": _DATA_TYPES.get(
+                field_type(self, name), 15), "Name": field_name(name),
+             "Label": field_label(self, name)}
+            for cid, name in sorted(custom_fields(self))
+        ]  # fmt: skip
+
     def get(self, table: str, record_id: int) -> Row:
+        if table == "DataFormField":
+            found = [row for row in self._form_fields() if row["Id"] == record_id]
+            if not found:
+                raise not_found()
+            return found[0]
         fields_of(table, self.config.custom_fields)
         row = self.tables.get(table, {}).get(record_id)
         if row is None:
@@ -91,10 +151,13 @@ class Database:
         return self._materialize(table, record_id, row)
 
     def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
-        values = self._writable(table, data)
+        values = {**commerce.DEFAULTS.get(table, {}), **self._writable(table, data)}
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
+        elif table == "ContactAction":
+            values["DateCreated"] = to_datetime(now)
+            values.setdefault("ObjectType", "Note")
         self._put(table, record_id, **values)
         return record_id
 

@@ -24,7 +24,7 @@ from shim.serve.asgi import Send
 from shim.simulator.asgi import Answer, Request, gateway_fault, json_answer, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.data import Database
-from shim.simulator.failures import SERVICE_UNAVAILABLE, FailureQueue, deliver
+from shim.simulator.failures import INVALID_TOKEN, SERVICE_UNAVAILABLE, FailureQueue, deliver
 from shim.simulator.faults import KeapFault, invalid
 from shim.simulator.quota import Quotas, limits_for
 from shim.simulator.services import Context, FileData, dispatch
@@ -35,8 +35,6 @@ XML_TYPE = "text/xml;charset=UTF-8"
 _SLOT = "SIMULATOR-FILE-DATA-SLOT"
 _B64_CHUNK = 3 * 1024 * 1024  # raw bytes per streamed chunk (a multiple of 3: no padding)
 _MAX_KEYS_SEEN = 100
-
-INVALID_TOKEN = gateway_fault("Invalid Access Token", "keymanagement.service.invalid_access_token")
 
 
 class XmlRpcEndpoint:

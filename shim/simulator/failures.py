@@ -8,6 +8,8 @@ token is spent and the new pair is lost, the way Keap loses answers in the failu
 Kinds (spelled ``"500"``, ``"reset-after"`` or ``{"kind": "timeout", "seconds": 2}``):
 
 * ``500``: HTTP 500 with an HTML error page; ``503``: HTTP 503 with an Apigee JSON fault.
+* ``401``: HTTP 401 with the gateway's "Invalid Access Token" JSON, whatever the token (Keap
+  refusing a token it issued; queue several for a Keap that keeps refusing fresh tokens too).
 * ``429``: HTTP 429 ``{"code":"429","message":"Quota Exceeded",...}`` with ``Retry-After``.
 * ``timeout``: stall ``seconds`` (default ``SimConfig.failure_timeout``), then answer 504;
   ``timeout-after``: process, stall, then send the real answer (to a client that gave up).
@@ -30,11 +32,12 @@ from shim.keap.client import connection_reset
 from shim.serve.asgi import Send
 from shim.simulator.asgi import Answer, gateway_fault, json_answer, send_answer
 
-KINDS = ("500", "503", "429", "timeout", "reset")
+KINDS = ("500", "503", "401", "429", "timeout", "reset")
 SERVICE_UNAVAILABLE = gateway_fault(
     "The Service is temporarily unavailable", "messaging.adaptors.http.flow.ServiceUnavailable"
 )
 GATEWAY_TIMEOUT = gateway_fault("Gateway Timeout", "messaging.adaptors.http.flow.GatewayTimeout")
+INVALID_TOKEN = gateway_fault("Invalid Access Token", "keymanagement.service.invalid_access_token")
 
 _ERROR_PAGE = (
     b"<html><head><title>500 Internal Server Error</title></head><body>"
@@ -93,6 +96,8 @@ def canned_answer(kind: str, retry_after: int) -> Answer:
         return Answer(500, _ERROR_PAGE, "text/html")
     if kind == "503":
         return json_answer(503, SERVICE_UNAVAILABLE)
+    if kind == "401":
+        return json_answer(401, INVALID_TOKEN)
     if kind == "429":
         body = {"code": "429", "message": "Quota Exceeded", "status": "Request Throttled"}
         return json_answer(429, body, [("Retry-After", str(retry_after))])

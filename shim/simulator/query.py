@@ -114,6 +114,11 @@ def _operand(text: str, spec: FieldSpec) -> Any:
             return int(text.strip())
         except ValueError:
             raise invalid(f"Invalid number in query: {text!r}") from None
+    if spec.type == "float":
+        try:
+            return float(text.strip())
+        except ValueError:
+            raise invalid(f"Invalid number in query: {text!r}") from None
     if spec.type == "date":
         parsed = parse_date(text)
         if parsed is None:

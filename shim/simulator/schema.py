@@ -1,8 +1,9 @@
 """The legacy tables the simulator knows, their fields, and how written values are coerced.
 
 Only the tables keyshim's tests and demo touch are modelled: Contact, ContactGroup (tags),
-ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags) and FileBox
-(read-only; written through FileService). Field names are the legacy ones scripts send.
+ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags), FileBox
+(read-only; written through FileService), LeadSource, Company, User (read-only), Stage and
+Lead (opportunities). Field names are the legacy ones scripts send.
 """
 
 from __future__ import annotations
@@ -12,16 +13,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from shim.simulator.commerce_tables import READ_ONLY as COMMERCE_READ_ONLY
+from shim.simulator.commerce_tables import TABLE_SPECS as COMMERCE_SPECS
 from shim.simulator.faults import KeapFault, invalid
 from shim.xmlrpc import Value
 
-FieldType = Literal["int", "str", "date"]
+FieldType = Literal["int", "str", "date", "float"]
 
 
 @dataclass(frozen=True)
 class FieldSpec:
     type: FieldType
     writable: bool = True
+
+
+def commerce_fields(spec: str) -> dict[str, FieldSpec]:
+    """A commerce_tables.py table: ``Name:t`` (i int, s str, f double, d date; ``-`` read-only)."""
+    kinds: dict[str, FieldType] = {"i": "int", "s": "str", "f": "float", "d": "date"}
+    fields: dict[str, FieldSpec] = {}
+    for item in spec.split():
+        name, _, code = item.partition(":")
+        fields[name] = FieldSpec(kinds[code[0]], writable=not code.endswith("-"))
+    return fields
 
 
 def _strings(*names: str) -> dict[str, FieldSpec]:
@@ -77,6 +90,72 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "Contact.FirstName": FieldSpec("str"),
         "Contact.LastName": FieldSpec("str"),
     },
+    "LeadSource": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("Name", "Description", "Vendor", "Medium", "Message", "Status"),
+        "StartDate": FieldSpec("date"),
+        "EndDate": FieldSpec("date"),
+        "CostPerLead": FieldSpec("float"),
+        "LeadSourceCategoryId": FieldSpec("int"),
+    },
+    "Company": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("Company", "Email", "Phone1", "Phone1Ext", "Phone1Type", "Fax1", "Fax1Type"),
+        **_strings("StreetAddress1", "StreetAddress2", "City", "State", "PostalCode", "Country"),
+        **_strings("ZipFour1", "Website"),
+        "OwnerID": FieldSpec("int"),
+    },
+    "User": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("FirstName", "LastName", "MiddleName", "Nickname", "Suffix", "SpouseName"),
+        **_strings("Title", "Email", "City", "State", "PostalCode"),
+        **_strings("StreetAddress1", "StreetAddress2", "Signature", "HTMLSignature"),
+        "GlobalUserId": FieldSpec("int"),
+        "Partner": FieldSpec("int"),
+    },
+    "Stage": {
+        "Id": FieldSpec("int", writable=False),
+        "StageName": FieldSpec("str"),
+        "StageOrder": FieldSpec("int"),
+        "TargetNumDays": FieldSpec("int"),
+        "Probability": FieldSpec("int"),
+    },
+    "Lead": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("OpportunityTitle", "NextActionNotes", "OpportunityNotes"),
+        "ContactID": FieldSpec("int"),
+        "StageID": FieldSpec("int"),
+        "UserID": FieldSpec("int"),
+        "AffiliateId": FieldSpec("int"),
+        "NextActionDate": FieldSpec("date"),
+        "EstimatedCloseDate": FieldSpec("date"),
+        "ProjectedRevenueLow": FieldSpec("float"),
+        "ProjectedRevenueHigh": FieldSpec("float"),
+    },
+    "ContactAction": {
+        "Id": FieldSpec("int", writable=False),
+        "ContactId": FieldSpec("int"),
+        "OpportunityId": FieldSpec("int"),
+        "UserID": FieldSpec("int"),
+        **_strings("ObjectType", "ActionType", "ActionDescription", "CreationNotes"),
+        "ActionDate": FieldSpec("date"),
+        "CompletionDate": FieldSpec("date"),
+        "DateCreated": FieldSpec("date", writable=False),
+    },
+    "DataFormField": {
+        "Id": FieldSpec("int"),
+        "FormId": FieldSpec("int"),
+        "GroupId": FieldSpec("int"),
+        "DataType": FieldSpec("int"),
+        "ListRows": FieldSpec("int"),
+        **_strings("Name", "Label", "DefaultValue", "Values"),
+    },
+    "DataFormGroup": {"Id": FieldSpec("int"), "Name": FieldSpec("str"), "TabId": FieldSpec("int")},
+    "DataFormTab": {
+        "Id": FieldSpec("int"),
+        "TabName": FieldSpec("str"),
+        "FormId": FieldSpec("int"),
+    },
     "FileBox": {
         "Id": FieldSpec("int"),
         "ContactId": FieldSpec("int"),
@@ -87,8 +166,15 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
     },
 }
 
+TABLES.update({t: commerce_fields(spec) for t, spec in COMMERCE_SPECS.items()})
+
 #: Tables the legacy API only reads (rows come from addToGroup and FileService).
-READ_ONLY_TABLES = frozenset({"ContactGroupAssign", "FileBox"})
+READ_ONLY_TABLES = (
+    frozenset(
+        {"ContactGroupAssign", "FileBox", "User", "DataFormField", "DataFormGroup", "DataFormTab"}
+    )
+    | COMMERCE_READ_ONLY
+)
 
 _DATE_FORMATS = ("%Y%m%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d")
 
@@ -137,6 +223,14 @@ def coerce(table: str, name: str, spec: FieldSpec, value: Value) -> Value:
             return value
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             return int(value)
+    elif spec.type == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
     elif spec.type == "str":
         if isinstance(value, str):
             return value

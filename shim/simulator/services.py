@@ -2,7 +2,8 @@
 
 Each method is registered with the argument types it accepts, in a small signature language
 (``i`` int, ``s`` string, ``S`` struct, ``L`` list of strings, ``b`` boolean, ``B`` file data
-as a base64 string or ``<base64>``, ``*`` any scalar; after ``|`` optional). Like Keap's Java
+as a base64 string or ``<base64>``, ``d`` dateTime, ``f`` double, ``A`` any array,
+``*`` any scalar; after ``|`` optional). Like Keap's Java
 dispatcher, a call whose arguments fit no signature gets "No method matching arguments".
 """
 
@@ -11,15 +12,30 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from shim.simulator import query as q
-from shim.simulator.data import DUPLICATE_KEYS, Database, to_datetime
+from shim.simulator.data import ACTION_SETS, DUPLICATE_KEYS, Database, to_datetime
 from shim.simulator.faults import invalid, no_matching_method, no_such_handler, not_found
-from shim.simulator.rest.other import achieve, user_record
-from shim.simulator.rest.store import known_status, opt_in, opt_out, rest_store
+from shim.simulator.rest.contacts import FIELD_TYPES
+from shim.simulator.rest.files import rename, replace_content
+from shim.simulator.rest.goals import achieve
+from shim.simulator.rest.settings import user_record
+from shim.simulator.rest.store import (
+    LINK_TYPES,
+    TEMPLATES,
+    add_custom_field,
+    custom_fields,
+    known_status,
+    opt_in,
+    opt_out,
+    relabel_custom_field,
+    rest_store,
+)
+from shim.simulator.rest.webforms import WEBFORMS
 from shim.simulator.schema import fields_of
 from shim.xmlrpc import Value
 
@@ -80,8 +96,13 @@ def _is(code: str, value: Value) -> bool:
         return isinstance(value, dict)
     if code == "L":
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
+    if code == "A":
+        return isinstance(value, list)
     if code == "B":
         return isinstance(value, (str, bytes))
+    if code in "df":  # dateTime, double (an int is widened, as Java does)
+        kinds = {"d": (datetime.datetime,), "f": (float, int)}[code]
+        return isinstance(value, kinds) and not isinstance(value, bool)
     return isinstance(value, (int, float, str, datetime.datetime))  # "*"
 
 
@@ -197,7 +218,7 @@ def data_count(ctx: Context, table: str, query: dict[str, Value]) -> int:
 @method("DataService.getAppSetting", "ss")
 def data_get_app_setting(ctx: Context, module: str, setting: str) -> str:
     """Unknown settings answer an empty string (what Keap does is not documented)."""
-    return ctx.db.settings.get((module, setting), "")
+    return ctx.db.setting(module, setting) or ""
 
 
 # --- FileService ---
@@ -210,6 +231,82 @@ def file_upload(ctx: Context, *args: Any) -> int:
     name: str = args[-2]
     data = _file_bytes(args[-1])
     return ctx.db.add_file(contact_id or None, name, data)
+
+
+@method("APIEmailService.sendEmail", "Assssssss")
+def email_send(
+    ctx: Context,
+    contacts: list[Value],
+    sender: str,
+    to: str,
+    cc: str,
+    bcc: str,
+    content_type: str,
+    subject: str,
+    html: str,
+    text: str,
+) -> bool:
+    """Records what it sent; ``to`` is a merge field naming the contact's address field."""
+    ids = tuple(int(str(c)) for c in contacts)
+    for contact in ids:
+        if contact not in ctx.db.tables["Contact"]:
+            raise not_found()
+    field = to.strip("~").removeprefix("Contact.") or "Email"
+    kind = content_type.casefold()
+    html = html if kind in ("html", "multipart") else ""
+    text = text if kind in ("text", "multipart") else ""
+    rest_store(ctx.db).sent.append((ids, sender, field, subject, html, text))
+    return True
+
+
+@method("APIEmailService.getEmailTemplate", "i")
+def email_get_template(ctx: Context, template_id: int) -> Value:
+    template = TEMPLATES.get(template_id)
+    if template is None:
+        raise not_found()
+    names = {"piece_title": "pieceTitle", "categories": "categories",
+             "from_address": "fromAddress", "to_address": "toAddress",
+             "cc_address": "ccAddress", "bcc_address": "bccAddress", "subject": "subject",
+             "text_body": "textBody", "html_body": "htmlBody", "content_type": "contentType",
+             "merge_context": "mergeContext"}  # fmt: skip
+    out: dict[str, Value] = {}
+    for rest, legacy in names.items():
+        value = template.get(rest)
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        if value not in (None, ""):
+            out[legacy] = str(value)
+    return out
+
+
+@method("WebFormService.getMap", "")
+def webform_get_map(ctx: Context) -> Value:
+    return {str(i): name for i, (name, _kind, _html) in sorted(WEBFORMS.items())}
+
+
+@method("WebFormService.getHTML", "i")
+def webform_get_html(ctx: Context, form_id: int) -> str:
+    if form_id not in WEBFORMS:
+        raise not_found()
+    return WEBFORMS[form_id][2]
+
+
+@method("FileService.replaceFile", "iB")
+def file_replace(ctx: Context, file_id: int, data: str | bytes) -> bool:
+    if file_id not in ctx.db.tables["FileBox"]:
+        raise not_found()
+    replace_content(ctx.db, file_id, _file_bytes(data))
+    return True
+
+
+@method("FileService.renameFile", "is")
+def file_rename(ctx: Context, file_id: int, name: str) -> bool:
+    if file_id not in ctx.db.tables["FileBox"]:
+        raise not_found()
+    if not name.strip():
+        raise invalid("fileName must not be empty")
+    rename(ctx.db, file_id, name)
+    return True
 
 
 @method("FileService.getFile", "i")
@@ -309,6 +406,79 @@ def _flow(item: dict[str, Any]) -> Value:
     return {"success": item["success"], "msg": item["message"], "flowId": item["flow_id"]}
 
 
+@method("ContactService.runActionSequence", "ii")
+def contact_run_action_sequence(ctx: Context, contact_id: int, set_id: int) -> Value:
+    """One struct per action, ``{Action, Message, IsError}`` (legacy's keys unverified)."""
+    steps = ACTION_SETS.get(set_id)
+    if steps is None or contact_id not in ctx.db.tables["Contact"]:
+        raise not_found()
+    results: list[Value] = []
+    for step in steps:
+        op, message = step["op"], "OK"
+        if op == "apply_tag":
+            ctx.db.assign(contact_id, int(str(step["tag"])), ctx.now, on=True)
+            action = f"Apply tag {step['tag']}"
+        elif op == "remove_tag":
+            ctx.db.assign(contact_id, int(str(step["tag"])), ctx.now, on=False)
+            action = f"Remove tag {step['tag']}"
+        elif op == "achieve_goal":
+            key = (str(step["integration"]), str(step["call_name"]))
+            action = f"Achieve goal {key[0]}/{key[1]}"
+            result = achieve(rest_store(ctx.db), key, contact_id, "/".join(key))
+            message = "OK" if result["success"] else str(result["message"])
+        else:
+            action = f"Add note {step['title']!r}"
+            values = {"ContactId": contact_id, "ObjectType": "Note", "UserID": 1}
+            values |= {"ActionDescription": step["title"], "CreationNotes": step["text"]}
+            ctx.db.add("ContactAction", values, ctx.now)  # type: ignore[arg-type]
+        results.append({"Action": action, "Message": message, "IsError": message != "OK"})
+    return results
+
+
+@method("DataService.addCustomField", "sssi")
+def data_add_custom_field(
+    ctx: Context, form: str, display: str, data_type: str, header_id: int
+) -> int:
+    """A new custom field (only Contact ones are simulated); its Name is the label without
+    spaces or punctuation."""
+    if form.casefold() != "contact":
+        raise invalid(f"Only Contact custom fields are simulated, not {form}")
+    kind = re.sub(r"(?<=[a-z])(?=[A-Z])", "_", data_type).upper()
+    if kind not in FIELD_TYPES:
+        raise invalid(f"Invalid custom field type: {data_type}")
+    try:
+        return add_custom_field(ctx.db, display, kind)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+
+
+@method("DataService.updateCustomField", "iS")
+def data_update_custom_field(ctx: Context, field_id: int, values: dict[str, Value]) -> bool:
+    """Only ``Label`` is simulated (and translated)."""
+    unknown = sorted(set(values) - {"Label"})
+    if unknown:
+        raise invalid(f"Unsupported custom field values: {', '.join(unknown)}")
+    try:
+        if values.get("Label"):
+            relabel_custom_field(ctx.db, field_id, str(values["Label"]))
+        elif field_id not in dict(custom_fields(ctx.db)):
+            raise KeyError(field_id)
+    except KeyError:
+        raise not_found() from None
+    return True
+
+
+@method("ContactService.linkContacts", "iii")
+def contact_link_contacts(ctx: Context, first: int, second: int, link_type: int) -> bool:
+    for contact in (first, second):
+        if contact not in ctx.db.tables["Contact"]:
+            raise not_found()
+    if link_type not in LINK_TYPES:
+        raise invalid(f"Invalid link type: {link_type}")
+    rest_store(ctx.db).links.add((first, second, link_type))
+    return True
+
+
 @method("DataService.getUserInfo", "")
 def data_get_user_info(ctx: Context) -> Value:
     """Legacy key names unverified (docs/keap.md#open-questions, 9); keyshim's translator uses
@@ -323,3 +493,6 @@ def data_get_user_info(ctx: Context) -> Value:
         "appAlias": app,
         "appUrl": f"https://{app}.infusionsoft.com",
     }
+
+
+from shim.simulator import commerce_services  # noqa: E402,F401  (registers InvoiceService/OrderService)

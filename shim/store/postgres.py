@@ -140,8 +140,23 @@ CREATE TABLE quota_figures (
 );
 """
 
+_SCHEMA_ADMIN = """
+CREATE TABLE admin_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE admin_actions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL,
+    action TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL
+);
+CREATE INDEX admin_actions_at ON admin_actions (at);
+CREATE TABLE alerts (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL, account TEXT NOT NULL, event TEXT NOT NULL, error TEXT
+);
+CREATE INDEX alerts_at ON alerts (at);
+"""
+
 #: Locks replace leases; shared rate windows; change notification for the per-call caches.
-_SCHEMA_V7 = """
+_SCHEMA_V10 = """
 DROP TABLE leases;
 CREATE TABLE rate_windows (
     key_id TEXT NOT NULL, slot BIGINT NOT NULL, count BIGINT NOT NULL,
@@ -171,7 +186,15 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (4, "server secrets", _SCHEMA_SECRETS),
     (5, "quota figures", _SCHEMA_QUOTA),
     (6, "key rate windows", "ALTER TABLE keys ADD COLUMN rate_window DOUBLE PRECISION;"),
-    (7, "locks replace leases; shared rate windows", _SCHEMA_V7),
+    (
+        7,
+        "action set maps",
+        "CREATE TABLE action_sets (account TEXT NOT NULL, id BIGINT NOT NULL, "
+        "steps TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (account, id));",
+    ),
+    (8, "admin page", _SCHEMA_ADMIN),
+    (9, "audit records the DataService table", "ALTER TABLE calls ADD COLUMN table_name TEXT;"),
+    (10, "locks replace leases; shared rate windows", _SCHEMA_V10),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -184,7 +207,7 @@ _KEY_COLUMNS = (
 )  # fmt: skip
 _CALL_COLUMNS = (
     "at", "request_id", "key_id", "account", "method", "outcome", "upstream_status",
-    "duration_ms", "bytes_in", "bytes_out", "route",
+    "duration_ms", "bytes_in", "bytes_out", "route", "table_name",
 )  # fmt: skip
 _ACCOUNT_SECRETS = ("client_secret", "service_key")
 _CHAIN_SECRETS = ("access_token", "refresh_token")
@@ -212,6 +235,8 @@ _COPY_COLUMNS: dict[str, tuple[str, ...]] = {
     "quota_figures": ("account", "figures", "at"),
     "calls": _CALL_COLUMNS,
 }  # fmt: skip
+#: The ``server_secrets`` row that is the master key's check value (as on SQLite).
+KEY_CHECK = "master-key-check"
 #: Advisory-lock key that serializes migrations across hosts.
 _MIGRATE_LOCK = "keyshim:migrate"
 #: The listener confirms the caches at least this often; they are trusted this long after.
@@ -558,7 +583,24 @@ class PostgresStore:
                 f"database schema version {current} is newer than this keyshim knows "
                 f"({known}); upgrade keyshim"
             )
+        self._check_key()
         return current
+
+    def _check_key(self) -> None:
+        """The master key's check value (``shim init`` makes it): the key id sealed under the
+        key itself. A wrong key fails here, clearly (DecryptError), instead of on the first
+        secret some command needs."""
+        ctx = _ctx("secret", KEY_CHECK, "value")
+        sealed = self._box.seal(self._box.key_id, context=ctx)
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO server_secrets (name, value) VALUES (%s, %s) "
+                "ON CONFLICT (name) DO NOTHING",
+                (KEY_CHECK, sealed),
+            )
+        )
+        rows = self._rows("SELECT value FROM server_secrets WHERE name = %s", (KEY_CHECK,))
+        self._box.open(str(rows[0][0]), context=ctx)
 
     # -- accounts ---------------------------------------------------------------------------
     def _account(self, row: Sequence[Any]) -> Account:
@@ -863,6 +905,8 @@ class PostgresStore:
                     )
                 ).fetchall()
                 for row_id, sealed in rows:
+                    if table == "server_secrets" and row_id == KEY_CHECK:
+                        continue  # written anew below
                     new = rewrap(
                         sealed, context=_ctx(prefix, row_id, col), old=self._box, new=new_box
                     )
@@ -873,6 +917,11 @@ class PostgresStore:
                         (new, row_id),
                     )
                     count += 1
+            ctx = _ctx("secret", KEY_CHECK, "value")
+            conn.execute(
+                "UPDATE server_secrets SET value = %s WHERE name = %s",
+                (new_box.seal(new_box.key_id, context=ctx), KEY_CHECK),
+            )
             return count
 
         count = self._write(work)
@@ -899,6 +948,93 @@ class PostgresStore:
         rows = self._rows("SELECT value FROM server_secrets WHERE name = %s", (name,))
         sealed = str(rows[0][0]) if rows else self._run(work)
         return base64.urlsafe_b64decode(self._box.open(sealed, context=ctx))
+
+    # -- admin page ---------------------------------------------------------------------------
+    def admin_password(self) -> str | None:
+        rows = self._rows("SELECT value FROM admin_settings WHERE name = 'password'")
+        return None if not rows else str(rows[0][0])
+
+    def set_admin_password(self, hashed: str) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO admin_settings (name, value) VALUES ('password', %s) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (hashed,),
+            )
+        )
+
+    def record_admin_action(
+        self, at: float, actor: str, source: str, action: str, target: str | None, outcome: str
+    ) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO admin_actions (at, actor, source, action, target, outcome) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (at, actor, source, action, target, outcome),
+            )
+        )
+
+    def admin_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._dict_rows(
+            "SELECT at, actor, source, action, target, outcome FROM admin_actions "
+            "ORDER BY at DESC, id DESC LIMIT %s",
+            (limit,),
+        )
+
+    def record_alert(self, at: float, account: str, event: str, error: str | None) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO alerts (at, account, event, error) VALUES (%s, %s, %s, %s)",
+                    (at, account, event, error),
+                )
+                # A short history is all the admin page shows; the log and webhook keep the rest.
+                conn.execute(
+                    "DELETE FROM alerts WHERE id NOT IN "
+                    "(SELECT id FROM alerts ORDER BY at DESC, id DESC LIMIT 500)"
+                )
+
+        self._run(work)
+
+    def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        return self._dict_rows(
+            "SELECT at, account, event, error FROM alerts ORDER BY at DESC, id DESC LIMIT %s",
+            (limit,),
+        )
+
+    # -- action sets (runActionSequence over REST v2) ---------------------------------------
+    def put_action_set(self, account: str, set_id: int, steps: list[dict[str, Any]]) -> None:
+        row = (account, set_id, json.dumps(steps), time.time())
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO action_sets (account, id, steps, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (account, id) DO UPDATE SET "
+                "steps = excluded.steps, updated_at = excluded.updated_at",
+                row,
+            )
+        )
+
+    def get_action_set(self, account: str, set_id: int) -> list[dict[str, Any]] | None:
+        rows = self._rows(
+            "SELECT steps FROM action_sets WHERE account = %s AND id = %s", (account, set_id)
+        )
+        return None if not rows else list(json.loads(rows[0][0]))
+
+    def list_action_sets(self, account: str) -> dict[int, list[dict[str, Any]]]:
+        rows = self._rows(
+            "SELECT id, steps FROM action_sets WHERE account = %s ORDER BY id", (account,)
+        )
+        return {int(i): list(json.loads(steps)) for i, steps in rows}
+
+    def delete_action_set(self, account: str, set_id: int) -> bool:
+        return self._run(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM action_sets WHERE account = %s AND id = %s", (account, set_id)
+                ).rowcount
+                > 0
+            )
+        )
 
     # -- audit --------------------------------------------------------------------------------
     def record_calls(self, records: Sequence[CallRecord]) -> None:
@@ -1012,7 +1148,7 @@ class PostgresStore:
         """The same rows, types and order as the SQLite store's report."""
         rows = self._dict_rows(
             """
-            SELECT c.key_id, k.label, c.account, c.method,
+            SELECT c.key_id, k.label, c.account, c.method, c.table_name,
                    COUNT(*) AS calls,
                    SUM(CASE WHEN c.outcome NOT IN ('ok', 'local', 'error') THEN 1 ELSE 0 END)
                        AS faults,
@@ -1022,23 +1158,23 @@ class PostgresStore:
                    ROUND(AVG(c.duration_ms)::numeric, 2)::float8 AS avg_ms
             FROM calls c LEFT JOIN keys k ON k.id = c.key_id
             WHERE c.at >= %s
-            GROUP BY c.key_id, k.label, c.account, c.method
+            GROUP BY c.key_id, k.label, c.account, c.method, c.table_name
             ORDER BY calls DESC, c.key_id COLLATE "C" NULLS FIRST,
-                     c.method COLLATE "C" NULLS FIRST
+                     c.method COLLATE "C" NULLS FIRST, c.table_name COLLATE "C" NULLS FIRST
             """,
             (since,),
         )
-        tags: dict[tuple[str | None, str | None], dict[str, int]] = {}
-        for key_id, method, outcome, n in self._rows(
-            "SELECT key_id, method, outcome, COUNT(*) FROM calls WHERE at >= %s AND outcome "
-            "NOT IN ('ok', 'local') GROUP BY key_id, method, outcome",
+        tags: dict[tuple[str | None, str | None, str | None], dict[str, int]] = {}
+        for key_id, method, table_name, outcome, n in self._rows(
+            "SELECT key_id, method, table_name, outcome, COUNT(*) FROM calls WHERE at >= %s "
+            "AND outcome NOT IN ('ok', 'local') GROUP BY key_id, method, table_name, outcome",
             (since,),
         ):
-            tags.setdefault((key_id, method), {})[outcome] = int(n)
+            tags.setdefault((key_id, method, table_name), {})[outcome] = int(n)
         for row in rows:
             for col in ("calls", "faults", "errors", "via_rest"):
                 row[col] = int(row[col])
-            row["fault_tags"] = tags.get((row["key_id"], row["method"]), {})
+            row["fault_tags"] = tags.get((row["key_id"], row["method"], row["table_name"]), {})
         return rows
 
     # -- moving an installation (shim store copy) ----------------------------------------------

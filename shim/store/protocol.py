@@ -2,10 +2,10 @@
 
 SQLite (``shim.store.sqlite``) is the embedded default; PostgreSQL (``shim.store.postgres``) is
 the shared store of several hosts. The interface is not small (accounts, token chains, locks,
-keys, server secrets, the audit trail, shared rate counts, Keap quota figures, usage reports
-and moving an installation), but every method is one transaction of its own: nothing above
-this module writes SQL, holds a transaction, knows which backend it talks to, or assumes a
-single process or host.
+keys, server secrets, the admin page's password, actions and alerts, the audit trail, shared
+rate counts, Keap quota figures, usage reports, action sets and moving an installation), but
+every method is one transaction of its own: nothing above this module writes SQL, holds a
+transaction, knows which backend it talks to, or assumes a single process or host.
 
 Rules every implementation keeps:
 - Secrets (client secrets, tokens, service keys) are encrypted at rest; callers see plaintext.
@@ -164,6 +164,33 @@ class Store(Protocol):
         """A random server secret made on first use and kept sealed (local-key HMAC key)."""
         ...
 
+    # -- admin page -----------------------------------------------------------------------
+    def admin_password(self) -> str | None:
+        """The admin page's password hash (``shim admin set-password``), or None if unset."""
+        ...
+
+    def set_admin_password(self, hashed: str) -> None:
+        """Store (replace) the admin page's password hash; never the password itself."""
+        ...
+
+    def record_admin_action(
+        self, at: float, actor: str, source: str, action: str, target: str | None, outcome: str
+    ) -> None:
+        """Append one admin-page action: who, from where, what, on what, and how it ended."""
+        ...
+
+    def admin_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest admin-page actions, newest first (keys as record_admin_action's)."""
+        ...
+
+    def record_alert(self, at: float, account: str, event: str, error: str | None) -> None:
+        """Keep a chain alert (degraded, dead, recovered) for the admin page; the latest 500."""
+        ...
+
+    def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest chain alerts, newest first: at, account, event, error."""
+        ...
+
     # -- audit ----------------------------------------------------------------------------
     def record_calls(self, records: Sequence[CallRecord]) -> None:
         """Append a batch of call records in one transaction."""
@@ -206,6 +233,17 @@ class Store(Protocol):
     def usage(self, since: float) -> list[dict[str, Any]]:
         """Per key and method since ``since``: calls, faults, errors, first/last seen."""
         ...
+
+    # -- action sets: an account's legacy action-set id -> REST steps (migration 6) --------
+    def put_action_set(self, account: str, set_id: int, steps: list[dict[str, Any]]) -> None:
+        """Map (or re-map) an action set; ``steps`` is a JSON-able list of step objects."""
+        ...
+
+    def get_action_set(self, account: str, set_id: int) -> list[dict[str, Any]] | None: ...
+
+    def list_action_sets(self, account: str) -> dict[int, list[dict[str, Any]]]: ...
+
+    def delete_action_set(self, account: str, set_id: int) -> bool: ...
 
     # -- moving an installation -----------------------------------------------------------
     def export_rows(self, table: str) -> Iterator[dict[str, Any]]:

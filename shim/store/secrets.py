@@ -5,7 +5,11 @@ local CA for ``shim tls init``). Keeping every cipher decision for data at rest 
 file to review and one place to change when a format version ``v2`` is needed. Everything else
 sees ``SecretBox.seal``/``open`` on text.
 
-Format of a sealed value: ``"v1:" + urlsafe_b64(nonce(12) + AES-256-GCM ciphertext+tag)``.
+Format of a sealed value: ``"v2:" + key id + ":" + urlsafe_b64(nonce(12) + AES-256-GCM
+ciphertext+tag)``. The key id (:attr:`SecretBox.key_id`, 12 hex digits derived from the master
+key, not secret) names the master key a value was sealed under, so a process holding another
+key can tell "sealed under a newer key: reload it" from "tampered" (:class:`OtherKey`).
+``"v1:"`` values (the same without a key id) still open.
 
 - The AES key is not the master key itself but an HKDF-SHA256 subkey (info ``keyshim seal v1``),
   so the same master key could feed other purposes through :meth:`SecretBox.derive` without
@@ -33,17 +37,22 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 __all__ = [
     "MASTER_KEY_BYTES",
     "DecryptError",
+    "OtherKey",
     "SecretBox",
     "decode_master_key",
     "encode_master_key",
     "generate_master_key",
+    "key_id_of",
     "rewrap",
 ]
 
 MASTER_KEY_BYTES = 32
 _NONCE_BYTES = 12
 _TAG_BYTES = 16
-_PREFIX = "v1:"
+_PREFIX = "v2:"
+_OLD_PREFIX = "v1:"
+_KEY_ID_INFO = b"keyshim key id v1"
+_KEY_ID_HEX = 12
 _SEAL_INFO = b"keyshim seal v1"
 _DERIVE_INFO = b"keyshim derive v1:"
 
@@ -53,6 +62,25 @@ class DecryptError(Exception):
 
     The message names the context (a row identity, not a secret) and never the value itself.
     """
+
+
+class OtherKey(DecryptError):
+    """The value names another master key than this box's (``key_id``): after a rotation, the
+    new key; a process holding the old one must load the new key (or be restarted)."""
+
+    def __init__(self, message: str, key_id: str) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+def key_id_of(token: str) -> str | None:
+    """The key id a sealed value names (None: a ``v1:`` value, or not a sealed value)."""
+    if (
+        token.startswith(_PREFIX)
+        and token[len(_PREFIX) + _KEY_ID_HEX : len(_PREFIX) + _KEY_ID_HEX + 1] == ":"
+    ):
+        return token[len(_PREFIX) : len(_PREFIX) + _KEY_ID_HEX]
+    return None
 
 
 def _hkdf(master_key: bytes, info: bytes) -> bytes:
@@ -73,21 +101,24 @@ class SecretBox:
     in any exception.
     """
 
-    __slots__ = ("_aead", "_master")
+    __slots__ = ("_aead", "_master", "key_id")
 
     def __init__(self, master_key: bytes) -> None:
         _check_master_key(master_key)
         self._master = master_key
         self._aead = AESGCM(_hkdf(master_key, _SEAL_INFO))
+        #: Names this master key in every value it seals (not secret: an HKDF output).
+        self.key_id = _hkdf(master_key, _KEY_ID_INFO).hex()[:_KEY_ID_HEX]
 
     def __repr__(self) -> str:
         return "SecretBox(<hidden>)"
 
     def seal(self, plaintext: str, *, context: str) -> str:
-        """Encrypt ``plaintext`` bound to ``context``; returns printable ``v1:...`` text."""
+        """Encrypt ``plaintext`` bound to ``context``; returns printable ``v2:KEYID:...`` text."""
         nonce = secrets.token_bytes(_NONCE_BYTES)
         sealed = self._aead.encrypt(nonce, plaintext.encode("utf-8"), context.encode("utf-8"))
-        return _PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii")
+        return f"{_PREFIX}{self.key_id}:{body}"
 
     def open(self, token: str, *, context: str) -> str:
         """Decrypt a value made by :meth:`seal` with the same master key and ``context``.
@@ -95,10 +126,23 @@ class SecretBox:
         Raises :class:`DecryptError` for anything else, including malformed input, so callers
         need to handle exactly one exception type.
         """
-        if not token.startswith(_PREFIX):
+        if token.startswith(_PREFIX):
+            key_id = key_id_of(token)
+            if key_id is None:
+                raise DecryptError(f"sealed value for {context!r} has an unknown format")
+            if key_id != self.key_id:
+                raise OtherKey(
+                    f"sealed value for {context!r} is sealed under master key {key_id}, "
+                    f"not this process's {self.key_id} (rotated: load the new key or restart)",
+                    key_id,
+                )
+            text = token[len(_PREFIX) + _KEY_ID_HEX + 1 :]
+        elif token.startswith(_OLD_PREFIX):
+            text = token[len(_OLD_PREFIX) :]
+        else:
             raise DecryptError(f"sealed value for {context!r} has an unknown format")
         try:
-            raw = base64.b64decode(token[len(_PREFIX) :], altchars=b"-_", validate=True)
+            raw = base64.b64decode(text, altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raise DecryptError(f"sealed value for {context!r} is not valid base64") from None
         if len(raw) < _NONCE_BYTES + _TAG_BYTES:

@@ -32,6 +32,7 @@ import base64
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -42,7 +43,7 @@ from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from shim.errors import StaleTokenWrite
+from shim.errors import MasterKeyChanged, StaleTokenWrite
 from shim.files import write_private
 from shim.models import (
     Account,
@@ -56,7 +57,7 @@ from shim.models import (
 )
 from shim.store import sqlite_audit
 from shim.store.protocol import COPY_TABLES, StoreConflict
-from shim.store.secrets import SecretBox, rewrap
+from shim.store.secrets import OtherKey, SecretBox, key_id_of, rewrap
 
 if TYPE_CHECKING:
     from shim.store.protocol import Store
@@ -103,6 +104,17 @@ CREATE UNIQUE INDEX keys_digest ON keys (digest);
 CREATE INDEX keys_account ON keys (account);
 """
 
+_SCHEMA_ADMIN = """
+CREATE TABLE admin_settings (name TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+CREATE TABLE admin_actions (
+    at REAL NOT NULL, actor TEXT NOT NULL, source TEXT NOT NULL, action TEXT NOT NULL,
+    target TEXT, outcome TEXT NOT NULL
+);
+CREATE INDEX admin_actions_at ON admin_actions (at);
+CREATE TABLE alerts (at REAL NOT NULL, account TEXT NOT NULL, event TEXT NOT NULL, error TEXT);
+CREATE INDEX alerts_at ON alerts (at);
+"""
+
 #: Applied in order, each in its own transaction. Append only; never edit a released step.
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _SCHEMA_V1),
@@ -116,7 +128,15 @@ MIGRATIONS: list[Migration] = [
     ),
     (5, "quota figures", sqlite_audit.QUOTA_SCHEMA),
     (6, "key rate windows", "ALTER TABLE keys ADD COLUMN rate_window REAL;"),
-    (7, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
+    (
+        7,
+        "action set maps",
+        "CREATE TABLE action_sets (account TEXT NOT NULL, id INTEGER NOT NULL, "
+        "steps TEXT NOT NULL, updated_at REAL NOT NULL, PRIMARY KEY (account, id));",
+    ),
+    (8, "admin page", _SCHEMA_ADMIN),
+    (9, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
+    (10, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -209,6 +229,16 @@ def explain_error(exc: sqlite3.Error, path: str) -> str:
     return f"database error on {path}: {text}"
 
 
+log = logging.getLogger("shim.store")
+
+#: A ``server_secrets`` row sealed under the current master key: its key id is the store's
+#: current key, which a process must hold to seal anything (see ``put_tokens``).
+KEY_CHECK = "master-key-check"
+#: How long a process that meets a newer master key waits for the key file to hold it (a
+#: rotation installs the file just after its transaction commits).
+RELOAD_TRIES, RELOAD_PAUSE = 40, 0.05
+
+
 class _FlockLock:
     """A held ``flock``; the open file descriptor is the lock (closing it releases it)."""
 
@@ -227,13 +257,24 @@ class _FlockLock:
 
 
 class SqliteStore:
-    """The ``Store`` protocol on one SQLite file. Call :meth:`migrate` before first use."""
+    """The ``Store`` protocol on one SQLite file. Call :meth:`migrate` before first use.
+
+    ``reload``: where a running process gets the master key again after ``shim
+    rotate-master-key`` (the key file); without it, a rotation ends in ``MasterKeyChanged``.
+    """
 
     def __init__(
-        self, path: str | os.PathLike[str], box: SecretBox, *, timeout: float = 10.0
+        self,
+        path: str | os.PathLike[str],
+        box: SecretBox,
+        *,
+        timeout: float = 10.0,
+        reload: Callable[[], SecretBox] | None = None,
     ) -> None:
         self.path = os.fspath(path)
         self._box = box
+        self._reload = reload
+        self._stuck: str | None = None  # a newer key id ``reload`` could not provide
         self._lock = threading.RLock()
         _create_private(self.path)
         conn = _connect(self.path, timeout)
@@ -325,7 +366,59 @@ class SqliteStore:
         return None if value is None else self._box.seal(value, context=context)
 
     def _open(self, value: str | None, context: str) -> str | None:
-        return None if value is None else self._box.open(value, context=context)
+        if value is None:
+            return None
+        try:
+            return self._box.open(value, context=context)
+        except OtherKey as exc:
+            if self._reload is None or exc.key_id != self._store_key_id():
+                raise  # a wrong key (nothing to reload from), or a foreign value
+            self._load_key(exc.key_id)  # rotated since this process loaded its key
+            return self._box.open(value, context=context)
+
+    def _store_key_id(self) -> str | None:
+        """The key id of the store's current master key (None: not recorded yet)."""
+        row = self._one("SELECT value FROM server_secrets WHERE name = ?", (KEY_CHECK,))
+        return None if row is None else key_id_of(str(row[0]))
+
+    def _load_key(self, key_id: str) -> None:
+        """Take the master key ``key_id`` (the store's current one) from ``reload`` (the key
+        file), or raise MasterKeyChanged: never go on sealing under a retired key."""
+        with self._lock:
+            tries = RELOAD_TRIES if self._reload is not None and key_id != self._stuck else 1
+            for attempt in range(tries):
+                if self._reload is not None:
+                    with contextlib.suppress(Exception):  # e.g. mid-rotation: <key file>.new
+                        box = self._reload()
+                        if box.key_id == key_id:
+                            log.warning("the master key was rotated: now using key %s", key_id)
+                            self._box = box
+                            return
+                if attempt < tries - 1:
+                    time.sleep(RELOAD_PAUSE)  # the rotation installs the key file next
+            self._stuck = key_id  # later calls fail at once, until the key file has it
+            raise MasterKeyChanged(
+                f"keyshim's master key was rotated (to key {key_id}) but this process holds "
+                f"key {self._box.key_id} and cannot load the new one: restart keyshim"
+            )
+
+    def _check_key(self, conn: sqlite3.Connection) -> str | None:
+        """In a write transaction: the store's current key id if this process does not hold
+        it (its writes must not be sealed under a retired key), else None."""
+        row = conn.execute("SELECT value FROM server_secrets WHERE name = ?", (KEY_CHECK,))
+        found = row.fetchone()
+        if found is None:
+            self._put_key_check(conn, self._box)
+            return None
+        current = key_id_of(str(found[0]))
+        return None if current is None or current == self._box.key_id else current
+
+    @staticmethod
+    def _put_key_check(conn: sqlite3.Connection, box: SecretBox) -> None:
+        sealed = box.seal(box.key_id, context=_ctx("secret", KEY_CHECK, "value"))
+        conn.execute(
+            "INSERT OR REPLACE INTO server_secrets (name, value) VALUES (?, ?)", (KEY_CHECK, sealed)
+        )
 
     @staticmethod
     def _require_account(conn: sqlite3.Connection, name: str) -> None:
@@ -454,7 +547,7 @@ class SqliteStore:
         row = _as_dict(r)
         journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at")]
         for col in _CHAIN_SECRETS:
-            row[col] = self._box.open(row[col], context=_ctx("chain", row["account"], col))
+            row[col] = self._open(row[col], _ctx("chain", row["account"], col))
         if journal[1] is not None:
             row["in_flight"] = RefreshJournal(row["account"], *journal)
         return Chain(**row)
@@ -473,11 +566,27 @@ class SqliteStore:
         self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
     ) -> Chain:
         """Upsert: the first pair for an account creates its chain at generation 1."""
+        while True:
+            stale = self._put_tokens(account, pair, now, generation)
+            if isinstance(stale, Chain):
+                return stale
+            # Rotated since this process loaded its key: nothing was written; load the new
+            # key (or fail: never seal under the retired one) and write again.
+            self._load_key(stale)
+
+    def _put_tokens(
+        self, account: str, pair: TokenPair, now: float, generation: int | None
+    ) -> Chain | str:
+        """``put_tokens``, or the store's current key id when this process does not hold it."""
         params: dict[str, object] = {"account": account, "expires_at": pair.expires_at, "now": now}
+        box = self._box
         for col in _CHAIN_SECRETS:
-            params[col] = self._box.seal(getattr(pair, col), context=_ctx("chain", account, col))
+            params[col] = box.seal(getattr(pair, col), context=_ctx("chain", account, col))
         with self._write() as conn:
             self._require_account(conn, account)
+            current = self._check_key(conn) if box is self._box else self._box.key_id
+            if current is not None:
+                return current
             self._fence(conn, account, generation)
             conn.execute(
                 """
@@ -622,10 +731,13 @@ class SqliteStore:
                 for table, pk, prefix, col in targets:
                     rows = conn.execute(f"SELECT {pk}, {col} FROM {table} WHERE {col} NOT NULL")
                     for row_id, sealed in rows.fetchall():
+                        if table == "server_secrets" and row_id == KEY_CHECK:
+                            continue  # written anew below
                         ctx = _ctx(prefix, row_id, col)
                         new = rewrap(sealed, context=ctx, old=self._box, new=new_box)
                         conn.execute(f"UPDATE {table} SET {col} = ? WHERE {pk} = ?", (new, row_id))
                         count += 1
+                self._put_key_check(conn, new_box)  # from now on, only new_box may seal
             self._box = new_box
             # Best effort: copy the new pages into the main file and empty the WAL, so it stops
             # holding ciphertext under the retired key.
@@ -653,7 +765,60 @@ class SqliteStore:
                             (name, self._box.seal(fresh, context=ctx)),
                         )
                         return base64.urlsafe_b64decode(fresh)
-            return base64.urlsafe_b64decode(self._box.open(str(r[0]), context=ctx))
+            return base64.urlsafe_b64decode(self._open(str(r[0]), ctx) or "")
+
+    # -- admin page ---------------------------------------------------------------------------
+    def admin_password(self) -> str | None:
+        with self._lock:
+            r = self._one("SELECT value FROM admin_settings WHERE name = 'password'")
+        return None if r is None else str(r[0])
+
+    def set_admin_password(self, hashed: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO admin_settings (name, value) VALUES ('password', ?) "
+                "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (hashed,),
+            )
+
+    def record_admin_action(
+        self, at: float, actor: str, source: str, action: str, target: str | None, outcome: str
+    ) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO admin_actions (at, actor, source, action, target, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (at, actor, source, action, target, outcome),
+            )
+
+    def admin_actions(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT at, actor, source, action, target, outcome FROM admin_actions "
+                "ORDER BY at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            )
+        return [_as_dict(r) for r in rows]
+
+    def record_alert(self, at: float, account: str, event: str, error: str | None) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO alerts (at, account, event, error) VALUES (?, ?, ?, ?)",
+                (at, account, event, error),
+            )
+            # A short history is all the admin page shows; the log and the webhook keep the rest.
+            conn.execute(
+                "DELETE FROM alerts WHERE rowid NOT IN "
+                "(SELECT rowid FROM alerts ORDER BY at DESC, rowid DESC LIMIT 500)"
+            )
+
+    def recent_alerts(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT at, account, event, error FROM alerts ORDER BY at DESC, rowid DESC LIMIT ?",
+                (limit,),
+            )
+        return [_as_dict(r) for r in rows]
 
     # -- audit --------------------------------------------------------------------------------
     def record_calls(self, records: Sequence[CallRecord]) -> None:
@@ -701,12 +866,44 @@ class SqliteStore:
         with self._lock:
             return sqlite_audit.get_quota(self._db.conn)
 
+    # -- action sets (runActionSequence over REST v2) ---------------------------------------
+    def put_action_set(self, account: str, set_id: int, steps: list[dict[str, Any]]) -> None:
+        row = (account, set_id, json.dumps(steps), time.time())
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO action_sets (account, id, steps, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (account, id) DO UPDATE SET steps = excluded.steps, "
+                "updated_at = excluded.updated_at",
+                row,
+            )
+
+    def get_action_set(self, account: str, set_id: int) -> list[dict[str, Any]] | None:
+        with self._lock:
+            r = self._one(
+                "SELECT steps FROM action_sets WHERE account = ? AND id = ?", (account, set_id)
+            )
+        return None if r is None else list(json.loads(r["steps"]))
+
+    def list_action_sets(self, account: str) -> dict[int, list[dict[str, Any]]]:
+        with self._lock:
+            rows = self._rows(
+                "SELECT id, steps FROM action_sets WHERE account = ? ORDER BY id", (account,)
+            )
+        return {int(r["id"]): list(json.loads(r["steps"])) for r in rows}
+
+    def delete_action_set(self, account: str, set_id: int) -> bool:
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM action_sets WHERE account = ? AND id = ?", (account, set_id)
+            )
+        return cur.rowcount > 0
+
     def usage(self, since: float) -> list[dict[str, Any]]:
         with self._lock:
             rows = sqlite_audit.usage(self._db.conn, since)
             tags = sqlite_audit.fault_tags(self._db.conn, since)
         for row in rows:
-            row["fault_tags"] = tags.get((row["key_id"], row["method"]), {})
+            row["fault_tags"] = tags.get((row["key_id"], row["method"], row["table_name"]), {})
         return rows
 
     # -- moving an installation (shim store copy) ----------------------------------------------

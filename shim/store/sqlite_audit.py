@@ -39,6 +39,9 @@ CREATE INDEX calls_at ON calls (at);
 CREATE INDEX calls_key_method ON calls (key_id, method);
 """
 
+#: Migration 7: DataService calls keep their table (NULL for other methods and older rows).
+TABLE_NAME_SCHEMA = "ALTER TABLE calls ADD COLUMN table_name TEXT;"
+
 _COLUMNS = tuple(f.name for f in fields(CallRecord))
 #: A record's row; ``dataclasses.astuple`` deep-copies every field and cost more than the insert.
 _ROW = attrgetter(*_COLUMNS)
@@ -57,10 +60,11 @@ def prune(conn: sqlite3.Connection, before: float) -> int:
 
 
 def usage(conn: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
-    """Per key and method: calls, faults, errors, first and last seen, upstream routes."""
+    """Per key, method and DataService table: calls, faults, errors, first and last seen,
+    upstream routes."""
     rows = conn.execute(
         """
-        SELECT c.key_id, k.label, c.account, c.method,
+        SELECT c.key_id, k.label, c.account, c.method, c.table_name,
                COUNT(*) AS calls,
                SUM(c.outcome NOT IN ('ok', 'local', 'error')) AS faults,
                SUM(c.outcome = 'error') AS errors,
@@ -69,8 +73,8 @@ def usage(conn: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
                ROUND(AVG(c.duration_ms), 2) AS avg_ms
         FROM calls c LEFT JOIN keys k ON k.id = c.key_id
         WHERE c.at >= ?
-        GROUP BY c.key_id, c.account, c.method
-        ORDER BY calls DESC, c.key_id, c.method
+        GROUP BY c.key_id, c.account, c.method, c.table_name
+        ORDER BY calls DESC, c.key_id, c.method, c.table_name
         """,
         (since,),
     ).fetchall()
@@ -79,15 +83,15 @@ def usage(conn: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
 
 def fault_tags(
     conn: sqlite3.Connection, since: float
-) -> dict[tuple[str | None, str | None], dict[str, int]]:
-    """Per (key, method): how many of each fault tag, for the usage report's detail."""
-    out: dict[tuple[str | None, str | None], dict[str, int]] = {}
-    for key_id, method, outcome, n in conn.execute(
-        "SELECT key_id, method, outcome, COUNT(*) FROM calls WHERE at >= ? AND outcome NOT IN "
-        "('ok', 'local') GROUP BY key_id, method, outcome",
+) -> dict[tuple[str | None, str | None, str | None], dict[str, int]]:
+    """Per (key, method, table): how many of each fault tag, for the usage report's detail."""
+    out: dict[tuple[str | None, str | None, str | None], dict[str, int]] = {}
+    for key_id, method, table_name, outcome, n in conn.execute(
+        "SELECT key_id, method, table_name, outcome, COUNT(*) FROM calls WHERE at >= ? "
+        "AND outcome NOT IN ('ok', 'local') GROUP BY key_id, method, table_name, outcome",
         (since,),
     ):
-        out.setdefault((key_id, method), {})[outcome] = n
+        out.setdefault((key_id, method, table_name), {})[outcome] = n
     return out
 
 

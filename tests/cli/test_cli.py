@@ -275,6 +275,7 @@ def test_rotate_master_key_keeps_everything_usable(run, tmp_path: Path) -> None:
 
 
 def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
     import time
 
     from shim.models import CallRecord
@@ -293,6 +294,7 @@ def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
             + [("DataService.query", "ok")]
         )
     ] + [CallRecord(now - 40 * 86400, "old", issued["id"], "prod", "X.y", "ok", 200, 1, 1, 1)]
+    records[-2] = dataclasses.replace(records[-2], table_name="Product")
     store.record_calls(records)
     store.close()
     data = json.loads(run("usage", "--json").output)
@@ -305,10 +307,14 @@ def test_usage_report(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
     assert "X.y" in {
         r["method"] for r in json.loads(run("usage", "--since", "60d", "--json").output)["rows"]
     }
+    assert rows["DataService.query"]["table_name"] == "Product"
+    assert rows["ContactService.add"]["table_name"] is None
     csv_out = run("usage", "--csv").output.splitlines()
-    assert csv_out[0].startswith("key_id,label,account,method,calls")
+    assert csv_out[0].startswith("key_id,label,account,method,table_name,calls")
     assert "via_rest" in csv_out[0].split(",")
     assert len(csv_out) == 4
+    assert any(",DataService.query,Product,1," in line for line in csv_out)
+    assert "DataService.query Product" in run("usage").output
     assert "ContactService.add" in run("usage", "--since", "2020-01-01").output
     assert "--since" in run("usage", "--since", "whenever", ok=False).output
 

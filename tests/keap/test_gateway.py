@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shim.errors import UpstreamAuthError
 from shim.keap.budget import Budget
 from shim.keap.client import UpstreamResponse
 from shim.keap.gateway import Gateway
@@ -86,10 +87,20 @@ async def test_401_means_one_refresh_and_one_retry() -> None:
     assert all(h["A"] == "1" for h in fakes.sent)
 
 
-async def test_a_second_401_is_answered_not_retried_again() -> None:
+async def test_a_second_401_is_a_fault_not_retried_again() -> None:
     fakes = Fakes(401, 401, 200)
-    response = await gateway(fakes).send(OAUTH, "http://keap/xmlrpc", b"x", {})
-    assert response.status == 401 and fakes.refreshes == 1 and len(fakes.sent) == 2
+    with pytest.raises(UpstreamAuthError, match="account a's access token"):
+        await gateway(fakes).send(OAUTH, "http://keap/xmlrpc", b"x", {})
+    assert fakes.refreshes == 1 and len(fakes.sent) == 2
+
+
+async def test_a_token_refreshed_for_a_401_is_not_refreshed_for_another() -> None:
+    fakes = Fakes(401, 200, 401, 200)
+    gw = gateway(fakes)
+    assert (await gw.send(OAUTH, "http://keap/xmlrpc", b"x", {})).status == 200
+    with pytest.raises(UpstreamAuthError, match="again"):
+        await gw.send(OAUTH, "http://keap/xmlrpc", b"x", {})
+    assert fakes.refreshes == 1 and len(fakes.sent) == 3
 
 
 async def test_a_service_key_401_is_not_retried() -> None:
@@ -116,6 +127,7 @@ async def test_service_key_account(stack: Stack) -> None:
     assert await stack.call("DataService.echo", "sak", key=key) == "sak"
 
 
+@pytest.mark.slow
 async def test_refresh_before_forwarding_once(stack: Stack) -> None:
     chain = stack.store.get_chain("prod")
     assert chain is not None
@@ -141,6 +153,7 @@ async def test_upstream_401_refreshes_and_retries_once(stack: Stack) -> None:
     assert stack.sim.stats()["refreshes_served"] == before + 1
 
 
+@pytest.mark.slow
 async def test_burst_through_keyshim_never_sees_a_429(stack: Stack) -> None:
     sim = stack.sim
     sim.config.throttle = True
@@ -158,3 +171,18 @@ async def test_burst_through_keyshim_never_sees_a_429(stack: Stack) -> None:
     health = {h.account: h for h in account_healths(stack.store, time.time())}
     quota = health["prod"].facts["keap_quota"]
     assert "quota-available" in quota and "throttle-limit" in quota
+
+
+async def test_keap_refusing_every_token_gets_one_refresh_then_faults(stack: Stack) -> None:
+    """Keap answers 401 whatever the token (issue 11): the first 401 refreshes the chain; the
+    token that refresh produced is never refreshed again because of a 401: its calls fault,
+    naming the account, without another refresh each."""
+    before = stack.sim.stats()["refreshes_served"]
+    stack.sim.fail_xmlrpc_requests(*["401"] * 8)
+    faults = [await stack.fault("DataService.echo", "hello") for _ in range(4)]
+    assert stack.sim.stats()["refreshes_served"] == before + 1
+    # one call with a refresh and its retry, then one request a call
+    assert stack.sim.stats()["xmlrpc_failures_pending"] == 8 - 2 - 3
+    for fault in faults:
+        assert fault.string.startswith("[UpstreamAuth]"), fault.string
+        assert "account prod" in fault.string, fault.string

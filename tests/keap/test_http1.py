@@ -301,6 +301,115 @@ async def test_interim_answers_are_skipped() -> None:
         assert server.accepts == 1
 
 
+# --- the connection's state ------------------------------------------------------------------
+
+State = http1.State
+
+
+def test_state_table_is_closed_and_every_state_is_reachable() -> None:
+    table = http1._TRANSITIONS
+    assert set(table) == set(State)
+    assert table[State.CLOSED] == frozenset()  # nothing comes back from closed
+    assert all(State.CLOSED in table[s] for s in State if s is not State.CLOSED)
+    # Only a complete, kept-alive answer (or a new connection) makes a connection sendable.
+    assert {s for s in State if State.IDLE in table[s]} == {State.CONNECTING, State.READING_BODY}
+    seen, todo = {State.CONNECTING}, [State.CONNECTING]
+    while todo:
+        for nxt in table[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    assert seen == set(State)
+
+
+async def test_state_follows_each_step_of_a_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CONNECTING, IDLE, AWAITING_HEAD, INTERIM, AWAITING_HEAD, READING_BODY, IDLE; then a body
+    delimited by the close: AWAITING_HEAD, READING_TO_EOF, CLOSED."""
+    moves: list[http1.State] = []
+    to = http1._Connection._to
+
+    def recording_to(self: http1._Connection, state: http1.State) -> None:
+        to(self, state)
+        moves.append(state)
+
+    monkeypatch.setattr(http1._Connection, "_to", recording_to)
+    step = [asyncio.Event() for _ in range(3)]
+
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await step[0].wait()
+        await peer.send(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+        await peer.send(b"Content-Length: 6\r\n\r\nabc")
+        await step[1].wait()
+        await peer.send(b"def")
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\n\r\nxyz")
+        await step[2].wait()
+        peer.close()
+
+    async with serve(handler) as server, pool() as p:
+        call = asyncio.create_task(p.post(server.url, {}, b"x"))
+        await until(lambda: len(server.requests) == 1)
+        [conn] = p._open
+        assert conn.state is State.AWAITING_HEAD and not conn.sendable()
+        step[0].set()
+        response = await call
+        assert conn.state is State.READING_BODY and not conn.sendable()
+        step[1].set()
+        assert await read_all(response) == b"abcdef"
+        assert conn.state is State.IDLE and conn.sendable()
+
+        response = await p.post(server.url, {}, b"y")
+        assert conn.state is State.READING_TO_EOF
+        step[2].set()
+        assert await read_all(response) == b"xyz"
+        assert conn.state is State.CLOSED and conn.closed
+        assert not p._open and idle_count(p) == 0
+    assert moves == [
+        State.IDLE,
+        State.AWAITING_HEAD,
+        State.INTERIM,
+        State.AWAITING_HEAD,
+        State.READING_BODY,
+        State.IDLE,
+        State.AWAITING_HEAD,
+        State.READING_TO_EOF,
+        State.CLOSED,
+    ]
+
+
+async def test_illegal_moves_are_refused() -> None:
+    """A call can be started only on an IDLE connection; no state is left by a move the table
+    does not have."""
+    release: dict[int, asyncio.Event] = {}
+    async with serve(holding(release)) as server, pool() as p:
+        response = await p.post(server.url, {}, b"aaaBBB")
+        [conn] = p._open
+        assert conn.state is State.READING_BODY
+        with pytest.raises(RuntimeError, match="READING_BODY to AWAITING_HEAD"):
+            conn.start(http1.Response(conn), b"POST / HTTP/1.1\r\n\r\n")
+        with pytest.raises(RuntimeError, match="READING_BODY to INTERIM"):
+            conn._to(State.INTERIM)
+        assert conn.state is State.READING_BODY and conn._response is response
+        release.setdefault(1, asyncio.Event()).set()
+        assert await read_all(response) == b"aaaBBB"
+        conn.abort()
+        assert conn.state is State.CLOSED
+        with pytest.raises(RuntimeError, match="CLOSED to IDLE"):
+            conn._to(State.IDLE)
+
+
+async def test_an_illegal_move_in_a_parser_callback_fails_the_call_and_the_connection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Were the table and the code ever to disagree, the call fails and the connection is
+    closed; nothing is left half-moved for the next call."""
+    table = dict(http1._TRANSITIONS)
+    table[State.AWAITING_HEAD] = frozenset({State.CLOSED})  # no head may be read
+    monkeypatch.setattr(http1, "_TRANSITIONS", table)
+    async with serve(keep_answering) as server, pool() as p:
+        await post_fails(p, server, UpstreamError, "malformed HTTP answer")
+
+
 # --- keep-alive -------------------------------------------------------------------------------
 
 

@@ -460,7 +460,7 @@ def test_cli_refresh_failures_and_status(e: Env) -> None:
     a = rows[0]
     assert a["account"] == "a" and a["kind"] == "oauth" and a["state"] == "ok"
     assert a["generation"] == 1 and a["failures"] == 0 and a["last_error"] is None
-    assert a["route"] == "xmlrpc" and a["app_name"] is None
+    assert a["route"] == "auto" and a["app_name"] is None  # new accounts default to auto
     assert time.strptime(a["access_token_expires_at"], "%Y-%m-%dT%H:%M:%SZ")
     assert time.strptime(a["last_refresh_at"], "%Y-%m-%dT%H:%M:%SZ")
     assert 86000 < a["access_token_expires_in"] <= 86400

@@ -80,6 +80,10 @@ class Auto:
         answer = await self.call(method, *params)
         return answer, self.wire.count("xmlrpc") - x, self.wire.count("rest") - r
 
+    def keys_seen(self) -> list[str]:
+        """The private keys Keap's XML-RPC endpoint was sent (the placeholder, never a key)."""
+        return self.sim.xmlrpc_endpoint.private_keys_seen
+
     def records(self) -> list[Any]:
         assert self.app.services is not None
         self.app.services.audit.flush_now()
@@ -93,6 +97,7 @@ async def auto(settings: Settings, store: SqliteStore) -> AsyncIterator[Auto]:
     yield a
     await a.client.aclose()
     await a.app.shutdown()
+    assert a.keys_seen() == [settings.placeholder]  # every test sends XML-RPC at least once
 
 
 @pytest.fixture
@@ -102,11 +107,13 @@ async def rest(settings: Settings, store: SqliteStore) -> AsyncIterator[Auto]:
     yield a
     await a.client.aclose()
     await a.app.shutdown()
+    assert a.keys_seen() == []  # route rest never calls XML-RPC
 
 
 async def test_auto_uses_xmlrpc_while_it_is_up(auto: Auto) -> None:
     cid, x, r = await auto.counted("ContactService.add", {"FirstName": "A", "Email": "a@x.io"})
     assert (cid, x, r) == (1, 1, 0)
+    assert auto.keys_seen() == ["keyshim"]  # the placeholder, not the script's key
     fault, x, r = await auto.counted(*UNTRANSLATED)  # Keap's own answer, passed on
     assert isinstance(fault, xmlrpc.Fault) and "No such handler" in fault.string
     assert (x, r) == (1, 0)
@@ -139,6 +146,8 @@ async def test_auto_brownout(auto: Auto, mode: str) -> None:
     assert usage["ContactService.load"]["via_rest"] == 1
     assert usage["ContactService.add"]["via_rest"] == 1  # the first add went to XML-RPC
     assert usage["ContactService.addToCampaign"]["via_rest"] == 0
+    # what reached XML-RPC (the first add) carried the placeholder, never the local key
+    assert auto.keys_seen() == ["keyshim"]
 
 
 async def test_auto_back_to_xmlrpc_after_the_hold(auto: Auto) -> None:
@@ -149,6 +158,7 @@ async def test_auto_back_to_xmlrpc_after_the_hold(auto: Auto) -> None:
     auto.app.services.rest.state.down_until.clear()  # the hold has passed
     _, x, r = await auto.counted("DataService.echo", "y")
     assert (x, r) == (1, 0)
+    assert auto.keys_seen() == ["keyshim"]
 
 
 @pytest.mark.parametrize("failure", ["500-after", "timeout"])
@@ -181,6 +191,7 @@ async def test_auto_never_runs_a_call_twice(auto: Auto, failure: str) -> None:
     auto.wire.xmlrpc_failure = None
     _, x, r = await auto.counted("ContactService.load", cid, ["FirstName"])
     assert (x, r) == (1, 0)
+    assert auto.keys_seen() == ["keyshim"]  # including the calls that fell back to REST
 
 
 async def test_auto_passes_xmlrpc_answers_on(auto: Auto) -> None:
@@ -191,15 +202,16 @@ async def test_auto_passes_xmlrpc_answers_on(auto: Auto) -> None:
     fault, x, r = await auto.counted("DataService.echo", "x")
     assert isinstance(fault, xmlrpc.Fault) and fault.string.startswith("[Throttled]")
     assert (x, r) == (1, 0)
+    assert auto.keys_seen() == ["keyshim"]
 
 
 async def test_rest_route_sends_nothing_for_untranslated_calls(rest: Auto) -> None:
     fault, x, r = await rest.counted(*UNTRANSLATED)
     assert isinstance(fault, xmlrpc.Fault) and fault.code == 112 and (x, r) == (0, 0)
     assert "has no REST v2 translation" in fault.string
-    fault, x, r = await rest.counted("DataService.query", "Invoice", 10, 0, {}, ["Id"])
+    fault, x, r = await rest.counted("DataService.query", "CCharge", 10, 0, {}, ["Id"])
     assert isinstance(fault, xmlrpc.Fault) and fault.code == 112 and (x, r) == (0, 0)
-    fault, x, r = await rest.counted("FileService.uploadFile", "a.txt", "aGk=")
+    fault, x, r = await rest.counted("FileService.getDownloadUrl", 1)  # no REST equivalent
     assert isinstance(fault, xmlrpc.Fault) and fault.code == 112 and (x, r) == (0, 0)
     echo, x, r = await rest.counted("DataService.echo", "local")
     assert (echo, x, r) == ("local", 0, 0)
@@ -262,3 +274,4 @@ async def test_rest_with_a_service_key(settings: Settings, store: SqliteStore) -
         assert xmlrpc.parse_response(response.content) == 1
     await app.shutdown()
     assert wire.count("rest") == 1 and wire.count("xmlrpc") == 0
+    assert sim.xmlrpc_endpoint.private_keys_seen == []

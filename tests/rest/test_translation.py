@@ -41,12 +41,12 @@ def test_table_is_consistent() -> None:
         assert t.fidelity == "exact" or t.notes, f"{t.method}: say what is approximate"
         assert not (t.read_only and not t.repeatable)
         assert f"`{t.method}`" in document()
-    assert lookup("DataService.query", ["k", "Invoice", 1, 0, {}, ["Id"]]) is None
+    assert lookup("DataService.query", ["k", "CCharge", 1, 0, {}, ["Id"]]) is None
     assert lookup("DataService.query", ["k", "Contact", 1, 0, {}, ["Id"]]) is not None
     assert lookup("DataService.query", ["k", "NoSuchTable", 1, 0, {}, ["Id"]]) is not None
-    assert lookup("FileService.uploadFile", ["k", "a.txt", "x"]) is None
+    assert lookup("FileService.uploadFile", ["k", "a.txt", "x"]) is not None
     assert lookup("DataService.getAppSetting", ["k", "Order", "x"]) is None
-    assert fidelity("InvoiceService.chargeInvoice") == "no"
+    assert fidelity("InvoiceService.addPaymentPlan") == "no"
 
 
 def test_readiness_figures() -> None:
@@ -56,7 +56,7 @@ def test_readiness_figures() -> None:
         {"key_id": "k1", "label": "sync", "account": "prod", "method": "ContactService.merge",
          "calls": 20},
         {"key_id": "k1", "label": "sync", "account": "prod",
-         "method": "InvoiceService.chargeInvoice", "calls": 20},
+         "method": "InvoiceService.addPaymentPlan", "calls": 20},
         {"key_id": "k2", "label": "report", "account": "prod", "method": "DataService.query",
          "calls": 100},
         {"key_id": None, "label": None, "account": None, "method": "DataService.echo",
@@ -240,8 +240,8 @@ def test_cli_routes_and_readiness(tmp_path: Path) -> None:
         return result.output
 
     run("init")
-    run("account", "add", "prod", "--service-key", "KeapAK-1", "--route", "auto")
-    run("account", "add", "stage", "--service-key", "KeapAK-2")
+    run("account", "add", "prod", "--service-key", "KeapAK-1")  # new accounts: auto
+    run("account", "add", "stage", "--service-key", "KeapAK-2", "--route", "xmlrpc")
     out = json.loads(run("account", "list", "--json"))
     assert [(a["name"], a["route"]) for a in out] == [("prod", "auto"), ("stage", "xmlrpc")]
     assert "route auto" in run("account", "list")

@@ -75,24 +75,43 @@ async def test_key_in_header_or_query(stack: Stack) -> None:
 
 
 async def test_parse_errors_are_faults(stack: Stack) -> None:
-    for body in (
-        b"",
-        b"<methodCall>",
-        b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>"
-        b"<methodCall><methodName>&a;</methodName></methodCall>",
+    """Keap's fault (code 0, "Failed to parse XML-RPC request: ...") with the exact reason:
+    a DTD or an entity is refused by the guard, never expanded."""
+    for body, reason in (
+        (b"", "no element found: line 1, column 0"),
+        (b"<methodCall>", "no element found: line 1, column 12"),
+        (
+            b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY a 'b'>]>"
+            b"<methodCall><methodName>&a;</methodName></methodCall>",
+            "DTDs and entities are not allowed (DTDForbidden)",
+        ),
+        (
+            b"<?xml version='1.0'?><!DOCTYPE methodCall>"
+            b"<methodCall><methodName>DataService.echo</methodName></methodCall>",
+            "DTDs and entities are not allowed (DTDForbidden)",
+        ),
     ):
         response = await stack.post(body)
         assert response.status_code == 200
         with pytest.raises(xmlrpc.Fault) as info:
             xmlrpc.parse_response(response.content)
-        assert info.value.code == 0
-        assert info.value.string.startswith("Failed to parse XML-RPC request")
+        assert (info.value.code, info.value.string) == (
+            0,
+            f"Failed to parse XML-RPC request: {reason}",
+        )
+    assert stack.sim.stats()["xmlrpc_calls"] == 0
 
 
 async def test_bad_method_name(stack: Stack) -> None:
+    """Refused by keyshim (Keap would say "No such handler", also code 0): never sent on."""
     response = await stack.post(xmlrpc.dumps_call("system.multicall.x", [stack.key]))
-    with pytest.raises(xmlrpc.Fault):
+    with pytest.raises(xmlrpc.Fault) as info:
         xmlrpc.parse_response(response.content)
+    assert (info.value.code, info.value.string) == (
+        0,
+        "Failed to parse XML-RPC request: not a Service.method name: 'system.multicall.x'",
+    )
+    assert stack.sim.stats()["xmlrpc_calls"] == 0
 
 
 async def test_http_methods_and_paths(stack: Stack) -> None:

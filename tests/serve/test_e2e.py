@@ -587,6 +587,7 @@ def test_ints_nil_datetime_and_base64(e2e: E2E) -> None:
 # --- tens of megabytes -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 def test_twenty_megabyte_file_round_trip_is_streamed(e2e: E2E) -> None:
     data = os.urandom(20 * 1024 * 1024)
@@ -737,6 +738,7 @@ def test_keap_port_closed_is_upstream_unavailable(e2e: E2E) -> None:
     assert info.value.faultString.startswith("[UpstreamUnavailable]")
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(20)
 def test_hanging_keap_is_upstream_timeout(e2e: E2E) -> None:
     shim = e2e.start_shim(upstream_timeout=1.0)
@@ -767,6 +769,7 @@ def test_keap_429_is_throttled_fault(e2e: E2E) -> None:
 # --- token expiry under concurrency ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(30)
 def test_forty_concurrent_calls_after_expiry_share_one_refresh(e2e: E2E) -> None:
     e2e.sim.config.access_token_lifetime = 3
@@ -809,6 +812,7 @@ def test_forty_concurrent_calls_after_expiry_share_one_refresh(e2e: E2E) -> None
 # --- shim serve --workers 2 ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(45)
 def test_shim_serve_with_two_workers(e2e: E2E, tmp_path: Path) -> None:
     port = free_port()

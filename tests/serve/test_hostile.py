@@ -61,7 +61,10 @@ from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.secrets import SecretBox
 from tests.support.servers import BackgroundServer
+from tests.support.sim_server import serve_simulator
 from tests.support.stack import add_oauth_account, issue_key
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "fixtures" / "hostile"
@@ -870,11 +873,17 @@ def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     init_files(base)
     store = open_store(base)
     sim = Simulator(SimConfig())
-    add_oauth_account(store, sim, "http://keap.test")
+    loop = asyncio.new_event_loop()
+    # Forwarded calls go to the simulator over loopback, through http1 as in production.
+    served = contextlib.AsyncExitStack()
+    url = loop.run_until_complete(served.enter_async_context(serve_simulator(sim)))
+    add_oauth_account(store, sim, url)
     key = issue_key(store, base, "prod")
     store.close()
-    app = KeyshimApp(base, lambda s: build_services(s, transport=httpx.ASGITransport(app=sim.app)))
-    loop = asyncio.new_event_loop()
+    app = KeyshimApp(
+        base,
+        lambda s: build_services(s, transport=httpx.ASGITransport(app=sim.app), forward_http1=True),
+    )
     loop.run_until_complete(app.startup())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://shim.test")
     seeds = [
@@ -910,6 +919,7 @@ def inproc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcess]:
     yield InProcess(loop, client, key, sim, seeds)
     loop.run_until_complete(client.aclose())
     loop.run_until_complete(app.shutdown())
+    loop.run_until_complete(served.aclose())
     loop.close()
 
 

@@ -61,6 +61,7 @@ async def test_metrics_in_process(stack: Stack) -> None:
     assert stack.key not in text
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("workers", [1, 2])
 def test_metrics_sum_across_workers(

@@ -458,6 +458,7 @@ def test_pipelined_split_near_each_boundary(rig: Rig, delta: int) -> None:
     check_pipeline(done, texts)
 
 
+@pytest.mark.slow
 def test_pipelined_random_reads(rig: Rig) -> None:
     """The same pipeline in 12 random read patterns, from 1-byte reads to big ones."""
     raws, texts = pipeline(rig.key)
@@ -577,6 +578,26 @@ def test_413_body_over_the_limit_is_never_forwarded(rig: Rig, how: str) -> None:
     assert done.upstream == 0
 
 
+def test_chunk_declared_over_the_limit_is_refused_at_its_size_line(rig: Rig) -> None:
+    """A chunk whose size line alone takes the body over the limit is refused as soon as that
+    line is read (the same ``[RequestTooLarge]`` answer as above), not after the body timeout
+    while its data trickles in or never comes."""
+    server = start_shim(replace(rig.settings, body_timeout=5.0), rig.servers)
+    head = request(b"", chunked=1).split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    raw = head + b"%x\r\n" % (MAX_BODY + 1) + b"<" * 1000  # the rest of the chunk never comes
+    started = time.monotonic()
+    done = exchange(rig, raw, plan=[len(raw)], port=server.port, settle=0.2)
+    took = time.monotonic() - started
+    assert [a.status for a in done.answers] == [200]
+    assert took < 2.0, f"answered after {took:.1f}s"
+    assert done.answers[0].headers.get("connection") == "close"
+    with pytest.raises(xmlrpc.Fault) as fault:
+        done.answers[0].value()
+    assert fault.value.code == 107
+    assert fault.value.string.startswith("[RequestTooLarge]")
+    assert done.upstream == 0
+
+
 def test_408_late_body_is_never_forwarded(rig: Rig) -> None:
     server = start_shim(replace(rig.settings, body_timeout=0.5), rig.servers)
     body, _ = echo_body(rig.key, 100_000)
@@ -593,6 +614,7 @@ def test_408_late_body_is_never_forwarded(rig: Rig) -> None:
 # --- the head clock waits for the answers before it --------------------------------------------
 
 
+@pytest.mark.slow
 def test_head_clock_starts_after_the_answer_before_it(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -575,6 +575,8 @@ async def test_contact_model_lists_custom_fields(keap: Keap) -> None:
         "field_type": "TEXT",
         "record_type": "CONTACT",
         "options": [],
+        "group_id": "1",
+        "group_name": "Custom Fields",
     }
     assert "custom_fields" in model["optional_properties"]
     assert "given_name" not in model["optional_properties"]
@@ -836,7 +838,10 @@ async def test_user_info_and_settings(keap: Keap) -> None:
     legacy = await keap.rpc("DataService.getAppSetting", "Contact", "optiontypes")
     assert settings["contact"]["contact_types"] == legacy
     assert settings["contact"]["phone_types"] == "Work,Home,Mobile,Other"
-    assert settings["ecommerce"] == {}
+    assert settings["ecommerce"]["credit_card_types"].startswith("Visa")
+    assert settings["ecommerce"]["default_charge_max_retry_attempts"] == 3  # StrictInt
+    assert "invoice" not in settings
+    assert await keap.ok("GET", "/settings/applications:isEnabled") == {"isEnabled": True}
     params = httpx.QueryParams({"fields": "bogus"})
     await keap.error("GET", "/settings/applications:getConfiguration", 400, params=params)
     types = await keap.ok("GET", "/settings/contactOptionTypes")

@@ -769,6 +769,7 @@ async def test_file_upload_forms_and_filebox(keap: Keap) -> None:
     assert (await keap.fault("FileService.uploadFile", cid, "a.txt", "a")).code == 12
 
 
+@pytest.mark.slow
 async def test_get_file_of_30_mb(keap: Keap) -> None:
     data = bytes(range(256)) * (30 * 1024 * 1024 // 256)
     file_id = keap.sim.add_file(None, "big.pdf", data)

@@ -550,14 +550,15 @@ def test_usage_report_is_the_same_on_every_backend(store: Store) -> None:
     assert store.prune_calls(5.0) == 1
     assert store.usage(0.0) == [
         {"key_id": "k1", "label": "script", "account": "prod", "method": "DataService.query",
-         "calls": 3, "faults": 1, "errors": 1, "first_seen": 10.0, "last_seen": 12.0,
-         "via_rest": 0, "avg_ms": 2.33, "fault_tags": {"RecordNotFound": 1, "error": 1}},
+         "table_name": None, "calls": 3, "faults": 1, "errors": 1, "first_seen": 10.0,
+         "last_seen": 12.0, "via_rest": 0, "avg_ms": 2.33,
+         "fault_tags": {"RecordNotFound": 1, "error": 1}},
         {"key_id": None, "label": None, "account": "prod", "method": "DataService.echo",
-         "calls": 1, "faults": 1, "errors": 0, "first_seen": 14.0, "last_seen": 14.0,
-         "via_rest": 0, "avg_ms": 2.0, "fault_tags": {"InvalidKey": 1}},
+         "table_name": None, "calls": 1, "faults": 1, "errors": 0, "first_seen": 14.0,
+         "last_seen": 14.0, "via_rest": 0, "avg_ms": 2.0, "fault_tags": {"InvalidKey": 1}},
         {"key_id": "k1", "label": "script", "account": "prod", "method": "ContactService.load",
-         "calls": 1, "faults": 0, "errors": 0, "first_seen": 13.0, "last_seen": 13.0,
-         "via_rest": 1, "avg_ms": 2.0, "fault_tags": {}},
+         "table_name": None, "calls": 1, "faults": 0, "errors": 0, "first_seen": 13.0,
+         "last_seen": 13.0, "via_rest": 1, "avg_ms": 2.0, "fault_tags": {}},
     ]  # fmt: skip
 
 
@@ -572,7 +573,7 @@ def test_export_and_import_keep_every_row_sealed(store: Store, tmp_path: Path) -
     store.record_calls([_call(10.0, "k1", "DataService.query")])
     exported = {t: list(store.export_rows(t)) for t in ("accounts", "chains", "server_secrets")}
     sealed = exported["chains"][0]["refresh_token"]
-    assert sealed.startswith("v1:") and SECRETS["refresh_token"] not in str(exported)
+    assert sealed.startswith(("v1:", "v2:")) and SECRETS["refresh_token"] not in str(exported)
     target = SqliteStore(tmp_path / "copy.db", SecretBox(KEY))
     try:
         target.migrate()

@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from shim.store.secrets import (
     DecryptError,
+    OtherKey,
     SecretBox,
     decode_master_key,
     encode_master_key,
     generate_master_key,
+    key_id_of,
     rewrap,
 )
 
@@ -27,9 +29,9 @@ def box() -> SecretBox:
 
 def test_roundtrip_and_format(box: SecretBox) -> None:
     token = box.seal("s3cr3t-ü", context=CTX)
-    assert token.startswith("v1:")
+    assert token.startswith(f"v2:{box.key_id}:") and len(box.key_id) == 12
     assert "s3cr3t" not in token
-    base64.urlsafe_b64decode(token[3:])  # printable, urlsafe text
+    base64.urlsafe_b64decode(token.split(":")[2])  # printable, urlsafe text
     assert box.open(token, context=CTX) == "s3cr3t-ü"
     assert box.open(box.seal("", context=CTX), context=CTX) == ""
 
@@ -38,6 +40,7 @@ def test_random_nonce_makes_every_seal_different(box: SecretBox) -> None:
     assert box.seal("same", context=CTX) != box.seal("same", context=CTX)
 
 
+@pytest.mark.slow
 @given(plaintext=st.text(), context=st.text())
 def test_roundtrip_property(plaintext: str, context: str) -> None:
     box = SecretBox(b"k" * 32)
@@ -51,6 +54,18 @@ def test_wrong_context_fails(box: SecretBox) -> None:
     assert "secret-value" not in str(info.value)
 
 
+def test_a_value_names_its_key_and_v1_values_still_open(box: SecretBox) -> None:
+    other = SecretBox(generate_master_key())
+    token = other.seal("secret-value", context=CTX)
+    assert key_id_of(token) == other.key_id != box.key_id
+    with pytest.raises(OtherKey) as info:
+        box.open(token, context=CTX)
+    assert info.value.key_id == other.key_id and "secret-value" not in str(info.value)
+    old_format = "v1:" + token[16:]  # what earlier versions wrote: no key id
+    assert key_id_of(old_format) is None
+    assert other.open(old_format, context=CTX) == "secret-value"
+
+
 def test_wrong_key_fails(box: SecretBox) -> None:
     token = box.seal("secret-value", context=CTX)
     with pytest.raises(DecryptError):
@@ -59,12 +74,13 @@ def test_wrong_key_fails(box: SecretBox) -> None:
 
 def test_every_single_byte_flip_is_detected(box: SecretBox) -> None:
     token = box.seal("secret", context=CTX)
-    raw = bytearray(base64.urlsafe_b64decode(token[3:]))
+    head, body = token[:16], token[16:]
+    raw = bytearray(base64.urlsafe_b64decode(body))
     for i in range(len(raw)):
         flipped = bytearray(raw)
         flipped[i] ^= 0x01
         with pytest.raises(DecryptError):
-            box.open("v1:" + base64.urlsafe_b64encode(bytes(flipped)).decode(), context=CTX)
+            box.open(head + base64.urlsafe_b64encode(bytes(flipped)).decode(), context=CTX)
 
 
 @pytest.mark.parametrize(
@@ -72,7 +88,8 @@ def test_every_single_byte_flip_is_detected(box: SecretBox) -> None:
     [
         lambda t: t[:-8],  # truncated
         lambda t: "v1:" + base64.urlsafe_b64encode(b"short").decode(),  # shorter than a tag
-        lambda t: "v2:" + t[3:],  # unknown version
+        lambda t: "v3:" + t[3:],  # unknown version
+        lambda t: "v2:" + t[16:],  # no key id
         lambda t: t[3:],  # no prefix
         lambda t: t[:10] + "!" + t[11:],  # not base64
         lambda t: "",

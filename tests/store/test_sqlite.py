@@ -251,6 +251,7 @@ def _time_lookups(store: SqliteStore, ids: list[str], n: int = 2000) -> float:
     return time.perf_counter() - start
 
 
+@pytest.mark.slow
 def test_get_key_stays_fast_with_100k_keys(tmp_path: Path) -> None:
     timings = []
     for n in (100, 100_000):

@@ -1,7 +1,10 @@
 """What most tests build on: accounts, keys, and keyshim in front of the simulator, in-process.
 
-Everything here runs without sockets (httpx.ASGITransport both ways). Tests about sockets,
-processes and crashes build on ``tests.support.servers`` and subprocesses instead.
+keyshim is called in-process (httpx.ASGITransport). Forwarded XML-RPC calls go the production
+way, through ``shim.keap.http1`` over a loopback socket to the simulator (``sim_server``); token
+grants and REST v2, which go through httpx in production too, reach the simulator in-process
+(httpx.ASGITransport). Tests about processes and crashes build on ``tests.support.servers``
+and subprocesses instead.
 """
 
 from __future__ import annotations
@@ -80,16 +83,19 @@ def issue_key(store: SqliteStore, settings: Settings, account: str, **kw: Any) -
 
 
 class Stack:
-    """keyshim app + simulator, wired in-process; ``call`` speaks XML-RPC like a script."""
+    """keyshim app + simulator; ``call`` speaks XML-RPC like a script. ``base`` is where the
+    simulator listens (``sim_server.serve_simulator``): forwarded calls go there through http1."""
 
-    def __init__(self, settings: Settings, store: SqliteStore, sim: Simulator) -> None:
+    def __init__(self, settings: Settings, store: SqliteStore, sim: Simulator, base: str) -> None:
         self.settings = settings
         self.store = store
         self.sim = sim
-        self.base = "http://keap.test"
+        self.base = base
         self.app = KeyshimApp(
             settings,
-            lambda s: build_services(s, transport=httpx.ASGITransport(app=sim.app)),
+            lambda s: build_services(
+                s, transport=httpx.ASGITransport(app=sim.app), forward_http1=True
+            ),
         )
         self.client = httpx.AsyncClient(
             transport=httpx.ASGITransport(app=self.app), base_url="http://shim.test"

@@ -220,14 +220,43 @@ def test_refuses_to_replace_a_ca_key_it_cannot_use(tmp_path: Path) -> None:
     assert files.ca_cert.read_bytes() == ca_pem
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a mode-000 file anyway")
+_INIT_TLS = """
+import sys
+from shim.errors import CliError
+from shim.tls.files import init_tls
+try:
+    init_tls(sys.argv[1], sys.argv[2:], 825)
+except CliError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+
+
 def test_refuses_to_replace_an_unreadable_ca_key(tmp_path: Path) -> None:
+    """A CA key keyshim cannot read (mode 000, another user's) stops init: never a new CA.
+
+    Root reads a mode-000 file anyway, and CI runs as root: there the second init runs in a
+    child that has lost root's power to bypass file modes (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH, dropped with setpriv), as an ordinary user would."""
     files = init_tls(tmp_path, [APP], 825)
     key = files.ca_key.read_bytes()
     files.ca_key.chmod(0)
     try:
-        with pytest.raises(CliError, match="cannot read the CA key"):
-            init_tls(tmp_path, [APP, OTHER_APP], 825)
+        if os.geteuid() != 0:
+            with pytest.raises(CliError, match="cannot read the CA key"):
+                init_tls(tmp_path, [APP, OTHER_APP], 825)
+        else:
+            drop = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+            done = subprocess.run(
+                [*drop, sys.executable, "-c", _INIT_TLS, str(tmp_path), APP, OTHER_APP],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+            )
+            assert done.returncode == 3, done.stdout + done.stderr
+            assert "cannot read the CA key" in done.stdout
+            assert "Permission denied" in done.stdout
     finally:
         files.ca_key.chmod(0o600)
     assert files.ca_key.read_bytes() == key
@@ -429,6 +458,7 @@ def test_a_certificate_not_from_the_trusted_ca_is_rejected(
     assert resolve_app
 
 
+@pytest.mark.slow
 def test_shim_serve_subprocess_serves_https(
     tmp_path: Path,
     settings: Settings,

@@ -106,3 +106,16 @@ def test_bad_keap_limits_are_refused_by_name(bad: str, why: str) -> None:
 def test_keap_limits_reach_workers() -> None:
     s = Settings.from_env({"SHIM_KEAP_LIMITS": "oauth=5/s,100/min"})
     assert Settings.from_env(s.to_env()).limits() == s.limits()
+
+
+def test_shutdown_grace_outlasts_the_token_timeout() -> None:
+    settings = Settings.from_env({})
+    assert settings.shutdown_grace > settings.token_timeout
+    assert Settings.from_env({"SHIM_SHUTDOWN_GRACE": "1m"}).shutdown_grace == 60.0
+    for grace, timeout in (("20s", "20s"), ("5", "10")):
+        with pytest.raises(
+            ValueError, match=r"SHIM_SHUTDOWN_GRACE .* longer than SHIM_TOKEN_TIMEOUT"
+        ):
+            Settings.from_env({"SHIM_SHUTDOWN_GRACE": grace, "SHIM_TOKEN_TIMEOUT": timeout})
+    with pytest.raises(ValueError, match="SHIM_SHUTDOWN_GRACE"):
+        Settings.from_env({}, token_timeout=40.0)  # a flag counts as much as the environment

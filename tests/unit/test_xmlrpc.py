@@ -650,6 +650,7 @@ def legacy_calls(draw: st.DrawFn) -> tuple[bytes, bytes, bytes, str, str, list[A
     return encode(head), encode(key_xml), encode(tail), method, key, rest
 
 
+@pytest.mark.slow
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(legacy_calls(), st.text(XML_CHARS, max_size=10))
 def test_property_splice_changes_only_the_first_param(
@@ -760,6 +761,7 @@ def check_never_anything_but_parse_error(body: bytes) -> None:
         parse_response(body)
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=2000)  # a hang or a blow-up fails
 @given(st.sampled_from(SEEDS), st.lists(MUTATION, min_size=1, max_size=4))
 def test_property_mutated_bodies_only_raise_parse_error(
@@ -768,6 +770,7 @@ def test_property_mutated_bodies_only_raise_parse_error(
     check_never_anything_but_parse_error(mutate(seed, mutations))
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=2000)  # a hang or a blow-up fails
 @given(
     st.sampled_from(SEEDS),

@@ -44,7 +44,16 @@ from shim.simulator.rest.query import (
     select,
     sort_value,
 )
-from shim.simulator.rest.store import custom_fields, field_name, label, opt_in
+from shim.simulator.rest.store import (
+    LINK_TYPES,
+    add_custom_field,
+    custom_fields,
+    field_label,
+    field_name,
+    field_type,
+    opt_in,
+    relabel_custom_field,
+)
 from shim.simulator.schema import fields_of
 
 _COLUMNS = {
@@ -159,15 +168,114 @@ def model(call: Call) -> Answer:
     fields = [
         {
             "id": str(cid),
-            "label": label(legacy),
+            "label": field_label(call.db, legacy),
             "field_name": field_name(legacy),
-            "field_type": "TEXT",
+            "field_type": field_type(call.db, legacy),
             "record_type": "CONTACT",
             "options": [],
+            "group_id": "1",
+            "group_name": "Custom Fields",
         }
         for cid, legacy in custom_fields(call.db)
     ]
     return json_answer(200, {"custom_fields": fields, "optional_properties": OPTIONAL_FIELDS})
+
+
+def create_custom_field(call: Call) -> Answer:
+    """``POST /contacts/model/customFields`` (CreateCustomFieldRequest): label and field_type
+    required; answers CreateCustomFieldResponse."""
+    data = call.body()
+    check_keys(data, {"label", "field_type", "group_id", "options", "user_group_id"}, "field")
+    label_text, kind = data.get("label"), data.get("field_type")
+    if not isinstance(label_text, str) or not label_text.strip():
+        raise bad("label is required", "custom field")
+    if not isinstance(kind, str) or kind not in FIELD_TYPES:
+        raise bad(f"Invalid field_type: {kind!r}", "custom field")
+    try:
+        field_id = add_custom_field(call.db, label_text, kind)
+    except ValueError as exc:
+        raise bad(str(exc), "custom field") from None
+    return json_answer(201, {"custom_field": _field_json(call, field_id)})
+
+
+def update_custom_field(call: Call) -> Answer:
+    """``PATCH /contacts/model/customFields/{id}`` (group_id required by the SDK model)."""
+    field_id = call.path_id("custom_field_id", "custom field")
+    data = call.body()
+    check_keys(data, {"label", "options", "group_id"}, "custom field")
+    if not data.get("group_id"):
+        raise bad("group_id is required", "custom field")
+    label_text = data.get("label")
+    try:
+        if isinstance(label_text, str) and label_text.strip():
+            relabel_custom_field(call.db, field_id, label_text)
+        elif field_id not in dict(custom_fields(call.db)):
+            raise KeyError(field_id)
+    except KeyError:
+        raise missing("custom field", field_id) from None
+    return json_answer(200, _field_json(call, field_id))
+
+
+def _field_json(call: Call, field_id: int) -> dict[str, Any]:
+    legacy = dict(custom_fields(call.db))[field_id]
+    return {
+        "id": str(field_id),
+        "label": field_label(call.db, legacy),
+        "field_name": field_name(legacy),
+        "field_type": field_type(call.db, legacy),
+        "record_type": "CONTACT",
+        "options": [],
+        "group_id": "1",
+        "group_name": "Custom Fields",
+    }
+
+
+def link(call: Call) -> Answer:
+    """``POST /contacts:link`` (LinkContactsRequest) -> 201 ContactLink."""
+    data = call.body()
+    check_keys(data, {"contact1_id", "contact2_id", "link_type_id"}, "link")
+    first = parse_id(data.get("contact1_id"), "contact")
+    second = parse_id(data.get("contact2_id"), "contact")
+    link_type = parse_id(data.get("link_type_id"), "link type")
+    for contact in (first, second):
+        if contact not in call.db.tables["Contact"]:
+            raise missing("contact", contact)
+    if link_type not in LINK_TYPES:
+        raise bad(f"Invalid link type: {link_type}", "link type", str(link_type))
+    call.store.links.add((first, second, link_type))
+    answer = {"contact1_id": str(first), "contact2_id": str(second),
+              "link_type_id": str(link_type), "link_type_name": LINK_TYPES[link_type]}  # fmt: skip
+    return json_answer(201, answer)
+
+
+#: The SDK's CreateCustomFieldRequest.field_type values.
+FIELD_TYPES = frozenset(
+    {"CURRENCY", "DATE", "DATE_TIME", "DAY_OF_WEEK", "DECIMAL_NUMBER", "DRILLDOWN", "DROPDOWN"}
+    | {"EMAIL", "LIST_BOX", "MONTH", "NAME", "PERCENT", "PHONE_NUMBER", "RADIO", "STATE"}
+    | {"SOCIAL_SECURITY_NUMBER", "TEXT", "TEXT_AREA", "USER", "USER_LIST_BOX", "WEBSITE"}
+    | {"WHOLE_NUMBER", "YEAR", "YES_NO"}
+)
+
+
+def custom_field_groups(call: Call) -> Answer:
+    """The contact custom-field groups (``ListCustomFieldGroupsResponse``), from the same rows
+    as legacy DataFormGroup."""
+    groups = [
+        {"id": str(row["Id"]), "name": row["Name"], "order": row["Id"], "tab_id": str(row["TabId"]),
+         "record_type": "CONTACT"}
+        for row in call.db.rows("DataFormGroup")
+    ]  # fmt: skip
+    return json_answer(200, {"groups": groups})
+
+
+def custom_field_tabs(call: Call) -> Answer:
+    """The contact custom-field tabs (``ListCustomFieldTabsResponse``), as DataFormTab."""
+    tabs = [
+        {"id": str(row["Id"]), "name": row["TabName"], "order": row["Id"], "record_type": "CONTACT"}
+        for row in call.db.rows("DataFormTab")
+        if row.get("FormId") == -1
+    ]
+    return json_answer(200, {"tabs": tabs})
 
 
 def save(call: Call, contact_id: int | None, changes: Changes) -> int:

@@ -26,11 +26,23 @@ from shim.serve.asgi import Send
 from shim.simulator.asgi import Answer, Request, json_answer, send_answer
 from shim.simulator.config import SimConfig
 from shim.simulator.data import Database
-from shim.simulator.endpoint import INVALID_TOKEN, XmlRpcEndpoint
-from shim.simulator.failures import FailureQueue, deliver
+from shim.simulator.endpoint import XmlRpcEndpoint
+from shim.simulator.failures import INVALID_TOKEN, FailureQueue, deliver
 from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
-from shim.simulator.rest import contacts, files, other, tags
+from shim.simulator.rest import (
+    contacts,
+    email_status,
+    emails,
+    files,
+    goals,
+    orders,
+    products,
+    settings,
+    tags,
+    webforms,
+)
+from shim.simulator.rest import resources as res
 from shim.simulator.rest import tag_contacts as tagged
 from shim.simulator.rest.http import Call, RestError
 from shim.simulator.rest.store import rest_store
@@ -43,12 +55,22 @@ Handler = Callable[[Call], Answer]
 _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/contacts", {"GET": contacts.list_contacts, "POST": contacts.create}),
     ("/contacts:merge", {"POST": contacts.merge}),
+    ("/contacts:link", {"POST": contacts.link}),
     ("/contacts/model", {"GET": contacts.model}),
+    ("/contacts/model/customFields", {"POST": contacts.create_custom_field}),
+    ("/contacts/model/customFields/groups", {"GET": contacts.custom_field_groups}),
+    ("/contacts/model/customFields/tabs", {"GET": contacts.custom_field_tabs}),
+    ("/contacts/model/customFields/{custom_field_id}", {"PATCH": contacts.update_custom_field}),
     (
         "/contacts/{contact_id}",
         {"GET": contacts.get, "PATCH": contacts.update, "DELETE": contacts.delete},
     ),
     ("/contacts/{contact_id}/tags", {"GET": tagged.contact_tags}),
+    ("/contacts/{contact_id}/notes", res.NOTES.handlers()[0]),
+    ("/contacts/{contact_id}/notes/{note_id}", res.NOTES.handlers()[1]),
+    ("/notes", {"GET": res.NOTES.handlers()[0]["GET"]}),
+    ("/tasks", res.TASKS.handlers()[0]),
+    ("/tasks/{task_id}", res.TASKS.handlers()[1]),
     ("/tags", {"GET": tags.list_tags, "POST": tags.create_tag}),
     ("/tags/categories", {"GET": tags.list_categories, "POST": tags.create_category}),
     (
@@ -60,17 +82,60 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/tags/{tag_id}/contacts:removeTags", {"POST": tagged.remove_tags}),
     ("/tags/{tag_id}/contacts", {"GET": tagged.tagged_contacts}),
     ("/tags/{tag_id}/contacts/count", {"GET": tagged.count_tagged}),
+    ("/leadSources", res.LEAD_SOURCES.handlers()[0]),
+    ("/leadSources/{lead_source_id}", res.LEAD_SOURCES.handlers()[1]),
+    ("/companies", res.COMPANIES.handlers()[0]),
+    ("/companies/{company_id}", res.COMPANIES.handlers()[1]),
+    ("/users", res.USERS.handlers()[0]),
+    ("/users/{user_id}", res.USERS.handlers()[1]),
+    ("/opportunities/stages", res.STAGES.handlers()[0]),
+    ("/opportunities/stages/{stage_id}", res.STAGES.handlers()[1]),
+    ("/opportunities", res.OPPORTUNITIES.handlers()[0]),
+    ("/opportunities/{opportunity_id}", res.OPPORTUNITIES.handlers()[1]),
     ("/files", {"POST": files.create}),
-    ("/files/{file_id}", {"GET": files.get, "DELETE": files.delete}),
+    ("/files/{file_id}", {"GET": files.get, "POST": files.update, "DELETE": files.delete}),
     ("/files/{file_id}:data", {"GET": files.data}),
     (
         "/emailAddresses/{email}/status",
-        {"GET": other.get_email_status, "PATCH": other.update_email_status},
+        {"GET": email_status.get_email_status, "PATCH": email_status.update_email_status},
     ),
-    ("/automations/goals/achieve", {"POST": other.achieve_goal}),
-    ("/oauth/connect/userinfo", {"GET": other.user_info}),
-    ("/settings/applications:getConfiguration", {"GET": other.get_configuration}),
-    ("/settings/contactOptionTypes", {"GET": other.contact_option_types}),
+    ("/automations/goals/achieve", {"POST": goals.achieve_goal}),
+    ("/emails:send", {"POST": emails.send}),
+    ("/webforms", {"GET": webforms.list_webforms}),
+    ("/webforms/{webform_id}:data", {"GET": webforms.webform_html}),
+    ("/emails/templates/{email_template_id}", {"GET": emails.get_template}),
+    ("/oauth/connect/userinfo", {"GET": settings.user_info}),
+    ("/settings/applications:getConfiguration", {"GET": settings.get_configuration}),
+    ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
+    ("/settings/applications:isEnabled", {"GET": settings.is_enabled}),
+    ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
+    ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
+    ("/orders/{order_id}/items", {"POST": orders.create_item}),
+    (
+        "/orders/{order_id}/payments",
+        {"GET": orders.list_order_payments, "POST": orders.create_payment},
+    ),
+    ("/sales/payments", {"GET": orders.list_sales_payments}),
+    ("/paymentMethods", {"GET": orders.list_payment_methods}),
+    ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
+    ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
+    ("/subscriptions/{subscription_id}", {"GET": orders.get_subscription}),
+    ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
+    ("/products", {"GET": products.list_products, "POST": products.create_product}),
+    (
+        "/products/{product_id}",
+        {
+            "GET": products.get_product,
+            "PATCH": products.update_product,
+            "DELETE": products.delete_product,
+        },
+    ),
+    ("/products/{product_id}/subscriptions", {"GET": products.product_plans}),
+    ("/productCategories", {"GET": products.list_categories, "POST": products.create_category}),
+    ("/productCategories/{category_id}", {"GET": products.get_category}),
+    ("/affiliates", {"GET": products.list_affiliates}),
+    ("/affiliates/{id}", {"GET": products.get_affiliate}),
+    ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
 ]
 
 

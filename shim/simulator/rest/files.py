@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shim.simulator.asgi import Answer, json_answer
-from shim.simulator.data import Row, to_datetime
+from shim.simulator.data import Database, Row, to_datetime
 from shim.simulator.rest.http import Call, bad, iso, missing, no_content, parse_id, row_id
 
 ASSOCIATIONS = ("CONTACT", "USER", "COMPANY")
@@ -55,6 +55,38 @@ def create(call: Call) -> Answer:
 
 def get(call: Call) -> Answer:
     return json_answer(200, _metadata(call, _row(call, call.path_id("file_id", "file"))))
+
+
+def update(call: Call) -> Answer:
+    """``POST /files/{id}`` (multipart): a new ``file`` part, ``file_name``, ``is_public``;
+    ``update_mask`` limits which are applied."""
+    row = _row(call, call.path_id("file_id", "file"))
+    file_id = row_id(row)
+    parts = parse_multipart(call.request.body, call.request.headers.get("content-type", ""))
+    mask = call.args("update_mask")
+    wanted = set(parts) if mask is None else set(mask)
+    if "file" in wanted and "file" in parts:
+        replace_content(call.db, file_id, parts["file"].data)
+    name = _text(parts, "file_name")
+    if "file_name" in wanted and name is not None:
+        if not name:
+            raise bad("file_name must not be empty", "file_name")
+        rename(call.db, file_id, name)
+    call.store.touch("FileBox", file_id, to_datetime(call.now))
+    return json_answer(200, _metadata(call, _row(call, file_id)))
+
+
+def replace_content(db: Database, file_id: int, data: bytes) -> None:
+    """New bytes for a file (shared with legacy ``FileService.replaceFile``)."""
+    db.files[file_id] = data
+    db.tables["FileBox"][file_id]["FileSize"] = len(data)
+
+
+def rename(db: Database, file_id: int, name: str) -> None:
+    """A new name, and so extension (shared with legacy ``FileService.renameFile``)."""
+    row = db.tables["FileBox"][file_id]
+    row["FileName"] = name
+    row["Extension"] = name.rpartition(".")[2] if "." in name else ""
 
 
 def delete(call: Call) -> Answer:

@@ -51,6 +51,12 @@ class RestStore:
     times: dict[tuple[str, int], tuple[datetime.datetime, datetime.datetime]] = field(
         default_factory=dict
     )
+    #: Custom fields added through either API: legacy name -> (label, REST field_type).
+    custom_meta: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: Emails sent: (contact ids, from, address field, subject, html, text), for tests.
+    sent: list[tuple[tuple[int, ...], str, str, str, str, str]] = field(default_factory=list)
+    #: Contact links: (contact1, contact2, link type id).
+    links: set[tuple[int, int, int]] = field(default_factory=set)
     #: Every goal achieved: (integration, call_name, contact_id), for tests to look at.
     goals_achieved: list[tuple[str, str, int]] = field(default_factory=list)
 
@@ -153,3 +159,52 @@ def set_email_status(db: Database, email: str, status: str, now: datetime.dateti
     current = store.emails.get(email.casefold())
     created = current.create_time if current is not None else now
     store.emails[email.casefold()] = EmailStatus(status, created)
+
+
+#: Contact link types (REST ``/contacts/links/types``): id -> name.
+LINK_TYPES = {1: "Spouse", 2: "Business partner"}
+
+
+def field_label(db: Database, legacy: str) -> str:
+    meta = rest_store(db).custom_meta.get(legacy)
+    return meta[0] if meta else label(legacy)
+
+
+def field_type(db: Database, legacy: str) -> str:
+    meta = rest_store(db).custom_meta.get(legacy)
+    return meta[1] if meta else "TEXT"
+
+
+def add_custom_field(db: Database, display: str, field_type: str) -> int:
+    """A new contact custom field named from its label (``Favorite Color`` ->
+    ``_FavoriteColor``), as both APIs create them; returns its id."""
+    name = "_" + re.sub(r"[^A-Za-z0-9]", "", display)
+    if name == "_" or name in db.config.custom_fields:
+        raise ValueError(f"a custom field named {name[1:]!r} exists or the label is empty")
+    db.config.custom_fields = (*db.config.custom_fields, name)
+    rest_store(db).custom_meta[name] = (display, field_type)
+    return dict((n, i) for i, n in custom_fields(db))[name]
+
+
+def relabel_custom_field(db: Database, field_id: int, display: str) -> None:
+    by_id = {i: n for i, n in custom_fields(db)}
+    if field_id not in by_id:
+        raise KeyError(field_id)
+    name = by_id[field_id]
+    rest_store(db).custom_meta[name] = (display, field_type(db, name))
+
+
+#: Seeded email templates (REST ``EmailTemplate``, snake_case), by id.
+TEMPLATES: dict[int, dict[str, object]] = {
+    40: {
+        "piece_title": "Welcome",
+        "categories": ["Onboarding", "Newsletters"],
+        "from_address": "admin@example.com",
+        "to_address": "~Contact.Email~",
+        "subject": "Welcome, ~Contact.FirstName~",
+        "text_body": "Hello ~Contact.FirstName~",
+        "html_body": "<p>Hello ~Contact.FirstName~</p>",
+        "content_type": "MULTIPART",
+        "merge_context": "CONTACT",
+    }
+}

@@ -1,0 +1,600 @@
+"""The commerce DataService tables over REST v2: one ``TableSpec`` per legacy table.
+
+Legacy types: money is a double of dollars; REST answers it as a ``CurrencyValue`` (``amount``
+in minor units) on products, orders and their items, as a float on payments and
+subscriptions, and takes a product ``price`` as an int of minor units. Legacy 0/1 flags are
+REST booleans. These differences are ``Convert``s on the columns.
+
+Where REST has no record to stand for a legacy row:
+
+* ``Invoice`` is the invoice half of an order (``OrderV2``: ``invoice_id``, totals, status);
+  ``Job`` the order half. Loading an invoice lists ``/orders?filter=invoice_id==``.
+* ``OrderItem`` and ``InvoiceItem`` are the ``order_items`` of orders: an exact ``OrderId``
+  (``InvoiceId``) reads one order, anything else reads orders (bounded by SCAN_LIMIT) and
+  filters their items. REST has no invoice item of its own: ``InvoiceItem.Id`` is the order
+  item's id.
+* ``CreditCard`` is ``/paymentMethods`` (``credit_card_id`` keeps the legacy id): never the
+  number; names and the billing address have no REST equivalent.
+* ``Payment`` is ``/sales/payments``; it names orders, not invoices, so ``InvoiceId`` is
+  missing (InvoiceService.getPayments answers it per invoice).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from shim.errors import NotFound, NoTranslation
+from shim.rest import criteria as crit
+from shim.rest.context import Ctx
+from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
+from shim.rest.orders import ITEM_TYPES, order_id
+from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
+from shim.xmlrpc import Value
+
+
+def _cents_read(raw: Any) -> Value:
+    amount = raw.get("amount") if isinstance(raw, dict) else raw
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)):
+        return None
+    return amount / 100
+
+
+def _cents_write(value: Value) -> Any:
+    return round(float(value) * 100) if isinstance(value, (int, float)) else None
+
+
+def _float_read(raw: Any) -> Value:
+    return float(raw) if isinstance(raw, (int, float)) and not isinstance(raw, bool) else None
+
+
+def _flag_write(value: Value) -> Any:
+    return None if value is None else bool(value)
+
+
+def _words(mapping: dict[str, Value]) -> Convert:
+    """An enum: REST word <-> legacy value (an unknown word reads as itself)."""
+    back = {v: k for k, v in mapping.items()}
+    return Convert(lambda raw: mapping.get(str(raw), raw), lambda value: back.get(value, value))
+
+
+#: A ``CurrencyValue`` (or int of minor units when written) <-> a legacy double.
+MONEY = Convert(_cents_read, _cents_write)
+#: A float of dollars <-> a legacy double.
+FLOAT = Convert(_float_read, lambda value: value)
+#: A REST boolean <-> legacy 0/1.
+FLAG = Convert(lambda raw: 1 if raw is True else 0, _flag_write)
+ORDER_TYPE = _words({"ONLINE": "Online", "OFFLINE": "Offline"})
+PAY_STATUS = Convert(lambda raw: 1 if raw == "PAID" else 0, lambda value: None)
+CYCLE = _words({"YEARLY": "1", "MONTHLY": "2", "WEEKLY": "3", "DAILY": "6"})
+ACTIVE = Convert(lambda raw: "Active" if raw is True else "Inactive", lambda value: None)
+AFFILIATE_STATUS = Convert(lambda raw: 1 if raw == "ACTIVE" else 0, lambda value: None)
+CARD_BRAND = Convert(lambda raw: str(raw).title(), lambda value: value)
+#: REST item types -> the legacy number (SERVICE, UPSELL, PROGRAM are read-only REST types).
+LEGACY_ITEM_TYPES: dict[str, int] = {
+    **{name: n for n, name in sorted(ITEM_TYPES.items(), reverse=True)},
+    **{"PRODUCT": 4, "OTHER": 3, "SERVICE": 3, "UPSELL": 5, "PROGRAM": 8, "FEE": 3, "TIP": 3},
+}
+ITEM_TYPE = Convert(lambda raw: LEGACY_ITEM_TYPES.get(str(raw)), lambda value: None)
+
+
+def flag(prop: str, **kw: Any) -> Column:
+    return Column("int", prop, convert=FLAG, **kw)
+
+
+def ro(type_: Any, prop: str, **kw: Any) -> Column:
+    return rest_only(type_, prop, **kw)
+
+
+def none(type_: Any = "str", note: str = "") -> Column:
+    return missing(type_, note)
+
+
+def exact_id(compiled: list[crit.Criterion], name: str) -> int | None:
+    """The id an exact criterion on ``name`` asks for, if any."""
+    for c in compiled:
+        if c.field == name and c.op == "=" and isinstance(c.raw, int):
+            return c.raw
+    return None
+
+
+class LoadByFilter(TableSpec):
+    """A spec whose records have no REST item path: ``load`` lists with the Id filter."""
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        if record_id < 1:
+            await self.query(ctx, 1, 0, {}, names, None, True)  # the legacy field checks
+            raise NotFound()
+        rows = await self.query(ctx, 1, 0, {"Id": record_id}, names, None, True)
+        if not isinstance(rows, list) or not rows:
+            raise NotFound()
+        return rows[0]
+
+
+class NoLoad(TableSpec):
+    """A spec REST lists but cannot read one record of (no item path, no id filter)."""
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        raise NoTranslation(f"DataService.load on table {self.table}: REST v2 has no read of one")
+
+
+PRODUCT = TableSpec(
+    "Product",
+    "/products",
+    "products",
+    {
+        "Id": ro("int", "id", filter="product_id", compare=True),
+        "ProductName": Column("str", "name", filter="name", wildcard=True),
+        "ProductPrice": Column("float", "price", convert=MONEY, note="cents in REST: rounded"),
+        "Sku": Column("str", "sku", filter="sku", wildcard=True),
+        "ShortDescription": Column("str", "short_description", filter="short_description"),
+        "Description": Column("str", "description", filter="description"),
+        "Taxable": flag("taxable"),
+        "Shippable": flag("shippable"),
+        "Weight": Column("float", "weight", convert=FLOAT),
+        "Status": flag("active"),
+        "HideInStore": flag("storefront_hidden"),
+        "IsPackage": flag("is_package"),
+        "NeedsDigitalDelivery": flag("needs_digital_delivery"),
+        "CountryTaxable": flag("country_taxable"),
+        "StateTaxable": flag("state_taxable"),
+        "CityTaxable": flag("city_taxable"),
+        "TopHTML": Column("str", "top_html"),
+        "BottomHTML": Column("str", "bottom_html"),
+    },
+    orders={"ProductName": "name", "Sku": "sku"},
+    notes="REST requires a price and a short description on create: 0 and empty are sent "
+    "when a script gives none; flags read back 0 when REST leaves them out (legacy: empty)",
+    fidelity="approximate",
+    add_defaults={"price": 0, "short_description": ""},
+)
+PRODUCT_CATEGORY = TableSpec(
+    "ProductCategory",
+    "/productCategories",
+    "product_categories",
+    {
+        "Id": ro("int", "id", filter="product_category_id", compare=True),
+        "CategoryDisplayName": Column("str", "name", filter="name", wildcard=True),
+        "CategoryOrder": Column("int", "display_order_index"),
+        "ParentId": Column("int", "parent_category_id", text_id=True),
+    },
+    orders={"Id": "id"},
+    writes=frozenset({"add"}),
+)
+AFFILIATE = TableSpec(
+    "Affiliate",
+    "/affiliates",
+    "affiliates",
+    {
+        "Id": ro("int", "id"),
+        "ContactId": Column("int", "contact_id", filter="contact_id", text_id=True),
+        "ParentId": Column("int", "parent_affiliate_id", text_id=True),
+        "AffName": Column("str", "name", filter="name", wildcard=True),
+        "AffCode": Column("str", "code", filter="code"),
+        "Status": Column("int", "status", convert=AFFILIATE_STATUS, note="ACTIVE is 1"),
+        "NotifyLead": flag("notify_on_lead"),
+        "NotifySale": flag("notify_on_sale"),
+        "LeadCookieFor": Column("int", "track_leads_days"),
+        "LeadAmt": none("float"),
+        "LeadPercent": none("float"),
+        "SaleAmt": none("float"),
+        "SalePercent": none("float"),
+        "PayoutType": none("int"),
+    },
+    orders={"Id": "id"},
+    writes=frozenset(),
+    notes="commission amounts live in REST commission programs, not on the affiliate",
+    fidelity="approximate",
+)
+REFERRAL = NoLoad(
+    "Referral",
+    "/referrals",
+    "referrals",
+    {
+        "Id": ro("int", "id"),
+        "ContactId": Column("int", "contact_id", filter="contact_id", compare=True, text_id=True),
+        "AffiliateId": Column(
+            "int", "referral_partner_id", filter="referral_partner_id", compare=True, text_id=True
+        ),
+        "DateSet": Column("date", "referral_time"),
+        "DateExpires": Column("date", "expiration_time"),
+        "IPAddress": Column("str", "ip_address"),
+        "Source": Column("str", "source", filter="source", wildcard=True),
+        "Info": Column("str", "description", filter="description", wildcard=True),
+        "Type": Column("int", "referral_type", text_id=True, note="REST type as a number"),
+    },
+    orders={"Id": "id"},
+    writes=frozenset({"add"}),
+    notes="load has no REST equivalent (no single-referral read, no id filter)",
+    fidelity="approximate",
+)
+_CARD_HOLDER = "NameOnCard FirstName LastName Email BillAddress1 BillCity BillState BillZip"
+_CARD_HOLDER += " BillCountry"
+CREDIT_CARD = LoadByFilter(
+    "CreditCard",
+    "/paymentMethods",
+    "payment_methods",
+    {
+        "Id": ro("int", "credit_card_id", filter="credit_card_id"),
+        "ContactId": Column("int", "contact_id", filter="contact_id", text_id=True),
+        "Last4": Column("str", "card_info.last_four"),
+        "CardType": Column("str", "card_info.brand", convert=CARD_BRAND, note="REST brand"),
+        "ExpirationMonth": Column("str", "card_info.expiration_month"),
+        "ExpirationYear": Column("str", "card_info.expiration_year"),
+        **{name: none() for name in _CARD_HOLDER.split()},
+        "Status": none("int"),
+    },
+    writes=frozenset(),
+    notes="read-only: REST stores cards only through its payment forms; never the number",
+    fidelity="approximate",
+)
+RECURRING_ORDER = TableSpec(
+    "RecurringOrder",
+    "/subscriptions",
+    "subscriptions",
+    {
+        "Id": ro("int", "id", filter="id", compare=True),
+        "ContactId": Column("int", "contact_id", filter="contact_id", text_id=True),
+        "OriginatingOrderId": none("int"),
+        "ProgramId": Column("int", "subscription_plan_id", text_id=True),
+        "SubscriptionPlanId": Column(
+            "int", "subscription_plan_id", filter="subscription_plan_id", text_id=True
+        ),
+        "ProductId": Column("int", "product_id", text_id=True),
+        "StartDate": Column("date", "start_date"),
+        "EndDate": Column("date", "end_date"),
+        "LastBillDate": Column("date", "last_bill_date"),
+        "NextBillDate": Column("date", "next_bill_date"),
+        "PaidThruDate": none("date"),
+        "BillingCycle": Column("str", "billing_cycle", convert=CYCLE),
+        "Frequency": Column("int", "billing_frequency"),
+        "BillingAmt": Column("float", "billing_amount", convert=FLOAT),
+        "Status": Column("str", "active", convert=ACTIVE),
+        "ReasonStopped": Column("str", "reason_stopped"),
+        "AutoCharge": flag("auto_charge"),
+        "CC1": none("int", "REST names a payment method, not a card"),
+        "CC2": none("int"),
+        "NumDaysBetweenRetry": Column("int", "days_between_retries"),
+        "MaxRetry": Column("int", "max_charge_attempts"),
+        "MerchantAccountId": Column("int", "merchant_account_id", text_id=True),
+        "AffiliateId": Column("int", "sale_affiliate_id", text_id=True),
+        "PromoCode": Column("str", "promo_code"),
+        "Qty": Column("int", "quantity"),
+        "LastUpdated": ro("date", "modification_time"),
+    },
+    item="/subscriptions/{id}",
+    orders={"Id": "id"},
+    writes=frozenset(),
+    notes="read-only through REST here (writes go through InvoiceService.addRecurringOrder)",
+    fidelity="approximate",
+)
+JOB = TableSpec(
+    "Job",
+    "/orders",
+    "orders",
+    {
+        "Id": ro("int", "id", filter="id", compare=True),
+        "JobTitle": Column("str", "title", filter="title", wildcard=True),
+        "ContactId": Column("int", "contact.id", filter="contact_id"),
+        "StartDate": ro("date", "order_time"),
+        "DueDate": none("date"),
+        "JobNotes": Column("str", "notes"),
+        "ProductId": none("int"),
+        "JobStatus": none(),
+        "DateCreated": ro("date", "order_time"),
+        "OrderType": Column("str", "order_type", convert=ORDER_TYPE),
+        "OrderStatus": none("int"),
+        "JobRecurringId": none("int", "REST names no subscription on an order"),
+        "LastUpdated": ro("date", "modification_time"),
+    },
+    orders={"Id": "id", "DateCreated": "order_time"},
+    writes=frozenset(),
+    notes="orders are made through InvoiceService.createBlankOrder; DateCreated is the order time",
+    fidelity="approximate",
+)
+INVOICE = LoadByFilter(
+    "Invoice",
+    "/orders",
+    "orders",
+    {
+        "Id": ro("int", "invoice_id", filter="invoice_id"),
+        "ContactId": ro("int", "contact.id", filter="contact_id"),
+        "JobId": ro("int", "id", filter="id", compare=True),
+        "DateCreated": ro("date", "order_time"),
+        "InvoiceTotal": ro("float", "total", convert=MONEY),
+        "TotalPaid": ro("float", "total_paid", convert=MONEY),
+        "TotalDue": ro("float", "total_due", convert=MONEY),
+        "PayStatus": ro("int", "status", convert=PAY_STATUS, note="PAID is 1"),
+        "CreditStatus": none("int"),
+        "RefundStatus": none("int"),
+        "PayPlanStatus": none("int"),
+        "AffiliateId": ro("int", "sales_affiliate_id"),
+        "LeadAffiliateId": ro("int", "lead_affiliate_id"),
+        "PromoCode": ro("str", "promo_code"),
+        "InvoiceType": ro("str", "order_type", convert=ORDER_TYPE),
+        "Description": ro("str", "title"),
+        "ProductSold": none(),
+        "Synced": none("int"),
+        "LastUpdated": ro("date", "modification_time"),
+    },
+    legacy_read_only=True,
+    notes="the invoice half of /orders; REST orders by order id, not invoice id",
+    fidelity="approximate",
+)
+PAYMENT = LoadByFilter(
+    "Payment",
+    "/sales/payments",
+    "payments",
+    {
+        "Id": ro("int", "id", filter="id", compare=True),
+        "PayDate": ro("date", "payment_time"),
+        "UserId": none("int"),
+        "PayAmt": ro("float", "amount", convert=FLOAT),
+        "PayType": ro("str", "type"),
+        "ContactId": ro("int", "contact_id", filter="contact_id"),
+        "PayNote": ro("str", "note"),
+        "InvoiceId": none("int", "REST names orders (order_ids), not invoices"),
+        "RefundId": none("int"),
+        "ChargeId": none("int"),
+        "Commission": none("float"),
+        "Synced": none("int"),
+        "LastUpdated": ro("date", "update_time"),
+    },
+    orders={"Id": "id"},
+    legacy_read_only=True,
+    notes="InvoiceId has no REST equivalent here: use InvoiceService.getPayments",
+    fidelity="approximate",
+)
+
+
+@dataclass(frozen=True)
+class OrderLines(TableSpec):
+    """OrderItem / InvoiceItem: the ``order_items`` of ``/orders``, one row per item. Columns
+    name properties of an item, plus ``order_id``, ``invoice_id`` and ``line_total``."""
+
+    #: The legacy field naming the order (OrderId) or invoice (InvoiceId) of a row.
+    parent: str = "OrderId"
+
+    def lines(self, order: Mapping[str, Any]) -> list[Row]:
+        out = []
+        for item in order.get("order_items") or []:
+            if not isinstance(item, dict):
+                continue
+            price = item.get("price_per_unit")
+            amount = price.get("amount") if isinstance(price, dict) else 0
+            quantity = item.get("quantity") if isinstance(item.get("quantity"), int) else 0
+            line = {
+                **item,
+                "order_id": order.get("id"),
+                "invoice_id": order.get("invoice_id"),
+                "line_total": {"amount": (amount or 0) * (quantity or 0)},
+                "text": item.get("description") or item.get("name"),
+            }
+            out.append(self.row(line))
+        return out
+
+    async def _rows(self, ctx: Ctx, compiled: list[crit.Criterion]) -> list[Row]:
+        exact = exact_id(compiled, self.parent)
+        if exact is not None and self.parent == "OrderId":
+            try:
+                order = await ctx.client.get(f"/orders/{exact}")
+            except NotFound:
+                return []
+            return self.lines(order if isinstance(order, dict) else {})
+        params: list[tuple[str, str]] = []
+        if exact is not None:
+            params.append(("filter", f"invoice_id=={exact}"))
+        rows: list[Row] = []
+        token, seen = "", 0
+        while True:
+            query = [*params, ("page_size", "1000")] + ([("page_token", token)] if token else [])
+            answer = await ctx.client.get("/orders", query)
+            orders = answer.get("orders") if isinstance(answer, dict) else None
+            for order in orders or []:
+                if isinstance(order, dict):
+                    rows.extend(self.lines(order))
+            seen += len(orders or [])
+            if seen > SCAN_LIMIT:
+                raise NoTranslation(
+                    f"{self.table}: this call would read more than {SCAN_LIMIT} orders over "
+                    f"REST v2; give an exact {self.parent}"
+                )
+            token = str(answer.get("next_page_token") or "") if isinstance(answer, dict) else ""
+            if not token or not orders:
+                return rows
+
+    async def query(
+        self,
+        ctx: Ctx,
+        limit: int,
+        page: int,
+        criteria: Mapping[str, Value],
+        names: list[str],
+        order_by: str | None,
+        ascending: bool,
+    ) -> Value:
+        compiled, limit = prepare(self.table, self.fields, limit, page, criteria, names, order_by)
+        rows = [r for r in await self._rows(ctx, compiled) if crit.matches(compiled, r)]
+        rows.sort(key=self.base_key)
+        if order_by is not None:
+            spec = self.fields[order_by]
+            rows.sort(key=lambda r: crit.sort_key(r.get(order_by), spec), reverse=not ascending)
+        return [project(row, names) for row in rows[page * limit : (page + 1) * limit]]
+
+    async def count(self, ctx: Ctx, criteria: Mapping[str, Value]) -> int:
+        compiled = crit.compile_query(self.table, self.fields, criteria)
+        return sum(1 for r in await self._rows(ctx, compiled) if crit.matches(compiled, r))
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        raise NoTranslation(
+            f"DataService.load on table {self.table}: REST v2 reads items through their order; "
+            f"query with an exact {self.parent} instead"
+        )
+
+
+ORDER_ITEM = OrderLines(
+    "OrderItem",
+    "/orders",
+    "orders",
+    {
+        "Id": ro("int", "id"),
+        "OrderId": ro("int", "order_id"),
+        "ProductId": ro("int", "product.id"),
+        "SubscriptionPlanId": ro("int", "subscription_plan.id"),
+        "ItemName": ro("str", "name"),
+        "Qty": ro("int", "quantity"),
+        "CPU": ro("float", "cost_per_unit", convert=MONEY),
+        "PPU": ro("float", "price_per_unit", convert=MONEY, note="read in cents: rounded"),
+        "ItemDescription": ro("str", "description"),
+        "ItemType": ro("int", "item_type", convert=ITEM_TYPE, note="5 and 8 read as 4 and 3"),
+        "Notes": ro("str", "notes"),
+    },
+    item="/orders/{OrderId}",
+    writes=frozenset(),
+    notes="items of /orders (an exact OrderId reads one order); written through "
+    "InvoiceService.addOrderItem",
+    fidelity="approximate",
+)
+INVOICE_ITEM = OrderLines(
+    "InvoiceItem",
+    "/orders",
+    "orders",
+    {
+        "Id": ro("int", "id", note="the order item's id: REST has no invoice item"),
+        "InvoiceId": ro("int", "invoice_id"),
+        "OrderItemId": ro("int", "id"),
+        "InvoiceAmt": ro("float", "line_total", convert=MONEY, note="price x quantity"),
+        "Discount": ro("float", "discount", convert=MONEY),
+        "DateCreated": none("date"),
+        "Description": ro("str", "text", note="the item's description, else its name"),
+        "CommissionStatus": none("int"),
+    },
+    item="/orders?filter=invoice_id=={InvoiceId}",
+    legacy_read_only=True,
+    notes="items of /orders (an exact InvoiceId reads one order)",
+    fidelity="approximate",
+    parent="InvoiceId",
+)
+
+
+class ProductPlans(OrderLines):
+    """SubscriptionPlan: the ``subscription_plans`` of ``/products`` (REST lists plans only per
+    product), one row per plan; an exact ProductId reads one product."""
+
+    def lines(self, product: Mapping[str, Any]) -> list[Row]:
+        plans = product.get("subscription_plans") or []
+        return [
+            self.row({**p, "product_id": product.get("id")}) for p in plans if isinstance(p, dict)
+        ]
+
+    async def _rows(self, ctx: Ctx, compiled: list[crit.Criterion]) -> list[Row]:
+        exact = next(
+            (
+                c.raw
+                for c in compiled
+                if c.field == "ProductId" and c.op == "=" and isinstance(c.raw, int)
+            ),
+            None,
+        )
+        if exact is not None:
+            try:
+                product = await ctx.client.get(f"/products/{exact}")
+            except NotFound:
+                return []
+            return self.lines(product if isinstance(product, dict) else {})
+        rows: list[Row] = []
+        token, seen = "", 0
+        while True:
+            query = [("page_size", "1000")] + ([("page_token", token)] if token else [])
+            answer = await ctx.client.get("/products", query)
+            products = answer.get("products") if isinstance(answer, dict) else None
+            for product in products or []:
+                if isinstance(product, dict):
+                    rows.extend(self.lines(product))
+            seen += len(products or [])
+            if seen > SCAN_LIMIT:
+                raise NoTranslation(
+                    f"{self.table}: this call would read more than {SCAN_LIMIT} products over "
+                    "REST v2; give an exact ProductId"
+                )
+            token = str(answer.get("next_page_token") or "") if isinstance(answer, dict) else ""
+            if not token or not products:
+                return rows
+
+
+#: Legacy SubscriptionPlan.Cycle numbers (1 year, 2 month, 3 week, 6 day).
+PLAN_CYCLE = Convert(
+    lambda raw: {"YEARLY": 1, "MONTHLY": 2, "WEEKLY": 3, "DAILY": 6}.get(str(raw)), lambda v: None
+)
+SUBSCRIPTION_PLAN = ProductPlans(
+    "SubscriptionPlan",
+    "/products",
+    "products",
+    {
+        "Id": ro("int", "id"),
+        "ProductId": ro("int", "product_id"),
+        "Cycle": ro("int", "billing_cycle", convert=PLAN_CYCLE),
+        "Frequency": ro("int", "billing_frequency"),
+        "PreAuthorizeAmount": none("float"),
+        "Prorate": ro("int", "prorate", convert=FLAG),
+        "Active": ro("int", "active", convert=FLAG),
+        "PlanPrice": ro("float", "plan_price", convert=MONEY),
+        "NumberOfCycles": ro("int", "number_of_cycles"),
+    },
+    item="/products/{ProductId}",
+    writes=frozenset(),
+    notes="plans of /products (an exact ProductId reads one product); writes not translated "
+    "(REST: POST /products/{id}/subscriptions)",
+    fidelity="approximate",
+    parent="ProductId",
+)
+
+
+class InvoicePayments(OrderLines):
+    """InvoicePayment: ``/orders/{id}/payments`` of the invoice's order; REST lists payments
+    per order only, so an exact InvoiceId is needed."""
+
+    async def _rows(self, ctx: Ctx, compiled: list[crit.Criterion]) -> list[Row]:
+        invoice_id = exact_id(compiled, "InvoiceId")
+        if invoice_id is None:
+            raise NoTranslation(
+                "InvoicePayment: REST v2 lists payments per order only; query with an exact "
+                "InvoiceId"
+            )
+        try:
+            order = await order_id(ctx, invoice_id)
+        except NotFound:
+            return []
+        rows: list[Row] = []
+        token = ""
+        while True:
+            query = [("page_size", "1000")] + ([("page_token", token)] if token else [])
+            answer = await ctx.client.get(f"/orders/{order}/payments", query)
+            items = answer.get("invoice_order_payments") if isinstance(answer, dict) else None
+            rows.extend(self.row(item) for item in items or [] if isinstance(item, dict))
+            token = str(answer.get("next_page_token") or "") if isinstance(answer, dict) else ""
+            if not token or not items:
+                return rows
+
+
+INVOICE_PAYMENT = InvoicePayments(
+    "InvoicePayment",
+    "/orders",
+    "orders",
+    {
+        "Id": ro("int", "id"),
+        "InvoiceId": ro("int", "invoice_id"),
+        "Amt": ro("float", "amount", convert=FLOAT),
+        "PayDate": ro("date", "pay_time"),
+        "PayStatus": ro("str", "pay_status", note="REST's word (MANUAL_PAID, APPROVED...)"),
+        "PaymentId": ro("int", "payment_id"),
+        "SkipCommission": ro("int", "skip_commission", convert=FLAG),
+        "LastUpdated": ro("date", "last_updated_time"),
+    },
+    item="/orders/{id}/payments",
+    legacy_read_only=True,
+    notes="needs an exact InvoiceId (REST lists payments per order)",
+    fidelity="approximate",
+    parent="InvoiceId",
+)

@@ -1,0 +1,468 @@
+"""The simulated app's commerce data: products, orders, invoices, payments, subscriptions.
+
+One data set for both protocols. Rows live in the legacy tables of ``Database.tables`` under
+their legacy names (``Job`` is an order, ``Invoice`` its invoice, ``OrderItem`` and
+``InvoiceItem`` its lines, ``Payment``/``InvoicePayment`` its payments); the XML-RPC
+``InvoiceService``/``OrderService`` methods (commerce_services.py) and the REST v2 ``/orders``,
+``/products``... resources (rest/orders.py, rest/products.py) both go through the operations
+below, so a payment recorded through one is seen by the other.
+
+As in Keap, an order's id (``Job.Id``) and its invoice's id (``Invoice.Id``) are different
+numbers: invoice ids start at ``INVOICE_BASE``. Money is a double in legacy rows (dollars);
+REST shows it in minor units (``CurrencyValue.amount``) or as a float, per the SDK models.
+Invoice totals are recomputed after every change of items or payments.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from shim.simulator.faults import invalid, not_found
+from shim.xmlrpc import Value
+
+Row = dict[str, Value]
+#: First invoice id (orders start at 1): the two must never be mixed up.
+INVOICE_BASE = 501
+
+
+#: Legacy order item types -> REST ``item_type`` (keap-rest-v2 §3).
+ITEM_TYPES: dict[int, str] = {
+    1: "SHIPPING",
+    2: "TAX",
+    3: "OTHER",
+    4: "PRODUCT",
+    5: "PRODUCT",
+    6: "FINANCE_CHARGE",
+    7: "DISCOUNT",
+    8: "OTHER",
+    9: "SUBSCRIPTION",
+    10: "DISCOUNT_FREE_TRIAL",
+    11: "DISCOUNT_ORDER_TOTAL",
+    12: "DISCOUNT_PRODUCT",
+    13: "DISCOUNT_PRODUCT_CATEGORY",
+    14: "DISCOUNT_SHIPPING",
+}
+#: REST ``item_type`` -> the legacy type a REST-made item shows.
+LEGACY_ITEM_TYPES: dict[str, int] = {
+    **{name: number for number, name in sorted(ITEM_TYPES.items(), reverse=True)},
+    "PRODUCT": 4,
+    "OTHER": 3,
+    "SERVICE": 3,
+    "UPSELL": 5,
+    "PROGRAM": 8,
+    "FEE": 3,
+    "TIP": 3,
+    "UNKNOWN": 3,
+}
+#: Manual payment types configured in the simulated app (REST rejects any other).
+MANUAL_TYPES = ("Credit Card (Manual)", "Check", "Cash", "Money Order", "Adjustment")
+#: A card whose last four digits are these is declined (like processors' test cards).
+DECLINED_LAST4 = "0002"
+DECLINE_MESSAGE = "Card declined: insufficient funds"
+
+#: Seeded rows: (table, id, values).
+_SEED: list[tuple[str, int, dict[str, Any]]] = [
+    ("ProductCategory", 3, {"CategoryDisplayName": "Books", "CategoryOrder": 1}),
+    ("ProductCategory", 5, {"CategoryDisplayName": "Courses", "CategoryOrder": 2}),
+    (
+        "Product",
+        21,
+        {"ProductName": "Notebook", "ProductPrice": 12.5, "Sku": "NB-1", "Status": 1}
+        | {"ShortDescription": "A notebook", "Taxable": 1, "Shippable": 1, "Weight": 0.5},
+    ),
+    (
+        "Product",
+        22,
+        {"ProductName": "Video course", "ProductPrice": 99.0, "Sku": "VC-1", "Status": 1}
+        | {"ShortDescription": "Ten lessons", "Taxable": 0, "Shippable": 0},
+    ),
+    ("Product", 23, {"ProductName": "Old poster", "ProductPrice": 5.0, "Sku": "OP", "Status": 0}),
+    (
+        "SubscriptionPlan",
+        41,
+        {"ProductId": 22, "Cycle": 2, "Frequency": 1, "PlanPrice": 19.99, "Active": 1}
+        | {"Prorate": 0, "NumberOfCycles": 0},
+    ),
+    (
+        "Affiliate",
+        61,
+        {"AffName": "Partner One", "AffCode": "P1", "Status": 1, "NotifyLead": 1, "NotifySale": 0}
+        | {"LeadCookieFor": 30},
+    ),
+    (
+        "CreditCard",
+        81,
+        {"ContactId": 1, "NameOnCard": "Card Holder", "Last4": "1111", "CardType": "Visa"}
+        | {"ExpirationMonth": "12", "ExpirationYear": "2030", "Status": 3},
+    ),
+    (
+        "CreditCard",
+        82,
+        {"ContactId": 1, "NameOnCard": "Card Holder", "Last4": DECLINED_LAST4, "CardType": "Visa"}
+        | {"ExpirationMonth": "01", "ExpirationYear": "2031", "Status": 3},
+    ),
+]
+#: Legacy SubscriptionPlan.Cycle -> REST billing cycle (1 year, 2 month, 3 week, 6 day).
+CYCLES = {1: "YEARLY", 2: "MONTHLY", 3: "WEEKLY", 6: "DAILY"}
+
+
+#: Column defaults of new rows (Keap's MySQL columns: 0/1 flags are NOT NULL DEFAULT 0).
+_FLAGS = "Taxable Shippable Status HideInStore IsPackage NeedsDigitalDelivery CountryTaxable"
+DEFAULTS: dict[str, dict[str, Value]] = {
+    "Product": dict.fromkeys([*_FLAGS.split(), "StateTaxable", "CityTaxable"], 0),
+}
+
+
+def seed(tables: dict[str, dict[int, Row]], next_id: dict[str, int]) -> None:
+    for table, record_id, values in _SEED:
+        tables[table][record_id] = {"Id": record_id, **DEFAULTS.get(table, {}), **values}
+        next_id[table] = max(next_id.get(table, 1), record_id + 1)
+    next_id["Invoice"] = max(next_id.get("Invoice", 1), INVOICE_BASE)
+
+
+def cents(amount: float) -> int:
+    """Dollars (a legacy double) in minor units, as REST's ``CurrencyValue.amount``."""
+    return round(amount * 100)
+
+
+def dollars(minor: int) -> float:
+    return minor / 100
+
+
+@dataclass
+class Commerce:
+    """The operations both protocols run on one app's tables (``Database.tables``)."""
+
+    tables: dict[str, dict[int, Row]]
+    next_id: dict[str, int]
+
+    def _new(self, table: str, **values: Value) -> int:
+        record_id = self.next_id.get(table, 1)
+        self.next_id[table] = record_id + 1
+        self.tables[table][record_id] = {"Id": record_id, **values}
+        return record_id
+
+    # -- lookups --
+    def invoice(self, invoice_id: int) -> Row:
+        row = self.tables["Invoice"].get(invoice_id)
+        if row is None:
+            raise not_found()
+        return row
+
+    def invoice_of_job(self, job_id: int) -> Row:
+        for row in self.tables["Invoice"].values():
+            if row.get("JobId") == job_id:
+                return row
+        raise not_found()
+
+    def card(self, card_id: int) -> Row:
+        row = self.tables["CreditCard"].get(card_id)
+        if row is None:
+            raise not_found()
+        return row
+
+    def items_of(self, job_id: int) -> list[Row]:
+        rows = self.tables["OrderItem"].values()
+        return sorted((r for r in rows if r.get("OrderId") == job_id), key=_id)
+
+    def payments_of(self, invoice_id: int) -> list[Row]:
+        rows = self.tables["Payment"].values()
+        return sorted((r for r in rows if r.get("InvoiceId") == invoice_id), key=_id)
+
+    def invoice_payments_of(self, invoice_id: int) -> list[Row]:
+        rows = self.tables["InvoicePayment"].values()
+        return sorted((r for r in rows if r.get("InvoiceId") == invoice_id), key=_id)
+
+    # -- orders --
+    def create_order(
+        self,
+        contact_id: int,
+        title: str,
+        when: datetime.datetime,
+        lead_affiliate: int | None,
+        sale_affiliate: int | None,
+        now: datetime.datetime,
+        contacts: dict[int, Row],
+        order_type: str = "Offline",
+    ) -> int:
+        """A blank order and its invoice; returns the invoice id."""
+        if contact_id not in contacts:
+            raise not_found()
+        for affiliate in (lead_affiliate, sale_affiliate):
+            if affiliate and affiliate not in self.tables["Affiliate"]:
+                raise invalid(f"Affiliate {affiliate} does not exist")
+        job_id = self._new(
+            "Job",
+            JobTitle=title or None,
+            ContactId=contact_id,
+            StartDate=when,
+            DateCreated=when,
+            OrderType=order_type,
+            OrderStatus=0,
+            LastUpdated=now,
+        )
+        return self._new(
+            "Invoice",
+            ContactId=contact_id,
+            JobId=job_id,
+            DateCreated=when,
+            InvoiceTotal=0.0,
+            TotalPaid=0.0,
+            TotalDue=0.0,
+            PayStatus=0,
+            CreditStatus=0,
+            RefundStatus=0,
+            PayPlanStatus=0,
+            LeadAffiliateId=lead_affiliate or None,
+            AffiliateId=sale_affiliate or None,
+            Description=title or None,
+            InvoiceType=order_type,
+            Synced=0,
+            LastUpdated=now,
+        )
+
+    def add_item(
+        self,
+        invoice_id: int,
+        product_id: int | None,
+        item_type: int,
+        price: float | None,
+        quantity: int,
+        name: str | None,
+        description: str | None,
+        notes: str | None,
+        now: datetime.datetime,
+        plan_id: int | None = None,
+    ) -> int:
+        """One line on the invoice's order; ``price`` None takes the product's price."""
+        invoice = self.invoice(invoice_id)
+        if item_type not in ITEM_TYPES:
+            raise invalid(f"Invalid order item type: {item_type}")
+        if quantity < 1:
+            raise invalid("Quantity must be at least 1")
+        product = None
+        if product_id:
+            product = self.tables["Product"].get(product_id)
+            if product is None:
+                raise not_found()
+        if product is None and ITEM_TYPES[item_type] in ("PRODUCT", "SUBSCRIPTION"):
+            raise invalid("A product item needs a product")
+        if price is None:
+            price = _money(product.get("ProductPrice")) if product else 0.0
+        product_name = (
+            str(product["ProductName"]) if product and product.get("ProductName") else None
+        )
+        item_id = self._new(
+            "OrderItem",
+            OrderId=invoice["JobId"],
+            ProductId=product_id or None,
+            SubscriptionPlanId=plan_id,
+            ItemName=name or product_name or description or None,
+            Qty=quantity,
+            CPU=0.0,
+            PPU=float(price),
+            ItemDescription=description or None,
+            ItemType=item_type,
+            Notes=notes or None,
+        )
+        self._new(
+            "InvoiceItem",
+            InvoiceId=invoice_id,
+            OrderItemId=item_id,
+            InvoiceAmt=round(float(price) * quantity, 2),
+            Discount=0.0,
+            DateCreated=now,
+            Description=description or name or product_name or None,
+            CommissionStatus=0,
+        )
+        self.recompute(invoice_id, now)
+        return item_id
+
+    def recompute(self, invoice_id: int, now: datetime.datetime) -> None:
+        invoice = self.invoice(invoice_id)
+        job_id = invoice["JobId"]
+        assert isinstance(job_id, int)
+        total = sum(cents(_money(i.get("PPU"))) * _int(i.get("Qty")) for i in self.items_of(job_id))
+        paid = sum(cents(_money(p.get("PayAmt"))) for p in self.payments_of(invoice_id))
+        invoice["InvoiceTotal"] = dollars(total)
+        invoice["TotalPaid"] = dollars(paid)
+        invoice["TotalDue"] = dollars(total - paid)
+        invoice["PayStatus"] = 1 if total > 0 and paid >= total else 0
+        invoice["LastUpdated"] = now
+        self.tables["Job"][job_id]["LastUpdated"] = now
+
+    def owed(self, invoice_id: int) -> float:
+        invoice = self.invoice(invoice_id)
+        return dollars(
+            cents(_money(invoice.get("InvoiceTotal"))) - cents(_money(invoice.get("TotalPaid")))
+        )
+
+    def add_payment(
+        self,
+        invoice_id: int,
+        amount: float,
+        when: datetime.datetime,
+        pay_type: str,
+        note: str | None,
+        skip_commission: bool,
+        now: datetime.datetime,
+        status: str = "MANUAL_PAID",
+        charge_id: int | None = None,
+    ) -> int:
+        """A payment against the invoice (Payment + InvoicePayment rows); returns its id."""
+        invoice = self.invoice(invoice_id)
+        payment_id = self._new(
+            "Payment",
+            PayDate=when,
+            UserId=1,
+            PayAmt=float(amount),
+            PayType=pay_type,
+            ContactId=invoice["ContactId"],
+            PayNote=note or None,
+            InvoiceId=invoice_id,
+            ChargeId=charge_id,
+            Synced=0,
+            LastUpdated=now,
+        )
+        self._new(
+            "InvoicePayment",
+            InvoiceId=invoice_id,
+            Amt=float(amount),
+            PayDate=when,
+            PayStatus=status,
+            PaymentId=payment_id,
+            SkipCommission=1 if skip_commission else 0,
+            LastUpdated=now,
+        )
+        self.recompute(invoice_id, now)
+        return payment_id
+
+    def charge(
+        self, invoice_id: int, note: str | None, card_id: int, skip: bool, now: datetime.datetime
+    ) -> tuple[str, float, int | None]:
+        """Charge the balance to a card: ("APPROVED", amount, payment id), ("DECLINED", ...) or
+        ("SKIPPED", 0, None) when nothing is owed. Unknown invoice or card: RecordNotFound."""
+        invoice = self.invoice(invoice_id)
+        card = self.card(card_id)
+        if card.get("ContactId") != invoice.get("ContactId"):
+            raise not_found()  # another contact's card
+        balance = self.owed(invoice_id)
+        if balance <= 0:
+            return "SKIPPED", 0.0, None
+        if card.get("Last4") == DECLINED_LAST4:
+            return "DECLINED", balance, None
+        payment_id = self.add_payment(
+            invoice_id, balance, now, "Credit Card", note, skip, now, "APPROVED", card_id
+        )
+        return "APPROVED", balance, payment_id
+
+    def delete_invoice(self, invoice_id: int) -> None:
+        invoice = self.invoice(invoice_id)
+        job_id = invoice["JobId"]
+        assert isinstance(job_id, int)
+        for item in self.items_of(job_id):
+            del self.tables["OrderItem"][_id(item)]
+        for table in ("InvoiceItem", "Payment", "InvoicePayment"):
+            rows = self.tables[table]
+            for record_id in [k for k, r in rows.items() if r.get("InvoiceId") == invoice_id]:
+                del rows[record_id]
+        del self.tables["Invoice"][invoice_id]
+        self.tables["Job"].pop(job_id, None)
+
+    # -- subscriptions --
+    def add_subscription(
+        self,
+        contact_id: int,
+        allow_duplicate: bool,
+        plan_id: int,
+        card_id: int | None,
+        affiliate_id: int | None,
+        start: datetime.datetime,
+        now: datetime.datetime,
+        contacts: dict[int, Row],
+        merchant_id: int | None = None,
+    ) -> int:
+        if contact_id not in contacts:
+            raise not_found()
+        plan = self.tables["SubscriptionPlan"].get(plan_id)
+        if plan is None:
+            raise not_found()
+        if card_id:
+            self.card(card_id)
+        if not allow_duplicate:
+            for row in self.tables["RecurringOrder"].values():
+                same = (
+                    row.get("ContactId") == contact_id and row.get("SubscriptionPlanId") == plan_id
+                )
+                if same and row.get("Status") == "Active":
+                    raise invalid("The contact already has this subscription")
+        cycle = _int(plan.get("Cycle"))
+        return self._new(
+            "RecurringOrder",
+            ContactId=contact_id,
+            ProgramId=plan_id,
+            SubscriptionPlanId=plan_id,
+            ProductId=plan.get("ProductId"),
+            StartDate=start,
+            NextBillDate=start,
+            BillingCycle=str(cycle),
+            Frequency=plan.get("Frequency"),
+            BillingAmt=plan.get("PlanPrice"),
+            Status="Active",
+            AutoCharge=1,
+            CC1=card_id or None,
+            MerchantAccountId=merchant_id or None,
+            AffiliateId=affiliate_id or None,
+            Qty=1,
+            LastUpdated=now,
+        )
+
+    def invoice_subscription(
+        self, recurring_id: int, now: datetime.datetime, contacts: dict[int, Row]
+    ) -> int:
+        """An invoice for the subscription's next bill: one SUBSCRIPTION item at its price."""
+        row = self.tables["RecurringOrder"].get(recurring_id)
+        if row is None:
+            raise not_found()
+        contact_id = _int(row.get("ContactId"))
+        invoice_id = self.create_order(
+            contact_id, "Subscription", now, None, _opt(row.get("AffiliateId")), now, contacts
+        )
+        job = self.tables["Job"][_int(self.invoice(invoice_id)["JobId"])]
+        job["JobRecurringId"] = recurring_id
+        self.add_item(
+            invoice_id,
+            _opt(row.get("ProductId")),
+            9,
+            _money(row.get("BillingAmt")),
+            _int(row.get("Qty")) or 1,
+            None,
+            None,
+            None,
+            now,
+            plan_id=_opt(row.get("SubscriptionPlanId")),
+        )
+        return invoice_id
+
+
+def row_of(rows: dict[int, Row], key: Value) -> Row | None:
+    """``rows[key]`` for a legacy id value (None for no id or an unknown one)."""
+    return rows.get(key) if isinstance(key, int) and not isinstance(key, bool) else None
+
+
+def _id(row: Row) -> int:
+    return _int(row["Id"])
+
+
+def _int(value: Value) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _opt(value: Value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value else None
+
+
+def _money(value: Value) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0

@@ -1,0 +1,176 @@
+"""The legacy InvoiceService and OrderService methods the simulator answers.
+
+Each runs the shared operations of commerce.py, so REST v2 sees what they did. Answer shapes
+(keap-facts.md; where no source shows them, marked unverified):
+
+* ``createBlankOrder`` -> the new *invoice* id (not the order id), ``getOrderId`` maps back.
+* ``chargeInvoice`` -> ``{Successful, Code, RefNum, Message}``: a decline is this struct with
+  ``Successful`` false and ``Code`` ``DECLINED``, never a fault; nothing owed is ``SKIPPED``.
+* ``placeOrder`` -> ``{Successful, Code, RefNum, Message, OrderId, InvoiceId}``, every value a
+  string (unverified: the Java service returned a map of strings).
+* ``getPayments`` -> the invoice's Payment rows (fields with a value).
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from shim.simulator.commerce import DECLINE_MESSAGE
+from shim.simulator.data import to_datetime
+from shim.simulator.query import project
+from shim.simulator.services import Context, method
+from shim.xmlrpc import Value
+
+#: The Payment fields ``getPayments`` answers with (those with a value).
+PAYMENT_FIELDS = ["Id", "PayDate", "PayAmt", "PayType", "ContactId", "PayNote", "InvoiceId"]
+
+
+def _day(value: datetime.datetime) -> datetime.datetime:
+    return value.replace(tzinfo=None, microsecond=0)
+
+
+@method("InvoiceService.createBlankOrder", "isdii")
+def create_blank_order(
+    ctx: Context, contact_id: int, description: str, when: Any, lead: int, sale: int
+) -> int:
+    now = to_datetime(ctx.now)
+    contacts = ctx.db.tables["Contact"]
+    return ctx.db.commerce.create_order(
+        contact_id, description, _day(when), lead, sale, now, contacts
+    )
+
+
+@method("InvoiceService.addOrderItem", "iiifiss")
+def add_order_item(
+    ctx: Context,
+    invoice_id: int,
+    product_id: int,
+    item_type: int,
+    price: float,
+    quantity: int,
+    description: str,
+    notes: str,
+) -> bool:
+    now = to_datetime(ctx.now)
+    ctx.db.commerce.add_item(
+        invoice_id, product_id, item_type, float(price), quantity, None, description, notes, now
+    )
+    return True
+
+
+@method("InvoiceService.addManualPayment", "ifdssb")
+def add_manual_payment(
+    ctx: Context, invoice_id: int, amount: float, when: Any, pay_type: str, note: str, skip: bool
+) -> bool:
+    """Any payment type is accepted (REST v2 accepts only the app's configured ones)."""
+    now = to_datetime(ctx.now)
+    ctx.db.commerce.add_payment(invoice_id, float(amount), _day(when), pay_type, note, skip, now)
+    return True
+
+
+@method("InvoiceService.chargeInvoice", "isiib")
+def charge_invoice(
+    ctx: Context, invoice_id: int, notes: str, card_id: int, merchant_id: int, skip: bool
+) -> Value:
+    return _charge(ctx, invoice_id, notes, card_id, skip)
+
+
+def _charge(
+    ctx: Context, invoice_id: int, notes: str, card_id: int, skip: bool
+) -> dict[str, Value]:
+    code, _, payment_id = ctx.db.commerce.charge(
+        invoice_id, notes, card_id, skip, to_datetime(ctx.now)
+    )
+    if code == "APPROVED":
+        return {"Successful": True, "Code": code, "RefNum": f"T{payment_id}", "Message": "Approved"}
+    if code == "DECLINED":
+        return {"Successful": False, "Code": code, "RefNum": "", "Message": DECLINE_MESSAGE}
+    return {"Successful": False, "Code": code, "RefNum": "", "Message": "Nothing is owed"}
+
+
+@method("InvoiceService.calculateAmountOwed", "i")
+def calculate_amount_owed(ctx: Context, invoice_id: int) -> float:
+    return ctx.db.commerce.owed(invoice_id)
+
+
+@method("InvoiceService.getPayments", "i")
+def get_payments(ctx: Context, invoice_id: int) -> Value:
+    ctx.db.commerce.invoice(invoice_id)
+    return [project(row, PAYMENT_FIELDS) for row in ctx.db.commerce.payments_of(invoice_id)]
+
+
+@method("InvoiceService.deleteInvoice", "i")
+def delete_invoice(ctx: Context, invoice_id: int) -> bool:
+    ctx.db.commerce.delete_invoice(invoice_id)
+    return True
+
+
+@method("InvoiceService.getOrderId", "i")
+def get_order_id(ctx: Context, invoice_id: int) -> int:
+    job_id = ctx.db.commerce.invoice(invoice_id)["JobId"]
+    assert isinstance(job_id, int)
+    return job_id
+
+
+@method("InvoiceService.addRecurringOrder", "ibiiiii")
+def add_recurring_order(
+    ctx: Context,
+    contact_id: int,
+    allow_duplicate: bool,
+    plan_id: int,
+    merchant_id: int,
+    card_id: int,
+    affiliate_id: int,
+    days_till_charge: int,
+) -> int:
+    now = to_datetime(ctx.now)
+    start = (now + datetime.timedelta(days=days_till_charge)).replace(hour=0, minute=0, second=0)
+    return ctx.db.commerce.add_subscription(
+        contact_id,
+        allow_duplicate,
+        plan_id,
+        card_id,
+        affiliate_id,
+        start,
+        now,
+        ctx.db.tables["Contact"],
+        merchant_id,
+    )
+
+
+@method("InvoiceService.createInvoiceForRecurring", "i")
+def create_invoice_for_recurring(ctx: Context, recurring_id: int) -> int:
+    now = to_datetime(ctx.now)
+    return ctx.db.commerce.invoice_subscription(recurring_id, now, ctx.db.tables["Contact"])
+
+
+@method("OrderService.placeOrder", "iiiAAbA", "iiiAAbAii")
+def place_order(
+    ctx: Context,
+    contact_id: int,
+    card_id: int,
+    pay_plan_id: int,
+    product_ids: list[Any],
+    plan_ids: list[Any],
+    process_specials: bool,
+    promo_codes: list[Any],
+    lead: int = 0,
+    sale: int = 0,
+) -> Value:
+    """An order with one of each product (at its price), then the card charged for it."""
+    now = to_datetime(ctx.now)
+    commerce = ctx.db.commerce
+    invoice_id = commerce.create_order(
+        contact_id, "Order", now, lead, sale, now, ctx.db.tables["Contact"], "Online"
+    )
+    for product_id in product_ids:
+        commerce.add_item(invoice_id, int(product_id), 4, None, 1, None, None, None, now)
+    result: dict[str, Value] = {"Successful": True, "Code": "SKIPPED", "RefNum": "", "Message": ""}
+    if card_id:
+        result = _charge(ctx, invoice_id, "", card_id, False)
+    job_id = commerce.invoice(invoice_id)["JobId"]
+    out: dict[str, Value] = {
+        k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in result.items()
+    }
+    return {**out, "OrderId": str(job_id), "InvoiceId": str(invoice_id)}

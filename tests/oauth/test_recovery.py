@@ -1,0 +1,208 @@
+"""A pair Keap issued is never lost while the store refuses it (issue #11 §1).
+
+The store failure is real: another SQLite connection holds the write lock past the store's
+busy timeout, taken the moment Keap answers (the journal row before the grant still gets in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shim.keap.client import Upstream
+from shim.models import Account, TokenPair
+from shim.oauth.chains import ChainEvent, Chains
+from shim.settings import Settings
+from shim.store.master_key import load as load_master_key
+from shim.store.recovery import RecoveredPair, RecoveryFiles, recovery_files
+from shim.store.secrets import SecretBox
+from shim.store.sqlite import SqliteStore
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
+
+OLD_AT, OLD_RT = "AT-old-secret-value", "RT-old-secret-value"
+NEW_AT, NEW_RT = "AT-new-secret-value", "RT-new-secret-value"
+BUSY_TIMEOUT = 0.2
+
+
+@dataclass
+class Rig:
+    settings: Settings
+    store: SqliteStore
+    chains: Chains
+    recovery: RecoveryFiles
+    account: Account
+    locker: sqlite3.Connection
+    events: list[ChainEvent] = field(default_factory=list)
+    lock_on_answer: bool = False
+
+    def lock(self) -> None:
+        self.locker.execute("BEGIN IMMEDIATE")  # the write lock, until unlock()
+
+    def unlock(self) -> None:
+        self.locker.execute("ROLLBACK")
+
+    def stored(self) -> TokenPair:
+        chain = self.store.get_chain("prod")
+        assert chain is not None
+        return TokenPair(chain.access_token, chain.refresh_token, chain.expires_at)
+
+    @property
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+
+@pytest.fixture
+async def rig(settings: Settings) -> AsyncIterator[Rig]:
+    box = SecretBox(load_master_key(settings))
+    store = SqliteStore(settings.db, box, timeout=BUSY_TIMEOUT)
+    store.migrate()
+    recovery = recovery_files(settings, box)
+    holder: list[Rig] = []
+    issued: list[httpx.Request] = []
+
+    def token_endpoint(request: httpx.Request) -> httpx.Response:
+        if holder[0].lock_on_answer:  # Keap has rotated; now the store refuses writes
+            holder[0].lock()
+        issued.append(request)
+        n = "" if len(issued) == 1 else f"-{len(issued)}"  # the first pair, then -2, -3...
+        body = {"access_token": NEW_AT + n, "refresh_token": NEW_RT + n, "expires_in": 86400}
+        return httpx.Response(200, json={**body, "token_type": "bearer"})
+
+    upstream = Upstream(transport=httpx.MockTransport(token_endpoint))
+    account = Account(
+        "prod", "oauth", time.time(), client_id="c", client_secret="s", token_url="http://k/token"
+    )
+    store.add_account(account)
+    store.put_tokens("prod", TokenPair(OLD_AT, OLD_RT, time.time() + 1.0), time.time())
+    locker = sqlite3.connect(settings.db, isolation_level=None, check_same_thread=False)
+    rig = Rig(settings, store, None, recovery, account, locker)  # type: ignore[arg-type]
+
+    async def on_event(event: ChainEvent) -> None:
+        rig.events.append(event)
+
+    rig.chains = Chains(store, upstream, settings, on_event=on_event, recovery=recovery)
+    holder.append(rig)
+    yield rig
+    await rig.chains.drain(0.0)  # stops the write-back
+    if locker.in_transaction:
+        rig.unlock()
+    locker.close()
+    await upstream.aclose()
+    store.close()
+
+
+async def eventually(check: object, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_refused_pair_is_served_kept_sealed_and_written_back(rig: Rig) -> None:
+    before = rig.store.get_chain("prod")
+    assert before is not None
+    rig.lock_on_answer = True
+    token, generation = await rig.chains.access_token(rig.account)  # inline: 1 s left
+    assert (token, generation) == (NEW_AT, before.generation + 1)
+
+    # The store still has the old pair: its write failed (database is locked).
+    assert rig.stored().refresh_token == OLD_RT
+    assert rig.kinds == ["unsaved"] and "locked" in str(rig.events[0].error)
+    # Calls keep working, from memory, with no second refresh.
+    for _ in range(3):
+        assert await rig.chains.access_token(rig.account) == (NEW_AT, before.generation + 1)
+    assert rig.chains.refreshes == 1
+
+    # Sealed beside the database: no token in it, and it opens to the new pair.
+    path = rig.recovery.path("prod")
+    assert path.parent == Path(rig.settings.db).parent and path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600
+    raw = path.read_bytes()
+    for secret in (NEW_AT, NEW_RT, OLD_AT, OLD_RT):
+        assert secret.encode() not in raw
+    kept = rig.recovery.read("prod")
+    assert kept is not None and kept.pair.refresh_token == NEW_RT
+    assert kept.base_generation == before.generation
+
+    # The lock goes: the write-back stores the pair and removes the file.
+    await asyncio.sleep(3 * BUSY_TIMEOUT)  # a few more refused write-backs meanwhile
+    assert path.exists()
+    rig.unlock()
+    await eventually(lambda: rig.stored().refresh_token == NEW_RT, "the write-back")
+    await eventually(lambda: not path.exists(), "the recovery file to go")
+    chain = rig.store.get_chain("prod")
+    assert chain is not None and chain.generation == before.generation + 1
+    assert chain.state == "ok" and chain.in_flight is None
+    assert await rig.chains.access_token(rig.account) == (NEW_AT, before.generation + 1)
+    await eventually(lambda: rig.kinds == ["unsaved", "recovered"], "the recovered alert")
+
+
+async def test_drain_writes_back_or_leaves_the_file(rig: Rig) -> None:
+    rig.lock_on_answer = True
+    await rig.chains.access_token(rig.account)
+    await rig.chains.drain(1.0)  # still locked: the file stays for the next start
+    assert rig.recovery.path("prod").exists() and rig.stored().refresh_token == OLD_RT
+    rig.unlock()
+    await rig.chains.drain(1.0)
+    assert not rig.recovery.path("prod").exists() and rig.stored().refresh_token == NEW_RT
+
+
+async def test_startup_applies_only_a_newer_recovery_file(rig: Rig) -> None:
+    before = rig.store.get_chain("prod")
+    assert before is not None
+    now = time.time()
+    rig.recovery.write(
+        RecoveredPair("prod", TokenPair(NEW_AT, NEW_RT, now + 86400), before.generation, now)
+    )
+    assert rig.chains.adopt_recovered() == ["prod"]
+    assert rig.stored().refresh_token == NEW_RT and not rig.recovery.path("prod").exists()
+
+    # A file for a generation the store has passed is stale: removed, never applied.
+    stale = TokenPair("AT-stale", "RT-stale", now + 86400)
+    rig.recovery.write(RecoveredPair("prod", stale, before.generation, now))
+    assert rig.chains.adopt_recovered() == []
+    assert rig.stored().refresh_token == NEW_RT and not rig.recovery.path("prod").exists()
+
+
+async def test_the_recovery_directory_is_a_setting(settings: Settings, tmp_path: Path) -> None:
+    box = SecretBox(load_master_key(settings))
+    assert recovery_files(settings, box).directory == Path(settings.db).parent
+    elsewhere = Settings.from_env({"SHIM_RECOVERY_DIR": str(tmp_path / "kept")}, db=settings.db)
+    files = recovery_files(elsewhere, box)
+    now = time.time()
+    files.write(RecoveredPair("prod", TokenPair(NEW_AT, NEW_RT, now), 3, now))
+    assert files.path("prod").parent == tmp_path / "kept" and files.accounts() == ["prod"]
+    # Bound to the account: a file renamed to another account's name does not open.
+    files.path("prod").rename(files.path("other"))
+    with pytest.raises(Exception, match="does not open"):
+        files.read("other")
+
+
+async def test_a_later_refresh_replaces_the_pair_kept_aside(rig: Rig) -> None:
+    """The store is back and the next refresh stores a newer pair before the write-back ran:
+    the newer pair wins, in memory and on disk."""
+    never = asyncio.Event()
+
+    async def no_write_back(seconds: float) -> None:
+        await never.wait()
+
+    rig.chains.sleep = no_write_back
+    rig.lock_on_answer = True
+    kept, generation = await rig.chains.access_token(rig.account)
+    assert kept == NEW_AT and rig.recovery.path("prod").exists()
+    rig.lock_on_answer = False
+    rig.unlock()
+    fresh = await rig.chains.refresh(rig.account, seen_generation=generation, reason="forced")
+    assert fresh.refresh_token == NEW_RT + "-2"
+    assert await rig.chains.access_token(rig.account) == (NEW_AT + "-2", fresh.generation)
+    assert rig.chains.refreshes == 2 and rig.stored().refresh_token == NEW_RT + "-2"
+    assert not rig.recovery.path("prod").exists()

@@ -1,0 +1,385 @@
+"""Equivalence of the commerce translations: InvoiceService, OrderService and the commerce
+DataService tables give identical XML-RPC answers (values, types, faults) through route
+``xmlrpc`` and route ``rest``. Each case states the type it expects, or the fault."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from shim.serve.runtime import init_files, open_store
+from shim.settings import Settings
+from shim.store.sqlite import SqliteStore
+from tests.support.rest_pair import Fault, Pair, open_pair
+
+pytestmark = pytest.mark.anyio
+
+WHEN = datetime.datetime(2026, 3, 1, 10, 30, 0)
+#: Seeded in the simulator: products 21 (12.50), 22 (99.00), plan 41 (of 22), affiliate 61,
+#: cards 81 (approves) and 82 (declines), both of contact 1.
+NOTEBOOK, COURSE, PLAN, AFFILIATE, CARD, DECLINING = 21, 22, 41, 61, 81, 82
+
+
+@pytest.fixture
+async def pair(settings: Settings, store: SqliteStore) -> AsyncIterator[Pair]:
+    async with open_pair(replace(settings), store, {}) as p:
+        yield p
+
+
+async def _customer(pair: Pair) -> int:
+    contact = await pair.same("ContactService.add", {"FirstName": "Ada", "Email": "a@ex.com"})
+    assert contact == 1
+    return int(contact)
+
+
+NOT_FOUND = Fault(5, "RecordNotFound")
+INVALID = Fault(12, "InvalidParameter")
+
+
+def _line_expect(product: int, item_type: int, quantity: int) -> type | Fault:
+    """What ``addOrderItem`` answers for a line on an existing invoice, checked in the order
+    the simulated Keap checks it: the quantity, that the product exists, that a product line
+    (type 4) names a product. Every item type ``LINE`` draws is a valid one."""
+    if quantity < 1:
+        return INVALID  # Quantity must be at least 1
+    if product == 999:
+        return NOT_FOUND  # no such product
+    if product == 0 and item_type == 4:
+        return INVALID  # A product item needs a product
+    return bool
+
+
+async def test_order_sync_session(pair: Pair) -> None:
+    """What an order-sync script does: blank order, items, a manual payment, the balance,
+    then the Invoice/OrderItem/Payment tables read back."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Web order", WHEN, 0, 0)
+    assert isinstance(invoice, int) and invoice == 501  # an invoice id, not the order id
+    order = await pair.same("InvoiceService.getOrderId", invoice)
+    assert isinstance(order, int) and order == 1
+    assert await pair.same("InvoiceService.addOrderItem", invoice, NOTEBOOK, 4, 12.5, 2, "NB", "")
+    assert await pair.same("InvoiceService.addOrderItem", invoice, 0, 1, 4.95, 1, "Post", "x")
+    assert await pair.same("InvoiceService.addOrderItem", invoice, 0, 2, 2.0, 1, "VAT", "")
+    assert await pair.same("InvoiceService.addOrderItem", invoice, COURSE, 4, 99, 1, "", "")
+    owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)
+    assert isinstance(owed, float) and owed == 130.95
+    paid = await pair.same(
+        "InvoiceService.addManualPayment", invoice, 30.95, WHEN, "Cash", "", True
+    )
+    assert paid is True
+    owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)
+    assert owed == 100.0
+    payments = await pair.same("InvoiceService.getPayments", invoice)
+    assert [p["PayAmt"] for p in payments] == [30.95]
+    assert isinstance(payments[0]["PayDate"], datetime.datetime)
+    await _tables(pair, contact, invoice)
+    declined = await pair.same("InvoiceService.chargeInvoice", invoice, "n", DECLINING, 0, False)
+    assert declined["Successful"] is False and declined["Code"] == "DECLINED"
+    approved = await pair.same("InvoiceService.chargeInvoice", invoice, "n", CARD, 0, False)
+    assert approved["Successful"] is True and approved["Code"] == "APPROVED"
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 0.0
+    skipped = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, False)
+    assert skipped["Code"] == "SKIPPED"
+    assert len(await pair.same("InvoiceService.getPayments", invoice)) == 2
+    await _tables(pair, contact, invoice)
+    assert await pair.same("InvoiceService.deleteInvoice", invoice) is True
+    await pair.same("InvoiceService.getOrderId", invoice, expect=NOT_FOUND)
+    await pair.same("InvoiceService.calculateAmountOwed", invoice, expect=NOT_FOUND)
+    assert pair.rest_requests() > 20  # the rest route really went through REST v2
+
+
+INVOICE_FIELDS = ["Id", "ContactId", "JobId", "DateCreated", "InvoiceTotal", "TotalPaid"]
+INVOICE_FIELDS += ["TotalDue", "PayStatus", "Description", "InvoiceType"]
+JOB_FIELDS = ["Id", "JobTitle", "ContactId", "DateCreated", "OrderType"]
+ITEM_FIELDS = ["Id", "OrderId", "ProductId", "ItemName", "Qty", "CPU", "PPU", "ItemType"]
+ITEM_FIELDS += ["ItemDescription", "Notes"]
+INVOICE_ITEM_FIELDS = ["Id", "InvoiceId", "OrderItemId", "InvoiceAmt", "Description"]
+PAYMENT_FIELDS = ["Id", "PayDate", "PayAmt", "PayType", "ContactId", "PayNote"]
+
+
+async def _tables(pair: Pair, contact: int, invoice: int) -> None:
+    """The legacy tables an order sync reads, through DataService: each answer a list of
+    structs with int ids, double money and dateTime dates."""
+    rows = await pair.same("DataService.query", "Invoice", 10, 0, {"Id": invoice}, INVOICE_FIELDS)
+    assert isinstance(rows[0]["InvoiceTotal"], float) and isinstance(rows[0]["JobId"], int)
+    assert isinstance(rows[0]["DateCreated"], datetime.datetime)
+    await pair.same("DataService.query", "Invoice", 10, 0, {"ContactId": contact}, ["Id"])
+    await pair.same("DataService.query", "Invoice", 10, 0, {"PayStatus": 0}, ["Id", "TotalDue"])
+    await pair.same("DataService.load", "Invoice", invoice, INVOICE_FIELDS)
+    await pair.same("DataService.count", "Invoice", {"ContactId": contact})
+    job = rows[0]["JobId"]
+    await pair.same("DataService.query", "Job", 10, 0, {}, JOB_FIELDS, "DateCreated", True)
+    await pair.same("DataService.load", "Job", job, JOB_FIELDS)
+    await pair.same("DataService.query", "Job", 10, 0, {"JobTitle": "Web%"}, JOB_FIELDS)
+    items = await pair.same("DataService.query", "OrderItem", 10, 0, {"OrderId": job}, ITEM_FIELDS)
+    assert [type(i["PPU"]) for i in items] == [float] * len(items)
+    await pair.same("DataService.query", "OrderItem", 10, 0, {"ProductId": NOTEBOOK}, ITEM_FIELDS)
+    await pair.same("DataService.query", "OrderItem", 2, 1, {}, ["Id", "PPU"], "PPU", False)
+    await pair.same("DataService.count", "OrderItem", {"OrderId": job})
+    await pair.same(
+        "DataService.query", "InvoiceItem", 10, 0, {"InvoiceId": invoice}, INVOICE_ITEM_FIELDS
+    )
+    await pair.same("DataService.query", "InvoiceItem", 10, 0, {"InvoiceAmt": "~>~5"}, ["Id"])
+    payments = await pair.same(
+        "DataService.query", "Payment", 10, 0, {"ContactId": contact}, PAYMENT_FIELDS
+    )
+    assert all(isinstance(p["PayAmt"], float) for p in payments)
+    if payments:
+        await pair.same("DataService.load", "Payment", payments[0]["Id"], PAYMENT_FIELDS)
+    fields = ["Id", "InvoiceId", "Amt", "PayDate", "PayStatus", "PaymentId", "SkipCommission"]
+    rows = await pair.same(
+        "DataService.query", "InvoicePayment", 10, 0, {"InvoiceId": invoice}, fields
+    )
+    assert all(isinstance(r["Amt"], float) for r in rows)
+    await pair.same("DataService.count", "InvoicePayment", {"InvoiceId": invoice})
+
+
+async def test_place_order_and_recurring(pair: Pair) -> None:
+    contact = await _customer(pair)
+    placed = await pair.same(
+        "OrderService.placeOrder", contact, CARD, 0, [NOTEBOOK, COURSE], [], False, []
+    )
+    assert placed["Successful"] == "true" and placed["InvoiceId"] == "501"
+    assert all(isinstance(v, str) for v in placed.values())
+    unpaid = await pair.same("OrderService.placeOrder", contact, 0, 0, [NOTEBOOK], [], False, [])
+    assert unpaid["Code"] == "SKIPPED"
+    owed = await pair.same("InvoiceService.calculateAmountOwed", int(unpaid["InvoiceId"]))
+    assert owed == 12.5
+    declined = await pair.same(
+        "OrderService.placeOrder", contact, DECLINING, 0, [COURSE], [], False, [], 0, AFFILIATE
+    )
+    assert declined["Successful"] == "false" and declined["Code"] == "DECLINED"
+    recurring = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    assert isinstance(recurring, int)
+    duplicate = (contact, False, PLAN, 0, CARD, 0, 0)  # the same plan again, no duplicates
+    await pair.same("InvoiceService.addRecurringOrder", *duplicate, expect=INVALID)
+    again = await pair.same("InvoiceService.addRecurringOrder", contact, True, PLAN, 0, 0, 0, 0)
+    assert isinstance(again, int) and again != recurring
+    invoice = await pair.same("InvoiceService.createInvoiceForRecurring", recurring)
+    assert isinstance(invoice, int)
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 19.99
+    charged = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, True)
+    assert charged["Successful"] is True
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "tag"),
+    [
+        ("InvoiceService.createBlankOrder", (999, "x", WHEN, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.createBlankOrder", (1, "x", WHEN, 999, 0), 12, "InvalidParameter"),
+        ("InvoiceService.createBlankOrder", (1, "x", "2026-03-01", 0, 0), 12, "InvalidParameter"),
+        ("InvoiceService.addOrderItem", (999, NOTEBOOK, 4, 1.0, 1, "", ""), 5, "RecordNotFound"),
+        ("InvoiceService.addOrderItem", (501, 999, 4, 1.0, 1, "", ""), 5, "RecordNotFound"),
+        (
+            "InvoiceService.addOrderItem",
+            (501, NOTEBOOK, 99, 1.0, 1, "", ""),
+            12,
+            "InvalidParameter",
+        ),
+        ("InvoiceService.addOrderItem", (501, NOTEBOOK, 4, 1.0, 0, "", ""), 12, "InvalidParameter"),
+        ("InvoiceService.addOrderItem", (501, 0, 4, 1.0, 1, "", ""), 12, "InvalidParameter"),
+        ("InvoiceService.addOrderItem", (501, NOTEBOOK, 4, "1", 1, "", ""), 12, "InvalidParameter"),
+        (
+            "InvoiceService.addManualPayment",
+            (999, 1.0, WHEN, "Cash", "", False),
+            5,
+            "RecordNotFound",
+        ),
+        ("InvoiceService.chargeInvoice", (999, "", CARD, 0, False), 5, "RecordNotFound"),
+        ("InvoiceService.chargeInvoice", (501, "", 999, 0, False), 5, "RecordNotFound"),
+        ("InvoiceService.calculateAmountOwed", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.getPayments", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.deleteInvoice", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.getOrderId", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.getOrderId", ("501",), 12, "InvalidParameter"),
+        ("InvoiceService.addRecurringOrder", (999, False, PLAN, 0, 0, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.addRecurringOrder", (1, False, 999, 0, 0, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.addRecurringOrder", (1, False, PLAN, 0, 999, 0, 0), 5, "RecordNotFound"),
+        ("InvoiceService.createInvoiceForRecurring", (999,), 5, "RecordNotFound"),
+        ("OrderService.placeOrder", (999, 0, 0, [NOTEBOOK], [], False, []), 5, "RecordNotFound"),
+    ],
+)
+async def test_commerce_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
+) -> None:
+    contact = await _customer(pair)
+    await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    await pair.same(method, *params, expect=Fault(code, tag))
+
+
+PRODUCT_FIELDS = ["Id", "ProductName", "ProductPrice", "Sku", "ShortDescription", "Status"]
+
+
+async def test_catalog_tables(pair: Pair) -> None:
+    contact = await _customer(pair)
+    products = await pair.same("DataService.query", "Product", 10, 0, {}, PRODUCT_FIELDS)
+    assert isinstance(products[0]["ProductPrice"], float) and products[0]["ProductPrice"] == 12.5
+    await pair.same("DataService.query", "Product", 10, 0, {"ProductName": "Note%"}, ["Id"])
+    await pair.same("DataService.query", "Product", 10, 0, {"Status": 1}, ["Id", "Sku"])
+    await pair.same("DataService.query", "Product", 1, 1, {}, ["Id"], "ProductName", True)
+    await pair.same("DataService.findByField", "Product", 10, 0, "Sku", "VC-1", PRODUCT_FIELDS)
+    await pair.same("DataService.load", "Product", NOTEBOOK, [*PRODUCT_FIELDS, "Weight"])
+    added = await pair.same("DataService.add", "Product", {"ProductName": "Mug", "ProductPrice": 8})
+    assert isinstance(added, int)
+    await pair.same("DataService.load", "Product", added, PRODUCT_FIELDS)
+    await pair.same("DataService.update", "Product", added, {"ProductPrice": "9.99", "Status": 1})
+    await pair.same("DataService.load", "Product", added, PRODUCT_FIELDS)
+    assert await pair.same("DataService.delete", "Product", added) is True
+    await pair.same("DataService.load", "Product", added, ["Id"], expect=NOT_FOUND)
+    category = await pair.same("DataService.add", "ProductCategory", {"CategoryDisplayName": "X"})
+    assert isinstance(category, int)
+    fields = ["Id", "CategoryDisplayName", "CategoryOrder", "ParentId"]
+    await pair.same("DataService.query", "ProductCategory", 10, 0, {}, fields)
+    await pair.same("DataService.load", "ProductCategory", category, fields)
+    affiliate = ["Id", "AffName", "AffCode", "Status", "NotifyLead", "LeadCookieFor"]
+    await pair.same("DataService.query", "Affiliate", 10, 0, {}, affiliate)
+    await pair.same("DataService.findByField", "Affiliate", 10, 0, "AffCode", "P1", ["Id"])
+    await pair.same("DataService.load", "Affiliate", AFFILIATE, affiliate)
+    referral = {"ContactId": contact, "AffiliateId": AFFILIATE, "Source": "web", "IPAddress": "1"}
+    assert isinstance(await pair.same("DataService.add", "Referral", referral), int)
+    fields = ["Id", "ContactId", "AffiliateId", "Source", "IPAddress", "DateSet"]
+    await pair.same("DataService.query", "Referral", 10, 0, {"AffiliateId": AFFILIATE}, fields)
+    card = ["Id", "ContactId", "Last4", "CardType", "ExpirationMonth", "ExpirationYear"]
+    cards = await pair.same("DataService.query", "CreditCard", 10, 0, {"ContactId": contact}, card)
+    assert [c["Last4"] for c in cards] == ["1111", "0002"]
+    await pair.same("DataService.load", "CreditCard", CARD, card)
+    recurring = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    fields = ["Id", "ContactId", "SubscriptionPlanId", "ProductId", "StartDate", "BillingCycle"]
+    fields += ["Frequency", "BillingAmt", "Status", "AutoCharge", "Qty"]
+    await pair.same("DataService.query", "RecurringOrder", 10, 0, {"ContactId": contact}, fields)
+    await pair.same("DataService.load", "RecurringOrder", recurring, fields)
+    plan = ["Id", "ProductId", "Cycle", "Frequency", "Prorate", "Active", "PlanPrice"]
+    plans = await pair.same("DataService.query", "SubscriptionPlan", 10, 0, {}, plan)
+    assert isinstance(plans[0]["PlanPrice"], float) and plans[0]["PlanPrice"] == 19.99
+    await pair.same("DataService.query", "SubscriptionPlan", 10, 0, {"ProductId": COURSE}, plan)
+    await pair.same("DataService.query", "SubscriptionPlan", 10, 0, {"ProductId": 999}, plan)
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "tag"),
+    [
+        ("DataService.load", ("Product", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("Product", 21, ["Nope"]), 10, "NoFieldFound"),
+        (
+            "DataService.query",
+            ("Product", 10, 0, {"ProductPrice": "x"}, ["Id"]),
+            12,
+            "InvalidParameter",
+        ),
+        ("DataService.update", ("Product", 999, {"Sku": "x"}), 5, "RecordNotFound"),
+        ("DataService.add", ("Product", {"Id": 5}), 8, "NoFieldAccess"),
+        ("DataService.delete", ("Product", 999), 5, "RecordNotFound"),
+        ("DataService.load", ("Invoice", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("Invoice", 501, ["Nope"]), 10, "NoFieldFound"),
+        ("DataService.add", ("Invoice", {"ContactId": 1}), 7, "NoTableAccess"),
+        ("DataService.delete", ("Payment", 1), 7, "NoTableAccess"),
+        ("DataService.load", ("Job", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("CreditCard", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.query", ("OrderItem", 10, 0, {"Nope": 1}, ["Id"]), 10, "NoFieldFound"),
+        ("DataService.query", ("InvoiceItem", 10, 0, {}, []), 11, "NoFields"),
+        (
+            "DataService.query",
+            ("InvoicePayment", 9, 0, {"InvoiceId": 999}, ["Nope"]),
+            10,
+            "NoFieldFound",
+        ),
+    ],
+)
+async def test_table_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
+) -> None:
+    contact = await _customer(pair)
+    await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    await pair.same(method, *params, expect=Fault(code, tag))
+
+
+async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
+    """Calls with no REST form get [NoRestTranslation] (112) naming why, and send nothing."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    before = pair.rest_requests()
+    for method, params, why in [
+        ("InvoiceService.addOrderItem", (invoice, 22, 9, 1.0, 1, "", ""), "item type 9"),
+        ("InvoiceService.addRecurringOrder", (contact, False, PLAN, 0, 0, 0, 5), "daysTillCharge"),
+        ("OrderService.placeOrder", (contact, 0, 0, [], [PLAN], False, []), "subscription plans"),
+        ("DataService.add", ("CreditCard", {"ContactId": contact}), "CreditCard"),
+        ("DataService.query", ("InvoicePayment", 10, 0, {}, ["Id"]), "exact InvoiceId"),
+    ]:
+        answer = await pair.call("rest", method, *params)
+        assert answer[0] == "fault" and answer[1] == 112, answer
+        assert answer[2].startswith("[NoRestTranslation]") and why in answer[2], answer
+    assert pair.rest_requests() == before
+
+
+# --- hypothesis: order lines and payments -----------------------------------------------------
+
+LINE = st.tuples(
+    st.sampled_from([0, NOTEBOOK, COURSE, 999]),
+    st.sampled_from([1, 2, 3, 4, 6, 7, 11]),
+    st.one_of(
+        st.integers(0, 500), st.floats(0, 500, allow_nan=False).map(lambda f: round(f, 2))
+    ),  # cents (docs)
+    st.integers(0, 4),
+    st.sampled_from(["", "Line", "Two words"]),  # whitespace alone: REST drops it (docs)
+)
+PAYMENT = st.tuples(st.floats(0.01, 200).map(lambda f: round(f, 2)), st.sampled_from(["Cash"]))
+
+
+@settings(
+    max_examples=int(os.environ.get("REST_EQUIVALENCE_EXAMPLES", "15")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+@given(lines=st.lists(LINE, min_size=1, max_size=5), payments=st.lists(PAYMENT, max_size=3))
+def test_hypothesis_orders(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[Any], payments: list[Any]
+) -> None:
+    asyncio.run(_orders(tmp_path_factory.mktemp("o"), lines, payments))
+
+
+async def _orders(directory: Path, lines: list[Any], payments: list[Any]) -> None:
+    config = Settings.from_env({}, db=str(directory / "keyshim.db"))
+    init_files(config)
+    store = open_store(config)
+    try:
+        async with open_pair(config, store, {}) as pair:
+            contact = await _customer(pair)
+            invoice = await pair.same("InvoiceService.createBlankOrder", contact, "H", WHEN, 0, 0)
+            for product, kind, price, quantity, text in lines:
+                await pair.same(
+                    "InvoiceService.addOrderItem",
+                    invoice,
+                    product,
+                    kind,
+                    price,
+                    quantity,
+                    text,
+                    text,
+                    expect=_line_expect(product, kind, quantity),
+                )
+            for amount, kind in payments:
+                owed = await pair.same("InvoiceService.calculateAmountOwed", invoice)
+                if isinstance(owed, float) and 0 < amount <= owed:
+                    await pair.same(
+                        "InvoiceService.addManualPayment", invoice, amount, WHEN, kind, "", False
+                    )
+            await pair.same("InvoiceService.calculateAmountOwed", invoice)
+            await pair.same("InvoiceService.getPayments", invoice)
+            await _tables(pair, contact, invoice)
+            await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, False)
+            await pair.same("DataService.query", "Invoice", 5, 0, {"Id": invoice}, INVOICE_FIELDS)
+    finally:
+        store.close()

@@ -1,0 +1,71 @@
+"""The apps-covered share of the legacy usage survey (fixtures/legacy_usage), per the
+translation table. The pinned figures are today's: when a translation lands they move, and
+this test is updated with them (that is the point: it shows what a translation was worth)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from shim.cli import cli
+from shim.rest import survey
+
+DATA = Path(__file__).resolve().parents[2] / "fixtures" / "legacy_usage"
+
+
+def _coverage() -> dict[str, object]:
+    methods = (DATA / "methods.csv").read_text()
+    tables = (DATA / "tables.csv").read_text()
+    return survey.coverage(methods, tables, 74)
+
+
+def test_todays_share() -> None:
+    data = _coverage()
+    figures = {k: v for k, v in data.items() if k != "untranslated"}
+    assert figures == {
+        "apps": 74,
+        "covered_low": 0.5811,
+        "covered_high": 0.973,
+        "covered_independent": 0.6543,
+        "call_sites_translated": 0.9726,
+        "call_sites_judged": 1388,
+    }
+    names = [i["name"] for i in data["untranslated"]]  # type: ignore[attr-defined]
+    assert len(names) == 21
+    assert names[:3] == [
+        "DataService.add, add/update on Job",
+        "DataService.authenticateUser",
+        "DataService.* on ProductCategoryAssign",
+    ]
+    assert "DataService.* on Contact" not in names and "ContactService.add" not in names
+
+
+def test_bounds_from_counts() -> None:
+    methods = "method,apps,call_sites\nContactService.add,10,10\nX.y,4,5\nZ.w,3,3\n"
+    tables = (
+        "table,apps,call_sites,methods_seen\n"
+        "Contact,5,9,query=9\nTicket,2,2,query=2\nContactGroup,6,7,query=5;add/update=2\n"
+    )
+    data = survey.coverage(methods, tables, 20)
+    # untranslated: X.y (4 apps), Z.w (3), Ticket (2); ContactGroup's add/update translates
+    assert (data["covered_low"], data["covered_high"]) == (0.55, 0.8)
+    assert data["call_sites_translated"] == round(26 / 36, 4)
+    partial = survey.coverage(
+        "method,apps,call_sites\n",
+        "table,apps,call_sites,methods_seen\nContactGroupAssign,4,5,query=3;add=2\n",
+        10,
+    )
+    [item] = partial["untranslated"]
+    assert (item["apps_low"], item["apps_high"]) == (1, 2)
+
+
+def test_cli() -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["readiness", "--survey", str(DATA)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "surveyed apps: 74" in result.output and "on ProductCategoryAssign" in result.output
+    out = runner.invoke(cli, ["readiness", "--survey", str(DATA), "--json"]).output
+    assert json.loads(out)["covered_high"] == 0.973
+    assert runner.invoke(cli, ["readiness", "--survey", "/nonexistent"]).exit_code == 1
