@@ -25,10 +25,12 @@ with a code Keap sends::
     │   ├── NoFieldFound             10   [NoFieldFound]
     │   └── NoFields                 11   [NoFields]
     ├── NoTranslation               112   [NoRestTranslation]    (routed to REST v2, no translation)
+    ├── StoreUnavailable            113   [StoreUnavailable]     (keyshim's database unreachable)
     ├── ChainError                                                (the token chain of an account)
     │   ├── ReauthorizationRequired 105   [ReauthorizationRequired]
     │   ├── NoTokens                105   [ReauthorizationRequired] (account never authorized)
     │   ├── RefreshInProgress       109   [TokenRefreshFailed]   (waited too long for a refresh)
+    │   ├── StaleTokenWrite         109   [TokenRefreshFailed]   (fenced: the chain moved on)
     │   └── TokenEndpointError      109   [TokenRefreshFailed]
     │       ├── SpentRefreshToken   109   (permanent: invalid_grant / invalid_request)
     │       └── TransientTokenError 109   (5xx, timeout, reset, 429)
@@ -199,6 +201,18 @@ class NoTranslation(ShimError):
     default_message = "This call has no REST v2 translation in keyshim"
 
 
+class StoreUnavailable(ShimError):
+    """keyshim's own database cannot be reached (PostgreSQL restarting, network down).
+
+    A call fails fast with this rather than hang, and rather than trust cached keys that a
+    revocation might have changed meanwhile; it is safe to retry, nothing was sent to Keap.
+    """
+
+    fault_code = 113
+    tag = "StoreUnavailable"
+    default_message = "keyshim cannot reach its database right now; retry shortly"
+
+
 class ChainError(ShimError):
     """Something is wrong with an account's OAuth token chain."""
 
@@ -221,6 +235,14 @@ class NoTokens(ReauthorizationRequired):
 
 class RefreshInProgress(ChainError):
     default_message = "Timed out waiting for another process to refresh the access token"
+
+
+class StaleTokenWrite(ChainError):
+    """A fenced chain write was refused: the chain is no longer at the generation the writer
+    started from (another process refreshed it, or a human imported a new pair). Nothing was
+    written; the stored chain is newer and is the one to use."""
+
+    default_message = "A token write was refused: the chain moved on meanwhile"
 
 
 class TokenEndpointError(ChainError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
-#: The steps of a refresh, in order (see chains.Chains._refresh_with_lease).
+#: The steps of a refresh, in order (see chains.Chains._refresh_locked).
 POINTS = ("before_journal", "after_journal", "after_answer", "after_store")
 #: Only when the store refuses the new pair (chains.Chains._keep_aside): the pair is sealed in
 #: its recovery file, and not stored.

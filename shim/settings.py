@@ -41,6 +41,11 @@ def parse_size(text: str | int) -> int:
     return int(m.group(1)) * _SIZE_UNITS[unit]
 
 
+def is_db_url(db: str) -> bool:
+    """``postgresql://...`` (or ``postgres://``) selects the PostgreSQL store."""
+    return db.startswith(("postgresql://", "postgres://"))
+
+
 #: Keap's documented limits per credential kind (keap-facts): an OAuth client 25 calls a second
 #: and 1,500 a minute, a Service Account Key or PAT 10 a second and 240 a minute.
 DEFAULT_KEAP_LIMITS = "oauth=25/s,1500/min;service_key=10/s,240/min"
@@ -132,8 +137,6 @@ class Settings:
     keepalive_age: float = 30 * 86400.0
     #: How often the background scheduler looks at the chains.
     scheduler_interval: float = 60.0
-    #: A refresh lease outlives the longest token request plus its retries.
-    lease_ttl: float = 60.0
     #: How long a caller waits for another process's refresh before giving up.
     refresh_wait: float = 30.0
     #: Token-endpoint retries of transient failures within one refresh, and their backoff.
@@ -147,8 +150,9 @@ class Settings:
     connect_timeout: float = 10.0
     upstream_timeout: float = 300.0
     max_body: int = 96 * 1024 * 1024
-    #: The fraction of Keap's per-client limits this server may use (split over its workers);
-    #: lower it when several servers share one Keap client.
+    #: The fraction of Keap's per-client limits keyshim may use in all (every process and host
+    #: sharing the store counts against it together); lower it when something other than
+    #: keyshim uses the same Keap client.
     quota_share: float = 1.0
     #: Longest a call waits for its turn in the upstream quota budget before [Throttled].
     quota_wait: float = 10.0
@@ -211,8 +215,24 @@ class Settings:
         if not settings.db:
             settings = replace(settings, db=str(default_data_dir(environ) / "keyshim.db"))
         if not settings.key_file:
-            settings = replace(settings, key_file=settings.db + ".key")
+            # Beside a database file; for a server database, in this host's data directory
+            # (every host needs the same key: copy the file, or use SHIM_SECRET_KEY).
+            local = str(default_data_dir(environ) / "keyshim.key")
+            settings = replace(
+                settings, key_file=local if settings.db_is_url else settings.db + ".key"
+            )
         return settings
+
+    @property
+    def db_is_url(self) -> bool:
+        """True when ``db`` names a PostgreSQL server rather than a SQLite file."""
+        return is_db_url(self.db)
+
+    @property
+    def local_dir(self) -> Path:
+        """Where this host keeps its own files (TLS): beside the database file, or beside the
+        key file when the database is a server."""
+        return Path(self.key_file if self.db_is_url else self.db).parent
 
     def limits(self) -> KeapLimits:
         """``keap_limits`` parsed (a bad value raises ValueError naming SHIM_KEAP_LIMITS)."""

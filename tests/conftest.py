@@ -18,6 +18,7 @@ from shim.serve.runtime import init_files, open_store
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.pg import pg_url  # noqa: F401  (fixture)
 from tests.support.sim_server import serve_simulator
 from tests.support.stack import Stack
 

@@ -5,21 +5,17 @@ A rate is exact in its own unit: ``10/h`` admits 10 calls in any hour, not 1 a m
 window is estimated from two fixed windows of the rate's unit (the previous one weighted by
 how much of it still overlaps the last window), the usual trade of exactness for O(1) memory.
 A window is named by its start in epoch seconds (its *slot*), so keys with different units
-share one table of counts. Each process counts its own admitted calls exactly and publishes
-them through the store about once a second; the counts of the other processes are read at
-most once a second per key. So the limit holds across workers and hosts to within about one
-second of traffic.
+share one table of counts. The counts are the combined ones of every process and host, kept
+in the store and checked-and-counted there in one atomic step (``Store.admit_call``), so the
+limit is on the sum, not on each process's share.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 WINDOW = 60.0
-#: Counts in slots older than this are dead processes' leftovers (longest unit, twice).
-KEEP = 2 * 86400
 _UNITS = {
     "s": 1, "sec": 1, "second": 1,
     "m": 60, "min": 60, "minute": 60,
@@ -66,44 +62,9 @@ def retry_after(prev: int, cur: int, limit: int, now: float, window: float = WIN
     return max(1.0, math.ceil(needed - (now % window)))
 
 
-class RateCounter:
-    """This process's admitted calls per key and slot (only the last two slots kept)."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, int], int] = {}
-        self._windows: dict[str, float] = {}
-
-    def own(self, key_id: str, slot: int, window: float = WINDOW) -> tuple[int, int]:
-        prev = slot - int(window)
-        return self.counts.get((key_id, prev), 0), self.counts.get((key_id, slot), 0)
-
-    def admit(
-        self,
-        key_id: str,
-        limit: int,
-        now: float,
-        others: Mapping[int, int],
-        window: float = WINDOW,
-    ) -> float | None:
-        """Count the call and return None, or return seconds to wait if over ``limit``."""
-        slot = slot_of(now, window)
-        own_prev, own_cur = self.own(key_id, slot, window)
-        prev = own_prev + others.get(slot - int(window), 0)
-        cur = own_cur + others.get(slot, 0)
-        if estimate(prev, cur, now, window) + 1 > limit:
-            return retry_after(prev, cur, limit, now, window)
-        self.counts[(key_id, slot)] = own_cur + 1
-        self._windows[key_id] = window
-        return None
-
-    def snapshot(self, now: float) -> dict[tuple[str, int], int]:
-        """The counts to publish; forgets slots that no longer matter."""
-        self.counts = {
-            (key_id, slot): n
-            for (key_id, slot), n in self.counts.items()
-            if slot >= slot_of(now, w := self._windows.get(key_id, WINDOW)) - int(w)
-        }
-        return dict(self.counts)
+def prev_weight(now: float, window: float = WINDOW) -> float:
+    """How much of the previous fixed window still overlaps the ``window`` before ``now``."""
+    return 1.0 - (now % window) / window
 
 
 def parse_rate(text: str) -> Rate:

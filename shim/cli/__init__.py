@@ -16,6 +16,7 @@ Modules:
   actionset.py action-set ids mapped to REST v2 steps
   scan.py      legacy calls found in script sources
   serve.py     serve
+  store.py     store copy
   tls.py       tls init
   demo_sim.py  simulator, demo
 """
@@ -28,7 +29,19 @@ from typing import Any
 
 import click
 
-from shim.cli import account, actionset, admin, demo_sim, key, options, scan, serve, tls, usage
+from shim.cli import (
+    account,
+    actionset,
+    admin,
+    demo_sim,
+    key,
+    options,
+    scan,
+    serve,
+    store,
+    tls,
+    usage,
+)
 from shim.cli.options import db_option
 from shim.errors import CliError, ShimError
 from shim.settings import Settings
@@ -97,7 +110,7 @@ def cli(ctx: click.Context, db: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-for _module in (admin, account, key, usage, actionset, scan, serve, tls, demo_sim):
+for _module in (admin, account, key, usage, actionset, scan, serve, store, tls, demo_sim):
     for _command in _module.COMMANDS:
         options.add_db_option(_command)
         cli.add_command(_command)

@@ -429,7 +429,7 @@ def account_authorize(
 def refresh(ctx: click.Context, name: str | None, all_: bool, due: bool) -> None:
     """Refresh token chains now, for cron when `shim serve` is not running.
 
-    Uses the same lease and journal as the server, so it is safe to run beside it.
+    Uses the same lock and journal as the server, so it is safe to run beside it.
 
     \b
     Examples:

@@ -13,11 +13,15 @@ from shim.store import master_key
 @click.command()
 @click.pass_context
 def init(ctx: click.Context) -> None:
-    """Create the database and the master key file (both mode 0600).
+    """Create the database (or a PostgreSQL database's tables) and the master key file.
+
+    The key file and a database file are mode 0600. Every host sharing a PostgreSQL database
+    needs the same master key: copy the key file, or set SHIM_SECRET_KEY on each.
 
     \b
-    Example:
+    Examples:
       shim --db /var/lib/keyshim/keyshim.db init
+      PGPASSWORD=... shim --db postgresql://keyshim@db.internal:5432/keyshim init
     """
     settings = options.settings(ctx)
     db, created = init_files(settings)

@@ -20,7 +20,7 @@ import click
 from shim.errors import CliError
 from shim.serve.runtime import open_store
 from shim.settings import Settings, parse_duration
-from shim.store.sqlite import SqliteStore
+from shim.store.protocol import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,8 +69,10 @@ def db_option(fn: F) -> F:
     return click.option(
         "--db",
         envvar="SHIM_DB",
-        type=click.Path(dir_okay=False),
-        help="Database file (env SHIM_DB; default: keyshim.db in your data directory).",
+        metavar="PATH_OR_URL",
+        help="SQLite database file, or postgresql://USER@HOST:PORT/DB shared by several hosts "
+        "(env SHIM_DB; default: keyshim.db in your data directory). Give a server's password "
+        "through PGPASSWORD or ~/.pgpass rather than in the URL.",
     )(fn)
 
 
@@ -121,11 +123,11 @@ def add_db_option(command: click.Command) -> None:
     command.params.append(
         click.Option(
             ["--db"],
-            type=click.Path(dir_okay=False),
             expose_value=False,
             is_eager=True,
             callback=_sub_db,
-            help="Database file (as shim --db; env SHIM_DB).",
+            metavar="PATH_OR_URL",
+            help="Database file or postgresql:// URL (as shim --db; env SHIM_DB).",
         )
     )
 
@@ -158,7 +160,7 @@ def settings(ctx: click.Context) -> Settings:
 
 
 @contextmanager
-def store(ctx: click.Context) -> Iterator[SqliteStore]:
+def store(ctx: click.Context) -> Iterator[Store]:
     """The store for this command, closed when the command is done."""
     opened = open_store(settings(ctx))
     try:

@@ -59,7 +59,7 @@ def tls_init(
     """
     from shim.tls.files import default_dir, init_tls, instructions, summary
 
-    files = init_tls(directory or default_dir(options.settings(ctx).db), list(hosts), days)
+    files = init_tls(directory or default_dir(options.settings(ctx).local_dir), list(hosts), days)
     click.echo(summary(files))
     click.echo()
     click.echo(instructions(files, files.hosts, port))

@@ -1,4 +1,4 @@
-"""The token life of each account: single-flight refresh, lease, journal, recovery.
+"""The token life of each account: single-flight refresh, lock, fencing, journal, recovery.
 
 Keap refresh tokens are single-use. Two refreshes of one chain kill it, and a rotated token
 that is not written down is lost. So every refresh, wherever it starts (a call that finds the
@@ -6,16 +6,18 @@ token about to expire, a 401 from Keap, the background scheduler, ``shim refresh
 after a crash) goes through ``Chains.refresh``:
 
 1. one asyncio lock per account in this process, so concurrent callers share one refresh;
-2. a lease in the store (``refresh_lease(account)``, owner and expiry, owner-checked release), so
-   only one process or host refreshes a chain at a time; callers that lose wait (bounded) for
-   the winner's result by watching the chain's generation;
-3. after taking the lease the chain is read again: somebody may have refreshed meanwhile;
+2. a lock in the store (``refresh_lock(account)``), so only one process or host refreshes a
+   chain at a time; callers that lose wait (bounded) for the winner's result by watching the
+   chain's generation. The lock dies with its holder (no TTL), so a killed host blocks nobody;
+3. after taking the lock the chain is read again: somebody may have refreshed meanwhile;
 4. a journal row ("refresh in flight": which token, by whom, when) is written durably before the
    token endpoint is called, and the new pair is stored durably the moment it arrives, before
    anything uses it;
-5. a "spent" answer is only believed after reading the store again (another process may have
-   won); only then is the chain marked ``needs_reauth``. Transient failures are retried with
-   jittered backoff inside the lease and never kill a chain;
+5. every chain write is fenced on the generation the refresh started from, so a writer that
+   lost its lock cannot overwrite a newer pair or kill a chain someone else rotated: the store
+   refuses (``StaleTokenWrite``) and this process uses the stored chain. A "spent" answer
+   kills the chain only if that fenced write goes through. Transient failures are retried with
+   jittered backoff under the lock and never kill a chain;
 6. a token grant once sent is never cancelled: Keap may already have spent the old token, so
    its answer must be read and kept. A caller cancelled meanwhile (shutdown) waits for the
    grant and its store write first; ``drain`` lets shutdown wait for every grant in flight;
@@ -46,6 +48,7 @@ from shim.errors import (
     ReauthorizationRequired,
     RefreshInProgress,
     SpentRefreshToken,
+    StaleTokenWrite,
     TokenEndpointError,
     TransientTokenError,
 )
@@ -56,16 +59,19 @@ from shim.oauth.token_policy import (
     fingerprint,
     is_due,
     needs_inline_refresh,
-    refresh_lease,
+    refresh_lock,
 )
 from shim.settings import Settings
-from shim.store.protocol import Store
+from shim.store.protocol import HeldLock, Store
 from shim.store.recovery import RecoveredPair, RecoveryFiles
 
 log = logging.getLogger("shim.oauth.chains")
 
 #: How often a waiting caller looks at the store for another process's refresh result.
 POLL_INTERVAL = 0.05
+#: How long past its last token try a live owner's journal is waited for (its pair may be on
+#: its way into the store: see ``_keep_aside``).
+WRITE_BACK_GRACE = 60.0
 
 T = TypeVar("T")
 
@@ -84,7 +90,7 @@ EventSink = Callable[[ChainEvent], Awaitable[None]]
 
 
 def make_owner() -> str:
-    """A lease owner id unique to this process and instance: host, pid, random."""
+    """An owner id unique to this process and instance: host, pid, random."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
@@ -171,21 +177,49 @@ class Chains:
             if self._settled(chain, seen_generation, reason):
                 return chain
             deadline = self.clock() + self.settings.refresh_wait
-            lease = refresh_lease(name)
             while True:
-                if self.store.acquire_lease(
-                    lease, self.owner, self.settings.lease_ttl, self.clock()
-                ):
+                held = self.store.try_lock(refresh_lock(name), self.owner)
+                if held is not None:
                     try:
-                        return await self._refresh_with_lease(account, seen_generation, reason)
+                        done = await self._refresh_locked(account, seen_generation, reason, held)
                     finally:
-                        self._release(lease)
+                        self._release(held)
+                    if done is not None:
+                        return done
                 await self.sleep(POLL_INTERVAL)
                 chain = self._read(name)
                 if self._settled(chain, seen_generation, reason):
                     return chain
                 if self.clock() > deadline:
                     raise RefreshInProgress()
+
+    def _stored_generation(self, chain: Chain) -> int:
+        """The generation in the store that ``chain`` stands for: a pair kept aside (not in
+        the store yet) follows the stored one, and fenced writes name the stored one."""
+        unsaved = self._unsaved.get(chain.account)
+        if unsaved is not None and unsaved.generation == chain.generation:
+            return chain.generation - 1
+        return chain.generation
+
+    def _foreign_refresh_alive(self, chain: Chain) -> bool:
+        """A journal left by another process that is still connected to the store: it lost
+        its lock (the database restarted under it) but may be about to store the new pair.
+        Wait for it rather than spend a token it may have spent; a dead owner's journal is
+        recovered at once, and a live owner's once it is older than the longest a refresh can
+        take (the owner gave up on it)."""
+        journal = chain.in_flight
+        if journal is None or journal.owner == self.owner:
+            return False
+        if self.clock() - journal.started_at > self._longest_refresh():
+            return False
+        return self.store.owner_alive(journal.owner)
+
+    def _longest_refresh(self) -> float:
+        """Every try at the token endpoint, the waits between them, and a grace for the pair
+        to reach the store."""
+        s = self.settings
+        tries = s.refresh_retries + 1
+        return tries * s.token_timeout + s.refresh_retries * s.retry_cap + WRITE_BACK_GRACE
 
     def _read(self, name: str) -> Chain:
         unsaved = self._unsaved.get(name)
@@ -211,14 +245,18 @@ class Chains:
         # otherwise it must also be outside the inline margin.
         return reason == "401" or not needs_inline_refresh(chain, now, self.settings.inline_margin)
 
-    async def _refresh_with_lease(
-        self, account: Account, seen_generation: int | None, reason: str
-    ) -> Chain:
+    async def _refresh_locked(
+        self, account: Account, seen_generation: int | None, reason: str, held: HeldLock
+    ) -> Chain | None:
+        """The refresh itself, under the lock; None when another live process's refresh is
+        still under way (the caller waits on)."""
         name = account.name
-        chain = self._read(name)  # re-read after taking the lease
+        chain = self._read(name)  # re-read after taking the lock
         chain = self._adopt(chain)  # a pair another process could not store comes first
         if self._settled(chain, seen_generation, reason):
             return chain
+        if self._foreign_refresh_alive(chain):
+            return None
         if chain.in_flight is not None:
             log.warning(
                 "account %s: found an unfinished refresh by %s at %.0f; recovering with the "
@@ -229,9 +267,13 @@ class Chains:
             )
         assert account.client_id is not None and account.client_secret is not None
         failpoints.hit("before_journal")
-        self.store.begin_refresh(
-            RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock())
-        )
+        try:
+            self.store.begin_refresh(
+                RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock()),
+                generation=self._stored_generation(chain),
+            )
+        except StaleTokenWrite:
+            return self._read(name)  # rotated between our read and the journal: use it
         failpoints.hit("after_journal")
         form = {"grant_type": "refresh_token", "refresh_token": chain.refresh_token}
         attempt = 0
@@ -249,12 +291,10 @@ class Chains:
                 if attempt >= self.settings.refresh_retries or wait > self.settings.refresh_wait:
                     await self._failed(chain, exc, dead=False)
                     raise
-                renewed = self.store.acquire_lease(
-                    refresh_lease(name), self.owner, self.settings.lease_ttl + wait, self.clock()
-                )
-                if not renewed:
-                    # Someone else holds the chain now: leave its journal and health alone.
-                    log.warning("account %s: lost the refresh lease; giving up this refresh", name)
+                if not held.held():
+                    # The lock is gone (its connection died): someone else may hold the chain
+                    # now. Leave its journal and health alone.
+                    log.warning("account %s: lost the refresh lock; giving up this refresh", name)
                     raise
                 attempt += 1
                 log.warning(
@@ -319,7 +359,19 @@ class Chains:
         """Store a pair Keap issued; if the store refuses, keep it aside (never drop it)."""
         name, now = chain.account, self.clock()
         try:
-            fresh = self.store.put_tokens(name, pair, now)
+            fresh = self.store.put_tokens(
+                name, pair, now, generation=self._stored_generation(chain)
+            )
+        except StaleTokenWrite as exc:
+            # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
+            # imported a pair). Our pair is never written over the newer one.
+            self._observe(name, "fenced")
+            log.error("account %s: %s; using the stored chain", name, exc.message)
+            latest = self.store.get_chain(name)
+            if latest is None:
+                raise NoTokens() from None
+            self._cache[name] = latest
+            return latest
         except Exception as exc:
             return await self._keep_aside(chain, pair, now, exc)
         failpoints.hit("after_store")
@@ -405,7 +457,16 @@ class Chains:
         """Store a kept pair if the stored chain is still the one it follows; then the
         recovery file goes. Raises what the store raises (the file stays)."""
         name = kept.account
-        if chain is not None and chain.generation != kept.base_generation:
+        stale = chain is not None and chain.generation != kept.base_generation
+        if not stale:
+            try:  # fenced: the check above and the write are one step in the store
+                fresh = self.store.put_tokens(
+                    name, kept.pair, kept.issued_at, generation=kept.base_generation
+                )
+            except StaleTokenWrite:
+                stale, chain = True, self.store.get_chain(name)
+        if stale:
+            assert chain is not None
             log.warning(
                 "account %s: recovery file for generation %d is stale (store at %d); removed",
                 name,
@@ -414,7 +475,6 @@ class Chains:
             )
             fresh = chain
         else:
-            fresh = self.store.put_tokens(name, kept.pair, kept.issued_at)
             log.warning(
                 "account %s: stored the pair kept in the recovery file, generation %d",
                 name,
@@ -462,23 +522,28 @@ class Chains:
             except Exception as exc:
                 log.error("account %s: the store still refuses the new pair (%s)", name, exc)
 
-    def _release(self, lease: str) -> None:
-        """Release a refresh lease; a store refusing writes leaves it to expire (the refresh's
-        outcome, maybe a pair kept aside, matters more than an early release)."""
+    def _release(self, held: HeldLock) -> None:
+        """Release the refresh lock; if that fails the lock goes with its connection (the
+        refresh's outcome, maybe a pair kept aside, matters more than an early release)."""
         try:
-            self.store.release_lease(lease, self.owner)
+            held.release()
         except Exception as exc:
-            log.warning("%s: lease not released (%s); it expires on its own", lease, exc)
+            log.warning("%s: lock not released (%s); it goes with its connection", held.name, exc)
 
     async def _spent(self, chain: Chain, exc: SpentRefreshToken) -> Chain:
-        """Keap says the token is spent: believe it only if nobody else has rotated it."""
-        latest = self.store.get_chain(chain.account)
-        if latest is not None and latest.generation != chain.generation:
+        """Keap says the token is spent: believe it only if nobody else has rotated it (the
+        fenced write of the failure is refused if somebody has)."""
+        try:
+            await self._failed(chain, exc, dead=True)
+        except StaleTokenWrite:
+            latest = self.store.get_chain(chain.account)
+            assert latest is not None
             self._observe(chain.account, "raced")
             log.info("account %s: refresh lost a race, using the winner's tokens", chain.account)
             self._cache[chain.account] = latest
+            if latest.state != "ok":
+                raise ReauthorizationRequired() from exc
             return latest
-        await self._failed(chain, exc, dead=True)
         raise ReauthorizationRequired(
             f"The Keap connection for account {chain.account!r} needs re-authorization "
             "(shim account authorize)"
@@ -486,7 +551,18 @@ class Chains:
 
     async def _failed(self, chain: Chain, exc: TokenEndpointError, *, dead: bool) -> None:
         now = self.clock()
-        updated = self.store.end_refresh_failed(chain.account, exc.message, now, dead=dead)
+        try:
+            updated = self.store.end_refresh_failed(
+                chain.account,
+                exc.message,
+                now,
+                dead=dead,
+                generation=self._stored_generation(chain),
+            )
+        except StaleTokenWrite:
+            if dead:
+                raise
+            return  # a newer pair is stored: this failure no longer says anything
         self._cache[chain.account] = updated
         kind = "dead" if dead else "degraded"
         self._observe(
@@ -519,7 +595,7 @@ class Chains:
             chain = self.store.get_chain(account.name)
             if chain is None or chain.in_flight is None or chain.state != "ok":
                 continue
-            if self.store.lease_holder(refresh_lease(account.name), self.clock()) is not None:
+            if self.store.lock_holder(refresh_lock(account.name)) is not None:
                 continue  # a live process is refreshing it right now
             try:
                 await self.refresh(account, seen_generation=chain.generation, reason="recovery")

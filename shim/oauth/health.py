@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shim.models import Account, Chain
-from shim.oauth.token_policy import refresh_lease
+from shim.oauth.token_policy import refresh_lock
 from shim.store.protocol import Store
 
 SEVERITY = {"ok": 0, "refreshing": 0, "degraded": 1, "needs_reauth": 2}
@@ -73,7 +73,7 @@ def account_healths(store: Store, now: float) -> list[Health]:
         refreshing = (
             chain is not None
             and chain.in_flight is not None
-            and store.lease_holder(refresh_lease(account.name), now) is not None
+            and store.lock_holder(refresh_lock(account.name)) is not None
         )
         health = judge(account, chain, refreshing, now)
         if account.name in quota:

@@ -1,9 +1,10 @@
 """The background refresher inside ``shim serve``: one active across all processes and hosts.
 
-Every process runs the loop, but only the holder of the ``scheduler`` lease does the work; the
-lease outlives a few ticks, so when its holder dies another process takes over. Each refresh
-still goes through ``Chains.refresh`` (its own lease and journal), so a scheduled refresh and a
-call that needs one can never both spend the same refresh token.
+Every process runs the loop, but only the holder of the ``scheduler`` lock does the work. The
+holder keeps the lock for as long as it runs; when it dies the lock is freed at once (no TTL)
+and another process takes over on its next tick. Each refresh still goes through
+``Chains.refresh`` (its own lock, fencing and journal), so a scheduled refresh and a call that
+needs one can never both spend the same refresh token.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Awaitable, Callable
 from shim.errors import ChainError
 from shim.oauth.chains import Chains
 from shim.oauth.token_policy import is_due
+from shim.store.protocol import HeldLock
 
 log = logging.getLogger("shim.oauth.scheduler")
 
-LEASE = "scheduler"
+LOCK = "scheduler"
 
 
 class Scheduler:
@@ -33,12 +35,26 @@ class Scheduler:
         self.store = chains.store
         self.interval = interval
         self.sleep = sleep
-        self.ttl = max(3 * interval, 5.0)
+        self._held: HeldLock | None = None
+
+    def _hold(self) -> bool:
+        """Whether this process is the active scheduler (taking the lock if it is free)."""
+        if self._held is not None and not self._held.held():
+            self._held.release()
+            self._held = None  # lost (database restarted): compete for it again
+        if self._held is None:
+            self._held = self.store.try_lock(LOCK, self.chains.owner)
+        return self._held is not None
+
+    def release(self) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
 
     async def tick(self) -> list[str]:
         """Refresh every chain that is due (ahead of expiry, or idle too long)."""
         settings = self.chains.settings
-        if not self.store.acquire_lease(LEASE, self.chains.owner, self.ttl, self.chains.clock()):
+        if not self._hold():
             return []
         refreshed = []
         for account in self.store.list_accounts():
@@ -68,4 +84,4 @@ class Scheduler:
                     log.exception("scheduler tick failed")
                 await self.sleep(self.interval)
         finally:
-            self.store.release_lease(LEASE, self.chains.owner)
+            self.release()

@@ -115,6 +115,6 @@ def backoff(attempt: int, *, base: float, cap: float, rng: random.Random | None 
     return (rng or random).uniform(base / 2, max(base / 2, high))
 
 
-def refresh_lease(account: str) -> str:
-    """The name of the store lease that lets one process at a time refresh ``account``."""
+def refresh_lock(account: str) -> str:
+    """The name of the store lock that lets one process at a time refresh ``account``."""
     return f"refresh:{account}"

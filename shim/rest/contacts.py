@@ -7,7 +7,7 @@ before the first REST request, with the legacy fault. Writes:
 * ``update`` of plain fields: one ``PATCH`` with ``update_mask``.
 * ``update`` touching an array (emails, phones, faxes, addresses), custom fields, or half of
   ``company``: REST replaces those whole, so keyshim reads them, merges the legacy change
-  and writes them back, under a store lease on the contact (so keyshim's own concurrent
+  and writes them back, under a store lock on the contact (so keyshim's own concurrent
   calls, in any process sharing the store, never overwrite each other), then reads them once
   more: if what it wrote is no longer there, someone overwrote it in between, and it retries
   (``RMW_ATTEMPTS``). What is NOT guaranteed: a change another client (Keap's UI, another
@@ -269,7 +269,7 @@ async def update(ctx: Ctx, contact_id: int, data: Mapping[str, Value]) -> int:
         await ctx.client.json("PATCH", path, params=params, json_body=write.patch_body({}))
         return contact_id
     fields = ",".join(["id", *props])
-    async with ctx.lease(f"rest-contact:{ctx.account}:{contact_id}"):
+    async with ctx.lock(f"rest-contact:{ctx.account}:{contact_id}"):
         for attempt in range(1, RMW_ATTEMPTS + 1):
             current = await _get(ctx, contact_id, ["id", *props])
             params = [*(("update_mask", m) for m in write.mask()), ("fields", fields)]

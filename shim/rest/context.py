@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,8 +23,10 @@ from shim.store.protocol import Store
 #: A custom-field name missing from the cached model triggers a re-read of the model, at most
 #: this often per account (a misspelt field must not cost a request every call).
 MODEL_RETRY = 10.0
-#: Lease on a contact while its array fields are read, merged and written back (seconds).
-RMW_LEASE = 10.0
+#: Longest wait for the lock on a contact whose array fields are read, merged and written back.
+RMW_WAIT = 10.0
+#: Contact locks per account (see ``Ctx.lock``).
+RMW_STRIPES = 64
 
 
 @dataclass
@@ -66,16 +69,22 @@ class Ctx:
         return fields
 
     @asynccontextmanager
-    async def lease(self, name: str) -> AsyncIterator[None]:
-        """Hold ``name`` across every keyshim process sharing the store (bounded wait: the
-        lease expires after RMW_LEASE, so a dead holder delays, never blocks)."""
+    async def lock(self, name: str) -> AsyncIterator[None]:
+        """Hold ``name`` across every keyshim process and host sharing the store.
+
+        The wait is bounded (RMW_WAIT; a lock whose holder died is free at once). Names are
+        spread over RMW_STRIPES locks per account, so the lock files and advisory-lock keys stay
+        few however many contacts are written; two contacts sharing a stripe only take turns.
+        """
         owner = f"{self.owner}:{secrets.token_hex(4)}"
-        deadline = time.monotonic() + RMW_LEASE
-        while not self.store.acquire_lease(name, owner, RMW_LEASE, self.clock()):
-            if time.monotonic() > deadline:
-                break
+        stripe = f"{name.rsplit(':', 1)[0]}:{zlib.crc32(name.encode()) % RMW_STRIPES}"
+        deadline = time.monotonic() + RMW_WAIT
+        held = self.store.try_lock(stripe, owner)
+        while held is None and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+            held = self.store.try_lock(stripe, owner)
         try:
             yield
         finally:
-            self.store.release_lease(name, owner)
+            if held is not None:
+                held.release()

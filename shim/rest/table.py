@@ -87,7 +87,7 @@ TRANSLATIONS: list[Translation] = [
                 "the lookup and the add is not excluded; " + _CONTACT_WRITE),
     Translation("ContactService.update", c.update, ("iS",), "approximate", False, True,
                 "PATCH /contacts/{id} (arrays: GET, merge, PATCH, GET)",
-                "arrays, custom fields and half a company are read-merge-written under a lease "
+                "arrays, custom fields and half a company are read-merge-written under a lock "
                 "and re-checked; a concurrent change by another client inside that round trip "
                 "can be lost (REST has no ETag); " + _CONTACT_WRITE),
     Translation("ContactService.load", c.load, ("iL",), "approximate", True, False,

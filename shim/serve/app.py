@@ -25,6 +25,8 @@ from shim.serve.metrics import CONTENT_TYPE as METRICS_TYPE
 from shim.serve.rest_passthrough import RestPassthrough, is_rest_path
 from shim.serve.services import Services, ServicesFactory
 from shim.settings import Settings
+from shim.store.copy import SERVING
+from shim.store.protocol import HeldLock
 
 __all__ = ["XMLRPC_PATHS", "KeyshimApp", "Services", "ServicesFactory"]
 
@@ -47,6 +49,7 @@ class KeyshimApp:
         self._calls = Calls(settings, clock)
         self._rest = RestPassthrough(settings, clock, self._calls)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._serving: HeldLock | None = None
         on_this_port = settings.admin and not settings.admin_port
         self.admin = AdminApp(settings, self.startup, clock) if on_this_port else None
 
@@ -54,6 +57,8 @@ class KeyshimApp:
     async def startup(self) -> Services:
         if self.services is None:
             services = self.services = self._factory(self.settings)
+            # Held shared while this server runs: `shim store copy` refuses a busy source.
+            self._serving = services.store.try_lock(SERVING, services.chains.owner, shared=True)
             # A pair a dead process kept aside goes to the store before anything refreshes.
             services.chains.adopt_recovered()
             self._spawn(services.chains.recover(services.store.list_accounts()))
@@ -84,6 +89,9 @@ class KeyshimApp:
         await self.services.alerter.drain()
         self.services.audit.flush_now()
         await self.services.upstream.aclose()
+        if self._serving is not None:
+            self._serving.release()
+            self._serving = None
         self.services.store.close()
         self.services = None
 

@@ -20,7 +20,7 @@ from shim.errors import CliError
 from shim.keap.budget import Budget
 from shim.keap.client import Transport, Upstream
 from shim.oauth.alerts import Alerter
-from shim.oauth.chains import Chains
+from shim.oauth.chains import Chains, make_owner
 from shim.serve.admin.app import AdminApp
 from shim.serve.app import KeyshimApp
 from shim.serve.audit import AuditLog
@@ -35,27 +35,79 @@ from shim.store.secrets import SecretBox
 from shim.store.sqlite import SqliteStore
 
 
-def init_files(settings: Settings) -> tuple[Path, bool]:
-    """Create the data directory, the key file (mode 0600) and the database (0600)."""
-    db = Path(settings.db)
-    db.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+def init_files(settings: Settings) -> tuple[str, bool]:
+    """Create the key file (mode 0600) if needed, then the database and its schema (a file
+    0600 in a private directory, or the tables on a PostgreSQL server) and the master key's
+    check value. Returns what the database is (password left out) and whether a key file was
+    made."""
+    settings.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     created = master_key.create_file(settings)
-    store = SqliteStore(settings.db, SecretBox(load_master_key(settings)))
-    store.migrate()
-    store.close()
-    return db, created
+    store = _connect(settings, owner=None, listen=False)
+    try:
+        store.migrate()  # PostgreSQL: also the master key's check value
+    finally:
+        store.close()
+    return describe_db(settings.db), created
 
 
-def open_store(settings: Settings) -> SqliteStore:
-    """Open (and migrate) the store with the master key."""
-    if not Path(settings.db).exists():
+def describe_db(db: str) -> str:
+    """The database for messages: the file, or the server URL without its password."""
+    if not Settings(db=db).db_is_url:
+        return db
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(db)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return f"{parts.scheme}://{netloc}{parts.path}"
+
+
+def _connect(settings: Settings, *, owner: str | None, listen: bool = True) -> Store:
+    """The store the settings name: SQLite for a file, PostgreSQL for a URL (the only place
+    that chooses; everything else sees the Store protocol)."""
+    box = SecretBox(load_master_key(settings))
+    if not settings.db_is_url:
+        return SqliteStore(
+            settings.db,
+            box,
+            reload=lambda: SecretBox(load_master_key(settings)),  # after rotate-master-key
+        )
+    try:
+        from shim.store.postgres import PostgresStore
+    except ImportError:
+        raise CliError(
+            "a postgresql:// database needs the PostgreSQL driver: pip install 'keyshim[postgres]'"
+        ) from None
+    return PostgresStore(settings.db, box, owner=owner, listen=listen)
+
+
+def open_store(settings: Settings, *, owner: str | None = None, listen: bool = True) -> Store:
+    """Open (and migrate) the store with the master key, and check the key opens it."""
+    if not settings.db_is_url and not Path(settings.db).exists():
         raise CliError(f"no keyshim database at {settings.db} (run `shim init`)")
-    store = SqliteStore(
-        settings.db,
-        SecretBox(load_master_key(settings)),
-        reload=lambda: SecretBox(load_master_key(settings)),  # after `shim rotate-master-key`
-    )
-    store.migrate()
+    store = _connect(settings, owner=owner, listen=listen)
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def open_copy_target(settings: Settings) -> Store:
+    """The target of ``shim store copy``: created and migrated, but without a check value of
+    its own (the source's server secrets, check value included, are copied in)."""
+    if not settings.db_is_url:
+        Path(settings.db).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = _connect(settings, owner=None, listen=False)
+    try:
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
     return store
 
 
@@ -69,7 +121,8 @@ def build_services(
 ) -> Services:
     """Everything a process serves with. ``transport`` and ``forward_http1`` are for tests (see
     ``Upstream``)."""
-    store = open_store(settings)
+    owner = make_owner()
+    store = open_store(settings, owner=owner)
     upstream = Upstream(
         transport=transport,
         forward_http1=forward_http1,
@@ -79,7 +132,14 @@ def build_services(
         max_connections=settings.max_connections,
     )
     alerter = Alerter(settings.alert_webhook, upstream.post_json, keep=store.record_alert)
-    chains = Chains(store, upstream, settings, on_event=alerter, recovery=open_recovery(settings))
+    chains = Chains(
+        store,
+        upstream,
+        settings,
+        owner=owner,
+        on_event=alerter,
+        recovery=open_recovery(settings),
+    )
     metrics = Metrics()
     audit = AuditLog(
         store,
@@ -90,7 +150,8 @@ def build_services(
         on_drop=metrics.dropped_audit,
     )
     budget = Budget(
-        share=settings.quota_share / max(1, settings.workers),
+        share=settings.quota_share,
+        processes=settings.workers,
         max_wait=settings.quota_wait,
         clock=time.time,
         limits=settings.limits(),
@@ -119,7 +180,7 @@ def token_client(settings: Settings) -> Upstream:
 
 @asynccontextmanager
 async def token_chains(settings: Settings, store: Store) -> AsyncIterator[Chains]:
-    """Chains with the server's lease, journal and alerts, for refreshes outside a server.
+    """Chains with the server's lock, journal and alerts, for refreshes outside a server.
 
     Alerts still queued when the block ends are sent before the client closes.
     """
@@ -158,7 +219,7 @@ def run_server(settings: Settings, announce: Callable[[str], None]) -> None:
     scheme = "https" if settings.certfile else "http"
     announce(
         f"keyshim {scheme}://{settings.host}:{settings.port} workers={settings.workers} "
-        f"db={settings.db}"
+        f"db={describe_db(settings.db)}"
     )
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with this handler that
     # becomes a normal exit, so the cleanup below runs.

@@ -39,7 +39,7 @@ class Services:
         self.chains = chains
         self.alerter = alerter
         self.audit = audit
-        self.rates = KeyRates(store, chains.owner)
+        self.rates = KeyRates(store)
         self.budget = budget
         self.metrics = metrics
         chains.observer = metrics.refresh
@@ -47,8 +47,19 @@ class Services:
         self.gateway = Gateway(upstream, chains, budget, store, metrics)
         #: REST v2 translation (accounts routed rest or auto); its requests use the gateway.
         self.rest = Router(self.gateway, chains, store)
-        audit.after_flush.append(self.rates.publish)
+        audit.after_flush.append(self._share_budget)
         audit.after_flush.append(self.gateway.publish_quota)
+
+    def _share_budget(self, now: float) -> None:
+        """Publish this process's upstream calls per Keap credential and take in the other
+        processes' and hosts' (off the hot path, after each audit flush)."""
+        usage = self.budget.usage(now)
+        minute = int(now // 60) * 60
+        if usage:
+            self.store.publish_rates(self.chains.owner, usage, minute - 120)
+        credentials = self.budget.credentials()
+        if credentials:
+            self.budget.sync(self.store.others_rates(credentials, minute, self.chains.owner), now)
 
 
 ServicesFactory = Callable[[Settings], Services]

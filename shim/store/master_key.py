@@ -17,8 +17,8 @@ from pathlib import Path
 from shim.errors import CliError
 from shim.files import write_private
 from shim.settings import Settings
+from shim.store.protocol import Store
 from shim.store.secrets import SecretBox, decode_master_key, encode_master_key, generate_master_key
-from shim.store.sqlite import SqliteStore
 
 
 def load(settings: Settings) -> bytes:
@@ -80,7 +80,7 @@ def rotation_target(settings: Settings, new_key_file: str | None = None) -> Path
 
 def rotate(
     settings: Settings,
-    store: SqliteStore,
+    store: Store,
     target: Path,
     progress: Callable[[str], None] = lambda step: None,
 ) -> Rotation:

@@ -1,10 +1,11 @@
 """The Store interface: everything keyshim keeps, behind one small protocol.
 
-SQLite (``shim.store.sqlite``) is the embedded default. The interface is not small (33 methods:
-accounts, token chains, leases, keys, server secrets, the admin page's password, actions and
-alerts, the audit trail, shared rate counts, Keap quota figures and usage reports), but every
-method is one transaction of its own, so a shared PostgreSQL store can serve several hosts:
-nothing above this module writes SQL, holds a transaction, or assumes a single process.
+SQLite (``shim.store.sqlite``) is the embedded default; PostgreSQL (``shim.store.postgres``) is
+the shared store of several hosts. The interface is not small (accounts, token chains, locks,
+keys, server secrets, the admin page's password, actions and alerts, the audit trail, shared
+rate counts, Keap quota figures, usage reports, action sets and moving an installation), but
+every method is one transaction of its own: nothing above this module writes SQL, holds a
+transaction, knows which backend it talks to, or assumes a single process or host.
 
 Rules every implementation keeps:
 - Secrets (client secrets, tokens, service keys) are encrypted at rest; callers see plaintext.
@@ -12,18 +13,47 @@ Rules every implementation keeps:
   a rotated refresh token that is not on disk is lost for good.
 - No method holds a write transaction across anything but its own few statements; in
   particular, never across a network call.
+- Chain writes are fenced: ``put_tokens``, ``begin_refresh`` and ``end_refresh_failed`` take the
+  generation the writer started from and refuse (``StaleTokenWrite``) when the chain has moved
+  on, so a writer that lost its lock can never overwrite a newer pair or kill a live chain.
+- Locks (``try_lock``) are freed by the holder's death at once (SQLite: ``flock`` on a file
+  beside the database; PostgreSQL: a session advisory lock on the lock's own connection). They
+  have no TTL: nothing waits out a dead holder.
+- An unreachable database surfaces as ``StoreUnavailable`` (a clear fault), never a hang.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from shim.models import Account, CallRecord, Chain, KeyRecord, RefreshJournal, TokenPair
+from shim.store.secrets import SecretBox
+
+#: What ``shim store copy`` moves, in foreign-key order. Rate counters are left behind: they
+#: describe the last minute of the old installation's traffic.
+COPY_TABLES = (
+    "accounts", "chains", "refresh_journal", "keys", "server_secrets", "quota_figures", "calls",
+)  # fmt: skip
 
 
 class StoreConflict(Exception):
     """An insert collided with an existing row (duplicate account name or key id)."""
+
+
+class HeldLock(Protocol):
+    """A named lock this process holds until :meth:`release` (or until it dies)."""
+
+    name: str
+    owner: str
+
+    def held(self) -> bool:
+        """False once the lock is known to be lost (PostgreSQL: its connection died)."""
+        ...
+
+    def release(self) -> None:
+        """Give the lock up; harmless when it is already lost."""
+        ...
 
 
 class Store(Protocol):
@@ -32,6 +62,10 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    def rekey(self, new_box: SecretBox) -> int:
+        """Re-encrypt every sealed value under ``new_box`` in one transaction; return how many."""
+        ...
 
     # -- accounts -------------------------------------------------------------------------
     def add_account(self, account: Account) -> None:
@@ -60,35 +94,56 @@ class Store(Protocol):
         """Cheap read of the chain's generation (bumped by every put_tokens), for caches."""
         ...
 
-    def put_tokens(self, account: str, pair: TokenPair, now: float) -> Chain:
+    def put_tokens(
+        self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
+    ) -> Chain:
         """Durably store a new pair in one transaction.
 
         Bumps the generation, sets state ok, clears failures, the last error and the journal,
-        and sets ``refresh_issued_at`` and ``last_refresh_at`` to ``now``.
+        and sets ``refresh_issued_at`` and ``last_refresh_at`` to ``now``. With ``generation``
+        (every refresh passes the one it started from) it is a compare-and-swap: a chain that
+        is no longer at that generation raises ``StaleTokenWrite`` and nothing is written.
+        ``None`` (a human's import or authorization) writes unconditionally.
         """
         ...
 
-    def begin_refresh(self, journal: RefreshJournal) -> None:
-        """Durably record a refresh in flight (before the token endpoint is called)."""
+    def begin_refresh(self, journal: RefreshJournal, *, generation: int | None = None) -> None:
+        """Durably record a refresh in flight (before the token endpoint is called); fenced
+        on ``generation`` like ``put_tokens``."""
         ...
 
-    def end_refresh_failed(self, account: str, error: str, now: float, *, dead: bool) -> Chain:
+    def end_refresh_failed(
+        self, account: str, error: str, now: float, *, dead: bool, generation: int | None = None
+    ) -> Chain:
         """Record a failed refresh: clear the journal, count the failure, keep the error.
 
-        ``dead=True`` marks the chain ``needs_reauth``. A chain is never deleted.
+        ``dead=True`` marks the chain ``needs_reauth``. A chain is never deleted. Fenced on
+        ``generation``: a failure of a refresh someone else has since overtaken is refused.
         """
         ...
 
-    # -- leases ---------------------------------------------------------------------------
-    def acquire_lease(self, name: str, owner: str, ttl: float, now: float) -> bool:
-        """Take the named lease if free, expired, or already held by ``owner`` (renewal)."""
+    # -- locks ----------------------------------------------------------------------------
+    def try_lock(self, name: str, owner: str, *, shared: bool = False) -> HeldLock | None:
+        """Take the named lock without waiting; None when another holder has it.
+
+        Exclusive between processes, hosts, and two calls in one process alike; ``shared``
+        holders only exclude an exclusive one (every server holds ``serving`` shared, so
+        ``shim store copy`` can tell a server is running). Freed at once when the holder
+        releases it or dies; never by a timer.
+        """
         ...
 
-    def release_lease(self, name: str, owner: str) -> bool:
-        """Release only if ``owner`` still holds it; False means someone else took it."""
+    def lock_holder(self, name: str) -> str | None:
+        """The owner holding ``name`` right now, or None (for health and recovery)."""
         ...
 
-    def lease_holder(self, name: str, now: float) -> str | None: ...
+    def owner_alive(self, owner: str) -> bool:
+        """Whether the process ``owner`` names is still connected to the store.
+
+        Lets recovery tell a dead process's unfinished refresh from a live one that only lost
+        its lock (PostgreSQL restarted under it). False when the backend cannot tell.
+        """
+        ...
 
     # -- local keys -----------------------------------------------------------------------
     def add_key(self, key: KeyRecord) -> None: ...
@@ -145,12 +200,28 @@ class Store(Protocol):
         """Delete records older than ``before`` (retention); return how many."""
         ...
 
-    def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
-        """Replace ``owner``'s per-(key, minute) call counts; drop minutes before ``oldest``."""
+    def admit_call(
+        self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
+    ) -> tuple[int, int] | None:
+        """Count one call of ``key_id`` in the window starting at ``slot`` (epoch seconds,
+        ``window`` long) if the combined estimate stays within ``limit``
+        (``prev * prev_weight + cur + 1 <= limit``, where prev is the window before, counts of
+        every process and host); atomic, one round trip. None when admitted, else the combined
+        (prev, cur)."""
         ...
 
-    def others_rates(self, key_id: str, minutes: tuple[int, int], owner: str) -> dict[int, int]:
-        """Summed counts of every other owner for ``key_id`` in the given minutes."""
+    def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
+        """Replace ``owner``'s per-(subject, minute) counts; drop minutes before ``oldest``.
+
+        The upstream budget publishes its calls per Keap credential here (off the hot path).
+        """
+        ...
+
+    def others_rates(
+        self, subjects: Sequence[str], slot: int, owner: str
+    ) -> dict[str, tuple[int, int]]:
+        """Per subject: (summed count in the minute starting at ``slot`` of every other owner,
+        how many other owners published for it in that minute or the one before)."""
         ...
 
     def put_quota(self, figures: dict[str, tuple[dict[str, str], float]]) -> None:
@@ -173,3 +244,16 @@ class Store(Protocol):
     def list_action_sets(self, account: str) -> dict[int, list[dict[str, Any]]]: ...
 
     def delete_action_set(self, account: str, set_id: int) -> bool: ...
+
+    # -- moving an installation -----------------------------------------------------------
+    def export_rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """Every row of ``table`` (one of COPY_TABLES) as stored: secrets stay sealed."""
+        ...
+
+    def import_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> int:
+        """Append exported rows unchanged, in one transaction; return how many."""
+        ...
+
+    def is_empty(self) -> bool:
+        """No accounts, keys or calls yet (a safe target for a copy)."""
+        ...

@@ -104,8 +104,12 @@ def _context(account: str) -> str:
 
 
 def recovery_files(settings: Settings, box: SecretBox) -> RecoveryFiles:
-    """Where this store's recovery files live: ``SHIM_RECOVERY_DIR``, else beside the DB."""
-    db = Path(settings.db)
+    """Where this store's recovery files live: ``SHIM_RECOVERY_DIR``, else beside the database
+    file, or for a PostgreSQL database in this host's keyshim directory (beside the key file:
+    a URL names no local place, and its password must never become a file name)."""
     if settings.recovery_dir:
         return RecoveryFiles(settings.recovery_dir, "keyshim", box)
+    if settings.db_is_url:
+        return RecoveryFiles(settings.local_dir, "keyshim", box)
+    db = Path(settings.db)
     return RecoveryFiles(db.parent, db.name, box)

@@ -5,8 +5,13 @@ The only module that imports ``sqlite_utils``. Decisions, and why:
 - Durability: WAL + ``synchronous=FULL``, so ``put_tokens``/``begin_refresh`` are fsynced
   before they return; a rotated refresh token lost in a crash is gone for good.
 - Processes: every write is one short ``BEGIN IMMEDIATE ... COMMIT`` that takes the write lock
-  up front, so read-check-write steps (leases, migrations) cannot interleave with another
-  process; ``busy_timeout`` makes writers wait rather than fail. No transaction spans I/O.
+  up front, so read-check-write steps (fenced chain writes, migrations) cannot interleave with
+  another process; ``busy_timeout`` makes writers wait rather than fail. No transaction spans
+  I/O.
+- Locks: ``flock`` on one file per lock name in ``<db>.locks/`` beside the database. The kernel
+  drops a flock when its holder's file is closed, which a killed process's always is, so a
+  dead holder frees its locks at once; there is no TTL. Local filesystems only, like the
+  database itself (several hosts share PostgreSQL instead).
 - Threads: one connection (``check_same_thread=False``) behind a ``threading.RLock`` held for
   each public method. Statements take microseconds, so this is cheaper and simpler than a
   connection per thread, and ``close()`` closes everything. Use one store per process.
@@ -25,18 +30,20 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, get_args
+from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from shim.errors import MasterKeyChanged
+from shim.errors import MasterKeyChanged, StaleTokenWrite
 from shim.files import write_private
 from shim.models import (
     Account,
@@ -49,7 +56,7 @@ from shim.models import (
     TokenPair,
 )
 from shim.store import sqlite_audit
-from shim.store.protocol import StoreConflict
+from shim.store.protocol import COPY_TABLES, StoreConflict
 from shim.store.secrets import OtherKey, SecretBox, key_id_of, rewrap
 
 if TYPE_CHECKING:
@@ -129,6 +136,7 @@ MIGRATIONS: list[Migration] = [
     ),
     (8, "admin page", _SCHEMA_ADMIN),
     (9, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
+    (10, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
 ]
 
 _ACCOUNT_COLUMNS = (
@@ -231,6 +239,23 @@ KEY_CHECK = "master-key-check"
 RELOAD_TRIES, RELOAD_PAUSE = 40, 0.05
 
 
+class _FlockLock:
+    """A held ``flock``; the open file descriptor is the lock (closing it releases it)."""
+
+    def __init__(self, name: str, owner: str, fd: int) -> None:
+        self.name = name
+        self.owner = owner
+        self._fd: int | None = fd
+
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor drops the flock
+
+
 class SqliteStore:
     """The ``Store`` protocol on one SQLite file. Call :meth:`migrate` before first use.
 
@@ -310,9 +335,7 @@ class SqliteStore:
         """``convert`` of the first row ``sql`` finds for ``name`` (None if none), read on the
         hot connection and remembered until the database changes (see ``__init__``)."""
         with self._hot_lock:
-            hot = self._hot
-            if hot is None:
-                hot = self._hot = _connect(self.path, self._timeout)
+            hot = self._hot_conn()
             version = hot.execute("PRAGMA data_version").fetchone()[0]
             if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
                 self._reads.clear()
@@ -323,6 +346,13 @@ class SqliteStore:
             row = hot.execute(sql, (name,)).fetchone()
             value = self._reads[key] = None if row is None else convert(row)
             return value
+
+    def _hot_conn(self) -> sqlite3.Connection:
+        """The per-call connection, opened on first use (call with ``_hot_lock`` held)."""
+        if self._hot is None:
+            self._hot = _connect(self.path, self._timeout)
+            self._hot.execute("PRAGMA synchronous = NORMAL")  # only rate counts are written here
+        return self._hot
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -394,6 +424,19 @@ class SqliteStore:
     def _require_account(conn: sqlite3.Connection, name: str) -> None:
         if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (name,)).fetchone() is None:
             raise KeyError(name)
+
+    @staticmethod
+    def _fence(conn: sqlite3.Connection, account: str, generation: int | None) -> None:
+        """Refuse a chain write whose writer started from another generation."""
+        if generation is None:
+            return
+        row = conn.execute("SELECT generation FROM chains WHERE account = ?", (account,)).fetchone()
+        current = None if row is None else int(row[0])
+        if current != generation:
+            raise StaleTokenWrite(
+                f"refused a token write for account {account!r}: the chain is at generation "
+                f"{current}, not {generation} where this refresh started"
+            )
 
     # -- migrations -------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -519,17 +562,21 @@ class SqliteStore:
         generation: int | None = self._cached("generation", account, sql, lambda r: int(r[0]))
         return generation
 
-    def put_tokens(self, account: str, pair: TokenPair, now: float) -> Chain:
+    def put_tokens(
+        self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
+    ) -> Chain:
         """Upsert: the first pair for an account creates its chain at generation 1."""
         while True:
-            stale = self._put_tokens(account, pair, now)
+            stale = self._put_tokens(account, pair, now, generation)
             if isinstance(stale, Chain):
                 return stale
             # Rotated since this process loaded its key: nothing was written; load the new
             # key (or fail: never seal under the retired one) and write again.
             self._load_key(stale)
 
-    def _put_tokens(self, account: str, pair: TokenPair, now: float) -> Chain | str:
+    def _put_tokens(
+        self, account: str, pair: TokenPair, now: float, generation: int | None
+    ) -> Chain | str:
         """``put_tokens``, or the store's current key id when this process does not hold it."""
         params: dict[str, object] = {"account": account, "expires_at": pair.expires_at, "now": now}
         box = self._box
@@ -540,6 +587,7 @@ class SqliteStore:
             current = self._check_key(conn) if box is self._box else self._box.key_id
             if current is not None:
                 return current
+            self._fence(conn, account, generation)
             conn.execute(
                 """
                 INSERT INTO chains (account, access_token, refresh_token, expires_at,
@@ -557,18 +605,22 @@ class SqliteStore:
             conn.execute("DELETE FROM refresh_journal WHERE account = ?", (account,))
             return self._chain(conn.execute(_SELECT_CHAIN, (account,)).fetchone())
 
-    def begin_refresh(self, journal: RefreshJournal) -> None:
-        """Replaces any older journal row: the caller holds the refresh lease, so an older row
+    def begin_refresh(self, journal: RefreshJournal, *, generation: int | None = None) -> None:
+        """Replaces any older journal row: the caller holds the refresh lock, so an older row
         can only be a crashed refresh it has already recovered from."""
         with self._write() as conn:
             self._require_account(conn, journal.account)
+            self._fence(conn, journal.account, generation)
             conn.execute(
                 "INSERT OR REPLACE INTO refresh_journal VALUES (?, ?, ?, ?)",
                 (journal.account, journal.refresh_fingerprint, journal.owner, journal.started_at),
             )
 
-    def end_refresh_failed(self, account: str, error: str, now: float, *, dead: bool) -> Chain:
+    def end_refresh_failed(
+        self, account: str, error: str, now: float, *, dead: bool, generation: int | None = None
+    ) -> Chain:
         with self._write() as conn:
+            self._fence(conn, account, generation)
             cur = conn.execute(
                 "UPDATE chains SET failures = failures + 1, last_error = ?, last_error_at = ?, "
                 "state = CASE WHEN ? THEN 'needs_reauth' ELSE state END WHERE account = ?",
@@ -579,24 +631,43 @@ class SqliteStore:
             conn.execute("DELETE FROM refresh_journal WHERE account = ?", (account,))
             return self._chain(conn.execute(_SELECT_CHAIN, (account,)).fetchone())
 
-    # -- leases -----------------------------------------------------------------------------
-    def acquire_lease(self, name: str, owner: str, ttl: float, now: float) -> bool:
-        with self._write() as conn:
-            r = conn.execute("SELECT owner, expires_at FROM leases WHERE name = ?", (name,))
-            held = r.fetchone()
-            if held is not None and held["owner"] != owner and held["expires_at"] > now:
-                return False
-            conn.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?)", (name, owner, now + ttl))
-            return True
+    # -- locks ------------------------------------------------------------------------------
+    def _lock_file(self, name: str) -> int:
+        directory = f"{self.path}.locks"
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        file = os.path.join(directory, quote(name, safe="-_.") + ".lock")
+        return os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
-    def release_lease(self, name: str, owner: str) -> bool:
-        with self._write() as conn:
-            cur = conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
-            return cur.rowcount == 1
+    def try_lock(self, name: str, owner: str, *, shared: bool = False) -> _FlockLock | None:
+        fd = self._lock_file(name)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if not shared:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, owner.encode("utf-8"), 0)  # who holds it, for lock_holder
+        return _FlockLock(name, owner, fd)
 
-    def lease_holder(self, name: str, now: float) -> str | None:
-        r = self._one("SELECT owner FROM leases WHERE name = ? AND expires_at > ?", (name, now))
-        return None if r is None else str(r[0])
+    def lock_holder(self, name: str) -> str | None:
+        fd = self._lock_file(name)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return os.pread(fd, 4096, 0).decode("utf-8", "replace") or "?"
+            return None  # free (the shared probe is dropped with the descriptor)
+        finally:
+            os.close(fd)
+
+    def owner_alive(self, owner: str) -> bool:
+        """A flock is never lost while its process lives, so whoever takes a lock knows the
+        previous holder is gone: nothing to check."""
+        return False
 
     # -- local keys -------------------------------------------------------------------------
     @staticmethod
@@ -760,13 +831,32 @@ class SqliteStore:
         with self._write() as conn:
             return sqlite_audit.prune(conn, before)
 
+    def admit_call(
+        self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
+    ) -> tuple[int, int] | None:
+        """On the per-call connection, which does not fsync its commits (a rate count lost in
+        a power cut is harmless) and so never waits behind the audit trail's fsync for long."""
+        with self._hot_lock:
+            hot = self._hot_conn()
+            hot.execute("BEGIN IMMEDIATE")
+            try:
+                refused = sqlite_audit.admit_call(hot, key_id, slot, window, limit, prev_weight)
+                hot.execute("COMMIT")
+            except BaseException:
+                if hot.in_transaction:
+                    hot.execute("ROLLBACK")
+                raise
+            return refused
+
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
         with self._write() as conn:
             sqlite_audit.publish_rates(conn, owner, counts, oldest)
 
-    def others_rates(self, key_id: str, minutes: tuple[int, int], owner: str) -> dict[int, int]:
+    def others_rates(
+        self, subjects: Sequence[str], slot: int, owner: str
+    ) -> dict[str, tuple[int, int]]:
         with self._lock:
-            return sqlite_audit.others_rates(self._db.conn, key_id, minutes, owner)
+            return sqlite_audit.others_rates(self._db.conn, subjects, slot, owner)
 
     def put_quota(self, figures: dict[str, tuple[dict[str, str], float]]) -> None:
         with self._write() as conn:
@@ -815,6 +905,49 @@ class SqliteStore:
         for row in rows:
             row["fault_tags"] = tags.get((row["key_id"], row["method"], row["table_name"]), {})
         return rows
+
+    # -- moving an installation (shim store copy) ----------------------------------------------
+    def _columns(self, table: str) -> list[str]:
+        if table not in COPY_TABLES:
+            raise ValueError(f"not a table keyshim copies: {table}")
+        cols = [r[1] for r in self._rows(f"PRAGMA table_info({table})")]
+        return [c for c in cols if not (table == "calls" and c == "id")]
+
+    def export_rows(self, table: str) -> Iterator[dict[str, Any]]:
+        """Rows as stored (secrets sealed), read in pages so a large audit trail streams."""
+        columns = self._columns(table)
+        last = 0
+        while True:
+            with self._lock:
+                rows = self._db.conn.execute(
+                    f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? "
+                    "ORDER BY rowid LIMIT 2000",
+                    (last,),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield dict(zip(columns, tuple(r)[1:], strict=True))
+            last = int(rows[-1][0])
+
+    def import_rows(self, table: str, rows: Iterable[dict[str, Any]]) -> int:
+        columns = self._columns(table)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+        count = 0
+        with self._write() as conn:
+            if table == "server_secrets":  # the source's secrets win (a fresh init made some)
+                conn.execute("DELETE FROM server_secrets")
+            for row in rows:
+                conn.execute(sql, tuple(row[c] for c in columns))
+                count += 1
+        return count
+
+    def is_empty(self) -> bool:
+        row = self._one(
+            "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM keys) "
+            "+ (SELECT COUNT(*) FROM calls)"
+        )
+        return row is not None and int(row[0]) == 0
 
 
 if TYPE_CHECKING:

@@ -1,5 +1,10 @@
 """SQL for the audit table (calls), the usage report and the shared rate counters.
 
+Two kinds of counters: ``rate_windows`` holds each key's combined calls per window of its rate
+(``--rate``), counted atomically as calls are admitted; ``rate_counts`` holds each process's
+own upstream calls per Keap credential and minute (the ``minute`` column holds the minute's
+start in epoch seconds), published once a second for the upstream budget.
+
 Kept apart from the credential tables: it is append-mostly, large, and pruned by retention,
 and nothing in it is secret (key ids, never keys).
 """
@@ -117,14 +122,54 @@ def publish_rates(
 
 
 def others_rates(
-    conn: sqlite3.Connection, key_id: str, minutes: tuple[int, int], owner: str
-) -> dict[int, int]:
+    conn: sqlite3.Connection, subjects: Sequence[str], slot: int, owner: str
+) -> dict[str, tuple[int, int]]:
+    if not subjects:
+        return {}
+    marks = ", ".join("?" * len(subjects))
     rows = conn.execute(
-        "SELECT minute, SUM(count) FROM rate_counts WHERE key_id = ? AND minute IN (?, ?) "
-        "AND owner != ? GROUP BY minute",
-        (key_id, *minutes, owner),
+        "SELECT key_id, SUM(CASE WHEN minute = ? THEN count ELSE 0 END), COUNT(DISTINCT owner) "
+        f"FROM rate_counts WHERE key_id IN ({marks}) AND minute >= ? AND owner != ? "
+        "GROUP BY key_id",
+        (slot, *subjects, slot - 60, owner),
     )
-    return {int(m): int(n) for m, n in rows}
+    return {str(k): (int(n), int(peers)) for k, n, peers in rows}
+
+
+WINDOW_SCHEMA = """
+DROP TABLE leases;
+CREATE TABLE rate_windows (
+    key_id TEXT NOT NULL,
+    slot   INTEGER NOT NULL,  -- the window's start, epoch seconds
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key_id, slot)
+);
+"""
+
+
+def admit_call(
+    conn: sqlite3.Connection, key_id: str, slot: int, window: int, limit: int, prev_weight: float
+) -> tuple[int, int] | None:
+    """Inside the caller's write transaction, so the check and the count are one step."""
+    rows = dict(
+        conn.execute(
+            "SELECT slot, count FROM rate_windows WHERE key_id = ? AND slot IN (?, ?)",
+            (key_id, slot - window, slot),
+        ).fetchall()
+    )
+    prev, cur = int(rows.get(slot - window, 0)), int(rows.get(slot, 0))
+    if prev * prev_weight + cur + 1 > limit:
+        return prev, cur
+    conn.execute(
+        "INSERT INTO rate_windows (key_id, slot, count) VALUES (?, ?, 1) "
+        "ON CONFLICT (key_id, slot) DO UPDATE SET count = count + 1",
+        (key_id, slot),
+    )
+    if cur == 0:  # first call of a window: forget this key's older ones
+        conn.execute(
+            "DELETE FROM rate_windows WHERE key_id = ? AND slot < ?", (key_id, slot - window)
+        )
+    return None
 
 
 QUOTA_SCHEMA = """

@@ -98,9 +98,9 @@ class TlsFiles:
     dropped_hosts: tuple[str, ...] = ()
 
 
-def default_dir(db: str) -> Path:
-    """``tls/`` next to the database."""
-    return Path(db).parent / "tls"
+def default_dir(local_dir: Path) -> Path:
+    """``tls/`` in this host's keyshim directory (next to the database file)."""
+    return local_dir / "tls"
 
 
 def normalize_hosts(hosts: list[str] | tuple[str, ...]) -> list[str]:

@@ -91,3 +91,25 @@ def test_quota_figures() -> None:
         }
     )
     assert figures == {"quota-available": "149990", "throttle-limit": "1500"}
+
+
+def test_processes_share_one_budget_through_published_counts() -> None:
+    """Two processes (or hosts) on one Keap client: each publishes its calls, takes in the
+    other's, and the spike allowance is split between the processes sending; once the other
+    has sent this minute, the combined count is what the per-minute limit caps."""
+    limits = {"oauth": (10.0, 100.0), "service_key": (10.0, 100.0)}
+    a = Budget(share=1.0, max_wait=120, clock=lambda: 0.0, limits=limits)
+    b = Budget(share=1.0, max_wait=120, clock=lambda: 0.0, limits=limits)
+    t = 600.0
+    a.reserve(OAUTH, t)
+    b.reserve(OAUTH, t)
+    assert a.reserve(OAUTH, t) == pytest.approx(1 / 10)  # alone: 10 a second
+    cid = credential_id(OAUTH)
+    a.sync({cid: (b.usage(t)[(cid, 600)], 1)}, t)  # what the store reports of the others
+    assert a.reserve(OAUTH, t + 1.0) == 0.0
+    assert a.reserve(OAUTH, t + 1.0) == pytest.approx(1 / 5)  # two sending: 5 a second each
+    # The other process used up this minute: the combined count is capped until the next one.
+    a.sync({cid: (99, 1)}, t + 2.0)
+    wait = a.reserve(OAUTH, t + 10.0)
+    assert wait == pytest.approx(50.0)  # until 660, the next minute
+    assert a.usage(t + 10.0) == {(cid, 600): 4, (cid, 660): 1}

@@ -1,4 +1,4 @@
-"""Chains: single-flight refresh, lease, journal, retries, spent tokens, races, recovery.
+"""Chains: single-flight refresh, lock, fencing, journal, retries, spent tokens, races, recovery.
 
 Two kinds of "Keap" here: the simulator in-process (``httpx.ASGITransport``) where its real
 single-use rotation matters, and a scripted token endpoint on ``httpx.MockTransport`` where a
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -24,6 +23,7 @@ import pytest
 from shim.errors import (
     NoTokens,
     ReauthorizationRequired,
+    RefreshInProgress,
     TokenEndpointError,
     TransientTokenError,
 )
@@ -210,7 +210,7 @@ async def test_hundred_concurrent_calls_share_one_refresh(
     assert chain.access_token != old.access_token
 
 
-async def test_second_process_waits_for_the_lease_holder(
+async def test_second_process_waits_for_the_lock_holder(
     settings: Settings, store: SqliteStore
 ) -> None:
     sim = Simulator(SimConfig(hold_refresh="before"))
@@ -223,7 +223,7 @@ async def test_second_process_waits_for_the_lease_holder(
     try:
         first = asyncio.create_task(a.access_token(account))
         await _wait_held(sim, 1)
-        assert store.lease_holder("refresh:prod", time.time()) == "host:1:a"
+        assert store.lock_holder("refresh:prod") == "host:1:a"
         second = asyncio.create_task(b.access_token(account))
         await asyncio.sleep(0.3)  # b polls the store several times meanwhile
         assert not second.done()
@@ -237,7 +237,7 @@ async def test_second_process_waits_for_the_lease_holder(
     assert token_a == token_b and token_a[1] == 2
     assert sim.stats()["token_requests"] == 1 and sim.stats()["refreshes_served"] == 1
     assert (a.refreshes, b.refreshes) == (1, 0)
-    assert store.lease_holder("refresh:prod", time.time()) is None
+    assert store.lock_holder("refresh:prod") is None
 
 
 # --- journal and durable storage -----------------------------------------------------------
@@ -250,7 +250,7 @@ async def test_journal_is_written_before_the_grant_and_cleared_after(h: Harness)
     def inspect(request: httpx.Request) -> httpx.Response:
         chain = h.chain()
         seen.append(chain.in_flight)
-        assert h.store.lease_holder("refresh:prod", h.t[0]) == "proc-A"
+        assert h.store.lock_holder("refresh:prod") == "proc-A"
         assert chain.generation == generation  # nothing stored yet
         return h.keap.fresh()
 
@@ -260,7 +260,7 @@ async def test_journal_is_written_before_the_grant_and_cleared_after(h: Harness)
     assert journal == RefreshJournal("prod", fingerprint(OLD_RT), "proc-A", T0)
     chain = h.chain()
     assert chain.in_flight is None
-    assert h.store.lease_holder("refresh:prod", h.t[0]) is None
+    assert h.store.lock_holder("refresh:prod") is None
     # The new pair was stored (generation + 1) and that stored pair is what was handed out.
     assert (token, got_generation) == ("AT-new-1", generation + 1)
     assert chain.generation == generation + 1
@@ -280,8 +280,8 @@ async def test_the_returned_chain_is_the_stored_one(
     stored: list[Any] = []
     real_put = h.store.put_tokens
 
-    def put_tokens(account: str, pair: TokenPair, now: float) -> Any:
-        chain = real_put(account, pair, now)
+    def put_tokens(account: str, pair: TokenPair, now: float, *, generation: int) -> Any:
+        chain = real_put(account, pair, now, generation=generation)
         stored.append(chain)
         return chain
 
@@ -389,7 +389,7 @@ async def test_transient_failures_exhaust_retries_without_killing_the_chain(
     assert chain.failures == 1 and chain.last_error and chain.last_error_at == T0
     assert chain.in_flight is None
     assert chain.refresh_token == OLD_RT
-    assert h.store.lease_holder("refresh:prod", h.t[0]) is None
+    assert h.store.lock_holder("refresh:prod") is None
     assert h.kinds == ["degraded"]
 
     # Another failed refresh counts, but does not alert again.
@@ -406,20 +406,19 @@ async def test_transient_failures_exhaust_retries_without_killing_the_chain(
     assert h.events[-1].error is None and h.events[0].account == "prod"
 
 
-async def test_retry_after_extends_the_lease_over_the_wait(h: Harness) -> None:
+async def test_the_lock_is_held_over_the_retry_wait(h: Harness) -> None:
     generation = h.put(1.0)
-    held_until: list[str | None] = []
+    held_during: list[str | None] = []
 
     def second(request: httpx.Request) -> httpx.Response:
-        # The lease covers lease_ttl plus the Retry-After wait from the first answer.
-        later = h.t[0] + h.settings.lease_ttl + 6
-        held_until.append(h.store.lease_holder("refresh:prod", later))
+        held_during.append(h.store.lock_holder("refresh:prod"))
         return h.keap.fresh()
 
     h.keap.queue("429", second)
     await h.chains.refresh(h.account, seen_generation=generation, reason="inline")
     assert h.sleeps == [7.0]
-    assert held_until == ["proc-A"]
+    assert held_during == ["proc-A"]
+    assert h.store.lock_holder("refresh:prod") is None
 
 
 async def test_backoff_grows_and_is_capped(settings: Settings, store: SqliteStore) -> None:
@@ -454,30 +453,58 @@ async def test_inline_failure_without_time_left_raises(h: Harness) -> None:
     assert h.chain().state == "ok"
 
 
-async def test_lost_lease_stops_retrying(h: Harness) -> None:
+def lose_locks(h: Harness, monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Record the locks this process takes; the returned function loses them, as a PostgreSQL
+    lock is lost when its connection dies (a flock cannot be lost while its process lives)."""
+    taken: list[Any] = []
+    real = h.store.try_lock
+
+    def recording(name: str, owner: str, *, shared: bool = False) -> Any:
+        held = real(name, owner, shared=shared)
+        if held is not None:
+            taken.append(held)
+        return held
+
+    monkeypatch.setattr(h.store, "try_lock", recording)
+
+    def lose() -> None:
+        for held in taken:
+            held.release()
+
+    return lose
+
+
+async def test_lost_lock_stops_retrying(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
     generation = h.put(3600)
+    lose = lose_locks(h, monkeypatch)
+    b_lock: list[Any] = []
 
     def stolen(request: httpx.Request) -> httpx.Response:
-        # This process stalled past its lease; another process took the lease over.
-        h.t[0] += h.settings.lease_ttl + 60
-        assert h.store.acquire_lease("refresh:prod", "proc-B", 60, h.t[0])
+        # This process lost its lock (its connection died); another process took it over.
+        lose()
+        b_lock.append(h.store.try_lock("refresh:prod", "proc-B"))
         return httpx.Response(503, json={})
 
     h.keap.queue("503", stolen, "503", "503")
     with pytest.raises(TransientTokenError):
         await h.chains.refresh(h.account, seen_generation=generation, reason="401")
     assert len(h.keap.requests) == 2  # not refresh_retries + 1
-    assert h.store.lease_holder("refresh:prod", h.t[0]) == "proc-B"  # not released by A
+    assert h.store.lock_holder("refresh:prod") == "proc-B"  # not released by A
     assert h.chain().state == "ok"
+    b_lock[0].release()
 
 
-async def test_lost_lease_leaves_the_new_holders_refresh_alone(h: Harness) -> None:
+async def test_lost_lock_leaves_the_new_holders_refresh_alone(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
     generation = h.put(3600)
     b_journal = RefreshJournal("prod", fingerprint(OLD_RT), "proc-B", T0 + 200)
+    lose = lose_locks(h, monkeypatch)
+    b_lock: list[Any] = []
 
     def stolen(request: httpx.Request) -> httpx.Response:
-        h.t[0] += h.settings.lease_ttl + 60
-        assert h.store.acquire_lease("refresh:prod", "proc-B", 60, h.t[0])
+        lose()
+        b_lock.append(h.store.try_lock("refresh:prod", "proc-B"))
         h.store.begin_refresh(b_journal)  # B's refresh is now in flight
         return httpx.Response(503, json={})
 
@@ -488,6 +515,36 @@ async def test_lost_lease_leaves_the_new_holders_refresh_alone(h: Harness) -> No
     assert chain.in_flight == b_journal
     assert chain.failures == 0
     assert h.kinds == []
+    b_lock[0].release()
+
+
+async def test_a_stale_pair_is_refused_and_the_stored_chain_used(h: Harness) -> None:
+    """Fencing: while this process waited for Keap, someone else stored a newer pair (a human
+    imported one). The answer this refresh got is never written over it."""
+    generation = h.put(3600)
+
+    def overtaken(request: httpx.Request) -> httpx.Response:
+        h.store.put_tokens("prod", TokenPair("AT-human", "RT-human", T0 + 999), T0)
+        return h.keap.fresh()
+
+    h.keap.queue(overtaken)
+    chain = await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert chain.generation == generation + 1
+    assert (chain.access_token, chain.refresh_token) == ("AT-human", "RT-human")
+    assert h.chain().refresh_token == "RT-human"  # never overwritten by the stale answer
+
+
+async def test_a_spent_answer_after_someone_rotated_is_not_a_death(h: Harness) -> None:
+    generation = h.put(3600)
+
+    def overtaken(request: httpx.Request) -> httpx.Response:
+        h.store.put_tokens("prod", TokenPair("AT-other", "RT-other", T0 + 999), T0)
+        return httpx.Response(400, json=SPENT_BODIES[0])
+
+    h.keap.queue(overtaken)
+    chain = await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert chain.state == "ok" and chain.access_token == "AT-other"
+    assert h.chain().state == "ok" and h.kinds == []
 
 
 # --- spent refresh tokens ------------------------------------------------------------------
@@ -644,19 +701,21 @@ async def test_an_alert_failure_never_breaks_a_refresh(
 async def test_recover_finishes_a_dead_process_journal(h: Harness) -> None:
     generation = h.put(86400)  # not due: only the journal says "refresh me"
     h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "ghost:99:dead", T0 - 5))
-    assert h.store.lease_holder("refresh:prod", h.t[0]) is None
+    assert h.store.lock_holder("refresh:prod") is None
     assert await h.chains.recover([h.account]) == ["prod"]
     chain = h.chain()
     assert chain.generation == generation + 1 and chain.in_flight is None
     assert h.keap.requests == [{"grant_type": "refresh_token", "refresh_token": OLD_RT}]
 
 
-async def test_recover_skips_chains_with_a_live_lease(h: Harness) -> None:
+async def test_recover_skips_chains_with_a_live_lock(h: Harness) -> None:
     generation = h.put(86400)
     journal = RefreshJournal("prod", fingerprint(OLD_RT), "live:1:x", T0 - 1)
     h.store.begin_refresh(journal)
-    assert h.store.acquire_lease("refresh:prod", "live:1:x", 60, h.t[0])
+    held = h.store.try_lock("refresh:prod", "live:1:x")
+    assert held is not None
     assert await h.chains.recover([h.account]) == []
+    held.release()
     chain = h.chain()
     assert chain.generation == generation and chain.in_flight == journal
     assert h.keap.requests == []
@@ -686,3 +745,27 @@ async def test_recover_reports_a_spent_journal_token_as_failed(h: Harness) -> No
 def test_events_are_plain_data() -> None:
     event = ChainEvent("prod", "dead", "boom", T0)
     assert json.loads(json.dumps(event.__dict__))["kind"] == "dead"
+
+
+async def test_a_live_owners_journal_is_waited_for_then_taken_over(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process that is still connected left a journal (it lost its lock when the
+    database restarted): this one waits for it rather than spend a token it may have spent,
+    and takes the refresh over once the journal is older than any refresh can take."""
+    generation = h.put(3600)
+    h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "other:1:x", T0))
+    monkeypatch.setattr(h.store, "owner_alive", lambda owner: owner == "other:1:x")
+
+    async def sleep(seconds: float) -> None:  # waiting moves the fake clock on
+        h.t[0] += seconds
+        await asyncio.sleep(0)
+
+    h.chains.sleep = sleep
+    with pytest.raises(RefreshInProgress):
+        await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert h.keap.requests == []
+    h.t[0] = T0 + h.chains._longest_refresh() + 1
+    chain = await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert chain.generation == generation + 1 and chain.in_flight is None
+    assert h.keap.requests == [{"grant_type": "refresh_token", "refresh_token": OLD_RT}]

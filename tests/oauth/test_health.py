@@ -130,8 +130,9 @@ def test_account_healths_reads_the_store(store: SqliteStore) -> None:
     store.end_refresh_failed("dead", "invalid_grant", now, dead=True)
     for name in ("busy", "stale"):
         store.begin_refresh(RefreshJournal(name, "fp", "owner-" + name, now))
-    assert store.acquire_lease("refresh:busy", "owner-busy", 60, now)
-    # "stale": a journal with nobody holding the lease is a crashed refresh, not a live one.
+    held = store.try_lock("refresh:busy", "owner-busy")
+    assert held is not None
+    # "stale": a journal with nobody holding the lock is a crashed refresh, not a live one.
 
     healths = {h.account: h for h in account_healths(store, now)}
     assert {name: h.state for name, h in healths.items()} == {
@@ -147,6 +148,7 @@ def test_account_healths_reads_the_store(store: SqliteStore) -> None:
     assert healths["failing"].facts["failures"] == 1
     assert healths["ok"].facts["generation"] == 1
     assert exit_code(list(healths.values())) == 2
+    held.release()
 
     text = json.dumps([{"state": h.state, **h.facts} for h in healths.values()])
     for secret in ("SECRET", "client-1"):

@@ -13,7 +13,7 @@ import pytest
 from shim.keap.client import Upstream
 from shim.models import Account, RefreshJournal, TokenPair
 from shim.oauth.chains import Chains
-from shim.oauth.scheduler import LEASE, Scheduler
+from shim.oauth.scheduler import LOCK, Scheduler
 from shim.oauth.token_policy import fingerprint
 from shim.serve.runtime import open_store
 from shim.settings import Settings
@@ -117,13 +117,15 @@ async def test_tick_refreshes_what_is_due_and_nothing_else(world: World) -> None
     assert world.sim.stats()["refreshes_served"] == 2
 
 
-async def test_tick_does_nothing_while_another_owner_holds_the_lease(world: World) -> None:
+async def test_tick_does_nothing_while_another_owner_holds_the_lock(world: World) -> None:
     setup_chains(world)
-    assert world.store.acquire_lease(LEASE, "someone-else", 60, time.time())
+    held = world.store.try_lock(LOCK, "someone-else")
+    assert held is not None
     p = world.process("proc-A")
     assert await p.scheduler.tick() == []
     assert world.sim.stats()["token_requests"] == 0
-    assert world.store.lease_holder(LEASE, time.time()) == "someone-else"
+    assert world.store.lock_holder(LOCK) == "someone-else"
+    held.release()
 
 
 async def test_two_schedulers_one_refresh_per_tick(world: World) -> None:
@@ -133,16 +135,17 @@ async def test_two_schedulers_one_refresh_per_tick(world: World) -> None:
     assert sorted(first + second) == ["expiring", "idle"]
     assert [] in (first, second)  # one of them did all of it
     assert world.sim.stats()["refresh_requests"] == 2
-    holder = world.store.lease_holder(LEASE, time.time())
+    holder = world.store.lock_holder(LOCK)
     winner, loser = (a, b) if first else (b, a)
     assert holder == winner.chains.owner
-    # The loser stays idle while the holder's lease lasts ...
+    # The loser stays idle while the holder holds the lock, however long that is ...
     world.account("later", expires_in=60)
+    world.offset[0] = 3600.0
     assert await loser.scheduler.tick() == []
-    # ... and takes over once the holder has stopped renewing it.
-    world.offset[0] = loser.scheduler.ttl + 1
+    # ... and takes over on its next tick once the holder is gone: no TTL to wait out.
+    winner.scheduler.release()
     assert await loser.scheduler.tick() == ["later"]
-    assert world.store.lease_holder(LEASE, time.time() + world.offset[0]) == loser.chains.owner
+    assert world.store.lock_holder(LOCK) == loser.chains.owner
     assert world.sim.stats()["refreshes_served"] == 3
 
 
@@ -208,13 +211,5 @@ async def test_loop_survives_a_failing_tick(
     assert "scheduler tick failed" in caplog.text and "database hiccup" in caplog.text
     assert world.generation("expiring") == 3  # the second tick did the work
     assert world.sim.stats()["refreshes_served"] == 1
-    # Stopping the loop gives the lease up at once for another process.
-    assert world.store.lease_holder(LEASE, time.time()) is None
-
-
-async def test_lease_outlives_a_few_ticks() -> None:
-    class FakeChains:
-        store = None
-
-    assert Scheduler(FakeChains(), interval=60).ttl == 180  # type: ignore[arg-type]
-    assert Scheduler(FakeChains(), interval=0.1).ttl == 5.0  # type: ignore[arg-type]
+    # Stopping the loop gives the lock up at once for another process.
+    assert world.store.lock_holder(LOCK) is None

@@ -86,6 +86,6 @@ def test_fingerprint_is_not_the_token() -> None:
     assert len(fp) == 16 and "secret" not in fp
 
 
-def test_refresh_lease_name() -> None:
+def test_refresh_lock_name() -> None:
     # Every process names an account's refresh lease the same way (stores and tests read it).
-    assert tokens.refresh_lease("prod") == "refresh:prod"
+    assert tokens.refresh_lock("prod") == "refresh:prod"

@@ -37,7 +37,7 @@ import pytest
 
 from shim import xmlrpc
 from shim.models import Chain, TokenPair
-from shim.oauth.token_policy import fingerprint, refresh_lease
+from shim.oauth.token_policy import fingerprint, refresh_lock
 from shim.serve.runtime import init_files, open_store
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
@@ -198,14 +198,22 @@ class Harness:
     """One simulator, one alert receiver, one keyshim database, any number of keyshims."""
 
     def __init__(
-        self, tmp_path: Path, sim: Simulator, sim_url: str, webhook: Webhook, webhook_url: str
+        self,
+        tmp_path: Path,
+        sim: Simulator,
+        sim_url: str,
+        webhook: Webhook,
+        webhook_url: str,
+        db: str | None = None,
     ) -> None:
         self.tmp_path = tmp_path
         self.sim = sim
         self.sim_url = sim_url
         self.webhook = webhook
         self.webhook_url = webhook_url
-        self.settings = Settings.from_env({}, db=str(tmp_path / "keyshim.db"))
+        self.settings = Settings.from_env(
+            {}, db=db or str(tmp_path / "keyshim.db"), key_file=str(tmp_path / "keyshim.key")
+        )
         init_files(self.settings)
         self.store = open_store(self.settings)
         self.procs: list[ShimProcess] = []
@@ -219,6 +227,7 @@ class Harness:
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHIM_")}
         env.update(
             SHIM_DB=self.settings.db,
+            SHIM_KEY_FILE=self.settings.key_file,
             SHIM_SCHEDULER_INTERVAL="0",
             SHIM_LOG_LEVEL="warning",
             SHIM_ALERT_WEBHOOK=self.webhook_url,
@@ -259,8 +268,8 @@ class Harness:
         assert chain is not None, f"the chain of {name} was deleted"
         return chain
 
-    def lease_holder(self, name: str = ACCOUNT) -> str | None:
-        return self.store.lease_holder(refresh_lease(name), time.time())
+    def lock_holder(self, name: str = ACCOUNT) -> str | None:
+        return self.store.lock_holder(refresh_lock(name))
 
     def rotations(self, name: str = ACCOUNT) -> int:
         """How many times Keap rotated this account's chain (pairs issued after the first)."""
@@ -310,11 +319,12 @@ class Harness:
 
 
 @contextlib.contextmanager
-def harness(tmp_path: Path) -> Iterator[Harness]:
+def harness(tmp_path: Path, db: str | None = None) -> Iterator[Harness]:
+    """``db``: a PostgreSQL URL (the multi-host tests); default a SQLite file in tmp_path."""
     sim = Simulator(SimConfig())
     webhook = Webhook()
     with BackgroundServer(sim.app) as sim_server, BackgroundServer(webhook) as hook_server:
-        harness = Harness(tmp_path, sim, sim_server.url, webhook, hook_server.url)
+        harness = Harness(tmp_path, sim, sim_server.url, webhook, hook_server.url, db)
         try:
             yield harness
         finally:
@@ -376,6 +386,7 @@ async def stampede(
     pace: float | None,
     deadline: float,
     stop_on_problem: bool = False,
+    callers: int = CALLERS,
 ) -> Tally:
     """CALLERS tasks call echo (``pace``: mean seconds between one caller's calls; None:
     back to back) until EXPIRIES more chain generations exist, or the deadline."""
@@ -383,7 +394,7 @@ async def stampede(
     labels = list(servers)
     stop = asyncio.Event()
     generation0 = h.chain().generation
-    limits = httpx.Limits(max_connections=CALLERS, max_keepalive_connections=CALLERS)
+    limits = httpx.Limits(max_connections=callers, max_keepalive_connections=callers)
     async with httpx.AsyncClient(limits=limits, timeout=60.0) as client:
 
         async def caller(i: int) -> None:
@@ -423,7 +434,7 @@ async def stampede(
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), rng.uniform(0.5, 1.5) * pace)
 
-        tasks = [asyncio.create_task(caller(i)) for i in range(CALLERS)]
+        tasks = [asyncio.create_task(caller(i)) for i in range(callers)]
         while not stop.is_set():
             await asyncio.sleep(0.1)
             generation = h.chain().generation
@@ -616,10 +627,6 @@ CRASHES = {
     "after_answer": CrashCase("failpoint", "after_answer", True, True, False, "dead"),
     "after_store": CrashCase("failpoint", "after_store", False, True, True, "nothing to do"),
 }
-CRASH_LEASE_TTL = 3.0
-#: after_store's dead process leaves a lease this long, so the restarted keyshim meets it live
-#: (after_store crashes last, just before the restart).
-STALE_LEASE_TTL = 6.0
 
 
 @dataclass
@@ -629,7 +636,7 @@ class Crashed:
     before: Chain
     shim: ShimProcess
     after: Chain | None = None  # the chain right after the crash
-    lease: str | None = None  # who held the refresh lease right after the crash
+    lock: str | None = None  # who held the refresh lock right after the crash (nobody)
     doomed: Outcome | None = None  # what the script whose call triggered the refresh saw
 
     @property
@@ -640,7 +647,7 @@ class Crashed:
 def crash_by_failpoint(h: Harness, c: Crashed) -> None:
     c.doomed = rpc(c.shim.rpc_url, c.key, "doomed")
     assert c.shim.proc.wait(timeout=30) == -signal.SIGKILL, c.shim.log()
-    c.after, c.lease = h.chain(c.name), h.lease_holder(c.name)
+    c.after, c.lock = h.chain(c.name), h.lock_holder(c.name)
 
 
 def crash_while_held(h: Harness, c: Crashed) -> None:
@@ -659,7 +666,7 @@ def crash_while_held(h: Harness, c: Crashed) -> None:
         wait_for(lambda: h.sim.stats()["token_failures_pending"] == 0, "the dropped request")
         c.doomed = call.result(timeout=30)
     assert c.shim.proc.returncode == -signal.SIGKILL
-    c.after, c.lease = h.chain(c.name), h.lease_holder(c.name)
+    c.after, c.lock = h.chain(c.name), h.lock_holder(c.name)
 
 
 @pytest.mark.timeout(120)
@@ -669,7 +676,7 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
 
     Each case has its own account and its own crashing keyshim on one database: three
     failpoint crashes at once, then the two simulator holds, then after_store just before the
-    restart (so that its dead process's lease is still live when the restart needs one)."""
+    restart. A dead process's refresh lock is free the moment it dies: nothing to wait out."""
     sim = h.sim
     sim.config.access_token_lifetime = 3600
     # The old access token dies with each refresh: a call that works used the newest token.
@@ -677,10 +684,7 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     crashes: dict[str, Crashed] = {}
     for name, case in CRASHES.items():
         key = h.add_account(name, lifetime=10)  # inside the 30 s margin: a call refreshes
-        env = {
-            "SHIM_INLINE_MARGIN": "30",
-            "SHIM_LEASE_TTL": str(STALE_LEASE_TTL if name == "after_store" else CRASH_LEASE_TTL),
-        }
+        env = {"SHIM_INLINE_MARGIN": "30"}
         if case.how == "failpoint":
             env["SHIM_FAILPOINT"] = case.point
         shim = h.start(f"crashing-{name}", wait=False, **env)
@@ -696,11 +700,6 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     assert stats["refresh_requests"] == stats["refreshes_served"] == 1  # after_answer's
     crash_while_held(h, crashes["hold-before"])
     crash_while_held(h, crashes["hold-after"])
-    # Recovery leaves a chain alone while a live lease says someone is refreshing it: wait
-    # out the dead processes' leases, then crash after_store, whose lease must meet the restart.
-    for name in crashes:
-        if name != "after_store":
-            wait_for(lambda name=name: h.lease_holder(name) is None, f"{name}'s lease", 10)
     crash_by_failpoint(h, crashes["after_store"])
     stats = sim.stats()
     assert stats["refresh_requests"] == 4 and stats["refreshes_served"] == 3
@@ -709,11 +708,11 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     for name, c in crashes.items():
         assert c.doomed is not None and c.doomed.kind == "error", c.doomed  # connection died
         assert c.after is not None
-        assert c.lease is not None and f":{c.shim.proc.pid}:" in c.lease, (name, c.lease)
+        assert c.lock is None, (name, c.lock)  # freed by the death itself, no TTL
         assert (c.after.in_flight is not None) == c.case.journal, (name, c.after.in_flight)
         if c.after.in_flight is not None:
             assert c.after.in_flight.refresh_fingerprint == fingerprint(c.before.refresh_token)
-            assert c.after.in_flight.owner == c.lease
+            assert f":{c.shim.proc.pid}:" in c.after.in_flight.owner
         assert h.spent_at_keap(c.before.refresh_token) == c.case.rotated, name
         assert h.rotations(name) == int(c.case.rotated), name
         assert c.after.generation == c.before.generation + int(c.case.stored), name
@@ -725,11 +724,10 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
         )
 
     # -- one restart, no failpoint -------------------------------------------------------
-    restarted = h.start("restarted", SHIM_INLINE_MARGIN="30", SHIM_LEASE_TTL="2")
+    restarted = h.start("restarted", SHIM_INLINE_MARGIN="30")
     outcome: dict[str, list[str]] = {name: [] for name in crashes}
 
-    # after_store first: the new pair is used as it is, and the dead process's lease (if still
-    # live) holds the next refresh back no longer than its TTL.
+    # after_store first: the new pair is used as it is, and the dead process holds nothing back.
     c = crashes["after_store"]
     answer = rpc(restarted.rpc_url, c.key, "after restart after_store")
     assert answer == Outcome("ok", "after restart after_store"), answer  # the new token
@@ -737,8 +735,7 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     outcome["after_store"].append(f"call {answer} (0 refreshes)")
     chain = h.chain("after_store")
     assert chain.generation == c.before.generation + 1 and chain.in_flight is None
-    stale = h.lease_holder("after_store")
-    assert stale is None or f":{c.shim.proc.pid}:" in stale, stale
+    assert h.lock_holder("after_store") is None
     now = time.time()
     h.store.put_tokens(
         "after_store", TokenPair(chain.access_token, chain.refresh_token, now + 10), now
@@ -747,12 +744,9 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     answer = rpc(restarted.rpc_url, c.key, "next refresh")
     waited = time.monotonic() - started
     assert answer == Outcome("ok", "next refresh"), answer
-    assert h.rotations("after_store") == 2 and h.lease_holder("after_store") is None
-    assert waited < STALE_LEASE_TTL + 3.0, waited
-    outcome["after_store"].append(
-        f"next refresh {'waited out the live stale lease' if stale else 'found it expired'} "
-        f"({waited:.1f}s)"
-    )
+    assert h.rotations("after_store") == 2 and h.lock_holder("after_store") is None
+    assert waited < 3.0, waited
+    outcome["after_store"].append(f"next refresh found the lock free ({waited:.1f}s)")
     journaled = [n for n, c in crashes.items() if c.case.journal]
     wait_for(
         lambda: all(h.chain(n).in_flight is None for n in journaled), "recovery at startup", 20

@@ -219,8 +219,8 @@ def test_a_whole_run_leaks_no_secret(tmp_path: Path) -> None:
     haystacks = {"serve.log": log.read_bytes()}
     haystacks.update({f"cli output {i}": o.encode() for i, o in enumerate(outputs)})
     haystacks.update({f"webhook {i}": b for i, b in enumerate(hook.bodies)})
-    for path in tmp_path.glob("k.db*"):
-        if not path.name.endswith(".key"):
+    for path in [*tmp_path.glob("k.db*"), *tmp_path.glob("k.db.locks/*")]:
+        if path.is_file() and not path.name.endswith(".key"):
             haystacks[path.name] = path.read_bytes()
     assert hook.bodies, "the dead chain should have raised an alert"
     assert any(json.loads(b)["event"] == "dead" for b in hook.bodies)

@@ -1,11 +1,11 @@
-"""SqliteStore: schema, secrets at rest, chain bookkeeping, leases across processes, keys."""
+"""What only the SQLite store has: its file (mode, WAL), raw-file checks of sealing, migrations
+written as callables, reads cached by ``data_version``, flock files. The contract every store
+keeps is tested on both backends in ``test_contract.py``."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from shim.models import Account, KeyRecord, RefreshJournal, TokenPair
+from shim.models import Account, KeyRecord, TokenPair
 from shim.store import sqlite as sqlite_store
 from shim.store.protocol import StoreConflict
 from shim.store.secrets import DecryptError, SecretBox, generate_master_key
@@ -88,7 +88,8 @@ def test_migrate_is_idempotent_and_reports_version(path: Path) -> None:
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert rows == [(v, name) for v, name, _ in MIGRATIONS]
-    assert {"accounts", "chains", "refresh_journal", "leases", "keys", "calls"} <= tables
+    assert {"accounts", "chains", "refresh_journal", "keys", "calls", "rate_windows"} <= tables
+    assert "leases" not in tables  # locks replaced them (migration 6)
 
 
 def test_callable_migration_and_failed_step_rolls_back(
@@ -120,32 +121,6 @@ def test_refuses_newer_schema(path: Path) -> None:
             s.migrate()
 
 
-def _mp() -> Any:
-    """fork where available: children start in milliseconds, and the tests fork only while the
-    parent holds no open SQLite connection (SQLite forbids carrying one across fork)."""
-    methods = mp.get_all_start_methods()
-    return mp.get_context("fork" if "fork" in methods else "spawn")
-
-
-def _migrate_worker(path: str, start: Any, out: Any) -> None:
-    start.wait()
-    with SqliteStore(path, SecretBox(KEY)) as s:
-        out.put(s.migrate())
-
-
-def test_concurrent_first_start_migrates_once(path: Path) -> None:
-    ctx = _mp()
-    start, out = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=_migrate_worker, args=(str(path), start, out)) for _ in range(4)]
-    for p in procs:
-        p.start()
-    start.set()
-    for p in procs:
-        p.join(30)
-        assert p.exitcode == 0
-    assert sorted(out.get(timeout=5) for _ in procs) == [MIGRATIONS[-1][0]] * 4
-
-
 # -- secrets at rest ------------------------------------------------------------------------
 
 
@@ -164,19 +139,6 @@ def test_no_plaintext_secret_on_disk(store: SqliteStore, path: Path) -> None:
         for secret in SECRETS.values():
             assert secret.encode() not in raw, (stage, secret)
         store.close()  # checkpoints the WAL into the main file
-
-
-def test_secret_roundtrip_and_wrong_key(store: SqliteStore, path: Path) -> None:
-    store.add_account(_account("svc", kind="service_key", service_key=SECRETS["service_key"]))
-    assert store.get_account("svc").service_key == SECRETS["service_key"]  # type: ignore[union-attr]
-    store.put_tokens("prod", _pair(), 1.0)
-    with SqliteStore(path, SecretBox(generate_master_key())) as other:
-        with pytest.raises(DecryptError) as info:
-            other.get_account("prod")
-        assert SECRETS["client_secret"] not in str(info.value)
-        with pytest.raises(DecryptError):
-            other.get_chain("prod")
-        assert other.chain_generation("prod") == 1  # non-secret reads still work
 
 
 def test_ciphertext_cannot_be_moved_between_rows(store: SqliteStore, path: Path) -> None:
@@ -209,149 +171,17 @@ def test_rekey_rewraps_everything_atomically(store: SqliteStore, path: Path) -> 
     assert store.get_account("prod").client_secret == SECRETS["client_secret"]  # type: ignore[union-attr]
 
 
-# -- accounts -------------------------------------------------------------------------------
+# -- locks ----------------------------------------------------------------------------------
 
 
-def test_accounts_crud(store: SqliteStore) -> None:
-    assert store.get_account("prod") == _account()
-    assert store.get_account("nope") is None
-    with pytest.raises(StoreConflict):
-        store.add_account(_account())
-    store.add_account(_account("dev", route="auto", app_name="ab123"))
-    assert [a.name for a in store.list_accounts()] == ["dev", "prod"]
-    updated = store.update_account("prod", route="rest", client_secret=None, app_name="zz9")
-    assert (updated.route, updated.client_secret, updated.app_name) == ("rest", None, "zz9")
-    assert store.get_account("prod") == updated
-    assert store.update_account("prod") == updated
-    with pytest.raises(KeyError):
-        store.update_account("nope", route="rest")
-    with pytest.raises(ValueError):
-        store.update_account("prod", created_at=5.0)
-    with pytest.raises(ValueError):
-        store.update_account("prod", route="carrier-pigeon")
-    with pytest.raises(TypeError):
-        store.update_account("prod", app_name=3)
-
-
-# -- token chains ---------------------------------------------------------------------------
-
-
-def test_put_tokens_creates_then_bumps_and_clears(store: SqliteStore) -> None:
-    assert store.get_chain("prod") is None
-    assert store.chain_generation("prod") is None
-    first = store.put_tokens("prod", _pair(1), now=10.0)
-    assert (first.generation, first.state, first.in_flight) == (1, "ok", None)
-    assert (first.access_token, first.refresh_token) == (
-        _pair(1).access_token,
-        _pair(1).refresh_token,
-    )
-
-    journal = RefreshJournal("prod", "fp-1", "worker-a", 20.0)
-    store.begin_refresh(journal)
-    assert store.get_chain("prod").in_flight == journal  # type: ignore[union-attr]
-    failed = store.end_refresh_failed("prod", "timeout", 21.0, dead=False)
-    assert (failed.failures, failed.last_error, failed.last_error_at) == (1, "timeout", 21.0)
-    assert (failed.state, failed.in_flight, failed.generation) == ("ok", None, 1)
-
-    store.begin_refresh(journal)
-    second = store.put_tokens("prod", _pair(2), now=30.0)
-    assert second == store.get_chain("prod")
-    assert (second.generation, second.failures, second.last_error, second.in_flight) == (
-        2, 0, None, None,
-    )  # fmt: skip
-    assert (second.refresh_issued_at, second.last_refresh_at, second.expires_at) == (
-        30.0, 30.0, _pair(2).expires_at,
-    )  # fmt: skip
-    assert store.chain_generation("prod") == 2
-
-
-def test_dead_chain_needs_reauth_but_is_kept(store: SqliteStore) -> None:
-    store.put_tokens("prod", _pair(), 1.0)
-    dead = store.end_refresh_failed("prod", "invalid_grant", 2.0, dead=True)
-    assert dead.state == "needs_reauth"
-    again = store.end_refresh_failed("prod", "still dead", 3.0, dead=False)
-    assert (again.state, again.failures) == ("needs_reauth", 2)
-    assert store.get_chain("prod").refresh_token == _pair().refresh_token  # type: ignore[union-attr]
-    assert store.put_tokens("prod", _pair(9), 4.0).state == "ok"
-
-
-def test_chain_methods_on_unknown_accounts(store: SqliteStore) -> None:
-    with pytest.raises(KeyError):
-        store.put_tokens("nope", _pair(), 1.0)
-    with pytest.raises(KeyError):
-        store.begin_refresh(RefreshJournal("nope", "fp", "me", 1.0))
-    with pytest.raises(KeyError):
-        store.end_refresh_failed("prod", "no chain yet", 1.0, dead=False)
-
-
-def test_threads_share_one_store(store: SqliteStore) -> None:
-    def work() -> None:
-        for i in range(20):
-            store.put_tokens("prod", _pair(i), float(i))
-            store.get_chain("prod")
-
-    threads = [threading.Thread(target=work) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert store.chain_generation("prod") == 120
-
-
-# -- leases ---------------------------------------------------------------------------------
-
-
-def test_lease_between_two_stores(store: SqliteStore, path: Path) -> None:
-    with SqliteStore(path, SecretBox(KEY)) as other:
-        assert store.acquire_lease("refresh:prod", "a", ttl=10, now=100)
-        assert not other.acquire_lease("refresh:prod", "b", ttl=10, now=105)
-        assert other.lease_holder("refresh:prod", now=105) == "a"
-        assert store.acquire_lease("refresh:prod", "a", ttl=10, now=108)  # renewal to 118
-        assert not other.acquire_lease("refresh:prod", "b", ttl=10, now=115)
-        assert not other.release_lease("refresh:prod", "b")  # only the owner may release
-        assert other.acquire_lease("refresh:prod", "b", ttl=10, now=118)  # expired: taken
-        assert store.lease_holder("refresh:prod", now=119) == "b"
-        assert not store.release_lease("refresh:prod", "a")  # a lost it
-        assert other.release_lease("refresh:prod", "b")
-        assert store.lease_holder("refresh:prod", now=119) is None
-        assert store.lease_holder("refresh:prod", now=500) is None
-        assert store.acquire_lease("refresh:prod", "a", ttl=10, now=120)
-
-
-def _lease_worker(path: str, owner: str, tries: int, holders: Any, bad: Any, wins: Any) -> None:
-    with SqliteStore(path, SecretBox(KEY)) as s:
-        for _ in range(tries):
-            if not s.acquire_lease("refresh:prod", owner, 30.0, time.time()):
-                continue
-            with holders.get_lock():
-                holders.value += 1
-                if holders.value != 1:
-                    bad.value += 1
-            time.sleep(0.002)
-            with holders.get_lock():
-                holders.value -= 1
-            if not s.release_lease("refresh:prod", owner):
-                bad.value += 1
-            with wins.get_lock():
-                wins.value += 1
-
-
-def test_lease_is_exclusive_across_processes(path: Path) -> None:
-    with SqliteStore(path, SecretBox(KEY)) as s:
-        s.migrate()
-    ctx = _mp()
-    holders, bad, wins = ctx.Value("i", 0), ctx.Value("i", 0), ctx.Value("i", 0)
-    procs = [
-        ctx.Process(target=_lease_worker, args=(str(path), f"p{i}", 40, holders, bad, wins))
-        for i in range(4)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
-    assert bad.value == 0
-    assert wins.value > 4
+def test_locks_are_flock_files_beside_the_database(store: SqliteStore, path: Path) -> None:
+    held = store.try_lock("refresh:prod", "host:1:a")
+    assert held is not None
+    lock_file = Path(f"{path}.locks") / "refresh%3Aprod.lock"
+    assert lock_file.read_text() == "host:1:a"
+    assert os.stat(f"{path}.locks").st_mode & 0o077 == 0
+    held.release()
+    assert store.lock_holder("refresh:prod") is None
 
 
 # -- local keys -----------------------------------------------------------------------------
@@ -372,21 +202,6 @@ def test_keys_crud(store: SqliteStore) -> None:
         store.add_key(_key("k3", digest="d-k1"))
     with pytest.raises(KeyError):
         store.add_key(_key("k4", account="nope"))
-
-
-def test_revoke_in_the_future_and_touch(store: SqliteStore) -> None:
-    store.add_key(_key("k1"))
-    assert store.revoke_key("k1", at=1000.0)
-    assert not store.revoke_key("missing", at=1000.0)
-    key = store.get_key("k1")
-    assert key is not None
-    assert key.state(now=999.0) == "active"
-    assert key.state(now=1000.0) == "revoked"
-
-    store.touch_keys({"k1": 50.0, "missing": 60.0})
-    store.touch_keys({"k1": 40.0})  # an older batch flushed late never moves time back
-    store.touch_keys({})
-    assert store.get_key("k1").last_used_at == 50.0  # type: ignore[union-attr]
 
 
 def test_per_call_reads_see_every_commit(store: SqliteStore, path: Path) -> None:
