@@ -41,9 +41,9 @@ def h(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Harness]:
         yield h
 
 
-#: Nothing in flight: signal to exit must stay under this. With workers, uvicorn's supervisor
-#: looks for its signal every 0.5 s before it passes it on (as before this change: ~1.1 s).
-QUICK = {1: 1.0, 2: 1.5}
+#: Nothing in flight: signal to exit must stay under a second, with workers too (uvicorn's
+#: supervisor used to look for its signal only every 0.5 s: ~1.1 s with two workers).
+QUICK = {1: 1.0, 2: 1.0}
 #: How long the simulator keeps the answer back after the signal.
 HOLD_AFTER_SIGNAL = 1.5
 
