@@ -46,8 +46,8 @@ def is_db_url(db: str) -> bool:
     return db.startswith(("postgresql://", "postgres://"))
 
 
-#: Keap's documented limits per credential kind (keap-facts): an OAuth client 25 calls a second
-#: and 1,500 a minute, a Service Account Key or PAT 10 a second and 240 a minute.
+#: Keap's documented limits per credential kind (docs/keap.md#quotas): an OAuth client 25 calls
+#: a second and 1,500 a minute, a Service Account Key or PAT 10 a second and 240 a minute.
 DEFAULT_KEAP_LIMITS = "oauth=25/s,1500/min;service_key=10/s,240/min"
 #: (calls a second, calls a minute) per credential kind; None leaves that window unlimited.
 KeapLimits = dict[str, tuple[float | None, float | None]]

@@ -1,9 +1,9 @@
 """Keap's answers that are not what the call asked for, turned into keyshim's faults.
 
 One table for both APIs: Keap's status → the shim.errors exception a legacy script already
-handles (keap-rest-v2 §6 for REST). Forwarded XML-RPC calls map only 401 and 429 (any other
-non-XML-RPC answer is ``[UpstreamError]`` with Keap's status, which the ``auto`` route reads);
-REST requests map every row. Anything not in the table is ``[UpstreamError]``.
+handles (docs/keap.md#rest-v2-errors for REST). Forwarded XML-RPC calls map only 401 and 429
+(any other non-XML-RPC answer is ``[UpstreamError]`` with Keap's status, which the ``auto``
+route reads); REST requests map every row. Anything not in the table is ``[UpstreamError]``.
 """
 
 from __future__ import annotations

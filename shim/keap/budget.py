@@ -29,7 +29,8 @@ from shim.errors import UpstreamThrottled
 from shim.models import Account
 from shim.settings import DEFAULT_KEAP_LIMITS, KeapLimits, parse_keap_limits
 
-#: (calls a second, calls a minute) per credential kind, from keap-facts; None: not limited.
+#: (calls a second, calls a minute) per credential kind, from docs/keap.md#quotas; None: not
+#: limited.
 KEAP_LIMITS: KeapLimits = parse_keap_limits(DEFAULT_KEAP_LIMITS)
 
 

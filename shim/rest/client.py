@@ -11,11 +11,11 @@ calls take, so it gets:
 * the same quota budget: a call that fans out into three REST requests waits for three turns.
 
 And:
-* Keap's REST error answers become the legacy faults scripts already handle (keap-rest-v2
-  §6): 400 ``[InvalidParameter]``, 403 ``[NoAccess]``, 404 ``[RecordNotFound]``, 409
-  ``[DatabaseError]``, 429 ``[Throttled]``; anything else (5xx, 405, 501, a body that is not
-  JSON) ``[UpstreamError]`` with Keap's status, as for XML-RPC. The table is the one in
-  shim/keap/answers.py.
+* Keap's REST error answers become the legacy faults scripts already handle
+  (docs/keap.md#rest-v2-errors): 400 ``[InvalidParameter]``, 403 ``[NoAccess]``, 404
+  ``[RecordNotFound]``, 409 ``[DatabaseError]``, 429 ``[Throttled]``; anything else (5xx, 405,
+  501, a body that is not JSON) ``[UpstreamError]`` with Keap's status, as for XML-RPC. The
+  table is the one in shim/keap/answers.py.
 """
 
 from __future__ import annotations

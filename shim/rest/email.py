@@ -1,7 +1,7 @@
 """APIEmailService: opt-in status (``optIn``, ``optOut``, ``getOptStatus``), ``sendEmail``
 and ``getEmailTemplate``.
 
-The opt-status numbers are the proposal of keap-rest-v2 §3 (the translation is marked
+The opt-status numbers are the proposal of docs/keap.md#services (the translation is marked
 approximate in the table).
 """
 

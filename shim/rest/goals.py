@@ -1,6 +1,6 @@
 """``FunnelService.achieveGoal`` over ``POST /automations/goals/achieve``.
 
-The flow items' legacy shape is unverified (keap-rest-v2 §3): marked approximate.
+The flow items' legacy shape is unverified (docs/keap.md#services): marked approximate.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from shim.errors import InvalidParameter, NotFound
 from shim.rest.context import Ctx
 from shim.xmlrpc import Value
 
-#: Legacy order item types -> REST ``item_type`` (keap-rest-v2 §3). 5 (upsell) and 8
+#: Legacy order item types -> REST ``item_type`` (docs/keap.md#services). 5 (upsell) and 8
 #: (program) have no create type of their own: they read back as 4 and 3.
 ITEM_TYPES: dict[int, str] = {
     1: "SHIPPING",

@@ -1,7 +1,7 @@
 """The connection and settings calls: ``DataService.echo``, ``getAppSetting``, ``getUserInfo``.
 
 Where the legacy answer's shape is not documented anywhere keyshim could check (the
-``getUserInfo`` keys) the mapping is the proposal of keap-rest-v2 §2 and the translation is
+``getUserInfo`` keys) the mapping is the proposal of docs/keap.md#services and the translation is
 marked approximate in the table.
 """
 
@@ -94,7 +94,8 @@ async def get_app_setting(ctx: Ctx, module: str, setting: str) -> str:
 
 
 async def get_user_info(ctx: Ctx) -> Value:
-    """Legacy keys (unverified, keap-rest-v2 §8.9) from ``/oauth/connect/userinfo``."""
+    """Legacy keys (unverified: docs/keap.md#open-questions, question 9) from
+    ``/oauth/connect/userinfo``."""
     info = await ctx.client.get("/oauth/connect/userinfo")
     info = info if isinstance(info, dict) else {}
     name = " ".join(str(info[k]) for k in ("given_name", "family_name") if info.get(k))

@@ -27,7 +27,7 @@ Row = dict[str, Value]
 INVOICE_BASE = 501
 
 
-#: Legacy order item types -> REST ``item_type`` (keap-rest-v2 §3).
+#: Legacy order item types -> REST ``item_type`` (docs/keap.md#services).
 ITEM_TYPES: dict[int, str] = {
     1: "SHIPPING",
     2: "TAX",

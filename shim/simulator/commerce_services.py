@@ -1,7 +1,7 @@
 """The legacy InvoiceService and OrderService methods the simulator answers.
 
 Each runs the shared operations of commerce.py, so REST v2 sees what they did. Answer shapes
-(keap-facts.md; where no source shows them, marked unverified):
+(docs/keap.md; where no source shows them, marked unverified):
 
 * ``createBlankOrder`` -> the new *invoice* id (not the order id), ``getOrderId`` maps back.
 * ``chargeInvoice`` -> ``{Successful, Code, RefNum, Message}``: a decline is this struct with

@@ -1,6 +1,6 @@
 """API goals (``POST /automations/goals/achieve``): a seeded table of goals. A goal that
 matches nothing answers 200 with one ``success: false`` result, as legacy ``achieveGoal`` did
-(keap-rest-v2 §8.5).
+(docs/keap.md#open-questions, question 5).
 """
 
 from __future__ import annotations

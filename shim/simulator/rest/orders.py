@@ -6,8 +6,8 @@ Over the legacy tables (commerce.py): ``Job`` is an order (``id``), ``Invoice`` 
 ``invoice_id``, totals and status. Money: ``CurrencyValue`` (``amount`` in minor units) in
 read models, a float of dollars in ``price_per_unit``/``payment_amount`` requests, as the SDK
 types them. A declined card answers 400 with the processor's message: how Keap answers a
-decline is not documented (keap-rest-v2 §8.6); keyshim turns either form into legacy's
-``{Successful: false}`` struct.
+decline is not documented (docs/keap.md#open-questions, question 6); keyshim turns either
+form into legacy's ``{Successful: false}`` struct.
 """
 
 from __future__ import annotations
