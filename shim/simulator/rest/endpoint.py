@@ -84,6 +84,8 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/tags/{tag_id}/contacts/count", {"GET": tagged.count_tagged}),
     ("/leadSources", res.LEAD_SOURCES.handlers()[0]),
     ("/leadSources/{lead_source_id}", res.LEAD_SOURCES.handlers()[1]),
+    ("/leadSourceCategories", res.LEAD_SOURCE_CATEGORIES.handlers()[0]),
+    ("/leadSourceCategories/{lead_source_category_id}", res.LEAD_SOURCE_CATEGORIES.handlers()[1]),
     ("/companies", res.COMPANIES.handlers()[0]),
     ("/companies/{company_id}", res.COMPANIES.handlers()[1]),
     ("/users", res.USERS.handlers()[0]),
