@@ -400,6 +400,18 @@ async def create_invoice_for_recurring(ctx: Ctx, recurring_id: int) -> int:
     return invoice_id
 
 
+async def update_next_bill_date(ctx: Ctx, recurring_id: int, when: Any) -> bool:
+    """``InvoiceService.updateJobRecurringNextBillDate`` -> ``PATCH /subscriptions/{id}``
+    with ``next_bill_date`` (a date: the time of day is dropped, as legacy did)."""
+    if recurring_id < 1:
+        raise NotFound()
+    if not isinstance(when, datetime.datetime):
+        raise InvalidParameter("nextBillDate must be a date")
+    body = {"next_bill_date": when.strftime("%Y-%m-%d")}
+    await ctx.client.json("PATCH", f"/subscriptions/{recurring_id}", json_body=body)
+    return True
+
+
 # --- OrderService.placeOrder -------------------------------------------------------------
 
 

@@ -233,6 +233,10 @@ TRANSLATIONS: list[Translation] = [
                 why_not=o.recurring_why_not),
     Translation("InvoiceService.createInvoiceForRecurring", o.create_invoice_for_recurring,
                 ("i",), "exact", False, False, "POST /subscriptions/{id}:invoice"),
+    Translation("InvoiceService.updateJobRecurringNextBillDate", o.update_next_bill_date,
+                ("id",), "approximate", False, False, "PATCH /subscriptions/{id}",
+                "next_bill_date is a date (the time of day is dropped); REST refuses a date in "
+                "the past with [InvalidParameter]"),
     Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
                 "approximate", False, False,
                 "POST /orders (with items), GET /paymentMethods, POST /orders/{id}/payments",

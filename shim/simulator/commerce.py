@@ -419,6 +419,16 @@ class Commerce:
             LastUpdated=now,
         )
 
+    def set_next_bill_date(
+        self, recurring_id: int, when: datetime.datetime, now: datetime.datetime
+    ) -> None:
+        """A subscription's next bill date (the day; a time of day is dropped)."""
+        row = self.tables["RecurringOrder"].get(recurring_id)
+        if row is None:
+            raise not_found()
+        row["NextBillDate"] = when.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        row["LastUpdated"] = now
+
     def invoice_subscription(
         self, recurring_id: int, now: datetime.datetime, contacts: dict[int, Row]
     ) -> int:

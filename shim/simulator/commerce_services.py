@@ -145,6 +145,12 @@ def create_invoice_for_recurring(ctx: Context, recurring_id: int) -> int:
     return ctx.db.commerce.invoice_subscription(recurring_id, now, ctx.db.tables["Contact"])
 
 
+@method("InvoiceService.updateJobRecurringNextBillDate", "id")
+def update_next_bill_date(ctx: Context, recurring_id: int, when: Any) -> bool:
+    ctx.db.commerce.set_next_bill_date(recurring_id, when, to_datetime(ctx.now))
+    return True
+
+
 @method("OrderService.placeOrder", "iiiAAbA", "iiiAAbAii")
 def place_order(
     ctx: Context,

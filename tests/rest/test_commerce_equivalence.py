@@ -169,6 +169,10 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
     invoice = await pair.same("InvoiceService.createInvoiceForRecurring", recurring)
     assert isinstance(invoice, int)
     assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 19.99
+    later = datetime.datetime(2036, 7, 15, 9, 45, 0)
+    assert await pair.same("InvoiceService.updateJobRecurringNextBillDate", recurring, later)
+    row = await pair.same("DataService.load", "RecurringOrder", recurring, ["NextBillDate"])
+    assert row["NextBillDate"] == datetime.datetime(2036, 7, 15)
     charged = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, True)
     assert charged["Successful"] is True
 
@@ -207,6 +211,7 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
         ("InvoiceService.addRecurringOrder", (1, False, 999, 0, 0, 0, 0), 5, "RecordNotFound"),
         ("InvoiceService.addRecurringOrder", (1, False, PLAN, 0, 999, 0, 0), 5, "RecordNotFound"),
         ("InvoiceService.createInvoiceForRecurring", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.updateJobRecurringNextBillDate", (999, WHEN), 5, "RecordNotFound"),
         ("OrderService.placeOrder", (999, 0, 0, [NOTEBOOK], [], False, []), 5, "RecordNotFound"),
     ],
 )

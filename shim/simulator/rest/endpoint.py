@@ -121,7 +121,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/paymentMethods", {"GET": orders.list_payment_methods}),
     ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
     ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
-    ("/subscriptions/{subscription_id}", {"GET": orders.get_subscription}),
+    (
+        "/subscriptions/{subscription_id}",
+        {"GET": orders.get_subscription, "PATCH": orders.update_subscription},
+    ),
     ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
     ("/products", {"GET": products.list_products, "POST": products.create_product}),
     (
