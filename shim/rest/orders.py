@@ -412,6 +412,17 @@ async def update_next_bill_date(ctx: Ctx, recurring_id: int, when: Any) -> bool:
     return True
 
 
+async def get_inventory(ctx: Ctx, product_id: int) -> int:
+    """``ProductService.getInventory`` -> ``GET /products/{id}``: ``inventory.inventory_count``
+    (absent: 0, as legacy answered for a product never stocked)."""
+    if product_id < 1:
+        raise NotFound()
+    product = await ctx.client.json("GET", f"/products/{product_id}")
+    inventory = product.get("inventory") if isinstance(product, dict) else None
+    count = inventory.get("inventory_count") if isinstance(inventory, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
 # --- OrderService.placeOrder -------------------------------------------------------------
 
 

@@ -234,9 +234,11 @@ TRANSLATIONS: list[Translation] = [
     Translation("InvoiceService.createInvoiceForRecurring", o.create_invoice_for_recurring,
                 ("i",), "exact", False, False, "POST /subscriptions/{id}:invoice"),
     Translation("InvoiceService.updateJobRecurringNextBillDate", o.update_next_bill_date,
-                ("id",), "approximate", False, False, "PATCH /subscriptions/{id}",
+                ("id",), "approximate", False, True, "PATCH /subscriptions/{id}",
                 "next_bill_date is a date (the time of day is dropped); REST refuses a date in "
                 "the past with [InvalidParameter]"),
+    Translation("ProductService.getInventory", o.get_inventory, ("i",), "exact", True, False,
+                "GET /products/{id}", "inventory.inventory_count; none: 0"),
     Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
                 "approximate", False, False,
                 "POST /orders (with items), GET /paymentMethods, POST /orders/{id}/payments",

@@ -62,6 +62,17 @@ MANUAL_TYPES = ("Credit Card (Manual)", "Check", "Cash", "Money Order", "Adjustm
 DECLINED_LAST4 = "0002"
 DECLINE_MESSAGE = "Card declined: insufficient funds"
 
+#: A product row's stock count: not a legacy column (ProductService.getInventory and REST's
+#: ``inventory.inventory_count`` read it); a product without one has 0.
+INVENTORY = "InventoryCount"
+
+
+def stock(product: Row) -> int:
+    """A product row's stock count (0 when it has none)."""
+    count = product.get(INVENTORY)
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
 #: Seeded rows: (table, id, values).
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
     ("ProductCategory", 3, {"CategoryDisplayName": "Books", "CategoryOrder": 1}),
@@ -70,7 +81,8 @@ _SEED: list[tuple[str, int, dict[str, Any]]] = [
         "Product",
         21,
         {"ProductName": "Notebook", "ProductPrice": 12.5, "Sku": "NB-1", "Status": 1}
-        | {"ShortDescription": "A notebook", "Taxable": 1, "Shippable": 1, "Weight": 0.5},
+        | {"ShortDescription": "A notebook", "Taxable": 1, "Shippable": 1, "Weight": 0.5}
+        | {INVENTORY: 40},
     ),
     (
         "Product",

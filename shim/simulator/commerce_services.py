@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from shim.simulator.commerce import DECLINE_MESSAGE
+from shim.simulator.commerce import DECLINE_MESSAGE, stock
 from shim.simulator.data import to_datetime
+from shim.simulator.faults import not_found
 from shim.simulator.query import project
 from shim.simulator.services import Context, method
 from shim.xmlrpc import Value
@@ -149,6 +150,14 @@ def create_invoice_for_recurring(ctx: Context, recurring_id: int) -> int:
 def update_next_bill_date(ctx: Context, recurring_id: int, when: Any) -> bool:
     ctx.db.commerce.set_next_bill_date(recurring_id, when, to_datetime(ctx.now))
     return True
+
+
+@method("ProductService.getInventory", "i")
+def get_inventory(ctx: Context, product_id: int) -> int:
+    row = ctx.db.tables["Product"].get(product_id)
+    if row is None:
+        raise not_found()
+    return stock(row)
 
 
 @method("OrderService.placeOrder", "iiiAAbA", "iiiAAbAii")

@@ -143,6 +143,11 @@ async def _tables(pair: Pair, contact: int, invoice: int) -> None:
     await pair.same("DataService.count", "InvoicePayment", {"InvoiceId": invoice})
 
 
+async def test_product_inventory(pair: Pair) -> None:
+    assert await pair.same("ProductService.getInventory", NOTEBOOK) == 40
+    assert await pair.same("ProductService.getInventory", COURSE) == 0
+
+
 async def test_place_order_and_recurring(pair: Pair) -> None:
     contact = await _customer(pair)
     placed = await pair.same(
@@ -212,6 +217,7 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
         ("InvoiceService.addRecurringOrder", (1, False, PLAN, 0, 999, 0, 0), 5, "RecordNotFound"),
         ("InvoiceService.createInvoiceForRecurring", (999,), 5, "RecordNotFound"),
         ("InvoiceService.updateJobRecurringNextBillDate", (999, WHEN), 5, "RecordNotFound"),
+        ("ProductService.getInventory", (999,), 5, "RecordNotFound"),
         ("OrderService.placeOrder", (999, 0, 0, [NOTEBOOK], [], False, []), 5, "RecordNotFound"),
     ],
 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shim.simulator.asgi import Answer, json_answer
-from shim.simulator.commerce import dollars
+from shim.simulator.commerce import dollars, stock
 from shim.simulator.data import Row
 from shim.simulator.rest.http import Call, bad, check_keys, missing, no_content
 from shim.simulator.rest.orders import CYCLE_NAMES, ID_OPS, money, paged, plan_json, strip
@@ -102,7 +102,12 @@ def _find_product(call: Call) -> Row:
 
 
 def get_product(call: Call) -> Answer:
-    return json_answer(200, product_json(call, _find_product(call)))
+    """RestV2ProductDetail: the list's fields and ``inventory`` (ProductInventoryDetail; its
+    ``inventory_count`` is omitted in list answers)."""
+    row = _find_product(call)
+    out = product_json(call, row)
+    out["inventory"] = {"inventory_count": stock(row)}
+    return json_answer(200, out)
 
 
 def _product_values(data: dict[str, Any], names: list[str]) -> Row:
