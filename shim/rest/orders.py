@@ -423,6 +423,29 @@ async def get_inventory(ctx: Ctx, product_id: int) -> int:
     return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
+async def deactivate_credit_card(ctx: Ctx, card_id: int) -> bool:
+    """``ProductService.deactivateCreditCard`` -> ``GET /paymentMethods?filter=
+    credit_card_id==`` (for its contact and payment method id), then ``POST /contacts/{c}/
+    paymentMethods/{pm}:deactivate``."""
+    if card_id < 1:
+        raise NotFound()
+    answer = await ctx.client.get("/paymentMethods", [("filter", f"credit_card_id=={card_id}")])
+    methods = answer.get("payment_methods") if isinstance(answer, dict) else None
+    for method in methods or []:
+        if (
+            isinstance(method, dict)
+            and method.get("payment_method_id")
+            and method.get("contact_id")
+        ):
+            path = (
+                f"/contacts/{method['contact_id']}/paymentMethods/"
+                f"{method['payment_method_id']}:deactivate"
+            )
+            await ctx.client.json("POST", path)
+            return True
+    raise NotFound()
+
+
 # --- OrderService.placeOrder -------------------------------------------------------------
 
 

@@ -239,6 +239,9 @@ TRANSLATIONS: list[Translation] = [
                 "the past with [InvalidParameter]"),
     Translation("ProductService.getInventory", o.get_inventory, ("i",), "exact", True, False,
                 "GET /products/{id}", "inventory.inventory_count; none: 0"),
+    Translation("ProductService.deactivateCreditCard", o.deactivate_credit_card, ("i",),
+                "exact", False, True, "GET /paymentMethods?filter=credit_card_id==, "
+                "POST /contacts/{id}/paymentMethods/{pm}:deactivate"),
     Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
                 "approximate", False, False,
                 "POST /orders (with items), GET /paymentMethods, POST /orders/{id}/payments",

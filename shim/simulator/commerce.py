@@ -441,6 +441,13 @@ class Commerce:
         row["NextBillDate"] = when.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
         row["LastUpdated"] = now
 
+    def deactivate_card(self, card_id: int) -> None:
+        """A card's Status becomes 4 (inactive; legacy: 3 valid, 4 inactive)."""
+        row = self.tables["CreditCard"].get(card_id)
+        if row is None:
+            raise not_found()
+        row["Status"] = 4
+
     def invoice_subscription(
         self, recurring_id: int, now: datetime.datetime, contacts: dict[int, Row]
     ) -> int:

@@ -160,6 +160,12 @@ def get_inventory(ctx: Context, product_id: int) -> int:
     return stock(row)
 
 
+@method("ProductService.deactivateCreditCard", "i")
+def deactivate_credit_card(ctx: Context, card_id: int) -> bool:
+    ctx.db.commerce.deactivate_card(card_id)
+    return True
+
+
 @method("OrderService.placeOrder", "iiiAAbA", "iiiAAbAii")
 def place_order(
     ctx: Context,

@@ -148,6 +148,13 @@ async def test_product_inventory(pair: Pair) -> None:
     assert await pair.same("ProductService.getInventory", COURSE) == 0
 
 
+async def test_deactivate_credit_card(pair: Pair) -> None:
+    await _customer(pair)
+    assert await pair.same("ProductService.deactivateCreditCard", DECLINING) is True
+    rows = await pair.same("DataService.query", "CreditCard", 10, 0, {}, ["Id", "Last4"])
+    assert isinstance(rows, list)
+
+
 async def test_place_order_and_recurring(pair: Pair) -> None:
     contact = await _customer(pair)
     placed = await pair.same(
@@ -218,6 +225,7 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
         ("InvoiceService.createInvoiceForRecurring", (999,), 5, "RecordNotFound"),
         ("InvoiceService.updateJobRecurringNextBillDate", (999, WHEN), 5, "RecordNotFound"),
         ("ProductService.getInventory", (999,), 5, "RecordNotFound"),
+        ("ProductService.deactivateCreditCard", (999,), 5, "RecordNotFound"),
         ("OrderService.placeOrder", (999, 0, 0, [NOTEBOOK], [], False, []), 5, "RecordNotFound"),
     ],
 )

@@ -120,6 +120,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/sales/payments", {"GET": orders.list_sales_payments}),
     ("/paymentMethods", {"GET": orders.list_payment_methods}),
     ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
+    (
+        "/contacts/{contact_id}/paymentMethods/{payment_method_id}:deactivate",
+        {"POST": orders.deactivate_payment_method},
+    ),
     ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
     (
         "/subscriptions/{subscription_id}",

@@ -553,6 +553,17 @@ def contact_payment_methods(call: Call) -> Answer:
     return _methods(call, [method_record(c) for c in cards], "records")
 
 
+def deactivate_payment_method(call: Call) -> Answer:
+    """POST /contacts/{contact_id}/paymentMethods/{payment_method_id}:deactivate -> 204."""
+    contact_id = call.path_id("contact_id", "contact")
+    wanted = call.params["payment_method_id"]
+    for card in call.db.rows("CreditCard"):
+        if card.get("ContactId") == contact_id and payment_method_id(card) == wanted:
+            call.db.commerce.deactivate_card(int(card["Id"]))  # type: ignore[arg-type]
+            return no_content()
+    raise missing("payment method", wanted)
+
+
 # --- subscriptions (legacy RecurringOrder) and plans ---
 
 CYCLE_NAMES = {"1": "YEARLY", "2": "MONTHLY", "3": "WEEKLY", "6": "DAILY"}
