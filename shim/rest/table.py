@@ -239,6 +239,11 @@ TRANSLATIONS: list[Translation] = [
                 "the past with [InvalidParameter]"),
     Translation("ProductService.getInventory", o.get_inventory, ("i",), "exact", True, False,
                 "GET /products/{id}", "inventory.inventory_count; none: 0"),
+    Translation("InvoiceService.addPaymentPlan", o.add_payment_plan, ("ibiiiifddii",),
+                "approximate", False, True, "GET /orders/{id}, GET /paymentMethods, "
+                "PATCH /orders/{id} (payment_plan)",
+                "dates are sent as days; merchantAccountId cannot be chosen through REST (the "
+                "card's merchant is used)"),
     Translation("ProductService.deactivateCreditCard", o.deactivate_credit_card, ("i",),
                 "exact", False, True, "GET /paymentMethods?filter=credit_card_id==, "
                 "POST /contacts/{id}/paymentMethods/{pm}:deactivate"),

@@ -73,6 +73,9 @@ def stock(product: Row) -> int:
     return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
 
+#: An invoice row's payment plan (addPaymentPlan, an order's ``payment_plan``).
+PAY_PLAN = "PaymentPlan"
+
 #: Seeded rows: (table, id, values).
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
     ("ProductCategory", 3, {"CategoryDisplayName": "Books", "CategoryOrder": 1}),
@@ -440,6 +443,17 @@ class Commerce:
             raise not_found()
         row["NextBillDate"] = when.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
         row["LastUpdated"] = now
+
+    def set_pay_plan(self, invoice_id: int, card_id: int, plan: dict[str, Any]) -> None:
+        """A payment plan on an invoice (kept on the invoice row, ``PAY_PLAN``; not a legacy
+        column): its PayPlanStatus becomes 1. The card, when given, must exist."""
+        invoice = self.invoice(invoice_id)
+        if card_id and card_id not in self.tables["CreditCard"]:
+            raise not_found()
+        if _int(plan.get("number_of_payments")) < 1:
+            raise invalid("The number of payments must be at least 1")
+        invoice[PAY_PLAN] = {**plan, "credit_card_id": card_id}
+        invoice["PayPlanStatus"] = 1
 
     def deactivate_card(self, card_id: int) -> None:
         """A card's Status becomes 4 (inactive; legacy: 3 valid, 4 inactive)."""

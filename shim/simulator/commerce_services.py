@@ -160,6 +160,35 @@ def get_inventory(ctx: Context, product_id: int) -> int:
     return stock(row)
 
 
+@method("InvoiceService.addPaymentPlan", "ibiiiifddii")
+def add_payment_plan(
+    ctx: Context,
+    invoice_id: int,
+    auto_charge: bool,
+    card_id: int,
+    merchant_id: int,
+    days_between_retry: int,
+    max_retry: int,
+    initial_amount: float,
+    initial_date: Any,
+    start_date: Any,
+    payments: int,
+    days_between: int,
+) -> bool:
+    plan = {
+        "auto_charge": bool(auto_charge),
+        "max_charge_attempts": max_retry,
+        "days_between_retries": days_between_retry,
+        "initial_payment_amount": float(initial_amount),
+        "initial_payment_date": initial_date.strftime("%Y-%m-%d"),
+        "plan_start_date": start_date.strftime("%Y-%m-%d"),
+        "number_of_payments": payments,
+        "days_between_payments": days_between,
+    }
+    ctx.db.commerce.set_pay_plan(invoice_id, card_id, plan)
+    return True
+
+
 @method("ProductService.deactivateCreditCard", "i")
 def deactivate_credit_card(ctx: Context, card_id: int) -> bool:
     ctx.db.commerce.deactivate_card(card_id)

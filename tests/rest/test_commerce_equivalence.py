@@ -148,6 +148,22 @@ async def test_product_inventory(pair: Pair) -> None:
     assert await pair.same("ProductService.getInventory", COURSE) == 0
 
 
+async def test_add_payment_plan(pair: Pair) -> None:
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Plan", WHEN, 0, 0)
+    await pair.same("InvoiceService.addOrderItem", invoice, COURSE, 4, 99.0, 1, "", "")
+    later = datetime.datetime(2036, 4, 1)
+    plan = (True, CARD, 0, 2, 3, 33.0, later, later, 3, 30)
+    assert await pair.same("InvoiceService.addPaymentPlan", invoice, *plan) is True
+    no_card = (False, 0, 0, 1, 1, 0.0, later, later, 2, 14)
+    assert await pair.same("InvoiceService.addPaymentPlan", invoice, *no_card) is True
+    await pair.same("InvoiceService.addPaymentPlan", 999, *plan, expect=NOT_FOUND)
+    unknown_card = (True, 999, 0, 2, 3, 33.0, later, later, 3, 30)
+    await pair.same("InvoiceService.addPaymentPlan", invoice, *unknown_card, expect=NOT_FOUND)
+    none = (True, CARD, 0, 2, 3, 33.0, later, later, 0, 30)
+    await pair.same("InvoiceService.addPaymentPlan", invoice, *none, expect=INVALID)
+
+
 async def test_deactivate_credit_card(pair: Pair) -> None:
     await _customer(pair)
     assert await pair.same("ProductService.deactivateCreditCard", DECLINING) is True

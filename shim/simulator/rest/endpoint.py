@@ -111,7 +111,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
     ("/settings/applications:isEnabled", {"GET": settings.is_enabled}),
     ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
-    ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
+    (
+        "/orders/{order_id}",
+        {"GET": orders.get_order, "PATCH": orders.update_order, "DELETE": orders.delete_order},
+    ),
     ("/orders/{order_id}/items", {"POST": orders.create_item}),
     (
         "/orders/{order_id}/payments",

@@ -27,6 +27,7 @@ from shim.simulator.commerce import (
     row_of,
 )
 from shim.simulator.data import Row, to_datetime
+from shim.simulator.faults import KeapFault
 from shim.simulator.rest.http import Call, bad, check_keys, iso, missing, no_content, parse_id
 from shim.simulator.rest.http import parse_time as parse_rest_time
 from shim.simulator.rest.query import (
@@ -218,6 +219,47 @@ def find_order(call: Call) -> Row:
 
 def get_order(call: Call) -> Answer:
     return json_answer(200, order_json(order_record(call, find_order(call))))
+
+
+#: UpdateOrderRequest's properties; the simulator applies ``payment_plan`` only.
+UPDATE_ORDER_KEYS = frozenset(
+    {"notes", "terms", "title", "contact_id", "order_title", "order_time", "order_type"}
+    | {"promo_codes", "lead_affiliate_id", "sales_affiliate_id", "shipping_address"}
+    | {"custom_fields", "payment_plan", "sent_time", "due_time", "invoice_number"}
+)
+#: UpdatedPaymentPlan's properties.
+PAY_PLAN_KEYS = frozenset(
+    {"auto_charge", "max_charge_attempts", "days_between_retries", "payment_method_id"}
+    | {"initial_payment_amount", "initial_payment_date", "plan_start_date"}
+    | {"number_of_payments", "days_between_payments"}
+)
+
+
+def update_order(call: Call) -> Answer:
+    """PATCH /orders/{id} (UpdateOrderRequest): only ``payment_plan`` is simulated."""
+    job = find_order(call)
+    data = call.body()
+    check_keys(data, UPDATE_ORDER_KEYS, "order")
+    others = sorted(set(data) - {"payment_plan"})
+    if others:
+        raise bad(f"The simulator does not update {', '.join(others)}", "order")
+    plan = data.get("payment_plan")
+    if isinstance(plan, dict):
+        check_keys(plan, PAY_PLAN_KEYS, "payment_plan")
+        card_id = 0
+        wanted = plan.get("payment_method_id")
+        if wanted:
+            cards = [c for c in call.db.rows("CreditCard") if payment_method_id(c) == wanted]
+            if not cards:
+                raise missing("payment method", wanted)
+            card_id = int(cards[0]["Id"])  # type: ignore[arg-type]
+        values = {k: v for k, v in plan.items() if k != "payment_method_id"}
+        invoice = call.db.commerce.invoice_of_job(int(job["Id"]))  # type: ignore[arg-type]
+        try:
+            call.db.commerce.set_pay_plan(int(invoice["Id"]), card_id, values)  # type: ignore[arg-type]
+        except KeapFault as fault:
+            raise bad(str(fault), "payment_plan") from None
+    return get_order(call)
 
 
 ORDER_KEYS = {"notes", "terms", "title", "contact_id", "order_items", "order_title", "order_time"}
