@@ -21,15 +21,17 @@ Where REST has no record to stand for a legacy row:
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
+from shim.rest import legacy
 from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
-from shim.rest.orders import ITEM_TYPES, order_id
+from shim.rest.orders import ITEM_TYPES, number, order_id, remember, rest_time
 from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
 from shim.xmlrpc import Value
 
@@ -269,15 +271,38 @@ RECURRING_ORDER = TableSpec(
     notes="read-only through REST here (writes go through InvoiceService.addRecurringOrder)",
     fidelity="approximate",
 )
-JOB = TableSpec(
+
+
+class JobSpec(TableSpec):
+    """``Job``: an add is ``POST /orders``, which needs an order time and type legacy never
+    asked for (keyshim's clock, OFFLINE, as createBlankOrder), and makes the order's invoice
+    as well."""
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        self._check_write("add")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        now = datetime.datetime.fromtimestamp(ctx.clock(), datetime.timezone.utc)
+        body = {"order_time": rest_time(now), "order_type": "OFFLINE", **self.body(values)}
+        order = await ctx.client.json("POST", self.path, json_body=body)
+        record_id = number(order.get("id")) if isinstance(order, dict) else None
+        if record_id is None:
+            raise NotFound("Keap REST answered without the new order's id")
+        invoice_id = number(order.get("invoice_id")) if isinstance(order, dict) else None
+        if invoice_id is not None:
+            remember(ctx, invoice_id, str(order["id"]))
+        return record_id
+
+
+JOB = JobSpec(
     "Job",
     "/orders",
     "orders",
     {
         "Id": ro("int", "id", filter="id", compare=True),
-        "JobTitle": Column("str", "title", filter="title", wildcard=True),
-        "ContactId": Column("int", "contact.id", filter="contact_id"),
-        "StartDate": ro("date", "order_time"),
+        "JobTitle": Column("str", "title", filter="title", wildcard=True, write="order_title"),
+        "ContactId": Column("int", "contact.id", filter="contact_id", write="contact_id",
+                            text_id=True),
+        "StartDate": Column("date", "order_time"),
         "DueDate": none("date"),
         "JobNotes": Column("str", "notes"),
         "ProductId": none("int"),
@@ -289,10 +314,13 @@ JOB = TableSpec(
         "LastUpdated": ro("date", "modification_time"),
     },
     orders={"Id": "id", "DateCreated": "order_time"},
-    writes=frozenset(),
-    notes="orders are made through InvoiceService.createBlankOrder; DateCreated is the order time",
+    writes=frozenset({"add", "update"}),
+    notes="add is POST /orders: REST requires ContactId and JobTitle, the order time is "
+    "StartDate or keyshim's clock, the type OFFLINE unless OrderType says, and REST makes the "
+    "order's invoice too; update is PATCH /orders/{id}; DateCreated is the order time (so "
+    "it follows StartDate)",
     fidelity="approximate",
-)
+)  # fmt: skip
 INVOICE = LoadByFilter(
     "Invoice",
     "/orders",

@@ -148,6 +148,29 @@ async def test_product_inventory(pair: Pair) -> None:
     assert await pair.same("ProductService.getInventory", COURSE) == 0
 
 
+async def test_add_job(pair: Pair) -> None:
+    contact = await _customer(pair)
+    job = {"ContactId": contact, "JobTitle": "Repair", "JobNotes": "urgent", "StartDate": WHEN}
+    job_id = await pair.same("DataService.add", "Job", job)
+    assert isinstance(job_id, int)
+    fields = ["Id", "JobTitle", "ContactId", "JobNotes", "StartDate"]
+    loaded = await pair.same("DataService.load", "Job", job_id, fields)
+    assert loaded["JobTitle"] == "Repair" and loaded["StartDate"] == WHEN
+    other = await pair.same("DataService.add", "Job", {"ContactId": contact, "JobTitle": "B"})
+    assert other == job_id + 1
+    await pair.same("DataService.load", "Job", other, ["Id", "JobTitle", "ContactId"])
+    await pair.same("DataService.add", "Job", {"Id": 5}, expect=Fault(8, "NoFieldAccess"))
+    later = datetime.datetime(2026, 4, 2, 9, 0, 0)
+    change = {"JobTitle": "Repair 2", "JobNotes": "done", "StartDate": later}
+    assert await pair.same("DataService.update", "Job", job_id, change) == job_id
+    changed = await pair.same("DataService.load", "Job", job_id, fields)
+    assert changed["JobTitle"] == "Repair 2" and changed["StartDate"] == later
+    assert await pair.same("DataService.update", "Job", other, {"OrderType": "Online"}) == other
+    assert (await pair.same("DataService.load", "Job", other, ["OrderType"]))["OrderType"] == (
+        "Online"
+    )
+
+
 async def test_add_payment_plan(pair: Pair) -> None:
     contact = await _customer(pair)
     invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Plan", WHEN, 0, 0)

@@ -26,18 +26,18 @@ def test_todays_share() -> None:
     figures = {k: v for k, v in data.items() if k != "untranslated"}
     assert figures == {
         "apps": 74,
-        "covered_low": 0.6486,
+        "covered_low": 0.7027,
         "covered_high": 0.973,
-        "covered_independent": 0.7003,
-        "call_sites_translated": 0.9769,
+        "covered_independent": 0.7403,
+        "call_sites_translated": 0.9798,
         "call_sites_judged": 1388,
     }
     names = [i["name"] for i in data["untranslated"]]  # type: ignore[attr-defined]
-    assert len(names) == 16
+    assert len(names) == 15
     assert names[:3] == [
-        "DataService.add, add/update on Job",
         "DataService.authenticateUser",
         "DataService.* on ProductCategoryAssign",
+        "DataService.add on CreditCard",
     ]
     assert "DataService.* on Contact" not in names and "ContactService.add" not in names
 

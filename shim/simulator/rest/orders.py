@@ -178,7 +178,7 @@ def order_record(call: Call, job: Row) -> Record:
         "source_type": "API",
         "creation_time": job.get("DateCreated"),
         "modification_time": job.get("LastUpdated"),
-        "order_time": job.get("DateCreated"),
+        "order_time": job.get("StartDate") or job.get("DateCreated"),
         "lead_affiliate_id": invoice.get("LeadAffiliateId"),
         "sales_affiliate_id": invoice.get("AffiliateId"),
         "total_paid": money(paid),
@@ -235,14 +235,45 @@ PAY_PLAN_KEYS = frozenset(
 )
 
 
+#: UpdateOrderRequest property -> the Job column it sets.
+_ORDER_COLUMNS = {
+    "order_title": "JobTitle",
+    "notes": "JobNotes",
+    "order_time": "StartDate",
+    "order_type": "OrderType",
+}
+
+
 def update_order(call: Call) -> Answer:
-    """PATCH /orders/{id} (UpdateOrderRequest): only ``payment_plan`` is simulated."""
+    """PATCH /orders/{id} (UpdateOrderRequest): ``order_title``, ``notes``, ``order_time``,
+    ``order_type``, ``contact_id`` and ``payment_plan`` are simulated."""
     job = find_order(call)
     data = call.body()
     check_keys(data, UPDATE_ORDER_KEYS, "order")
-    others = sorted(set(data) - {"payment_plan"})
+    others = sorted(set(data) - set(_ORDER_COLUMNS) - {"payment_plan", "contact_id"})
     if others:
         raise bad(f"The simulator does not update {', '.join(others)}", "order")
+    if "order_type" in data and data["order_type"] not in ("ONLINE", "OFFLINE"):
+        raise bad("order_type must be ONLINE or OFFLINE", "order_type")
+    if "order_title" in data and not str(data["order_title"] or "").strip():
+        raise bad("order_title must not be empty", "order_title")
+    if "contact_id" in data:
+        contact_id = _int_body(data, "contact_id", required=True)
+        if contact_id not in call.db.tables["Contact"]:
+            raise missing("contact", contact_id)
+        job["ContactId"] = contact_id
+        invoice = call.db.commerce.invoice_of_job(int(job["Id"]))  # type: ignore[arg-type]
+        invoice["ContactId"] = contact_id
+    for prop, column in _ORDER_COLUMNS.items():
+        if prop not in data:
+            continue
+        value = data[prop]
+        if prop == "order_time":
+            value = parse_rest_time(str(value), "order_time")
+        elif prop == "order_type":
+            value = "Online" if value == "ONLINE" else "Offline"
+        job[column] = value
+    job["LastUpdated"] = to_datetime(call.now)
     plan = data.get("payment_plan")
     if isinstance(plan, dict):
         check_keys(plan, PAY_PLAN_KEYS, "payment_plan")
