@@ -553,27 +553,55 @@ class ProductPlans(OrderLines):
 
 #: Legacy SubscriptionPlan.Cycle numbers (1 year, 2 month, 3 week, 6 day).
 PLAN_CYCLE = Convert(
-    lambda raw: {"YEARLY": 1, "MONTHLY": 2, "WEEKLY": 3, "DAILY": 6}.get(str(raw)), lambda v: None
+    lambda raw: {"YEARLY": 1, "MONTHLY": 2, "WEEKLY": 3, "DAILY": 6}.get(str(raw)),
+    lambda v: (
+        {1: "YEARLY", 2: "MONTHLY", 3: "WEEKLY", 6: "DAILY"}.get(v) if isinstance(v, int) else None
+    ),
 )
-SUBSCRIPTION_PLAN = ProductPlans(
+
+
+class PlanSpec(ProductPlans):
+    """SubscriptionPlan: an add is ``POST /products/{ProductId}/subscriptions``."""
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        self._check_write("add")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        product = values.pop("ProductId", None)
+        if not isinstance(product, int) or product < 1:
+            raise NoTranslation(
+                "SubscriptionPlan: REST v2 makes a plan only on a product; give a ProductId"
+            )
+        body = self.body(values)
+        if body.get("cycle_type") is None:
+            raise NoTranslation("SubscriptionPlan: REST v2 needs a Cycle of 1, 2, 3 or 6")
+        body.setdefault("plan_price", 0)
+        plan = await ctx.client.json("POST", f"/products/{product}/subscriptions", json_body=body)
+        record_id = number(plan.get("id")) if isinstance(plan, dict) else None
+        if record_id is None:
+            raise NotFound("Keap REST answered without the new plan's id")
+        return record_id
+
+
+SUBSCRIPTION_PLAN = PlanSpec(
     "SubscriptionPlan",
     "/products",
     "products",
     {
         "Id": ro("int", "id"),
-        "ProductId": ro("int", "product_id"),
-        "Cycle": ro("int", "billing_cycle", convert=PLAN_CYCLE),
-        "Frequency": ro("int", "billing_frequency"),
+        "ProductId": Column("int", "product_id"),
+        "Cycle": Column("int", "billing_cycle", convert=PLAN_CYCLE, write="cycle_type"),
+        "Frequency": Column("int", "billing_frequency", write="frequency"),
         "PreAuthorizeAmount": none("float"),
-        "Prorate": ro("int", "prorate", convert=FLAG),
-        "Active": ro("int", "active", convert=FLAG),
-        "PlanPrice": ro("float", "plan_price", convert=MONEY),
-        "NumberOfCycles": ro("int", "number_of_cycles"),
+        "Prorate": Column("int", "prorate", convert=FLAG, write="allow_prorating"),
+        "Active": Column("int", "active", convert=FLAG),
+        "PlanPrice": Column("float", "plan_price", convert=MONEY),
+        "NumberOfCycles": Column("int", "number_of_cycles", write="total_cycles"),
     },
     item="/products/{ProductId}",
-    writes=frozenset(),
-    notes="plans of /products (an exact ProductId reads one product); writes not translated "
-    "(REST: POST /products/{id}/subscriptions)",
+    writes=frozenset({"add"}),
+    notes="plans of /products (an exact ProductId reads one product); add is POST "
+    "/products/{ProductId}/subscriptions: REST needs an existing ProductId and a Cycle "
+    "(PlanPrice defaults to 0)",
     fidelity="approximate",
     parent="ProductId",
 )

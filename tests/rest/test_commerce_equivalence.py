@@ -171,6 +171,20 @@ async def test_add_job(pair: Pair) -> None:
     )
 
 
+async def test_add_subscription_plan(pair: Pair) -> None:
+    plan = {"ProductId": NOTEBOOK, "Cycle": 3, "Frequency": 2, "PlanPrice": 4.5, "Active": 1,
+            "Prorate": 0, "NumberOfCycles": 6}  # fmt: skip
+    plan_id = await pair.same("DataService.add", "SubscriptionPlan", plan)
+    assert isinstance(plan_id, int)
+    fields = ["Id", "ProductId", "Cycle", "Frequency", "PlanPrice", "Active", "NumberOfCycles"]
+    rows = await pair.same(
+        "DataService.query", "SubscriptionPlan", 10, 0, {"ProductId": NOTEBOOK}, fields
+    )
+    assert rows == [{k: v for k, v in {**plan, "Id": plan_id}.items() if k in fields}]
+    yearly = {"ProductId": COURSE, "Cycle": 1, "PlanPrice": 100.0, "Active": 1}
+    assert await pair.same("DataService.add", "SubscriptionPlan", yearly) == plan_id + 1
+
+
 async def test_add_payment_plan(pair: Pair) -> None:
     contact = await _customer(pair)
     invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Plan", WHEN, 0, 0)

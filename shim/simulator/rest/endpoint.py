@@ -142,7 +142,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
             "DELETE": products.delete_product,
         },
     ),
-    ("/products/{product_id}/subscriptions", {"GET": products.product_plans}),
+    (
+        "/products/{product_id}/subscriptions",
+        {"GET": products.product_plans, "POST": products.create_plan},
+    ),
     ("/productCategories", {"GET": products.list_categories, "POST": products.create_category}),
     ("/productCategories/{category_id}", {"GET": products.get_category}),
     ("/affiliates", {"GET": products.list_affiliates}),
