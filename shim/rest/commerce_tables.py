@@ -21,15 +21,17 @@ Where REST has no record to stand for a legacy row:
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
+from shim.rest import legacy
 from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
-from shim.rest.orders import ITEM_TYPES, order_id
+from shim.rest.orders import ITEM_TYPES, number, order_id, remember, rest_time
 from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
 from shim.xmlrpc import Value
 
@@ -269,15 +271,38 @@ RECURRING_ORDER = TableSpec(
     notes="read-only through REST here (writes go through InvoiceService.addRecurringOrder)",
     fidelity="approximate",
 )
-JOB = TableSpec(
+
+
+class JobSpec(TableSpec):
+    """``Job``: an add is ``POST /orders``, which needs an order time and type legacy never
+    asked for (keyshim's clock, OFFLINE, as createBlankOrder), and makes the order's invoice
+    as well."""
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        self._check_write("add")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        now = datetime.datetime.fromtimestamp(ctx.clock(), datetime.timezone.utc)
+        body = {"order_time": rest_time(now), "order_type": "OFFLINE", **self.body(values)}
+        order = await ctx.client.json("POST", self.path, json_body=body)
+        record_id = number(order.get("id")) if isinstance(order, dict) else None
+        if record_id is None:
+            raise NotFound("Keap REST answered without the new order's id")
+        invoice_id = number(order.get("invoice_id")) if isinstance(order, dict) else None
+        if invoice_id is not None:
+            remember(ctx, invoice_id, str(order["id"]))
+        return record_id
+
+
+JOB = JobSpec(
     "Job",
     "/orders",
     "orders",
     {
         "Id": ro("int", "id", filter="id", compare=True),
-        "JobTitle": Column("str", "title", filter="title", wildcard=True),
-        "ContactId": Column("int", "contact.id", filter="contact_id"),
-        "StartDate": ro("date", "order_time"),
+        "JobTitle": Column("str", "title", filter="title", wildcard=True, write="order_title"),
+        "ContactId": Column("int", "contact.id", filter="contact_id", write="contact_id",
+                            text_id=True),
+        "StartDate": Column("date", "order_time"),
         "DueDate": none("date"),
         "JobNotes": Column("str", "notes"),
         "ProductId": none("int"),
@@ -289,10 +314,13 @@ JOB = TableSpec(
         "LastUpdated": ro("date", "modification_time"),
     },
     orders={"Id": "id", "DateCreated": "order_time"},
-    writes=frozenset(),
-    notes="orders are made through InvoiceService.createBlankOrder; DateCreated is the order time",
+    writes=frozenset({"add", "update"}),
+    notes="add is POST /orders: REST requires ContactId and JobTitle, the order time is "
+    "StartDate or keyshim's clock, the type OFFLINE unless OrderType says, and REST makes the "
+    "order's invoice too; update is PATCH /orders/{id}; DateCreated is the order time (so "
+    "it follows StartDate)",
     fidelity="approximate",
-)
+)  # fmt: skip
 INVOICE = LoadByFilter(
     "Invoice",
     "/orders",
@@ -525,27 +553,55 @@ class ProductPlans(OrderLines):
 
 #: Legacy SubscriptionPlan.Cycle numbers (1 year, 2 month, 3 week, 6 day).
 PLAN_CYCLE = Convert(
-    lambda raw: {"YEARLY": 1, "MONTHLY": 2, "WEEKLY": 3, "DAILY": 6}.get(str(raw)), lambda v: None
+    lambda raw: {"YEARLY": 1, "MONTHLY": 2, "WEEKLY": 3, "DAILY": 6}.get(str(raw)),
+    lambda v: (
+        {1: "YEARLY", 2: "MONTHLY", 3: "WEEKLY", 6: "DAILY"}.get(v) if isinstance(v, int) else None
+    ),
 )
-SUBSCRIPTION_PLAN = ProductPlans(
+
+
+class PlanSpec(ProductPlans):
+    """SubscriptionPlan: an add is ``POST /products/{ProductId}/subscriptions``."""
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        self._check_write("add")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        product = values.pop("ProductId", None)
+        if not isinstance(product, int) or product < 1:
+            raise NoTranslation(
+                "SubscriptionPlan: REST v2 makes a plan only on a product; give a ProductId"
+            )
+        body = self.body(values)
+        if body.get("cycle_type") is None:
+            raise NoTranslation("SubscriptionPlan: REST v2 needs a Cycle of 1, 2, 3 or 6")
+        body.setdefault("plan_price", 0)
+        plan = await ctx.client.json("POST", f"/products/{product}/subscriptions", json_body=body)
+        record_id = number(plan.get("id")) if isinstance(plan, dict) else None
+        if record_id is None:
+            raise NotFound("Keap REST answered without the new plan's id")
+        return record_id
+
+
+SUBSCRIPTION_PLAN = PlanSpec(
     "SubscriptionPlan",
     "/products",
     "products",
     {
         "Id": ro("int", "id"),
-        "ProductId": ro("int", "product_id"),
-        "Cycle": ro("int", "billing_cycle", convert=PLAN_CYCLE),
-        "Frequency": ro("int", "billing_frequency"),
+        "ProductId": Column("int", "product_id"),
+        "Cycle": Column("int", "billing_cycle", convert=PLAN_CYCLE, write="cycle_type"),
+        "Frequency": Column("int", "billing_frequency", write="frequency"),
         "PreAuthorizeAmount": none("float"),
-        "Prorate": ro("int", "prorate", convert=FLAG),
-        "Active": ro("int", "active", convert=FLAG),
-        "PlanPrice": ro("float", "plan_price", convert=MONEY),
-        "NumberOfCycles": ro("int", "number_of_cycles"),
+        "Prorate": Column("int", "prorate", convert=FLAG, write="allow_prorating"),
+        "Active": Column("int", "active", convert=FLAG),
+        "PlanPrice": Column("float", "plan_price", convert=MONEY),
+        "NumberOfCycles": Column("int", "number_of_cycles", write="total_cycles"),
     },
     item="/products/{ProductId}",
-    writes=frozenset(),
-    notes="plans of /products (an exact ProductId reads one product); writes not translated "
-    "(REST: POST /products/{id}/subscriptions)",
+    writes=frozenset({"add"}),
+    notes="plans of /products (an exact ProductId reads one product); add is POST "
+    "/products/{ProductId}/subscriptions: REST needs an existing ProductId and a Cycle "
+    "(PlanPrice defaults to 0)",
     fidelity="approximate",
     parent="ProductId",
 )

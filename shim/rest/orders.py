@@ -400,6 +400,88 @@ async def create_invoice_for_recurring(ctx: Ctx, recurring_id: int) -> int:
     return invoice_id
 
 
+async def update_next_bill_date(ctx: Ctx, recurring_id: int, when: Any) -> bool:
+    """``InvoiceService.updateJobRecurringNextBillDate`` -> ``PATCH /subscriptions/{id}``
+    with ``next_bill_date`` (a date: the time of day is dropped, as legacy did)."""
+    if recurring_id < 1:
+        raise NotFound()
+    if not isinstance(when, datetime.datetime):
+        raise InvalidParameter("nextBillDate must be a date")
+    body = {"next_bill_date": when.strftime("%Y-%m-%d")}
+    await ctx.client.json("PATCH", f"/subscriptions/{recurring_id}", json_body=body)
+    return True
+
+
+async def get_inventory(ctx: Ctx, product_id: int) -> int:
+    """``ProductService.getInventory`` -> ``GET /products/{id}``: ``inventory.inventory_count``
+    (absent: 0, as legacy answered for a product never stocked)."""
+    if product_id < 1:
+        raise NotFound()
+    product = await ctx.client.json("GET", f"/products/{product_id}")
+    inventory = product.get("inventory") if isinstance(product, dict) else None
+    count = inventory.get("inventory_count") if isinstance(inventory, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+async def add_payment_plan(
+    ctx: Ctx,
+    invoice_id: int,
+    auto_charge: bool,
+    card_id: int,
+    merchant_id: int,
+    days_between_retry: int,
+    max_retry: int,
+    initial_amount: float,
+    initial_date: datetime.datetime,
+    start_date: datetime.datetime,
+    payments: int,
+    days_between: int,
+) -> bool:
+    """``InvoiceService.addPaymentPlan`` -> ``PATCH /orders/{id}`` with ``payment_plan``
+    (UpdatedPaymentPlan); the card becomes its payment method. ``merchant_id`` cannot be
+    chosen through REST (the payment method's merchant is used)."""
+    order = await load_order(ctx, invoice_id)
+    plan: dict[str, Any] = {
+        "auto_charge": bool(auto_charge),
+        "max_charge_attempts": max_retry,
+        "days_between_retries": days_between_retry,
+        "initial_payment_amount": float(initial_amount),
+        "initial_payment_date": initial_date.strftime("%Y-%m-%d"),
+        "plan_start_date": start_date.strftime("%Y-%m-%d"),
+        "number_of_payments": payments,
+        "days_between_payments": days_between,
+    }
+    if card_id:
+        plan["payment_method_id"] = await payment_method(ctx, card_id, _contact_of(order))
+    body = {"payment_plan": plan}
+    path = f"/orders/{order['id']}"
+    await ctx.client.json("PATCH", path, params=[("update_mask", "payment_plan")], json_body=body)
+    return True
+
+
+async def deactivate_credit_card(ctx: Ctx, card_id: int) -> bool:
+    """``ProductService.deactivateCreditCard`` -> ``GET /paymentMethods?filter=
+    credit_card_id==`` (for its contact and payment method id), then ``POST /contacts/{c}/
+    paymentMethods/{pm}:deactivate``."""
+    if card_id < 1:
+        raise NotFound()
+    answer = await ctx.client.get("/paymentMethods", [("filter", f"credit_card_id=={card_id}")])
+    methods = answer.get("payment_methods") if isinstance(answer, dict) else None
+    for method in methods or []:
+        if (
+            isinstance(method, dict)
+            and method.get("payment_method_id")
+            and method.get("contact_id")
+        ):
+            path = (
+                f"/contacts/{method['contact_id']}/paymentMethods/"
+                f"{method['payment_method_id']}:deactivate"
+            )
+            await ctx.client.json("POST", path)
+            return True
+    raise NotFound()
+
+
 # --- OrderService.placeOrder -------------------------------------------------------------
 
 

@@ -94,6 +94,18 @@ LEAD_SOURCE = TableSpec(
     notes="CostPerLead has no REST v2 equivalent",
 )  # fmt: skip
 
+LEAD_SOURCE_CATEGORY = TableSpec(
+    "LeadSourceCategory",
+    "/leadSourceCategories",
+    "lead_source_categories",
+    {
+        "Id": rest_only("int", "id"),
+        "Name": Column("str", "name", filter="name", wildcard=True),
+        "Description": Column("str", "description", filter="description", wildcard=True),
+    },
+    orders={"Name": "name"},
+)
+
 
 async def link_contacts(ctx: Ctx, first: int, second: int, link_type: int) -> bool:
     """``ContactService.linkContacts`` -> ``POST /contacts:link`` (201 ContactLink)."""

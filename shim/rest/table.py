@@ -233,6 +233,20 @@ TRANSLATIONS: list[Translation] = [
                 why_not=o.recurring_why_not),
     Translation("InvoiceService.createInvoiceForRecurring", o.create_invoice_for_recurring,
                 ("i",), "exact", False, False, "POST /subscriptions/{id}:invoice"),
+    Translation("InvoiceService.updateJobRecurringNextBillDate", o.update_next_bill_date,
+                ("id",), "approximate", False, True, "PATCH /subscriptions/{id}",
+                "next_bill_date is a date (the time of day is dropped); REST refuses a date in "
+                "the past with [InvalidParameter]"),
+    Translation("ProductService.getInventory", o.get_inventory, ("i",), "exact", True, False,
+                "GET /products/{id}", "inventory.inventory_count; none: 0"),
+    Translation("InvoiceService.addPaymentPlan", o.add_payment_plan, ("ibiiiifddii",),
+                "approximate", False, True, "GET /orders/{id}, GET /paymentMethods, "
+                "PATCH /orders/{id} (payment_plan)",
+                "dates are sent as days; merchantAccountId cannot be chosen through REST (the "
+                "card's merchant is used)"),
+    Translation("ProductService.deactivateCreditCard", o.deactivate_credit_card, ("i",),
+                "exact", False, True, "GET /paymentMethods?filter=credit_card_id==, "
+                "POST /contacts/{id}/paymentMethods/{pm}:deactivate"),
     Translation("OrderService.placeOrder", o.place_order, ("iiiAAbA", "iiiAAbAii"),
                 "approximate", False, False,
                 "POST /orders (with items), GET /paymentMethods, POST /orders/{id}/payments",

@@ -31,6 +31,7 @@ TABLES: dict[str, Table] = {
     "User": people.USER,
     "Company": people.COMPANY,
     "LeadSource": people.LEAD_SOURCE,
+    "LeadSourceCategory": people.LEAD_SOURCE_CATEGORY,
     "Lead": opportunities.LEAD,
     "Stage": opportunities.STAGE,
     "ContactAction": notes.CONTACT_ACTION,

@@ -62,6 +62,20 @@ MANUAL_TYPES = ("Credit Card (Manual)", "Check", "Cash", "Money Order", "Adjustm
 DECLINED_LAST4 = "0002"
 DECLINE_MESSAGE = "Card declined: insufficient funds"
 
+#: A product row's stock count: not a legacy column (ProductService.getInventory and REST's
+#: ``inventory.inventory_count`` read it); a product without one has 0.
+INVENTORY = "InventoryCount"
+
+
+def stock(product: Row) -> int:
+    """A product row's stock count (0 when it has none)."""
+    count = product.get(INVENTORY)
+    return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+
+#: An invoice row's payment plan (addPaymentPlan, an order's ``payment_plan``).
+PAY_PLAN = "PaymentPlan"
+
 #: Seeded rows: (table, id, values).
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
     ("ProductCategory", 3, {"CategoryDisplayName": "Books", "CategoryOrder": 1}),
@@ -70,7 +84,8 @@ _SEED: list[tuple[str, int, dict[str, Any]]] = [
         "Product",
         21,
         {"ProductName": "Notebook", "ProductPrice": 12.5, "Sku": "NB-1", "Status": 1}
-        | {"ShortDescription": "A notebook", "Taxable": 1, "Shippable": 1, "Weight": 0.5},
+        | {"ShortDescription": "A notebook", "Taxable": 1, "Shippable": 1, "Weight": 0.5}
+        | {INVENTORY: 40},
     ),
     (
         "Product",
@@ -418,6 +433,34 @@ class Commerce:
             Qty=1,
             LastUpdated=now,
         )
+
+    def set_next_bill_date(
+        self, recurring_id: int, when: datetime.datetime, now: datetime.datetime
+    ) -> None:
+        """A subscription's next bill date (the day; a time of day is dropped)."""
+        row = self.tables["RecurringOrder"].get(recurring_id)
+        if row is None:
+            raise not_found()
+        row["NextBillDate"] = when.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+        row["LastUpdated"] = now
+
+    def set_pay_plan(self, invoice_id: int, card_id: int, plan: dict[str, Any]) -> None:
+        """A payment plan on an invoice (kept on the invoice row, ``PAY_PLAN``; not a legacy
+        column): its PayPlanStatus becomes 1. The card, when given, must exist."""
+        invoice = self.invoice(invoice_id)
+        if card_id and card_id not in self.tables["CreditCard"]:
+            raise not_found()
+        if _int(plan.get("number_of_payments")) < 1:
+            raise invalid("The number of payments must be at least 1")
+        invoice[PAY_PLAN] = {**plan, "credit_card_id": card_id}
+        invoice["PayPlanStatus"] = 1
+
+    def deactivate_card(self, card_id: int) -> None:
+        """A card's Status becomes 4 (inactive; legacy: 3 valid, 4 inactive)."""
+        row = self.tables["CreditCard"].get(card_id)
+        if row is None:
+            raise not_found()
+        row["Status"] = 4
 
     def invoice_subscription(
         self, recurring_id: int, now: datetime.datetime, contacts: dict[int, Row]

@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from shim.simulator.commerce import DECLINE_MESSAGE
+from shim.simulator.commerce import DECLINE_MESSAGE, stock
 from shim.simulator.data import to_datetime
+from shim.simulator.faults import not_found
 from shim.simulator.query import project
 from shim.simulator.services import Context, method
 from shim.xmlrpc import Value
@@ -143,6 +144,55 @@ def add_recurring_order(
 def create_invoice_for_recurring(ctx: Context, recurring_id: int) -> int:
     now = to_datetime(ctx.now)
     return ctx.db.commerce.invoice_subscription(recurring_id, now, ctx.db.tables["Contact"])
+
+
+@method("InvoiceService.updateJobRecurringNextBillDate", "id")
+def update_next_bill_date(ctx: Context, recurring_id: int, when: Any) -> bool:
+    ctx.db.commerce.set_next_bill_date(recurring_id, when, to_datetime(ctx.now))
+    return True
+
+
+@method("ProductService.getInventory", "i")
+def get_inventory(ctx: Context, product_id: int) -> int:
+    row = ctx.db.tables["Product"].get(product_id)
+    if row is None:
+        raise not_found()
+    return stock(row)
+
+
+@method("InvoiceService.addPaymentPlan", "ibiiiifddii")
+def add_payment_plan(
+    ctx: Context,
+    invoice_id: int,
+    auto_charge: bool,
+    card_id: int,
+    merchant_id: int,
+    days_between_retry: int,
+    max_retry: int,
+    initial_amount: float,
+    initial_date: Any,
+    start_date: Any,
+    payments: int,
+    days_between: int,
+) -> bool:
+    plan = {
+        "auto_charge": bool(auto_charge),
+        "max_charge_attempts": max_retry,
+        "days_between_retries": days_between_retry,
+        "initial_payment_amount": float(initial_amount),
+        "initial_payment_date": initial_date.strftime("%Y-%m-%d"),
+        "plan_start_date": start_date.strftime("%Y-%m-%d"),
+        "number_of_payments": payments,
+        "days_between_payments": days_between,
+    }
+    ctx.db.commerce.set_pay_plan(invoice_id, card_id, plan)
+    return True
+
+
+@method("ProductService.deactivateCreditCard", "i")
+def deactivate_credit_card(ctx: Context, card_id: int) -> bool:
+    ctx.db.commerce.deactivate_card(card_id)
+    return True
 
 
 @method("OrderService.placeOrder", "iiiAAbA", "iiiAAbAii")

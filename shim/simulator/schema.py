@@ -2,8 +2,8 @@
 
 Only the tables keyshim's tests and demo touch are modelled: Contact, ContactGroup (tags),
 ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags), FileBox
-(read-only; written through FileService), LeadSource, Company, User (read-only), Stage and
-Lead (opportunities). Field names are the legacy ones scripts send.
+(read-only; written through FileService), LeadSource, LeadSourceCategory, Company, User
+(read-only), Stage and Lead (opportunities). Field names are the legacy ones scripts send.
 """
 
 from __future__ import annotations
@@ -97,6 +97,10 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "EndDate": FieldSpec("date"),
         "CostPerLead": FieldSpec("float"),
         "LeadSourceCategoryId": FieldSpec("int"),
+    },
+    "LeadSourceCategory": {
+        "Id": FieldSpec("int", writable=False),
+        **_strings("Name", "Description"),
     },
     "Company": {
         "Id": FieldSpec("int", writable=False),

@@ -143,6 +143,71 @@ async def _tables(pair: Pair, contact: int, invoice: int) -> None:
     await pair.same("DataService.count", "InvoicePayment", {"InvoiceId": invoice})
 
 
+async def test_product_inventory(pair: Pair) -> None:
+    assert await pair.same("ProductService.getInventory", NOTEBOOK) == 40
+    assert await pair.same("ProductService.getInventory", COURSE) == 0
+
+
+async def test_add_job(pair: Pair) -> None:
+    contact = await _customer(pair)
+    job = {"ContactId": contact, "JobTitle": "Repair", "JobNotes": "urgent", "StartDate": WHEN}
+    job_id = await pair.same("DataService.add", "Job", job)
+    assert isinstance(job_id, int)
+    fields = ["Id", "JobTitle", "ContactId", "JobNotes", "StartDate"]
+    loaded = await pair.same("DataService.load", "Job", job_id, fields)
+    assert loaded["JobTitle"] == "Repair" and loaded["StartDate"] == WHEN
+    other = await pair.same("DataService.add", "Job", {"ContactId": contact, "JobTitle": "B"})
+    assert other == job_id + 1
+    await pair.same("DataService.load", "Job", other, ["Id", "JobTitle", "ContactId"])
+    await pair.same("DataService.add", "Job", {"Id": 5}, expect=Fault(8, "NoFieldAccess"))
+    later = datetime.datetime(2026, 4, 2, 9, 0, 0)
+    change = {"JobTitle": "Repair 2", "JobNotes": "done", "StartDate": later}
+    assert await pair.same("DataService.update", "Job", job_id, change) == job_id
+    changed = await pair.same("DataService.load", "Job", job_id, fields)
+    assert changed["JobTitle"] == "Repair 2" and changed["StartDate"] == later
+    assert await pair.same("DataService.update", "Job", other, {"OrderType": "Online"}) == other
+    assert (await pair.same("DataService.load", "Job", other, ["OrderType"]))["OrderType"] == (
+        "Online"
+    )
+
+
+async def test_add_subscription_plan(pair: Pair) -> None:
+    plan = {"ProductId": NOTEBOOK, "Cycle": 3, "Frequency": 2, "PlanPrice": 4.5, "Active": 1,
+            "Prorate": 0, "NumberOfCycles": 6}  # fmt: skip
+    plan_id = await pair.same("DataService.add", "SubscriptionPlan", plan)
+    assert isinstance(plan_id, int)
+    fields = ["Id", "ProductId", "Cycle", "Frequency", "PlanPrice", "Active", "NumberOfCycles"]
+    rows = await pair.same(
+        "DataService.query", "SubscriptionPlan", 10, 0, {"ProductId": NOTEBOOK}, fields
+    )
+    assert rows == [{k: v for k, v in {**plan, "Id": plan_id}.items() if k in fields}]
+    yearly = {"ProductId": COURSE, "Cycle": 1, "PlanPrice": 100.0, "Active": 1}
+    assert await pair.same("DataService.add", "SubscriptionPlan", yearly) == plan_id + 1
+
+
+async def test_add_payment_plan(pair: Pair) -> None:
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Plan", WHEN, 0, 0)
+    await pair.same("InvoiceService.addOrderItem", invoice, COURSE, 4, 99.0, 1, "", "")
+    later = datetime.datetime(2036, 4, 1)
+    plan = (True, CARD, 0, 2, 3, 33.0, later, later, 3, 30)
+    assert await pair.same("InvoiceService.addPaymentPlan", invoice, *plan) is True
+    no_card = (False, 0, 0, 1, 1, 0.0, later, later, 2, 14)
+    assert await pair.same("InvoiceService.addPaymentPlan", invoice, *no_card) is True
+    await pair.same("InvoiceService.addPaymentPlan", 999, *plan, expect=NOT_FOUND)
+    unknown_card = (True, 999, 0, 2, 3, 33.0, later, later, 3, 30)
+    await pair.same("InvoiceService.addPaymentPlan", invoice, *unknown_card, expect=NOT_FOUND)
+    none = (True, CARD, 0, 2, 3, 33.0, later, later, 0, 30)
+    await pair.same("InvoiceService.addPaymentPlan", invoice, *none, expect=INVALID)
+
+
+async def test_deactivate_credit_card(pair: Pair) -> None:
+    await _customer(pair)
+    assert await pair.same("ProductService.deactivateCreditCard", DECLINING) is True
+    rows = await pair.same("DataService.query", "CreditCard", 10, 0, {}, ["Id", "Last4"])
+    assert isinstance(rows, list)
+
+
 async def test_place_order_and_recurring(pair: Pair) -> None:
     contact = await _customer(pair)
     placed = await pair.same(
@@ -169,6 +234,10 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
     invoice = await pair.same("InvoiceService.createInvoiceForRecurring", recurring)
     assert isinstance(invoice, int)
     assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 19.99
+    later = datetime.datetime(2036, 7, 15, 9, 45, 0)
+    assert await pair.same("InvoiceService.updateJobRecurringNextBillDate", recurring, later)
+    row = await pair.same("DataService.load", "RecurringOrder", recurring, ["NextBillDate"])
+    assert row["NextBillDate"] == datetime.datetime(2036, 7, 15)
     charged = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, True)
     assert charged["Successful"] is True
 
@@ -207,6 +276,9 @@ async def test_place_order_and_recurring(pair: Pair) -> None:
         ("InvoiceService.addRecurringOrder", (1, False, 999, 0, 0, 0, 0), 5, "RecordNotFound"),
         ("InvoiceService.addRecurringOrder", (1, False, PLAN, 0, 999, 0, 0), 5, "RecordNotFound"),
         ("InvoiceService.createInvoiceForRecurring", (999,), 5, "RecordNotFound"),
+        ("InvoiceService.updateJobRecurringNextBillDate", (999, WHEN), 5, "RecordNotFound"),
+        ("ProductService.getInventory", (999,), 5, "RecordNotFound"),
+        ("ProductService.deactivateCreditCard", (999,), 5, "RecordNotFound"),
         ("OrderService.placeOrder", (999, 0, 0, [NOTEBOOK], [], False, []), 5, "RecordNotFound"),
     ],
 )

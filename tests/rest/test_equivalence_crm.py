@@ -96,6 +96,28 @@ async def test_lead_source_table(pair: Pair) -> None:
     assert code == 112 and "LeadSource.CostPerLead" in text
 
 
+async def test_lead_source_category_table(pair: Pair) -> None:
+    table = "LeadSourceCategory"
+    paid = await pair.same("DataService.add", table, {"Name": "Paid", "Description": "Ads"})
+    assert isinstance(paid, int)
+    print_ = await pair.same("DataService.add", table, {"Name": "Print"})
+    other = await pair.same("DataService.add", table, {"Name": "Partners", "Description": "x"})
+    fields = ["Id", "Name", "Description"]
+    assert (await pair.same("DataService.load", table, paid, fields))["Name"] == "Paid"
+    for query in ({"Name": "P%"}, {"Name": "print"}, {"Description": "%d%"},
+                  {"Description": "~null~"}, {}):  # fmt: skip
+        rows = await pair.same("DataService.query", table, 10, 0, query, fields)
+        assert isinstance(rows, list)
+    rows = await pair.same("DataService.query", table, 10, 0, {}, fields, "Name", True)
+    assert [r["Name"] for r in rows] == ["Paid", "Partners", "Print"]
+    assert await pair.same("DataService.count", table, {"Name": "P%"}) == 3
+    await pair.same("DataService.findByField", table, 10, 0, "Name", "Print", ["Id"])
+    assert await pair.same("DataService.update", table, print_, {"Description": "d"}) == print_
+    await pair.same("DataService.load", table, print_, fields)
+    assert await pair.same("DataService.delete", table, other) is True
+    await pair.same("DataService.load", table, other, ["Id"], expect=NOT_FOUND)
+
+
 async def test_company_table(pair: Pair) -> None:
     acme = {
         "Company": "Acme",

@@ -46,7 +46,7 @@ def test_table_is_consistent() -> None:
     assert lookup("DataService.query", ["k", "NoSuchTable", 1, 0, {}, ["Id"]]) is not None
     assert lookup("FileService.uploadFile", ["k", "a.txt", "x"]) is not None
     assert lookup("DataService.getAppSetting", ["k", "Order", "x"]) is None
-    assert fidelity("InvoiceService.addPaymentPlan") == "no"
+    assert fidelity("InvoiceService.validateCreditCard") == "no"
 
 
 def test_readiness_figures() -> None:
@@ -56,7 +56,7 @@ def test_readiness_figures() -> None:
         {"key_id": "k1", "label": "sync", "account": "prod", "method": "ContactService.merge",
          "calls": 20},
         {"key_id": "k1", "label": "sync", "account": "prod",
-         "method": "InvoiceService.addPaymentPlan", "calls": 20},
+         "method": "InvoiceService.validateCreditCard", "calls": 20},
         {"key_id": "k2", "label": "report", "account": "prod", "method": "DataService.query",
          "calls": 100},
         {"key_id": None, "label": None, "account": None, "method": "DataService.echo",

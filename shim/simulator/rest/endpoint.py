@@ -84,6 +84,8 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/tags/{tag_id}/contacts/count", {"GET": tagged.count_tagged}),
     ("/leadSources", res.LEAD_SOURCES.handlers()[0]),
     ("/leadSources/{lead_source_id}", res.LEAD_SOURCES.handlers()[1]),
+    ("/leadSourceCategories", res.LEAD_SOURCE_CATEGORIES.handlers()[0]),
+    ("/leadSourceCategories/{lead_source_category_id}", res.LEAD_SOURCE_CATEGORIES.handlers()[1]),
     ("/companies", res.COMPANIES.handlers()[0]),
     ("/companies/{company_id}", res.COMPANIES.handlers()[1]),
     ("/users", res.USERS.handlers()[0]),
@@ -109,7 +111,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/settings/contactOptionTypes", {"GET": settings.contact_option_types}),
     ("/settings/applications:isEnabled", {"GET": settings.is_enabled}),
     ("/orders", {"GET": orders.list_orders, "POST": orders.create_order}),
-    ("/orders/{order_id}", {"GET": orders.get_order, "DELETE": orders.delete_order}),
+    (
+        "/orders/{order_id}",
+        {"GET": orders.get_order, "PATCH": orders.update_order, "DELETE": orders.delete_order},
+    ),
     ("/orders/{order_id}/items", {"POST": orders.create_item}),
     (
         "/orders/{order_id}/payments",
@@ -118,8 +123,15 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/sales/payments", {"GET": orders.list_sales_payments}),
     ("/paymentMethods", {"GET": orders.list_payment_methods}),
     ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
+    (
+        "/contacts/{contact_id}/paymentMethods/{payment_method_id}:deactivate",
+        {"POST": orders.deactivate_payment_method},
+    ),
     ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
-    ("/subscriptions/{subscription_id}", {"GET": orders.get_subscription}),
+    (
+        "/subscriptions/{subscription_id}",
+        {"GET": orders.get_subscription, "PATCH": orders.update_subscription},
+    ),
     ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
     ("/products", {"GET": products.list_products, "POST": products.create_product}),
     (
@@ -130,7 +142,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
             "DELETE": products.delete_product,
         },
     ),
-    ("/products/{product_id}/subscriptions", {"GET": products.product_plans}),
+    (
+        "/products/{product_id}/subscriptions",
+        {"GET": products.product_plans, "POST": products.create_plan},
+    ),
     ("/productCategories", {"GET": products.list_categories, "POST": products.create_category}),
     ("/productCategories/{category_id}", {"GET": products.get_category}),
     ("/affiliates", {"GET": products.list_affiliates}),

@@ -27,6 +27,7 @@ from shim.simulator.commerce import (
     row_of,
 )
 from shim.simulator.data import Row, to_datetime
+from shim.simulator.faults import KeapFault
 from shim.simulator.rest.http import Call, bad, check_keys, iso, missing, no_content, parse_id
 from shim.simulator.rest.http import parse_time as parse_rest_time
 from shim.simulator.rest.query import (
@@ -177,7 +178,7 @@ def order_record(call: Call, job: Row) -> Record:
         "source_type": "API",
         "creation_time": job.get("DateCreated"),
         "modification_time": job.get("LastUpdated"),
-        "order_time": job.get("DateCreated"),
+        "order_time": job.get("StartDate") or job.get("DateCreated"),
         "lead_affiliate_id": invoice.get("LeadAffiliateId"),
         "sales_affiliate_id": invoice.get("AffiliateId"),
         "total_paid": money(paid),
@@ -218,6 +219,78 @@ def find_order(call: Call) -> Row:
 
 def get_order(call: Call) -> Answer:
     return json_answer(200, order_json(order_record(call, find_order(call))))
+
+
+#: UpdateOrderRequest's properties; the simulator applies ``payment_plan`` only.
+UPDATE_ORDER_KEYS = frozenset(
+    {"notes", "terms", "title", "contact_id", "order_title", "order_time", "order_type"}
+    | {"promo_codes", "lead_affiliate_id", "sales_affiliate_id", "shipping_address"}
+    | {"custom_fields", "payment_plan", "sent_time", "due_time", "invoice_number"}
+)
+#: UpdatedPaymentPlan's properties.
+PAY_PLAN_KEYS = frozenset(
+    {"auto_charge", "max_charge_attempts", "days_between_retries", "payment_method_id"}
+    | {"initial_payment_amount", "initial_payment_date", "plan_start_date"}
+    | {"number_of_payments", "days_between_payments"}
+)
+
+
+#: UpdateOrderRequest property -> the Job column it sets.
+_ORDER_COLUMNS = {
+    "order_title": "JobTitle",
+    "notes": "JobNotes",
+    "order_time": "StartDate",
+    "order_type": "OrderType",
+}
+
+
+def update_order(call: Call) -> Answer:
+    """PATCH /orders/{id} (UpdateOrderRequest): ``order_title``, ``notes``, ``order_time``,
+    ``order_type``, ``contact_id`` and ``payment_plan`` are simulated."""
+    job = find_order(call)
+    data = call.body()
+    check_keys(data, UPDATE_ORDER_KEYS, "order")
+    others = sorted(set(data) - set(_ORDER_COLUMNS) - {"payment_plan", "contact_id"})
+    if others:
+        raise bad(f"The simulator does not update {', '.join(others)}", "order")
+    if "order_type" in data and data["order_type"] not in ("ONLINE", "OFFLINE"):
+        raise bad("order_type must be ONLINE or OFFLINE", "order_type")
+    if "order_title" in data and not str(data["order_title"] or "").strip():
+        raise bad("order_title must not be empty", "order_title")
+    if "contact_id" in data:
+        contact_id = _int_body(data, "contact_id", required=True)
+        if contact_id not in call.db.tables["Contact"]:
+            raise missing("contact", contact_id)
+        job["ContactId"] = contact_id
+        invoice = call.db.commerce.invoice_of_job(int(job["Id"]))  # type: ignore[arg-type]
+        invoice["ContactId"] = contact_id
+    for prop, column in _ORDER_COLUMNS.items():
+        if prop not in data:
+            continue
+        value = data[prop]
+        if prop == "order_time":
+            value = parse_rest_time(str(value), "order_time")
+        elif prop == "order_type":
+            value = "Online" if value == "ONLINE" else "Offline"
+        job[column] = value
+    job["LastUpdated"] = to_datetime(call.now)
+    plan = data.get("payment_plan")
+    if isinstance(plan, dict):
+        check_keys(plan, PAY_PLAN_KEYS, "payment_plan")
+        card_id = 0
+        wanted = plan.get("payment_method_id")
+        if wanted:
+            cards = [c for c in call.db.rows("CreditCard") if payment_method_id(c) == wanted]
+            if not cards:
+                raise missing("payment method", wanted)
+            card_id = int(cards[0]["Id"])  # type: ignore[arg-type]
+        values = {k: v for k, v in plan.items() if k != "payment_method_id"}
+        invoice = call.db.commerce.invoice_of_job(int(job["Id"]))  # type: ignore[arg-type]
+        try:
+            call.db.commerce.set_pay_plan(int(invoice["Id"]), card_id, values)  # type: ignore[arg-type]
+        except KeapFault as fault:
+            raise bad(str(fault), "payment_plan") from None
+    return get_order(call)
 
 
 ORDER_KEYS = {"notes", "terms", "title", "contact_id", "order_items", "order_title", "order_time"}
@@ -553,6 +626,17 @@ def contact_payment_methods(call: Call) -> Answer:
     return _methods(call, [method_record(c) for c in cards], "records")
 
 
+def deactivate_payment_method(call: Call) -> Answer:
+    """POST /contacts/{contact_id}/paymentMethods/{payment_method_id}:deactivate -> 204."""
+    contact_id = call.path_id("contact_id", "contact")
+    wanted = call.params["payment_method_id"]
+    for card in call.db.rows("CreditCard"):
+        if card.get("ContactId") == contact_id and payment_method_id(card) == wanted:
+            call.db.commerce.deactivate_card(int(card["Id"]))  # type: ignore[arg-type]
+            return no_content()
+    raise missing("payment method", wanted)
+
+
 # --- subscriptions (legacy RecurringOrder) and plans ---
 
 CYCLE_NAMES = {"1": "YEARLY", "2": "MONTHLY", "3": "WEEKLY", "6": "DAILY"}
@@ -626,6 +710,40 @@ def get_subscription(call: Call) -> Answer:
         raise missing("subscription", record_id)
     record = subscription_record(call, row)
     return json_answer(200, strip({k: v for k, v in record.items() if k != "status"}))
+
+
+#: UpdateSubscriptionRequest's properties; the simulator applies ``next_bill_date``.
+UPDATE_SUBSCRIPTION_KEYS = frozenset(
+    {"quantity", "active", "contact_id", "subscription_plan_id", "billing_amount"}
+    | {"auto_charge", "max_charge_attempts", "days_between_retries", "billing_frequency"}
+    | {"billing_cycle", "next_bill_date", "end_date", "payment_method_id", "allow_tax"}
+    | {"lead_affiliate_id", "sale_affiliate_id", "shipping_address", "promo_code"}
+    | {"shipping_option_id", "reason_stopped", "custom_fields"}
+)
+
+
+def update_subscription(call: Call) -> Answer:
+    """PATCH /subscriptions/{id} (UpdateSubscriptionRequest): only ``next_bill_date`` is
+    simulated; the date must not be in the past."""
+    record_id = call.path_id("subscription_id", "subscription")
+    data = call.body()
+    check_keys(data, UPDATE_SUBSCRIPTION_KEYS, "subscription")
+    others = sorted(set(data) - {"next_bill_date"})
+    if others:
+        raise bad(f"The simulator does not update {', '.join(others)}", "subscription")
+    if record_id not in call.db.tables["RecurringOrder"]:
+        raise missing("subscription", record_id)
+    now = to_datetime(call.now)
+    text = data.get("next_bill_date")
+    if text is not None:
+        try:
+            when = datetime.datetime.strptime(str(text), "%Y-%m-%d")
+        except ValueError:
+            raise bad("next_bill_date must be YYYY-MM-DD", "next_bill_date") from None
+        if when.date() < now.date():
+            raise bad("next_bill_date must not be in the past", "next_bill_date")
+        call.db.commerce.set_next_bill_date(record_id, when, now)
+    return get_subscription(call)
 
 
 SUBSCRIPTION_KEYS = {"quantity", "active", "contact_id", "subscription_plan_id"}

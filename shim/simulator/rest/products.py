@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from shim.simulator.asgi import Answer, json_answer
-from shim.simulator.commerce import dollars
+from shim.simulator.commerce import dollars, stock
 from shim.simulator.data import Row
 from shim.simulator.rest.http import Call, bad, check_keys, missing, no_content
 from shim.simulator.rest.orders import CYCLE_NAMES, ID_OPS, money, paged, plan_json, strip
@@ -102,7 +102,12 @@ def _find_product(call: Call) -> Row:
 
 
 def get_product(call: Call) -> Answer:
-    return json_answer(200, product_json(call, _find_product(call)))
+    """RestV2ProductDetail: the list's fields and ``inventory`` (ProductInventoryDetail; its
+    ``inventory_count`` is omitted in list answers)."""
+    row = _find_product(call)
+    out = product_json(call, row)
+    out["inventory"] = {"inventory_count": stock(row)}
+    return json_answer(200, out)
 
 
 def _product_values(data: dict[str, Any], names: list[str]) -> Row:
@@ -166,6 +171,44 @@ def product_plans(call: Call) -> Answer:
     row = _find_product(call)
     plans = [p for p in call.db.rows("SubscriptionPlan") if p.get("ProductId") == row["Id"]]
     return json_answer(200, listing(call, "subscriptions", [plan_json(p) for p in plans], ""))
+
+
+#: CreateSubscriptionPlanRequest's properties.
+PLAN_KEYS = {"active", "frequency", "allow_prorating", "cycle_type", "display_order_index"}
+PLAN_KEYS |= {"plan_price", "total_cycles"}
+_CYCLE_NUMBERS = {name: int(number) for number, name in CYCLE_NAMES.items()}
+
+
+def _whole(data: dict[str, Any], name: str, default: int, least: int) -> int:
+    value = data.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise bad(f"{name} must be an integer of at least {least}", name)
+    return value
+
+
+def create_plan(call: Call) -> Answer:
+    """POST /products/{id}/subscriptions (CreateSubscriptionPlanRequest) -> 201 plan;
+    ``plan_price`` is in minor units."""
+    row = _find_product(call)
+    data = call.body()
+    check_keys(data, PLAN_KEYS, "subscription plan")
+    cycle = _CYCLE_NUMBERS.get(str(data.get("cycle_type")))
+    if cycle is None:
+        raise bad("cycle_type must be YEARLY, MONTHLY, WEEKLY or DAILY", "cycle_type")
+    price = data.get("plan_price")
+    if not isinstance(price, (int, float)) or isinstance(price, bool) or price < 0:
+        raise bad("plan_price is required and must be 0 or more", "plan_price")
+    values: Row = {
+        "ProductId": row["Id"],
+        "Cycle": cycle,
+        "Frequency": _whole(data, "frequency", 1, 1),
+        "NumberOfCycles": _whole(data, "total_cycles", 0, 0),
+        "PlanPrice": dollars(int(price)),
+        "Active": 1 if data.get("active") is True else 0,
+        "Prorate": 1 if data.get("allow_prorating") is True else 0,
+    }
+    record_id = call.db.add("SubscriptionPlan", values, call.now)
+    return json_answer(201, plan_json(call.db.tables["SubscriptionPlan"][record_id]))
 
 
 # --- product categories ---

@@ -294,6 +294,16 @@ LEAD_SOURCES = Resource(
     orders={"name": "Name", "status": "Status", "vendor": "Vendor", "medium": "Medium"},
     required=("name",),
 )
+#: LeadSourceCategory / CreateUpdateLeadSourceCategoryRequest (name, description).
+LEAD_SOURCE_CATEGORIES = Resource(
+    "LeadSourceCategory",
+    "lead source category",
+    "lead_source_category_id",
+    "lead_source_categories",
+    {"name": Prop("Name"), "description": Prop("Description")},
+    filters={"name": (WILD, "Name"), "description": (WILD, "Description")},
+    orders={"name": "Name"},
+)
 COMPANIES = Resource(
     "Company",
     "company",
