@@ -84,7 +84,16 @@ def test_every_command_refuses_a_wrong_key_before_writing(
         assert lines == [f"shim: error: {WRONG} (wrong SHIM_SECRET_KEY or key file?)"], args
     assert snapshot(good) == before
 
-    # serve, as a real process: refused before it listens, in one line
+
+@pytest.mark.slow
+def test_serve_refuses_a_wrong_key_before_it_listens(db: str) -> None:
+    """``shim serve`` as a real process: one ``shim: error:`` line, nothing written."""
+    good = {"SHIM_DB": db, "SHIM_SECRET_KEY": key(), "SHIM_KEY_FILE": ""}
+    assert invoke(good, "init").exit_code == 0
+    added = invoke(good, "account", "add", "prod", "--client-id", "c", "--client-secret", "S-1")
+    assert added.exit_code == 0, added.output
+    before = snapshot(good)
+    bad = {**good, "SHIM_SECRET_KEY": key()}
     done = subprocess.run(
         [sys.executable, "-m", "shim", "serve", "--port", "0"],
         cwd=ROOT,
