@@ -800,6 +800,20 @@ class SqliteStore:
                         return base64.urlsafe_b64decode(fresh)
             return base64.urlsafe_b64decode(self._open(str(r[0]), ctx) or "")
 
+    def add_audit_dropped(self, count: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO admin_settings (name, value) VALUES ('audit_dropped', ?) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "value = CAST(CAST(admin_settings.value AS INTEGER) + ? AS TEXT)",
+                (str(count), count),
+            )
+
+    def audit_dropped(self) -> int:
+        with self._lock:
+            r = self._one("SELECT value FROM admin_settings WHERE name = 'audit_dropped'")
+        return 0 if r is None else int(r[0])
+
     # -- admin page ---------------------------------------------------------------------------
     def admin_password(self) -> str | None:
         with self._lock:
