@@ -212,6 +212,11 @@ class Settings:
                 f"SHIM_TOKEN_TIMEOUT ({settings.token_timeout:g}s): a refresh in flight at "
                 "shutdown must be able to get its answer"
             )
+        if settings.token_timeout <= 0:
+            raise ValueError(
+                f"SHIM_TOKEN_TIMEOUT ({settings.token_timeout:g}s) must be above 0: it is a "
+                "token grant's total deadline"
+            )
         if not settings.db:
             settings = replace(settings, db=str(default_data_dir(environ) / "keyshim.db"))
         if not settings.key_file:

@@ -192,6 +192,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         healths = account_healths(store, now)
         via_rest = _rest_answers(store.usage(now - 3600))
         outages = xmlrpc_outages(store.usage(now - OUTAGE_WINDOW))
+        dropped = store.audit_dropped()
     for h in healths:
         h.facts["rest_answers_last_hour"] = via_rest.get(h.account, 0)
         if h.facts.get("route", "xmlrpc") == "xmlrpc" and outages.get(h.account):
@@ -234,6 +235,13 @@ def status(ctx: click.Context, as_json: bool) -> None:
             if f.get("last_error"):
                 line += f"; last error: {f['last_error']}"
             click.echo(line)
+    if dropped:
+        note = (
+            f"audit: {dropped} call record(s) dropped so far: the buffer (SHIM_AUDIT_BUFFER) "
+            "filled while the database refused writes"
+        )
+        # The JSON answer is the list of accounts; the note goes beside it, on stderr.
+        click.echo(f"shim: warning: {note}" if as_json else note, err=as_json)
     ctx.exit(exit_code(healths))
 
 

@@ -17,6 +17,7 @@ for every call).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -216,7 +217,12 @@ class Upstream:
         token_timeout: float = 20.0,
         max_connections: int = 100,
     ) -> None:
-        self._token_timeout = httpx.Timeout(token_timeout, connect=connect_timeout)
+        self._token_timeout = httpx.Timeout(
+            token_timeout, connect=min(connect_timeout, token_timeout)
+        )
+        #: A token grant's total deadline: httpx's timeouts are per step, so an answer that
+        #: trickles in would otherwise hold the refresh (and its lock) without end.
+        self._token_deadline = token_timeout
         self._urls: dict[str, httpx.URL] = {}
         self._client = _Client(
             transport=transport,
@@ -325,9 +331,16 @@ class Upstream:
             raw = f"{basic[0]}:{basic[1]}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
         try:
-            response = await self._client.post(
-                url, data=dict(form), headers=headers, timeout=self._token_timeout
+            response = await asyncio.wait_for(
+                self._client.post(
+                    url, data=dict(form), headers=headers, timeout=self._token_timeout
+                ),
+                self._token_deadline,
             )
+        except asyncio.TimeoutError as exc:
+            raise TransientTokenError(
+                f"no complete answer from the Keap token endpoint within {self._token_deadline:g}s"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise TransientTokenError("Timed out talking to the Keap token endpoint") from exc
         except httpx.HTTPError as exc:

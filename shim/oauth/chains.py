@@ -215,11 +215,13 @@ class Chains:
         return self.store.owner_alive(journal.owner)
 
     def _longest_refresh(self) -> float:
-        """Every try at the token endpoint, the waits between them, and a grace for the pair
-        to reach the store."""
+        """Every try at the token endpoint (each within its total deadline), the waits between
+        them (a backoff up to ``retry_cap``, or a Retry-After up to ``refresh_wait``), and a
+        grace for the pair to reach the store."""
         s = self.settings
         tries = s.refresh_retries + 1
-        return tries * s.token_timeout + s.refresh_retries * s.retry_cap + WRITE_BACK_GRACE
+        pause = max(s.retry_cap, s.refresh_wait)
+        return tries * s.token_timeout + s.refresh_retries * pause + WRITE_BACK_GRACE
 
     def _read(self, name: str) -> Chain:
         unsaved = self._unsaved.get(name)

@@ -77,6 +77,8 @@ class AuditLog:
         self.on_drop = on_drop
         #: Records dropped from a full buffer since start.
         self.dropped = 0
+        #: Dropped records not yet added to the store's persisted total (``shim status``).
+        self._drops_unsaved = 0
         self._failing = False
         #: Called after each flush with ``now`` (the shared rate counters publish here).
         self.after_flush: list[Callable[[float], None]] = []
@@ -103,6 +105,8 @@ class AuditLog:
                 self.max_buffer,
             )
         self.dropped += count
+        with self._lock:
+            self._drops_unsaved += count
         for _ in range(count):
             self.on_drop()
 
@@ -152,10 +156,24 @@ class AuditLog:
             self._keep([], touched)
             self._failed("could not write keys' last-used times (kept for the next try)", exc)
             return len(records)
+        self._save_drops()
         if self._failing:
             self._failing = False
             log.info("audit records are being written again")
         return len(records)
+
+    def _save_drops(self) -> None:
+        """Add the drops since the last flush to the store's total (kept for the next try)."""
+        with self._lock:
+            count, self._drops_unsaved = self._drops_unsaved, 0
+        if not count:
+            return
+        try:
+            self.store.add_audit_dropped(count)
+        except Exception as exc:
+            with self._lock:
+                self._drops_unsaved += count
+            self._failed("could not record the count of dropped audit records", exc)
 
     def _failed(self, what: str, exc: Exception) -> None:
         """Log a failure streak once in full, then briefly (a busy database fails every flush)."""

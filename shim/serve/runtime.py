@@ -31,7 +31,7 @@ from shim.store import master_key
 from shim.store.master_key import load as load_master_key
 from shim.store.protocol import Store
 from shim.store.recovery import RecoveryFiles, recovery_files
-from shim.store.secrets import SecretBox
+from shim.store.secrets import DecryptError, SecretBox
 from shim.store.sqlite import SqliteStore
 
 
@@ -41,12 +41,23 @@ def init_files(settings: Settings) -> tuple[str, bool]:
     check value. Returns what the database is (password left out) and whether a key file was
     made."""
     settings.local_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    created = master_key.create_file(settings)
-    store = _connect(settings, owner=None, listen=False)
+    fresh = master_key.needed(settings)  # written only once the database took it
+    store = _connect(
+        settings if fresh is None else replace(settings, secret_key=fresh), owner=None, listen=False
+    )
     try:
-        store.migrate()  # PostgreSQL: also the master key's check value
+        store.migrate()  # PostgreSQL: also the master key's check value; checks the key
+    except DecryptError:
+        if fresh is None:
+            raise
+        raise CliError(
+            f"{describe_db(settings.db)} holds secrets sealed under a master key, and its key "
+            f"file {settings.key_file} is missing: restore the key file (or set "
+            "SHIM_SECRET_KEY); init makes no new key for an existing database"
+        ) from None
     finally:
         store.close()
+    created = fresh is not None and master_key.create_file(settings, fresh)
     return describe_db(settings.db), created
 
 

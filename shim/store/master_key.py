@@ -42,13 +42,23 @@ def load(settings: Settings) -> bytes:
         raise CliError(f"{path}: {exc}") from None
 
 
-def create_file(settings: Settings) -> bool:
-    """Write a fresh key file (0600) unless the key comes from the environment or the file
-    exists; True if it was written."""
+def needed(settings: Settings) -> str | None:
+    """A fresh key (encoded) if ``shim init`` has to make one: the key comes neither from the
+    environment nor from an existing key file. Not written yet (see :func:`create_file`)."""
+    if settings.secret_key or Path(settings.key_file).exists():
+        return None
+    return encode_master_key(generate_master_key())
+
+
+def create_file(settings: Settings, encoded: str | None = None) -> bool:
+    """Write the key file (0600; a fresh key unless ``encoded``) unless the key comes from the
+    environment or the file exists; True if it was written."""
     if settings.secret_key or Path(settings.key_file).exists():
         return False
     write_private(
-        settings.key_file, encode_master_key(generate_master_key()) + "\n", exclusive=True
+        settings.key_file,
+        (encoded or encode_master_key(generate_master_key())) + "\n",
+        exclusive=True,
     )
     return True
 

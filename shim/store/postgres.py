@@ -949,6 +949,20 @@ class PostgresStore:
         sealed = str(rows[0][0]) if rows else self._run(work)
         return base64.urlsafe_b64decode(self._box.open(sealed, context=ctx))
 
+    def add_audit_dropped(self, count: int) -> None:
+        self._run(
+            lambda conn: conn.execute(
+                "INSERT INTO admin_settings (name, value) VALUES ('audit_dropped', %s) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "value = (admin_settings.value::bigint + %s)::text",
+                (str(count), count),
+            )
+        )
+
+    def audit_dropped(self) -> int:
+        rows = self._rows("SELECT value FROM admin_settings WHERE name = 'audit_dropped'")
+        return 0 if not rows else int(rows[0][0])
+
     # -- admin page ---------------------------------------------------------------------------
     def admin_password(self) -> str | None:
         rows = self._rows("SELECT value FROM admin_settings WHERE name = 'password'")

@@ -164,6 +164,15 @@ class Store(Protocol):
         """A random server secret made on first use and kept sealed (local-key HMAC key)."""
         ...
 
+    def add_audit_dropped(self, count: int) -> None:
+        """Add ``count`` audit records dropped from a full buffer to the persisted total (a
+        row of ``admin_settings``), so that ``shim status`` can tell after a restart."""
+        ...
+
+    def audit_dropped(self) -> int:
+        """Audit records ever dropped from a full buffer, by every process (0 if none)."""
+        ...
+
     # -- admin page -----------------------------------------------------------------------
     def admin_password(self) -> str | None:
         """The admin page's password hash (``shim admin set-password``), or None if unset."""

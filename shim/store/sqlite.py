@@ -57,7 +57,7 @@ from shim.models import (
 )
 from shim.store import sqlite_audit
 from shim.store.protocol import COPY_TABLES, StoreConflict
-from shim.store.secrets import OtherKey, SecretBox, key_id_of, rewrap
+from shim.store.secrets import DecryptError, OtherKey, SecretBox, key_id_of, rewrap
 
 if TYPE_CHECKING:
     from shim.store.protocol import Store
@@ -456,7 +456,9 @@ class SqliteStore:
         read-only file.
         """
         if self.schema_version() >= MIGRATIONS[-1][0]:
-            return self._check_version()
+            version = self._check_version()
+            self._verify_key()
+            return version
         with self._write() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations "
@@ -475,7 +477,38 @@ class SqliteStore:
                     "INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (version, name, time.time()),
                 )
-        return self._check_version()
+        version = self._check_version()
+        self._verify_key()
+        return version
+
+    def _verify_key(self) -> None:
+        """The master key's check value opens with this process's key (DecryptError if not):
+        a wrong key is refused when the store opens, before any command writes anything.
+        Right after a rotation the key file may lag the store by a moment: reloaded first.
+        A database without a check value gets one, once a sealed value (if any) opened."""
+        ctx = _ctx("secret", KEY_CHECK, "value")
+        row = self._one("SELECT value FROM server_secrets WHERE name = ?", (KEY_CHECK,))
+        try:
+            if row is not None:
+                self._open(str(row[0]), ctx)
+                return
+            self._open_one_sealed()
+        except MasterKeyChanged:
+            raise DecryptError("the master key's check value") from None
+        # A read-only file is checked, not stamped.
+        with contextlib.suppress(sqlite3.OperationalError), self._write() as conn:
+            if self._check_key(conn) is not None:
+                raise DecryptError("the master key's check value")
+
+    def _open_one_sealed(self) -> None:
+        """Open one sealed value of the database, if it has any (DecryptError if it fails)."""
+        row = self._one("SELECT name, value FROM server_secrets LIMIT 1")
+        if row is not None:
+            self._open(str(row[1]), _ctx("secret", str(row[0]), "value"))
+            return
+        row = self._one("SELECT name FROM accounts ORDER BY name LIMIT 1")
+        if row is not None:
+            self.get_account(str(row[0]))
 
     def _check_version(self) -> int:
         current, known = self.schema_version(), MIGRATIONS[-1][0]
@@ -766,6 +799,20 @@ class SqliteStore:
                         )
                         return base64.urlsafe_b64decode(fresh)
             return base64.urlsafe_b64decode(self._open(str(r[0]), ctx) or "")
+
+    def add_audit_dropped(self, count: int) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO admin_settings (name, value) VALUES ('audit_dropped', ?) "
+                "ON CONFLICT (name) DO UPDATE SET "
+                "value = CAST(CAST(admin_settings.value AS INTEGER) + ? AS TEXT)",
+                (str(count), count),
+            )
+
+    def audit_dropped(self) -> int:
+        with self._lock:
+            r = self._one("SELECT value FROM admin_settings WHERE name = 'audit_dropped'")
+        return 0 if r is None else int(r[0])
 
     # -- admin page ---------------------------------------------------------------------------
     def admin_password(self) -> str | None:

@@ -538,3 +538,21 @@ def test_account_set_moves_the_rest_url_with_the_xmlrpc_host(run) -> None:  # ty
     run("account", "set", "sim", "--rest-url", "http://127.0.0.1:9/custom/rest")
     out = run("account", "set", "sim", "--xmlrpc-url", "http://127.0.0.1:8782/crm/xmlrpc/v1").output
     assert "REST v2 at http://127.0.0.1:9/custom/rest" in out  # chosen by hand: left alone
+
+
+def test_status_shows_the_persisted_count_of_dropped_audit_records(  # type: ignore[no-untyped-def]
+    run, tmp_path: Path
+) -> None:
+    from shim.serve.runtime import open_store
+    from shim.settings import Settings
+
+    assert "audit" not in run("status").output
+    store = open_store(Settings.from_env({"SHIM_DB": str(tmp_path / "k.db")}))
+    try:
+        store.add_audit_dropped(5)
+    finally:
+        store.close()
+    assert "audit: 5 call record(s) dropped so far" in run("status").output
+    as_json = run("status", "--json")
+    assert as_json.stdout.strip() == "[]"
+    assert "shim: warning: audit: 5 call record(s) dropped" in as_json.stderr

@@ -724,6 +724,7 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
         )
 
     # -- one restart, no failpoint -------------------------------------------------------
+    restart_at = time.monotonic()
     restarted = h.start("restarted", SHIM_INLINE_MARGIN="30")
     outcome: dict[str, list[str]] = {name: [] for name in crashes}
 
@@ -731,6 +732,8 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     c = crashes["after_store"]
     answer = rpc(restarted.rpc_url, c.key, "after restart after_store")
     assert answer == Outcome("ok", "after restart after_store"), answer  # the new token
+    first_ok = time.monotonic() - restart_at
+    assert first_ok < 2.0, f"the first call worked {first_ok:.2f}s after the restart"
     assert h.rotations("after_store") == 1  # nothing to recover, nothing to refresh
     outcome["after_store"].append(f"call {answer} (0 refreshes)")
     chain = h.chain("after_store")
@@ -751,6 +754,12 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     wait_for(
         lambda: all(h.chain(n).in_flight is None for n in journaled), "recovery at startup", 20
     )
+    dead = sorted(n for n, c in crashes.items() if c.case.outcome == "dead")
+    wait_for(lambda: sorted(e["account"] for e in h.webhook.events) == dead, "dead alerts")
+    # Issue #11: an unspent token works within 2 s of the restart; a token Keap rotated whose
+    # answer was lost is flagged dead (and alerted) at once, by the recovery at startup.
+    settled = time.monotonic() - restart_at
+    assert settled < 2.0, f"recovery and alerts took {settled:.2f}s after the restart"
     log = restarted.log()
     for name, c in crashes.items():
         chain = h.chain(name)  # never deleted, whatever happened
@@ -798,8 +807,6 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     assert code == 503 and status_code == 2
     assert {n: a["state"] for n, a in health["accounts"].items()} == expected
     assert states == expected
-    dead = sorted(n for n, c in crashes.items() if c.case.outcome == "dead")
-    wait_for(lambda: sorted(e["account"] for e in h.webhook.events) == dead, "dead alerts")
     for event in h.webhook.events:
         assert event["event"] == "dead" and "Invalid Refresh Token" in event["error"]
         assert "shim account authorize" in event["action"]
@@ -810,7 +817,8 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     print("-" * 15 + "+" + "-" * 58 + "+" + "-" * 60)
     for name in crashes:
         print(f"{name:<15}| {found[name]:<57}| {'; '.join(outcome[name])}")
-    print(f"(/healthz {code}, shim status exit {status_code})")
+    print(f"(/healthz {code}, shim status exit {status_code}; after the restart: first call ok")
+    print(f"at {first_ok:.2f}s, every journal settled and dead alerts sent at {settled:.2f}s)")
 
 
 # --- 3. spent answers: believed only after the re-read ---------------------------------------

@@ -76,6 +76,7 @@ def test_a_full_buffer_drops_the_oldest_and_counts_them(
         other.close()
         impatient.close()
     assert len(dropped) == 4 and audit.dropped == 4
+    assert store.audit_dropped() == 4  # persisted with the flush that got through
     with sqlite3.connect(settings.db) as conn:
         ids = sorted(r[0] for r in conn.execute("SELECT request_id FROM calls"))
     assert ids == sorted(f"r{i}" for i in range(4, 12))

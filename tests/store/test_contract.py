@@ -180,6 +180,14 @@ def test_server_secret_is_made_once_for_every_host(store: Store, other: Store) -
     assert other.server_secret("another") != first
 
 
+def test_audit_drops_add_up_for_every_host(store: Store, other: Store) -> None:
+    assert store.audit_dropped() == 0
+    store.add_audit_dropped(3)
+    other.add_audit_dropped(4)
+    assert store.audit_dropped() == other.audit_dropped() == 7
+    assert store.admin_password() is None  # a row of its own beside the admin settings
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 
