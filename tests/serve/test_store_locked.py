@@ -21,7 +21,7 @@ from shim.store.sqlite import SqliteStore
 from tests.support.sim_server import serve_simulator
 from tests.support.stack import Stack
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 HOLD = 6.0  # how long the other connection keeps the write lock
 LIMIT = 1.0  # no call may take this long while it does
@@ -40,6 +40,7 @@ def _hold_write_lock(path: str, seconds: float, taken: threading.Event) -> None:
         conn.close()
 
 
+@pytest.mark.slow
 async def test_calls_answer_while_another_connection_holds_the_write_lock(
     settings: Settings, store: SqliteStore
 ) -> None:
@@ -102,3 +103,37 @@ async def _keyless(stack: Stack, text: str) -> object:
     response = await stack.post(xmlrpc.dumps_call("DataService.echo", [text]))
     assert response.status_code == 200, response.text
     return xmlrpc.parse_response(response.content)
+
+
+async def test_a_cached_call_takes_no_thread_hop_and_reads_only_store_caches(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hot path: a call whose key, account and token are cached sends no store work to a
+    thread and calls only the two store methods answered from the store's memory (a key by
+    id and a chain's generation, both cached until the database changes)."""
+    from shim.store import offloop
+
+    services = stack.app.services
+    assert services is not None
+    assert await stack.call("DataService.echo", "warm") == "warm"
+    await asyncio.sleep(0.2)  # the scheduler's first tick is done
+    hops: list[object] = []
+    real = offloop._executor
+    monkeypatch.setattr(offloop, "_executor", lambda: hops.append(1) or real())
+    called: list[str] = []
+    store = services.store
+    for name in dir(store):
+        method = getattr(store, name)
+        if name.startswith("_") or not callable(method):
+            continue
+
+        def spy(*args: object, _name: str = name, _method: object = method, **kw: object) -> object:
+            if threading.current_thread() is threading.main_thread():  # the loop's thread
+                called.append(_name)
+            return _method(*args, **kw)  # type: ignore[operator]
+
+        monkeypatch.setattr(store, name, spy)
+    for n in range(20):
+        assert await stack.call("DataService.echo", str(n)) == str(n)
+    assert hops == []
+    assert set(called) <= {"get_key", "chain_generation"}, called
