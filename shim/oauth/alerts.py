@@ -14,6 +14,7 @@ from typing import Any
 
 from shim.errors import UpstreamError
 from shim.oauth.chains import ChainEvent
+from shim.store.offloop import off_loop
 
 log = logging.getLogger("shim.oauth.alerts")
 
@@ -57,7 +58,7 @@ class Alerter:
         log.log(level, "chain %s: %s", event.account, event.kind, extra={"shim": payload})
         if self.keep is not None:
             try:
-                self.keep(event.at, event.account, event.kind, event.error)
+                await off_loop(self.keep, event.at, event.account, event.kind, event.error)
             except Exception:  # the store may be down; the log line above still tells
                 log.exception("could not keep the alert for the admin page")
         if self.webhook:

@@ -62,6 +62,7 @@ from shim.oauth.token_policy import (
     refresh_lock,
 )
 from shim.settings import Settings
+from shim.store.offloop import off_loop
 from shim.store.protocol import HeldLock, Store
 from shim.store.recovery import RecoveredPair, RecoveryFiles
 
@@ -132,7 +133,7 @@ class Chains:
     # -- the hot path -------------------------------------------------------------------
     async def access_token(self, account: Account) -> tuple[str, int]:
         """A usable bearer token for ``account`` and the chain generation it belongs to."""
-        chain = self._current(account.name)
+        chain = await self._current(account.name)
         now = self.clock()
         if not needs_inline_refresh(chain, now, self.settings.inline_margin):
             return chain.access_token, chain.generation
@@ -145,8 +146,10 @@ class Chains:
             raise
         return chain.access_token, chain.generation
 
-    def _current(self, name: str) -> Chain:
-        """The chain, decrypted only when its generation changed (one cheap read a call)."""
+    async def _current(self, name: str) -> Chain:
+        """The chain, decrypted only when its generation changed. A call with the chain cached
+        costs one generation check, which the stores answer from memory (no thread hop); only
+        a changed chain is read, off the loop."""
         unsaved = self._unsaved.get(name)
         if unsaved is not None:  # newer than the store's: its refresh token is spent
             return unsaved
@@ -155,7 +158,7 @@ class Chains:
             raise NoTokens()
         chain = self._cache.get(name)
         if chain is None or chain.generation != generation or chain.state != "ok":
-            loaded = self.store.get_chain(name)
+            loaded = await off_loop(self.store.get_chain, name)
             if loaded is None:
                 raise NoTokens()
             chain = self._cache[name] = loaded
@@ -173,21 +176,21 @@ class Chains:
         name = account.name
         lock = self._locks.setdefault(name, asyncio.Lock())
         async with lock:
-            chain = self._read(name)
+            chain = await self._read(name)
             if self._settled(chain, seen_generation, reason):
                 return chain
             deadline = self.clock() + self.settings.refresh_wait
             while True:
-                held = self.store.try_lock(refresh_lock(name), self.owner)
+                held = await off_loop(self.store.try_lock, refresh_lock(name), self.owner)
                 if held is not None:
                     try:
                         done = await self._refresh_locked(account, seen_generation, reason, held)
                     finally:
-                        self._release(held)
+                        await off_loop(self._release, held)
                     if done is not None:
                         return done
                 await self.sleep(POLL_INTERVAL)
-                chain = self._read(name)
+                chain = await self._read(name)
                 if self._settled(chain, seen_generation, reason):
                     return chain
                 if self.clock() > deadline:
@@ -201,7 +204,7 @@ class Chains:
             return chain.generation - 1
         return chain.generation
 
-    def _foreign_refresh_alive(self, chain: Chain) -> bool:
+    async def _foreign_refresh_alive(self, chain: Chain) -> bool:
         """A journal left by another process that is still connected to the store: it lost
         its lock (the database restarted under it) but may be about to store the new pair.
         Wait for it rather than spend a token it may have spent; a dead owner's journal is
@@ -212,7 +215,7 @@ class Chains:
             return False
         if self.clock() - journal.started_at > self._longest_refresh():
             return False
-        return self.store.owner_alive(journal.owner)
+        return await off_loop(self.store.owner_alive, journal.owner)
 
     def _longest_refresh(self) -> float:
         """Every try at the token endpoint (each within its total deadline), the waits between
@@ -223,11 +226,11 @@ class Chains:
         pause = max(s.retry_cap, s.refresh_wait)
         return tries * s.token_timeout + s.refresh_retries * pause + WRITE_BACK_GRACE
 
-    def _read(self, name: str) -> Chain:
+    async def _read(self, name: str) -> Chain:
         unsaved = self._unsaved.get(name)
         if unsaved is not None:
             return unsaved
-        chain = self.store.get_chain(name)
+        chain = await off_loop(self.store.get_chain, name)
         if chain is None:
             raise NoTokens()
         self._cache[name] = chain
@@ -253,11 +256,12 @@ class Chains:
         """The refresh itself, under the lock; None when another live process's refresh is
         still under way (the caller waits on)."""
         name = account.name
-        chain = self._read(name)  # re-read after taking the lock
-        chain = self._adopt(chain)  # a pair another process could not store comes first
+        chain = await self._read(name)  # re-read after taking the lock
+        # A pair another process could not store comes first.
+        chain = await off_loop(self._adopt, chain)
         if self._settled(chain, seen_generation, reason):
             return chain
-        if self._foreign_refresh_alive(chain):
+        if await self._foreign_refresh_alive(chain):
             return None
         if chain.in_flight is not None:
             log.warning(
@@ -270,12 +274,13 @@ class Chains:
         assert account.client_id is not None and account.client_secret is not None
         failpoints.hit("before_journal")
         try:
-            self.store.begin_refresh(
+            await off_loop(
+                self.store.begin_refresh,
                 RefreshJournal(name, fingerprint(chain.refresh_token), self.owner, self.clock()),
                 generation=self._stored_generation(chain),
             )
         except StaleTokenWrite:
-            return self._read(name)  # rotated between our read and the journal: use it
+            return await self._read(name)  # rotated between our read and the journal: use it
         failpoints.hit("after_journal")
         form = {"grant_type": "refresh_token", "refresh_token": chain.refresh_token}
         attempt = 0
@@ -361,15 +366,15 @@ class Chains:
         """Store a pair Keap issued; if the store refuses, keep it aside (never drop it)."""
         name, now = chain.account, self.clock()
         try:
-            fresh = self.store.put_tokens(
-                name, pair, now, generation=self._stored_generation(chain)
+            fresh = await off_loop(
+                self.store.put_tokens, name, pair, now, generation=self._stored_generation(chain)
             )
         except StaleTokenWrite as exc:
             # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
             # imported a pair). Our pair is never written over the newer one.
             self._observe(name, "fenced")
             log.error("account %s: %s; using the stored chain", name, exc.message)
-            latest = self.store.get_chain(name)
+            latest = await off_loop(self.store.get_chain, name)
             if latest is None:
                 raise NoTokens() from None
             self._cache[name] = latest
@@ -426,7 +431,7 @@ class Chains:
             await self.sleep(wait)
             attempt += 1
             try:
-                stored = self._store_unsaved(name)
+                stored = await off_loop(self._store_unsaved, name)
             except Exception as exc:
                 log.warning("account %s: store write %d failed again: %s", name, attempt, exc)
                 continue
@@ -520,7 +525,7 @@ class Chains:
         self._writebacks.clear()
         for name in list(self._unsaved):
             try:
-                self._store_unsaved(name)
+                await off_loop(self._store_unsaved, name)
             except Exception as exc:
                 log.error("account %s: the store still refuses the new pair (%s)", name, exc)
 
@@ -538,7 +543,7 @@ class Chains:
         try:
             await self._failed(chain, exc, dead=True)
         except StaleTokenWrite:
-            latest = self.store.get_chain(chain.account)
+            latest = await off_loop(self.store.get_chain, chain.account)
             assert latest is not None
             self._observe(chain.account, "raced")
             log.info("account %s: refresh lost a race, using the winner's tokens", chain.account)
@@ -554,7 +559,8 @@ class Chains:
     async def _failed(self, chain: Chain, exc: TokenEndpointError, *, dead: bool) -> None:
         now = self.clock()
         try:
-            updated = self.store.end_refresh_failed(
+            updated = await off_loop(
+                self.store.end_refresh_failed,
                 chain.account,
                 exc.message,
                 now,
@@ -594,10 +600,10 @@ class Chains:
         for account in accounts:
             if account.kind != "oauth":
                 continue
-            chain = self.store.get_chain(account.name)
+            chain = await off_loop(self.store.get_chain, account.name)
             if chain is None or chain.in_flight is None or chain.state != "ok":
                 continue
-            if self.store.lock_holder(refresh_lock(account.name)) is not None:
+            if await off_loop(self.store.lock_holder, refresh_lock(account.name)) is not None:
                 continue  # a live process is refreshing it right now
             try:
                 await self.refresh(account, seen_generation=chain.generation, reason="recovery")

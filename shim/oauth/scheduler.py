@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from shim.errors import ChainError
 from shim.oauth.chains import Chains
 from shim.oauth.token_policy import is_due
+from shim.store.offloop import off_loop
 from shim.store.protocol import HeldLock
 
 log = logging.getLogger("shim.oauth.scheduler")
@@ -54,13 +55,13 @@ class Scheduler:
     async def tick(self) -> list[str]:
         """Refresh every chain that is due (ahead of expiry, or idle too long)."""
         settings = self.chains.settings
-        if not self._hold():
+        if not await off_loop(self._hold):
             return []
         refreshed = []
-        for account in self.store.list_accounts():
+        for account in await off_loop(self.store.list_accounts):
             if account.kind != "oauth":
                 continue
-            chain = self.store.get_chain(account.name)
+            chain = await off_loop(self.store.get_chain, account.name)
             if chain is None or chain.state != "ok":
                 continue
             reason = is_due(

@@ -35,12 +35,16 @@ from shim.serve.asgi import Receive, Scope, Send
 from shim.serve.audit import table_of
 from shim.serve.services import Services
 from shim.settings import Settings
+from shim.store.offloop import off_loop
 
 #: Named for the app, as before the split: operators filter their logs by this name.
 log = logging.getLogger("shim.serve.app")
 access_log = logging.getLogger("shim.access")
 
 ACCOUNT_CACHE_SECONDS = 2.0
+#: How long a call waits for a stale account to be read again before it goes on with the one
+#: it knows (the store may be locked by another process; the read lands in the cache later).
+ACCOUNT_READ_DEADLINE = 0.2
 #: Bodies larger than this are parsed in a worker thread, so one big upload (or a hostile
 #: megabyte of nesting) does not stall every other caller on the event loop.
 PARSE_IN_THREAD = 256 * 1024
@@ -72,6 +76,8 @@ class Calls:
         self.settings = settings
         self.clock = clock
         self._accounts: dict[str, tuple[Account, float]] = {}
+        #: Account reads under way (off the loop), one per account.
+        self._reads: dict[str, asyncio.Future[Account | None]] = {}
 
     async def handle(self, services: Services, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -109,7 +115,7 @@ class Calls:
             t.key_id = record.id
             keys.check_method(record, call.method)
             services.rates.check(record, t.at)
-            account = self._account(services, record.account)
+            account = await self._account(services, record.account)
             t.account = account.name
             if account.route == "xmlrpc":
                 forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
@@ -207,16 +213,41 @@ class Calls:
             return None
         return response
 
-    def _account(self, services: Services, name: str) -> Account:
+    async def _account(self, services: Services, name: str) -> Account:
+        """The key's account: from memory for ``ACCOUNT_CACHE_SECONDS`` (no store call, no
+        thread hop), then read again off the loop. A store that does not answer within
+        ``ACCOUNT_READ_DEADLINE`` (locked by another process) does not hold the call: it goes
+        on with the account it knows, and the read refreshes the cache when it lands."""
         now = time.monotonic()
         cached = self._accounts.get(name)
         if cached is not None and now - cached[1] < ACCOUNT_CACHE_SECONDS:
             return cached[0]
-        account = services.store.get_account(name)
+        read = self._reads.get(name)
+        if read is not None and cached is not None:
+            return cached[0]  # a read is under way: go on with the account known
+        if read is None:
+            read = self._reads[name] = asyncio.ensure_future(
+                off_loop(services.store.get_account, name)
+            )
+            read.add_done_callback(lambda done: self._read_done(name, done, now))
+        if cached is not None:
+            await asyncio.wait([read], timeout=ACCOUNT_READ_DEADLINE)
+            if not read.done():
+                return cached[0]
+        account = await asyncio.shield(read)
         if account is None:
             raise InvalidKey("Invalid Key (its account no longer exists)")
-        self._accounts[name] = (account, now)
         return account
+
+    def _read_done(self, name: str, read: asyncio.Future[Account | None], at: float) -> None:
+        self._reads.pop(name, None)
+        if read.cancelled() or read.exception() is not None:
+            return  # the next call tries again (one that waits sees the error itself)
+        account = read.result()
+        if account is None:
+            self._accounts.pop(name, None)
+        else:
+            self._accounts[name] = (account, at)
 
 
 def _finish(services: Services, t: Trace, ms: float) -> None:

@@ -182,7 +182,7 @@ class RestPassthrough:
             t.key_id = record.id
             keys.check_request(record, verb, path)
             services.rates.check(record, t.at)
-            account = self._calls._account(services, record.account)
+            account = await self._calls._account(services, record.account)
             t.account = account.name
             headers = _forwarded_headers(scope)
             body = await asgi.read_raw(

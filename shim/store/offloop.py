@@ -1,0 +1,64 @@
+"""Store work from the event loop runs here: in a worker thread, never on the loop itself.
+
+Store methods are synchronous (``sqlite3``, ``psycopg``) and may wait: SQLite's busy timeout
+while another process holds the write lock, PostgreSQL's pool or a slow server. Run on the
+loop, that wait stalls every call in flight, even ones that need nothing from the store. So
+the background work (scheduler, refreshes, recovery write-back, alerts) awaits ``off_loop``
+instead. The per-call hot path (a cached key, account and token) makes no store call at all
+beyond the stores' own in-memory caches, and takes no thread hop.
+
+The threads are a small pool of their own, so store work waiting on a lock never takes the
+default executor's threads from other work (large request bodies are parsed there).
+
+A store call, once started, is finished before its caller moves on: a cancelled caller waits
+for the call (bounded by the store's own timeouts) and then stops as asked. Otherwise a
+cancelled refresh could release its lock while its journal write is still on its way.
+Thread safety: SqliteStore serializes each method on its lock and connections; PostgresStore
+takes a pooled connection per method.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+#: Threads for store work: a refresh, the scheduler and a write-back may wait at once.
+WORKERS = 4
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="shim-store")
+        return _pool
+
+
+async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``fn(*args, **kwargs)`` in a store worker thread; the loop serves on meanwhile."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    future = loop.run_in_executor(_executor(), functools.partial(context.run, fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        # Finish the call first (see the module's doc), then stop as asked.
+        while not future.done():
+            try:
+                await asyncio.wait([future])
+            except asyncio.CancelledError:
+                continue
+        if not future.cancelled():
+            future.exception()  # seen: its failure is the caller's to ignore now
+        raise
