@@ -33,8 +33,7 @@ _SERVICES: dict[str, str] = {
     "addPaymentPlan addRecurringCommissionOverride addRecurringOrder calculateAmountOwed "
     "chargeInvoice createBlankOrder createInvoiceForRecurring deleteInvoice "
     "deleteSubscription getAllPaymentOptions getOrderId getPayments getPluginStatus "
-    "locateExistingCard "
-    "recalculateTax validateCreditCard",
+    "locateExistingCard recalculateTax updateJobRecurringNextBillDate validateCreditCard",
     "OrderService": "placeOrder",
     "ProductService": "deactivateCreditCard decreaseInventory decrementInventory "
     "getInventory increaseInventory incrementInventory",
