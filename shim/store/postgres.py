@@ -38,23 +38,32 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import psycopg
 import psycopg_pool
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from shim.errors import StaleTokenWrite, StoreUnavailable
+from shim.errors import StoreUnavailable
 from shim.models import (
     Account,
-    AccountKind,
     CallRecord,
     Chain,
     KeyRecord,
     RefreshJournal,
-    Route,
     TokenPair,
+)
+from shim.store.columns import (
+    ACCOUNT_COLUMNS,
+    ACCOUNT_SECRETS,
+    CHAIN_SECRETS,
+    KEY_COLUMNS,
+    SELECT_ACCOUNT,
+    SELECT_KEY,
+    check_account_changes,
+    check_generation,
+    seal_context,
 )
 from shim.store.protocol import StoreConflict
 from shim.store.secrets import SecretBox, rewrap
@@ -197,24 +206,10 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (10, "locks replace leases; shared rate windows", _SCHEMA_V10),
 ]
 
-_ACCOUNT_COLUMNS = (
-    "name", "kind", "client_id", "client_secret", "service_key", "xmlrpc_url", "token_url",
-    "authorize_url", "rest_url", "route", "app_name", "created_at",
-)  # fmt: skip
-_KEY_COLUMNS = (
-    "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "allow", "rate_per_min", "rate_window",
-)  # fmt: skip
 _CALL_COLUMNS = (
     "at", "request_id", "key_id", "account", "method", "outcome", "upstream_status",
     "duration_ms", "bytes_in", "bytes_out", "route", "table_name",
 )  # fmt: skip
-_ACCOUNT_SECRETS = ("client_secret", "service_key")
-_CHAIN_SECRETS = ("access_token", "refresh_token")
-_ACCOUNT_UPDATABLE = frozenset(_ACCOUNT_COLUMNS) - {"name", "created_at"}
-_CHOICES: dict[str, tuple[str, ...]] = {"kind": get_args(AccountKind), "route": get_args(Route)}
-_SELECT_ACCOUNT = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts"
-_SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM keys"
 _SELECT_CHAIN = """
 SELECT c.account, c.access_token, c.refresh_token, c.expires_at, c.refresh_issued_at,
        c.generation, c.state, c.last_refresh_at, c.last_error, c.last_error_at, c.failures,
@@ -224,13 +219,13 @@ WHERE c.account = %s
 """
 #: The columns of the tables ``shim store copy`` moves (``store.COPY_TABLES``).
 _COPY_COLUMNS: dict[str, tuple[str, ...]] = {
-    "accounts": _ACCOUNT_COLUMNS,
+    "accounts": ACCOUNT_COLUMNS,
     "chains": (
         "account", "access_token", "refresh_token", "expires_at", "refresh_issued_at",
         "generation", "state", "last_refresh_at", "last_error", "last_error_at", "failures",
     ),
     "refresh_journal": ("account", "refresh_fingerprint", "owner", "started_at"),
-    "keys": _KEY_COLUMNS,
+    "keys": KEY_COLUMNS,
     "server_secrets": ("name", "value"),
     "quota_figures": ("account", "figures", "at"),
     "calls": _CALL_COLUMNS,
@@ -245,11 +240,6 @@ _TRUST = 1.0
 _READ_CACHE_SIZE = 4096
 #: How long a caller waits for a connection while the database is known to be unreachable.
 _FAIL_FAST = 0.5
-
-
-def _ctx(table: str, row: str, column: str) -> str:
-    """Seal context, identical to the SQLite store's (so sealed text moves between them)."""
-    return f"{table}:{row}:{column}"
 
 
 def lock_key(name: str) -> int:
@@ -468,12 +458,7 @@ class PostgresStore:
         row = conn.execute(
             "SELECT generation FROM chains WHERE account = %s FOR UPDATE", (account,)
         ).fetchone()
-        current = None if row is None else int(row[0])
-        if current != generation:
-            raise StaleTokenWrite(
-                f"refused a token write for account {account!r}: the chain is at generation "
-                f"{current}, not {generation} where this refresh started"
-            )
+        check_generation(account, None if row is None else int(row[0]), generation)
 
     # -- the per-call cache -------------------------------------------------------------------
     def _invalidate(self) -> None:
@@ -590,7 +575,7 @@ class PostgresStore:
         """The master key's check value (``shim init`` makes it): the key id sealed under the
         key itself. A wrong key fails here, clearly (DecryptError), instead of on the first
         secret some command needs."""
-        ctx = _ctx("secret", KEY_CHECK, "value")
+        ctx = seal_context("secret", KEY_CHECK, "value")
         sealed = self._box.seal(self._box.key_id, context=ctx)
         self._run(
             lambda conn: conn.execute(
@@ -604,18 +589,18 @@ class PostgresStore:
 
     # -- accounts ---------------------------------------------------------------------------
     def _account(self, row: Sequence[Any]) -> Account:
-        values = dict(zip(_ACCOUNT_COLUMNS, row, strict=True))
-        for col in _ACCOUNT_SECRETS:
-            values[col] = self._open(values[col], _ctx("account", values["name"], col))
+        values = dict(zip(ACCOUNT_COLUMNS, row, strict=True))
+        for col in ACCOUNT_SECRETS:
+            values[col] = self._open(values[col], seal_context("account", values["name"], col))
         return Account(**values)
 
     def add_account(self, account: Account) -> None:
-        row = {col: getattr(account, col) for col in _ACCOUNT_COLUMNS}
-        for col in _ACCOUNT_SECRETS:
-            row[col] = self._seal(row[col], _ctx("account", account.name, col))
+        row = {col: getattr(account, col) for col in ACCOUNT_COLUMNS}
+        for col in ACCOUNT_SECRETS:
+            row[col] = self._seal(row[col], seal_context("account", account.name, col))
         query = (
-            f"INSERT INTO accounts ({', '.join(_ACCOUNT_COLUMNS)}) "
-            f"VALUES ({', '.join('%(' + c + ')s' for c in _ACCOUNT_COLUMNS)}) "
+            f"INSERT INTO accounts ({', '.join(ACCOUNT_COLUMNS)}) "
+            f"VALUES ({', '.join('%(' + c + ')s' for c in ACCOUNT_COLUMNS)}) "
             "ON CONFLICT (name) DO NOTHING"
         )
 
@@ -628,34 +613,25 @@ class PostgresStore:
     def get_account(self, name: str) -> Account | None:
         """Cached like keys (the accounts trigger notifies): the app looks its account up
         every couple of seconds, and a cached call must not touch the database."""
-        query = f"{_SELECT_ACCOUNT} WHERE name = %s"
+        query = f"{SELECT_ACCOUNT} WHERE name = %s"
         account: Account | None = self._cached("account", name, query, self._account)
         return account
 
     def list_accounts(self) -> list[Account]:
-        return [
-            self._account(r) for r in self._rows(f'{_SELECT_ACCOUNT} ORDER BY name COLLATE "C"')
-        ]
+        return [self._account(r) for r in self._rows(f'{SELECT_ACCOUNT} ORDER BY name COLLATE "C"')]
 
     def update_account(self, name: str, **changes: object) -> Account:
-        unknown = sorted(set(changes) - _ACCOUNT_UPDATABLE)
-        if unknown:
-            raise ValueError(f"account fields that cannot be changed: {', '.join(unknown)}")
         values: dict[str, object] = {"name": name}
-        for col, value in changes.items():
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"account field {col} must be a string or None")
-            if col in _CHOICES and value not in _CHOICES[col]:
-                raise ValueError(f"account {col} must be one of {', '.join(_CHOICES[col])}")
-            sealed = col in _ACCOUNT_SECRETS
-            values[col] = self._seal(value, _ctx("account", name, col)) if sealed else value
+        for col, value in check_account_changes(changes).items():
+            sealed = col in ACCOUNT_SECRETS
+            values[col] = self._seal(value, seal_context("account", name, col)) if sealed else value
 
         def work(conn: psycopg.Connection[Any]) -> Account:
             self._require_account(conn, name)
             if changes:
                 sets = ", ".join(f"{col} = %({col})s" for col in changes)
                 conn.execute(f"UPDATE accounts SET {sets} WHERE name = %(name)s", values)
-            row = conn.execute(f"{_SELECT_ACCOUNT} WHERE name = %s", (name,)).fetchone()
+            row = conn.execute(f"{SELECT_ACCOUNT} WHERE name = %s", (name,)).fetchone()
             assert row is not None
             return self._account(row)
 
@@ -679,8 +655,8 @@ class PostgresStore:
     def _chain(self, r: dict[str, Any]) -> Chain:
         row = dict(r)
         journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at")]
-        for col in _CHAIN_SECRETS:
-            row[col] = self._box.open(row[col], context=_ctx("chain", row["account"], col))
+        for col in CHAIN_SECRETS:
+            row[col] = self._box.open(row[col], context=seal_context("chain", row["account"], col))
         row["generation"] = int(row["generation"])
         if journal[1] is not None:
             row["in_flight"] = RefreshJournal(row["account"], *journal)
@@ -704,8 +680,10 @@ class PostgresStore:
         self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
     ) -> Chain:
         params: dict[str, object] = {"account": account, "expires_at": pair.expires_at, "now": now}
-        for col in _CHAIN_SECRETS:
-            params[col] = self._box.seal(getattr(pair, col), context=_ctx("chain", account, col))
+        for col in CHAIN_SECRETS:
+            params[col] = self._box.seal(
+                getattr(pair, col), context=seal_context("chain", account, col)
+            )
 
         def work(conn: psycopg.Connection[Any]) -> Chain:
             self._require_account(conn, account)
@@ -833,16 +811,16 @@ class PostgresStore:
     # -- local keys -------------------------------------------------------------------------
     @staticmethod
     def _key(row: Sequence[Any]) -> KeyRecord:
-        values = dict(zip(_KEY_COLUMNS, row, strict=True))
+        values = dict(zip(KEY_COLUMNS, row, strict=True))
         values["allow"] = tuple(json.loads(values["allow"]))
         return KeyRecord(**values)
 
     def add_key(self, key: KeyRecord) -> None:
-        row = {col: getattr(key, col) for col in _KEY_COLUMNS}
+        row = {col: getattr(key, col) for col in KEY_COLUMNS}
         row["allow"] = json.dumps(list(key.allow))
         query = (
-            f"INSERT INTO keys ({', '.join(_KEY_COLUMNS)}) "
-            f"VALUES ({', '.join('%(' + c + ')s' for c in _KEY_COLUMNS)}) ON CONFLICT DO NOTHING"
+            f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) "
+            f"VALUES ({', '.join('%(' + c + ')s' for c in KEY_COLUMNS)}) ON CONFLICT DO NOTHING"
         )
 
         def work(conn: psycopg.Connection[Any]) -> None:
@@ -854,15 +832,15 @@ class PostgresStore:
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         key: KeyRecord | None = self._cached(
-            "key", key_id, f"{_SELECT_KEY} WHERE id = %s", self._key
+            "key", key_id, f"{SELECT_KEY} WHERE id = %s", self._key
         )
         return key
 
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
         order = 'ORDER BY created_at, id COLLATE "C"'
         if account is None:
-            return [self._key(r) for r in self._rows(f"{_SELECT_KEY} {order}")]
-        rows = self._rows(f"{_SELECT_KEY} WHERE account = %s {order}", (account,))
+            return [self._key(r) for r in self._rows(f"{SELECT_KEY} {order}")]
+        rows = self._rows(f"{SELECT_KEY} WHERE account = %s {order}", (account,))
         return [self._key(r) for r in rows]
 
     def revoke_key(self, key_id: str, at: float) -> bool:
@@ -890,8 +868,8 @@ class PostgresStore:
     def rekey(self, new_box: SecretBox) -> int:
         """Re-encrypt every sealed column under ``new_box`` in one transaction (all or
         nothing); other processes still holding the old key must be restarted afterwards."""
-        targets = [("accounts", "name", "account", c) for c in _ACCOUNT_SECRETS]
-        targets += [("chains", "account", "chain", c) for c in _CHAIN_SECRETS]
+        targets = [("accounts", "name", "account", c) for c in ACCOUNT_SECRETS]
+        targets += [("chains", "account", "chain", c) for c in CHAIN_SECRETS]
         targets += [("server_secrets", "name", "secret", "value")]
 
         def work(conn: psycopg.Connection[Any]) -> int:
@@ -908,7 +886,10 @@ class PostgresStore:
                     if table == "server_secrets" and row_id == KEY_CHECK:
                         continue  # written anew below
                     new = rewrap(
-                        sealed, context=_ctx(prefix, row_id, col), old=self._box, new=new_box
+                        sealed,
+                        context=seal_context(prefix, row_id, col),
+                        old=self._box,
+                        new=new_box,
                     )
                     conn.execute(
                         sql.SQL("UPDATE {t} SET {col} = %s WHERE {pk} = %s").format(
@@ -917,7 +898,7 @@ class PostgresStore:
                         (new, row_id),
                     )
                     count += 1
-            ctx = _ctx("secret", KEY_CHECK, "value")
+            ctx = seal_context("secret", KEY_CHECK, "value")
             conn.execute(
                 "UPDATE server_secrets SET value = %s WHERE name = %s",
                 (new_box.seal(new_box.key_id, context=ctx), KEY_CHECK),
@@ -930,7 +911,7 @@ class PostgresStore:
 
     def server_secret(self, name: str) -> bytes:
         """A random 32-byte server secret made on first use (by whichever host is first)."""
-        ctx = _ctx("secret", name, "value")
+        ctx = seal_context("secret", name, "value")
         fresh = base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
 
         def work(conn: psycopg.Connection[Any]) -> str:

@@ -38,24 +38,33 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, get_args
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sqlite_utils import Database
 
-from shim.errors import MasterKeyChanged, StaleTokenWrite
+from shim.errors import MasterKeyChanged
 from shim.files import write_private
 from shim.models import (
     Account,
-    AccountKind,
     CallRecord,
     Chain,
     KeyRecord,
     RefreshJournal,
-    Route,
     TokenPair,
 )
 from shim.store import sqlite_audit
+from shim.store.columns import (
+    ACCOUNT_COLUMNS,
+    ACCOUNT_SECRETS,
+    CHAIN_SECRETS,
+    KEY_COLUMNS,
+    SELECT_ACCOUNT,
+    SELECT_KEY,
+    check_account_changes,
+    check_generation,
+    seal_context,
+)
 from shim.store.protocol import COPY_TABLES, StoreConflict
 from shim.store.secrets import DecryptError, OtherKey, SecretBox, key_id_of, rewrap
 
@@ -139,35 +148,15 @@ MIGRATIONS: list[Migration] = [
     (10, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
 ]
 
-_ACCOUNT_COLUMNS = (
-    "name", "kind", "client_id", "client_secret", "service_key", "xmlrpc_url", "token_url",
-    "authorize_url", "rest_url", "route", "app_name", "created_at",
-)  # fmt: skip
-_KEY_COLUMNS = (
-    "id", "account", "label", "digest", "prefix", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "allow", "rate_per_min", "rate_window",
-)  # fmt: skip
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
-_ACCOUNT_SECRETS = ("client_secret", "service_key")
-_CHAIN_SECRETS = ("access_token", "refresh_token")
-_ACCOUNT_UPDATABLE = frozenset(_ACCOUNT_COLUMNS) - {"name", "created_at"}
-_CHOICES: dict[str, tuple[str, ...]] = {"kind": get_args(AccountKind), "route": get_args(Route)}
-_SELECT_ACCOUNT = f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts"
-_SELECT_KEY = f"SELECT {', '.join(_KEY_COLUMNS)} FROM keys"
-_SELECT_KEY_BY_ID = f"{_SELECT_KEY} WHERE id = ?"
+_SELECT_KEY_BY_ID = f"{SELECT_KEY} WHERE id = ?"
 _SELECT_CHAIN = """
 SELECT c.*, j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner,
        j.started_at AS j_started_at
 FROM chains c LEFT JOIN refresh_journal j ON j.account = c.account
 WHERE c.account = ?
 """
-
-
-def _ctx(table: str, row: str, column: str) -> str:
-    """Seal context binding a value to its row and column (column last, so it is unambiguous
-    even if the row name contains a colon)."""
-    return f"{table}:{row}:{column}"
 
 
 def _as_dict(r: sqlite3.Row) -> dict[str, Any]:
@@ -415,7 +404,7 @@ class SqliteStore:
 
     @staticmethod
     def _put_key_check(conn: sqlite3.Connection, box: SecretBox) -> None:
-        sealed = box.seal(box.key_id, context=_ctx("secret", KEY_CHECK, "value"))
+        sealed = box.seal(box.key_id, context=seal_context("secret", KEY_CHECK, "value"))
         conn.execute(
             "INSERT OR REPLACE INTO server_secrets (name, value) VALUES (?, ?)", (KEY_CHECK, sealed)
         )
@@ -431,12 +420,7 @@ class SqliteStore:
         if generation is None:
             return
         row = conn.execute("SELECT generation FROM chains WHERE account = ?", (account,)).fetchone()
-        current = None if row is None else int(row[0])
-        if current != generation:
-            raise StaleTokenWrite(
-                f"refused a token write for account {account!r}: the chain is at generation "
-                f"{current}, not {generation} where this refresh started"
-            )
+        check_generation(account, None if row is None else int(row[0]), generation)
 
     # -- migrations -------------------------------------------------------------------------
     def schema_version(self) -> int:
@@ -486,7 +470,7 @@ class SqliteStore:
         a wrong key is refused when the store opens, before any command writes anything.
         Right after a rotation the key file may lag the store by a moment: reloaded first.
         A database without a check value gets one, once a sealed value (if any) opened."""
-        ctx = _ctx("secret", KEY_CHECK, "value")
+        ctx = seal_context("secret", KEY_CHECK, "value")
         row = self._one("SELECT value FROM server_secrets WHERE name = ?", (KEY_CHECK,))
         try:
             if row is not None:
@@ -504,7 +488,7 @@ class SqliteStore:
         """Open one sealed value of the database, if it has any (DecryptError if it fails)."""
         row = self._one("SELECT name, value FROM server_secrets LIMIT 1")
         if row is not None:
-            self._open(str(row[1]), _ctx("secret", str(row[0]), "value"))
+            self._open(str(row[1]), seal_context("secret", str(row[0]), "value"))
             return
         row = self._one("SELECT name FROM accounts ORDER BY name LIMIT 1")
         if row is not None:
@@ -522,15 +506,15 @@ class SqliteStore:
     # -- accounts ---------------------------------------------------------------------------
     def _account(self, r: sqlite3.Row) -> Account:
         row = _as_dict(r)
-        for col in _ACCOUNT_SECRETS:
-            row[col] = self._open(row[col], _ctx("account", row["name"], col))
+        for col in ACCOUNT_SECRETS:
+            row[col] = self._open(row[col], seal_context("account", row["name"], col))
         return Account(**row)
 
     def add_account(self, account: Account) -> None:
-        row = {col: getattr(account, col) for col in _ACCOUNT_COLUMNS}
-        for col in _ACCOUNT_SECRETS:
-            row[col] = self._seal(row[col], _ctx("account", account.name, col))
-        sql = f"INSERT INTO accounts VALUES ({', '.join(':' + c for c in _ACCOUNT_COLUMNS)})"
+        row = {col: getattr(account, col) for col in ACCOUNT_COLUMNS}
+        for col in ACCOUNT_SECRETS:
+            row[col] = self._seal(row[col], seal_context("account", account.name, col))
+        sql = f"INSERT INTO accounts VALUES ({', '.join(':' + c for c in ACCOUNT_COLUMNS)})"
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM accounts WHERE name = ?", (account.name,)).fetchone():
                 raise StoreConflict(f"account {account.name!r} already exists")
@@ -538,32 +522,25 @@ class SqliteStore:
 
     def get_account(self, name: str) -> Account | None:
         with self._lock:  # read and open under one lock: rekey() may swap the box
-            r = self._one(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,))
+            r = self._one(f"{SELECT_ACCOUNT} WHERE name = ?", (name,))
             return None if r is None else self._account(r)
 
     def list_accounts(self) -> list[Account]:
         with self._lock:
-            return [self._account(r) for r in self._rows(f"{_SELECT_ACCOUNT} ORDER BY name")]
+            return [self._account(r) for r in self._rows(f"{SELECT_ACCOUNT} ORDER BY name")]
 
     def update_account(self, name: str, **changes: object) -> Account:
         """Change plain fields (all are text); ValueError for name/created_at or unknown ones."""
-        unknown = sorted(set(changes) - _ACCOUNT_UPDATABLE)
-        if unknown:
-            raise ValueError(f"account fields that cannot be changed: {', '.join(unknown)}")
         values: dict[str, object] = {"name": name}
-        for col, value in changes.items():
-            if value is not None and not isinstance(value, str):
-                raise TypeError(f"account field {col} must be a string or None")
-            if col in _CHOICES and value not in _CHOICES[col]:
-                raise ValueError(f"account {col} must be one of {', '.join(_CHOICES[col])}")
-            sealed = col in _ACCOUNT_SECRETS
-            values[col] = self._seal(value, _ctx("account", name, col)) if sealed else value
+        for col, value in check_account_changes(changes).items():
+            sealed = col in ACCOUNT_SECRETS
+            values[col] = self._seal(value, seal_context("account", name, col)) if sealed else value
         with self._write() as conn:
             self._require_account(conn, name)
             if changes:
                 sets = ", ".join(f"{col} = :{col}" for col in changes)
                 conn.execute(f"UPDATE accounts SET {sets} WHERE name = :name", values)
-            row = conn.execute(f"{_SELECT_ACCOUNT} WHERE name = ?", (name,)).fetchone()
+            row = conn.execute(f"{SELECT_ACCOUNT} WHERE name = ?", (name,)).fetchone()
             return self._account(row)
 
     def remove_account(self, name: str) -> int:
@@ -579,8 +556,8 @@ class SqliteStore:
     def _chain(self, r: sqlite3.Row) -> Chain:
         row = _as_dict(r)
         journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at")]
-        for col in _CHAIN_SECRETS:
-            row[col] = self._open(row[col], _ctx("chain", row["account"], col))
+        for col in CHAIN_SECRETS:
+            row[col] = self._open(row[col], seal_context("chain", row["account"], col))
         if journal[1] is not None:
             row["in_flight"] = RefreshJournal(row["account"], *journal)
         return Chain(**row)
@@ -613,8 +590,8 @@ class SqliteStore:
         """``put_tokens``, or the store's current key id when this process does not hold it."""
         params: dict[str, object] = {"account": account, "expires_at": pair.expires_at, "now": now}
         box = self._box
-        for col in _CHAIN_SECRETS:
-            params[col] = box.seal(getattr(pair, col), context=_ctx("chain", account, col))
+        for col in CHAIN_SECRETS:
+            params[col] = box.seal(getattr(pair, col), context=seal_context("chain", account, col))
         with self._write() as conn:
             self._require_account(conn, account)
             current = self._check_key(conn) if box is self._box else self._box.key_id
@@ -711,9 +688,9 @@ class SqliteStore:
 
     def add_key(self, key: KeyRecord) -> None:
         """Insert; KeyError for an unknown account, StoreConflict for a taken id or digest."""
-        row = {col: getattr(key, col) for col in _KEY_COLUMNS}
+        row = {col: getattr(key, col) for col in KEY_COLUMNS}
         row["allow"] = json.dumps(list(key.allow))
-        sql = f"INSERT INTO keys VALUES ({', '.join(':' + c for c in _KEY_COLUMNS)})"
+        sql = f"INSERT INTO keys VALUES ({', '.join(':' + c for c in KEY_COLUMNS)})"
         with self._write() as conn:
             self._require_account(conn, key.account)
             taken = "SELECT 1 FROM keys WHERE id = ? OR digest = ?"
@@ -728,8 +705,8 @@ class SqliteStore:
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
         order = "ORDER BY created_at, id"
         if account is None:
-            return [self._key(r) for r in self._rows(f"{_SELECT_KEY} {order}")]
-        rows = self._rows(f"{_SELECT_KEY} WHERE account = ? {order}", (account,))
+            return [self._key(r) for r in self._rows(f"{SELECT_KEY} {order}")]
+        rows = self._rows(f"{SELECT_KEY} WHERE account = ? {order}", (account,))
         return [self._key(r) for r in rows]
 
     def revoke_key(self, key_id: str, at: float) -> bool:
@@ -755,8 +732,8 @@ class SqliteStore:
         All or nothing: a value that does not open under the current key aborts the whole
         rotation. Other processes still holding the old key must be restarted afterwards.
         """
-        targets = [("accounts", "name", "account", c) for c in _ACCOUNT_SECRETS]
-        targets += [("chains", "account", "chain", c) for c in _CHAIN_SECRETS]
+        targets = [("accounts", "name", "account", c) for c in ACCOUNT_SECRETS]
+        targets += [("chains", "account", "chain", c) for c in CHAIN_SECRETS]
         targets += [("server_secrets", "name", "secret", "value")]
         count = 0
         with self._lock:
@@ -766,7 +743,7 @@ class SqliteStore:
                     for row_id, sealed in rows.fetchall():
                         if table == "server_secrets" and row_id == KEY_CHECK:
                             continue  # written anew below
-                        ctx = _ctx(prefix, row_id, col)
+                        ctx = seal_context(prefix, row_id, col)
                         new = rewrap(sealed, context=ctx, old=self._box, new=new_box)
                         conn.execute(f"UPDATE {table} SET {col} = ? WHERE {pk} = ?", (new, row_id))
                         count += 1
@@ -783,7 +760,7 @@ class SqliteStore:
         Kept sealed in the database rather than derived from the master key, so that rotating
         the master key re-encrypts it instead of invalidating every local key.
         """
-        ctx = _ctx("secret", name, "value")
+        ctx = seal_context("secret", name, "value")
         with self._lock:
             r = self._one("SELECT value FROM server_secrets WHERE name = ?", (name,))
             if r is None:

@@ -264,8 +264,8 @@ def test_get_key_stays_fast_with_100k_keys(tmp_path: Path) -> None:
             timings.append(min(_time_lookups(s, ids) for _ in range(3)))
             plans = [
                 " ".join(str(r[-1]) for r in s._db.conn.execute(f"EXPLAIN QUERY PLAN {q}", ("x",)))
-                for q in (f"{sqlite_store._SELECT_KEY} WHERE id = ?",
-                          f"{sqlite_store._SELECT_KEY} WHERE digest = ?")
+                for q in (f"{sqlite_store.SELECT_KEY} WHERE id = ?",
+                          f"{sqlite_store.SELECT_KEY} WHERE digest = ?")
             ]  # fmt: skip
             assert all("USING" in p and "INDEX" in p for p in plans), plans
     small, big = timings
