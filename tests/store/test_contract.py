@@ -21,18 +21,16 @@ from typing import Any, TypeVar
 import pytest
 
 from shim.errors import StaleTokenWrite
-from shim.models import Account, CallRecord, KeyRecord, RefreshJournal, TokenPair
+from shim.models import CallRecord, RefreshJournal
 from shim.store.protocol import Store, StoreConflict
 from shim.store.secrets import DecryptError, SecretBox, generate_master_key
 from shim.store.sqlite import MIGRATIONS, SqliteStore
+from tests.support.records import SECRETS
+from tests.support.records import account as _account
+from tests.support.records import key as _key
+from tests.support.records import pair as _pair
 
 KEY = b"m" * 32
-SECRETS = {
-    "client_secret": "CLIENT-SECRET-q8Zr1",
-    "service_key": "SERVICE-KEY-p4Lw9",
-    "access_token": "ACCESS-TOKEN-x7Vb2",
-    "refresh_token": "REFRESH-TOKEN-k3Nm5",
-}
 T = TypeVar("T")
 
 
@@ -54,25 +52,6 @@ def eventually(probe: Callable[[], T], within: float = 1.0) -> T:
             assert value, f"not seen within {within}s"
             return value
         time.sleep(0.005)
-
-
-def _account(name: str = "prod", **kw: Any) -> Account:
-    fields: dict[str, Any] = {"kind": "oauth", "created_at": 1000.0, "client_id": "cid"}
-    fields["client_secret"] = SECRETS["client_secret"]
-    return Account(name=name, **{**fields, **kw})
-
-
-def _pair(n: int = 0) -> TokenPair:
-    return TokenPair(
-        access_token=f"{SECRETS['access_token']}-{n}",
-        refresh_token=f"{SECRETS['refresh_token']}-{n}",
-        expires_at=5000.0 + n,
-    )
-
-
-def _key(key_id: str = "k1", account: str = "prod", **kw: Any) -> KeyRecord:
-    fields: dict[str, Any] = {"label": "script", "digest": f"d-{key_id}", "prefix": "shk_k1"}
-    return KeyRecord(id=key_id, account=account, **{"created_at": 100.0, **fields, **kw})
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
