@@ -99,13 +99,7 @@ def open_store(settings: Settings, *, owner: str | None = None, listen: bool = T
     """Open (and migrate) the store with the master key, and check the key opens it."""
     if not settings.db_is_url and not Path(settings.db).exists():
         raise CliError(f"no keyshim database at {settings.db} (run `shim init`)")
-    store = _connect(settings, owner=owner, listen=listen)
-    try:
-        store.migrate()
-    except BaseException:
-        store.close()
-        raise
-    return store
+    return _migrated(_connect(settings, owner=owner, listen=listen))
 
 
 def open_copy_target(settings: Settings) -> Store:
@@ -113,7 +107,11 @@ def open_copy_target(settings: Settings) -> Store:
     its own (the source's server secrets, check value included, are copied in)."""
     if not settings.db_is_url:
         Path(settings.db).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = _connect(settings, owner=None, listen=False)
+    return _migrated(_connect(settings, owner=None, listen=False))
+
+
+def _migrated(store: Store) -> Store:
+    """``store`` with its schema current; closed again if migrating fails."""
     try:
         store.migrate()
     except BaseException:
