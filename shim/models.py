@@ -62,6 +62,10 @@ class RefreshJournal:
     refresh_fingerprint: str
     owner: str
     started_at: float
+    #: Seconds since the row was written, by the store's own clock (read back, never
+    #: written): hosts judge a journal's age by one clock, not by comparing their own clock
+    #: with a time another host wrote. None for a journal not read from a store.
+    age: float | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -209,11 +209,13 @@ class Chains:
         its lock (the database restarted under it) but may be about to store the new pair.
         Wait for it rather than spend a token it may have spent; a dead owner's journal is
         recovered at once, and a live owner's once it is older than the longest a refresh can
-        take (the owner gave up on it)."""
+        take (the owner gave up on it). The age is the store's: another host's clock may be
+        minutes off this one's."""
         journal = chain.in_flight
         if journal is None or journal.owner == self.owner:
             return False
-        if self.clock() - journal.started_at > self._longest_refresh():
+        age = journal.age if journal.age is not None else self.clock() - journal.started_at
+        if age > self._longest_refresh():
             return False
         return await off_loop(self.store.owner_alive, journal.owner)
 

@@ -187,6 +187,11 @@ CREATE TRIGGER accounts_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
     FOR EACH STATEMENT EXECUTE FUNCTION keyshim_changed();
 """
 
+#: The database server's clock as Unix seconds: every host judges a journal's age by it,
+#: never by comparing its own clock with a time another host wrote.
+_NOW = "EXTRACT(EPOCH FROM clock_timestamp())::DOUBLE PRECISION"
+_STAMPED_JOURNAL = "ALTER TABLE refresh_journal ADD COLUMN stamped_at DOUBLE PRECISION;"
+
 #: The same numbers and names as ``shim.store.sqlite.MIGRATIONS``. Append only.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "initial schema", _SCHEMA_V1),
@@ -204,16 +209,18 @@ MIGRATIONS: list[tuple[int, str, str]] = [
     (8, "admin page", _SCHEMA_ADMIN),
     (9, "audit records the DataService table", "ALTER TABLE calls ADD COLUMN table_name TEXT;"),
     (10, "locks replace leases; shared rate windows", _SCHEMA_V10),
+    (11, "journal stamped by the store's clock", _STAMPED_JOURNAL),
 ]
 
 _CALL_COLUMNS = (
     "at", "request_id", "key_id", "account", "method", "outcome", "upstream_status",
     "duration_ms", "bytes_in", "bytes_out", "route", "table_name",
 )  # fmt: skip
-_SELECT_CHAIN = """
+_SELECT_CHAIN = f"""
 SELECT c.account, c.access_token, c.refresh_token, c.expires_at, c.refresh_issued_at,
        c.generation, c.state, c.last_refresh_at, c.last_error, c.last_error_at, c.failures,
-       j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner, j.started_at AS j_started_at
+       j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner, j.started_at AS j_started_at,
+       {_NOW} - j.stamped_at AS j_age
 FROM chains c LEFT JOIN refresh_journal j ON j.account = c.account
 WHERE c.account = %s
 """
@@ -654,7 +661,7 @@ class PostgresStore:
     # -- token chains -----------------------------------------------------------------------
     def _chain(self, r: dict[str, Any]) -> Chain:
         row = dict(r)
-        journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at")]
+        journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at", "j_age")]
         for col in CHAIN_SECRETS:
             row[col] = self._box.open(row[col], context=seal_context("chain", row["account"], col))
         row["generation"] = int(row["generation"])
@@ -714,10 +721,11 @@ class PostgresStore:
             self._require_account(conn, journal.account)
             self._fence(conn, journal.account, generation)
             conn.execute(
-                "INSERT INTO refresh_journal (account, refresh_fingerprint, owner, started_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (account) DO UPDATE SET "
+                "INSERT INTO refresh_journal "
+                "(account, refresh_fingerprint, owner, started_at, stamped_at) "
+                f"VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (account) DO UPDATE SET "
                 "refresh_fingerprint = excluded.refresh_fingerprint, owner = excluded.owner, "
-                "started_at = excluded.started_at",
+                "started_at = excluded.started_at, stamped_at = excluded.stamped_at",
                 (journal.account, journal.refresh_fingerprint, journal.owner, journal.started_at),
             )
 

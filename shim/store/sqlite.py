@@ -124,6 +124,11 @@ CREATE TABLE alerts (at REAL NOT NULL, account TEXT NOT NULL, event TEXT NOT NUL
 CREATE INDEX alerts_at ON alerts (at);
 """
 
+#: The store's clock as Unix seconds: a journal's age is judged by one clock (PostgreSQL's
+#: counterpart is the server's ``clock_timestamp()``).
+_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+_STAMPED_JOURNAL = "ALTER TABLE refresh_journal ADD COLUMN stamped_at REAL;"
+
 #: Applied in order, each in its own transaction. Append only; never edit a released step.
 MIGRATIONS: list[Migration] = [
     (1, "initial schema", _SCHEMA_V1),
@@ -146,14 +151,15 @@ MIGRATIONS: list[Migration] = [
     (8, "admin page", _SCHEMA_ADMIN),
     (9, "audit records the DataService table", sqlite_audit.TABLE_NAME_SCHEMA),
     (10, "locks replace leases; shared rate windows", sqlite_audit.WINDOW_SCHEMA),
+    (11, "journal stamped by the store's clock", _STAMPED_JOURNAL),
 ]
 
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
 _SELECT_KEY_BY_ID = f"{SELECT_KEY} WHERE id = ?"
-_SELECT_CHAIN = """
+_SELECT_CHAIN = f"""
 SELECT c.*, j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner,
-       j.started_at AS j_started_at
+       j.started_at AS j_started_at, {_NOW} - j.stamped_at AS j_age
 FROM chains c LEFT JOIN refresh_journal j ON j.account = c.account
 WHERE c.account = ?
 """
@@ -555,7 +561,7 @@ class SqliteStore:
     # -- token chains -----------------------------------------------------------------------
     def _chain(self, r: sqlite3.Row) -> Chain:
         row = _as_dict(r)
-        journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at")]
+        journal = [row.pop(k) for k in ("j_fingerprint", "j_owner", "j_started_at", "j_age")]
         for col in CHAIN_SECRETS:
             row[col] = self._open(row[col], seal_context("chain", row["account"], col))
         if journal[1] is not None:
@@ -622,7 +628,9 @@ class SqliteStore:
             self._require_account(conn, journal.account)
             self._fence(conn, journal.account, generation)
             conn.execute(
-                "INSERT OR REPLACE INTO refresh_journal VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO refresh_journal "
+                "(account, refresh_fingerprint, owner, started_at, stamped_at) "
+                f"VALUES (?, ?, ?, ?, {_NOW})",
                 (journal.account, journal.refresh_fingerprint, journal.owner, journal.started_at),
             )
 

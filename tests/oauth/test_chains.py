@@ -765,7 +765,37 @@ async def test_a_live_owners_journal_is_waited_for_then_taken_over(
     with pytest.raises(RefreshInProgress):
         await h.chains.refresh(h.account, seen_generation=generation, reason="401")
     assert h.keap.requests == []
-    h.t[0] = T0 + h.chains._longest_refresh() + 1
+    age_journal(h.store, "prod", h.chains._longest_refresh() + 1)  # by the store's clock
     chain = await h.chains.refresh(h.account, seen_generation=generation, reason="401")
     assert chain.generation == generation + 1 and chain.in_flight is None
     assert h.keap.requests == [{"grant_type": "refresh_token", "refresh_token": OLD_RT}]
+
+
+def age_journal(store: SqliteStore, account: str, seconds: float) -> None:
+    """Make the journal row ``seconds`` older by the store's clock (the one that judges it)."""
+    with store._write() as conn:
+        conn.execute(
+            "UPDATE refresh_journal SET stamped_at = stamped_at - ? WHERE account = ?",
+            (seconds, account),
+        )
+
+
+@pytest.mark.parametrize("skew", [-600.0, 600.0, 86400.0])
+async def test_a_live_owners_journal_is_judged_by_the_stores_clock(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, skew: float
+) -> None:
+    """Another host wrote the journal a moment ago; this host's clock is minutes (or a day)
+    off. Its own clock must not make the journal look abandoned: the refresh token may be
+    spent already, and spending it again kills the chain."""
+    generation = h.put(3600)
+    h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "other:1:x", T0 - skew))
+    monkeypatch.setattr(h.store, "owner_alive", lambda owner: owner == "other:1:x")
+
+    async def sleep(seconds: float) -> None:
+        h.t[0] += seconds
+        await asyncio.sleep(0)
+
+    h.chains.sleep = sleep
+    with pytest.raises(RefreshInProgress):
+        await h.chains.refresh(h.account, seen_generation=generation, reason="401")
+    assert h.keap.requests == []

@@ -206,7 +206,10 @@ def test_put_tokens_creates_then_bumps_and_clears(store: Store) -> None:
     )
     journal = RefreshJournal("prod", "fp-1", "worker-a", 20.0)
     store.begin_refresh(journal)
-    assert store.get_chain("prod").in_flight == journal  # type: ignore[union-attr]
+    in_flight = store.get_chain("prod").in_flight  # type: ignore[union-attr]
+    assert in_flight == journal
+    # Its age is the store's own (started_at, 20.0, is the writer's clock and says nothing).
+    assert in_flight is not None and in_flight.age is not None and 0 <= in_flight.age < 5
     failed = store.end_refresh_failed("prod", "timeout", 21.0, dead=False)
     assert (failed.failures, failed.last_error, failed.last_error_at) == (1, "timeout", 21.0)
     assert (failed.state, failed.in_flight, failed.generation) == ("ok", None, 1)
