@@ -69,7 +69,14 @@ FLOAT = Convert(_float_read, lambda value: value)
 FLAG = Convert(lambda raw: 1 if raw is True else 0, _flag_write)
 ORDER_TYPE = _words({"ONLINE": "Online", "OFFLINE": "Offline"})
 PAY_STATUS = Convert(lambda raw: 1 if raw == "PAID" else 0, lambda value: None)
-CYCLE = _words({"YEARLY": "1", "MONTHLY": "2", "WEEKLY": "3", "DAILY": "6"})
+#: A subscription's ``billing_cycle`` is YEAR, MONTH, WEEK or DAY (SDK ``Subscription``; a
+#: plan's ``cycle_type`` says YEARLY...): written so, read in either spelling.
+_CYCLE_NUMBERS = {"YEAR": "1", "MONTH": "2", "WEEK": "3", "DAY": "6"}
+_CYCLE_NUMBERS |= {"YEARLY": "1", "MONTHLY": "2", "WEEKLY": "3", "DAILY": "6"}
+CYCLE = Convert(
+    lambda raw: _CYCLE_NUMBERS.get(str(raw), raw),
+    lambda value: {"1": "YEAR", "2": "MONTH", "3": "WEEK", "6": "DAY"}.get(str(value)),
+)
 ACTIVE = Convert(lambda raw: "Active" if raw is True else "Inactive", lambda value: None)
 AFFILIATE_STATUS = Convert(lambda raw: 1 if raw == "ACTIVE" else 0, lambda value: None)
 CARD_BRAND = Convert(lambda raw: str(raw).title(), lambda value: value)

@@ -640,6 +640,9 @@ def deactivate_payment_method(call: Call) -> Answer:
 # --- subscriptions (legacy RecurringOrder) and plans ---
 
 CYCLE_NAMES = {"1": "YEARLY", "2": "MONTHLY", "3": "WEEKLY", "6": "DAILY"}
+#: A subscription's ``billing_cycle`` (``Subscription``, ``UpdateSubscriptionRequest``) is named
+#: differently from a plan's ``cycle_type``: YEAR, MONTH, WEEK, DAY.
+SUBSCRIPTION_CYCLES = {"1": "YEAR", "2": "MONTH", "3": "WEEK", "6": "DAY"}
 
 
 def plan_json(plan: Row) -> dict[str, Any]:
@@ -669,7 +672,7 @@ def subscription_record(call: Call, row: Row) -> Record:
         "billing_amount": row.get("BillingAmt"),
         "auto_charge": row.get("AutoCharge") == 1,
         "billing_frequency": row.get("Frequency"),
-        "billing_cycle": CYCLE_NAMES.get(str(row.get("BillingCycle"))),
+        "billing_cycle": SUBSCRIPTION_CYCLES.get(str(row.get("BillingCycle"))),
         "start_date": _date(row.get("StartDate")),
         "last_bill_date": _date(row.get("LastBillDate")),
         "next_bill_date": _date(row.get("NextBillDate")),
