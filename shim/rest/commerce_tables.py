@@ -29,9 +29,10 @@ from typing import Any
 from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
 from shim.rest import legacy
+from shim.rest.contact_map import parse_rest_time
 from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
-from shim.rest.orders import ITEM_TYPES, number, order_id, remember, rest_time
+from shim.rest.orders import ITEM_TYPES, number, order_id, payment_method, remember, rest_time
 from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
 from shim.xmlrpc import Value
 
@@ -73,11 +74,35 @@ PAY_STATUS = Convert(lambda raw: 1 if raw == "PAID" else 0, lambda value: None)
 #: plan's ``cycle_type`` says YEARLY...): written so, read in either spelling.
 _CYCLE_NUMBERS = {"YEAR": "1", "MONTH": "2", "WEEK": "3", "DAY": "6"}
 _CYCLE_NUMBERS |= {"YEARLY": "1", "MONTHLY": "2", "WEEKLY": "3", "DAILY": "6"}
-CYCLE = Convert(
-    lambda raw: _CYCLE_NUMBERS.get(str(raw), raw),
-    lambda value: {"1": "YEAR", "2": "MONTH", "3": "WEEK", "6": "DAY"}.get(str(value)),
+
+
+def _cycle_write(value: Value) -> str:
+    word = {"1": "YEAR", "2": "MONTH", "3": "WEEK", "6": "DAY"}.get(str(value))
+    if word is None:
+        raise NoTranslation(
+            f"RecurringOrder.BillingCycle {value!r}: REST v2 bills yearly (1), monthly (2), "
+            "weekly (3) or daily (6) only"
+        )
+    return word
+
+
+CYCLE = Convert(lambda raw: _CYCLE_NUMBERS.get(str(raw), raw), _cycle_write)
+
+
+def _active_write(value: Value) -> bool:
+    if value not in ("Active", "Inactive"):
+        raise NoTranslation(
+            f"RecurringOrder.Status {value!r}: REST v2 has only active (Active) or not (Inactive)"
+        )
+    return value == "Active"
+
+
+ACTIVE = Convert(lambda raw: "Active" if raw is True else "Inactive", _active_write)
+#: A REST date (``YYYY-MM-DD``): a legacy dateTime's day is written, its time of day dropped.
+DAY = Convert(
+    lambda raw: parse_rest_time(str(raw)),
+    lambda value: value.strftime("%Y-%m-%d") if isinstance(value, datetime.datetime) else None,
 )
-ACTIVE = Convert(lambda raw: "Active" if raw is True else "Inactive", lambda value: None)
 AFFILIATE_STATUS = Convert(lambda raw: 1 if raw == "ACTIVE" else 0, lambda value: None)
 CARD_BRAND = Convert(lambda raw: str(raw).title(), lambda value: value)
 #: REST item types -> the legacy number (SERVICE, UPSELL, PROGRAM are read-only REST types).
@@ -238,7 +263,33 @@ CREDIT_CARD = LoadByFilter(
     notes="read-only: REST stores cards only through its payment forms; never the number",
     fidelity="approximate",
 )
-RECURRING_ORDER = TableSpec(
+
+
+class SubscriptionSpec(TableSpec):
+    """RecurringOrder: an update is ``PATCH /subscriptions/{id}``; ``CC1`` (a legacy card) is
+    sent as that card's payment method, looked up first."""
+
+    async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
+        self._check_write("update")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        if record_id < 1:
+            raise NotFound()
+        cards = {"CC1": values.pop("CC1")} if "CC1" in values else {}
+        body = self.body(values)
+        for card in cards.values():  # 0 or none: the subscription keeps no payment method
+            body["payment_method_id"] = (
+                await payment_method(ctx, card, None)
+                if isinstance(card, int) and card > 0
+                else None
+            )
+        params = [("update_mask", prop) for prop in body]
+        path = self.item_path(record_id)
+        await ctx.client.json("PATCH", path, params=params, json_body=body)
+        return record_id
+
+
+_NO_PATCH = "UpdateSubscriptionRequest has no such property"
+RECURRING_ORDER = SubscriptionSpec(
     "RecurringOrder",
     "/subscriptions",
     "subscriptions",
@@ -246,27 +297,36 @@ RECURRING_ORDER = TableSpec(
         "Id": ro("int", "id", filter="id", compare=True),
         "ContactId": Column("int", "contact_id", filter="contact_id", text_id=True),
         "OriginatingOrderId": none("int"),
-        "ProgramId": Column("int", "subscription_plan_id", text_id=True),
+        "ProgramId": Column("int", "subscription_plan_id", text_id=True,
+                            note="the plan, as SubscriptionPlanId"),
         "SubscriptionPlanId": Column(
             "int", "subscription_plan_id", filter="subscription_plan_id", text_id=True
         ),
-        "ProductId": Column("int", "product_id", text_id=True),
-        "StartDate": Column("date", "start_date"),
-        "EndDate": Column("date", "end_date"),
-        "LastBillDate": Column("date", "last_bill_date"),
-        "NextBillDate": Column("date", "next_bill_date"),
+        "ProductId": Column("int", "product_id", text_id=True, rest_writable=False,
+                            note=_NO_PATCH),
+        "StartDate": Column("date", "start_date", rest_writable=False, note=_NO_PATCH),
+        "EndDate": Column("date", "end_date", convert=DAY,
+                          note="a date; REST refuses one in the past"),
+        "LastBillDate": Column("date", "last_bill_date", rest_writable=False, note=_NO_PATCH),
+        "NextBillDate": Column("date", "next_bill_date", convert=DAY,
+                               note="a date; REST refuses one in the past"),
         "PaidThruDate": none("date"),
-        "BillingCycle": Column("str", "billing_cycle", convert=CYCLE),
+        "BillingCycle": Column("str", "billing_cycle", convert=CYCLE,
+                               note="1 YEAR, 2 MONTH, 3 WEEK, 6 DAY; others refused"),
         "Frequency": Column("int", "billing_frequency"),
         "BillingAmt": Column("float", "billing_amount", convert=FLOAT),
-        "Status": Column("str", "active", convert=ACTIVE),
+        "Status": Column("str", "active", convert=ACTIVE,
+                         note="Active or Inactive (REST's active flag); others refused"),
         "ReasonStopped": Column("str", "reason_stopped"),
         "AutoCharge": flag("auto_charge"),
-        "CC1": none("int", "REST names a payment method, not a card"),
+        "CC1": none("int", "written as the card's payment method (GET /paymentMethods?filter="
+                    "credit_card_id==); never read back: REST names a payment method, not a "
+                    "card"),
         "CC2": none("int"),
         "NumDaysBetweenRetry": Column("int", "days_between_retries"),
         "MaxRetry": Column("int", "max_charge_attempts"),
-        "MerchantAccountId": Column("int", "merchant_account_id", text_id=True),
+        "MerchantAccountId": Column("int", "merchant_account_id", text_id=True,
+                                    rest_writable=False, note=_NO_PATCH),
         "AffiliateId": Column("int", "sale_affiliate_id", text_id=True),
         "PromoCode": Column("str", "promo_code"),
         "Qty": Column("int", "quantity"),
@@ -274,10 +334,15 @@ RECURRING_ORDER = TableSpec(
     },
     item="/subscriptions/{id}",
     orders={"Id": "id"},
-    writes=frozenset(),
-    notes="read-only through REST here (writes go through InvoiceService.addRecurringOrder)",
+    writes=frozenset({"update"}),
+    notes="add goes through InvoiceService.addRecurringOrder; update is PATCH "
+    "/subscriptions/{id} with the UpdateSubscriptionRequest properties (a field it lacks is "
+    "refused naming it); REST refuses what legacy stored blindly: a quantity, frequency or "
+    "retry below 1, a negative amount, a past date, an unknown contact, plan, affiliate or "
+    "card ([InvalidParameter], or [RecordNotFound] for the card); an id of 0 clears it and "
+    "reads back empty (legacy: 0)",
     fidelity="approximate",
-)
+)  # fmt: skip
 
 
 class JobSpec(TableSpec):

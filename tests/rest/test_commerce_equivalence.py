@@ -185,6 +185,44 @@ async def test_add_subscription_plan(pair: Pair) -> None:
     assert await pair.same("DataService.add", "SubscriptionPlan", yearly) == plan_id + 1
 
 
+RECURRING_FIELDS = ["Id", "ContactId", "SubscriptionPlanId", "Qty", "BillingAmt", "Status"]
+RECURRING_FIELDS += ["NextBillDate", "EndDate", "BillingCycle", "Frequency", "AutoCharge"]
+RECURRING_FIELDS += ["MaxRetry", "NumDaysBetweenRetry", "PromoCode", "ReasonStopped"]
+RECURRING_FIELDS += ["AffiliateId"]
+
+
+async def test_update_recurring_order(pair: Pair) -> None:
+    contact = await _customer(pair)
+    recurring = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    change = {"Qty": 2, "BillingAmt": 25.5, "NextBillDate": datetime.datetime(2036, 7, 15),
+              "EndDate": datetime.datetime(2037, 1, 1), "BillingCycle": "3", "Frequency": 2,
+              "AutoCharge": 0, "MaxRetry": 4, "NumDaysBetweenRetry": 2, "PromoCode": "SPRING",
+              "AffiliateId": AFFILIATE, "CC1": DECLINING}  # fmt: skip
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, change) == recurring
+    row = await pair.same("DataService.load", "RecurringOrder", recurring, RECURRING_FIELDS)
+    assert (row["Qty"], row["BillingAmt"], row["BillingCycle"]) == (2, 25.5, "3")
+    stop = {"Status": "Inactive", "ReasonStopped": "moved away"}
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, stop) == recurring
+    rows = await pair.same(
+        "DataService.query", "RecurringOrder", 10, 0, {"ContactId": contact}, RECURRING_FIELDS
+    )
+    assert rows[0]["Status"] == "Inactive" and rows[0]["AffiliateId"] == AFFILIATE
+    again = {"Status": "Active", "SubscriptionPlanId": PLAN, "ContactId": contact, "CC1": 0}
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, again) == recurring
+    await pair.same("DataService.load", "RecurringOrder", recurring, RECURRING_FIELDS)
+    update = "DataService.update"
+    await pair.same(update, "RecurringOrder", 999, {"Qty": 1}, expect=NOT_FOUND)
+    await pair.same(
+        update, "RecurringOrder", recurring, {"Nope": 1}, expect=Fault(10, "NoFieldFound")
+    )
+    await pair.same(
+        update, "RecurringOrder", recurring, {"Id": 5}, expect=Fault(8, "NoFieldAccess")
+    )
+    await pair.same(update, "RecurringOrder", recurring, {"Qty": "x"}, expect=INVALID)
+
+
 async def test_add_payment_plan(pair: Pair) -> None:
     contact = await _customer(pair)
     invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Plan", WHEN, 0, 0)
@@ -389,6 +427,10 @@ async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
         ("OrderService.placeOrder", (contact, 0, 0, [], [PLAN], False, []), "subscription plans"),
         ("DataService.add", ("CreditCard", {"ContactId": contact}), "CreditCard"),
         ("DataService.query", ("InvoicePayment", 10, 0, {}, ["Id"]), "exact InvoiceId"),
+        ("DataService.add", ("RecurringOrder", {"ContactId": contact}), "RecurringOrder"),
+        ("DataService.update", ("RecurringOrder", 1, {"StartDate": WHEN}), "StartDate"),
+        ("DataService.update", ("RecurringOrder", 1, {"Status": "Paused"}), "Status"),
+        ("DataService.update", ("RecurringOrder", 1, {"BillingCycle": "4"}), "BillingCycle"),
     ]:
         answer = await pair.call("rest", method, *params)
         assert answer[0] == "fault" and answer[1] == 112, answer

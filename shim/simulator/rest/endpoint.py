@@ -39,6 +39,7 @@ from shim.simulator.rest import (
     orders,
     products,
     settings,
+    subscription_update,
     tags,
     webforms,
 )
@@ -130,7 +131,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
     (
         "/subscriptions/{subscription_id}",
-        {"GET": orders.get_subscription, "PATCH": orders.update_subscription},
+        {"GET": orders.get_subscription, "PATCH": subscription_update.update_subscription},
     ),
     ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
     ("/products", {"GET": products.list_products, "POST": products.create_product}),

@@ -671,6 +671,8 @@ def subscription_record(call: Call, row: Row) -> Record:
         "subscription_plan_id": row.get("SubscriptionPlanId"),
         "billing_amount": row.get("BillingAmt"),
         "auto_charge": row.get("AutoCharge") == 1,
+        "max_charge_attempts": row.get("MaxRetry"),
+        "days_between_retries": row.get("NumDaysBetweenRetry"),
         "billing_frequency": row.get("Frequency"),
         "billing_cycle": SUBSCRIPTION_CYCLES.get(str(row.get("BillingCycle"))),
         "start_date": _date(row.get("StartDate")),
@@ -713,40 +715,6 @@ def get_subscription(call: Call) -> Answer:
         raise missing("subscription", record_id)
     record = subscription_record(call, row)
     return json_answer(200, strip({k: v for k, v in record.items() if k != "status"}))
-
-
-#: UpdateSubscriptionRequest's properties; the simulator applies ``next_bill_date``.
-UPDATE_SUBSCRIPTION_KEYS = frozenset(
-    {"quantity", "active", "contact_id", "subscription_plan_id", "billing_amount"}
-    | {"auto_charge", "max_charge_attempts", "days_between_retries", "billing_frequency"}
-    | {"billing_cycle", "next_bill_date", "end_date", "payment_method_id", "allow_tax"}
-    | {"lead_affiliate_id", "sale_affiliate_id", "shipping_address", "promo_code"}
-    | {"shipping_option_id", "reason_stopped", "custom_fields"}
-)
-
-
-def update_subscription(call: Call) -> Answer:
-    """PATCH /subscriptions/{id} (UpdateSubscriptionRequest): only ``next_bill_date`` is
-    simulated; the date must not be in the past."""
-    record_id = call.path_id("subscription_id", "subscription")
-    data = call.body()
-    check_keys(data, UPDATE_SUBSCRIPTION_KEYS, "subscription")
-    others = sorted(set(data) - {"next_bill_date"})
-    if others:
-        raise bad(f"The simulator does not update {', '.join(others)}", "subscription")
-    if record_id not in call.db.tables["RecurringOrder"]:
-        raise missing("subscription", record_id)
-    now = to_datetime(call.now)
-    text = data.get("next_bill_date")
-    if text is not None:
-        try:
-            when = datetime.datetime.strptime(str(text), "%Y-%m-%d")
-        except ValueError:
-            raise bad("next_bill_date must be YYYY-MM-DD", "next_bill_date") from None
-        if when.date() < now.date():
-            raise bad("next_bill_date must not be in the past", "next_bill_date")
-        call.db.commerce.set_next_bill_date(record_id, when, now)
-    return get_subscription(call)
 
 
 SUBSCRIPTION_KEYS = {"quantity", "active", "contact_id", "subscription_plan_id"}
