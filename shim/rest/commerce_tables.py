@@ -28,11 +28,19 @@ from typing import Any
 
 from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
-from shim.rest import legacy
+from shim.rest import legacy, order_items
 from shim.rest.contact_map import parse_rest_time
 from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
-from shim.rest.orders import ITEM_TYPES, number, order_id, payment_method, remember, rest_time
+from shim.rest.orders import (
+    ITEM_TYPES,
+    number,
+    order_id,
+    payment_method,
+    remember,
+    remember_items,
+    rest_time,
+)
 from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
 from shim.xmlrpc import Value
 
@@ -110,7 +118,15 @@ LEGACY_ITEM_TYPES: dict[str, int] = {
     **{name: n for n, name in sorted(ITEM_TYPES.items(), reverse=True)},
     **{"PRODUCT": 4, "OTHER": 3, "SERVICE": 3, "UPSELL": 5, "PROGRAM": 8, "FEE": 3, "TIP": 3},
 }
-ITEM_TYPE = Convert(lambda raw: LEGACY_ITEM_TYPES.get(str(raw)), lambda value: None)
+ITEM_TYPE = Convert(
+    lambda raw: LEGACY_ITEM_TYPES.get(str(raw)),
+    lambda value: ITEM_TYPES.get(value) if isinstance(value, int) else None,
+)
+#: An order item's money: read as a ``CurrencyValue``, written as a float of dollars
+#: (CreateOrderItemRequest / UpdateOrderItemRequest ``price_per_unit``, ``cost_per_unit``).
+ITEM_MONEY = Convert(
+    _cents_read, lambda value: float(value) if isinstance(value, (int, float)) else None
+)
 
 
 def flag(prop: str, **kw: Any) -> Column:
@@ -481,7 +497,9 @@ class OrderLines(TableSpec):
                 order = await ctx.client.get(f"/orders/{exact}")
             except NotFound:
                 return []
-            return self.lines(order if isinstance(order, dict) else {})
+            order = order if isinstance(order, dict) else {}
+            remember_items(ctx, order)
+            return self.lines(order)
         params: list[tuple[str, str]] = []
         if exact is not None:
             params.append(("filter", f"invoice_id=={exact}"))
@@ -493,6 +511,7 @@ class OrderLines(TableSpec):
             orders = answer.get("orders") if isinstance(answer, dict) else None
             for order in orders or []:
                 if isinstance(order, dict):
+                    remember_items(ctx, order)
                     rows.extend(self.lines(order))
             seen += len(orders or [])
             if seen > SCAN_LIMIT:
@@ -533,29 +552,66 @@ class OrderLines(TableSpec):
         )
 
 
-ORDER_ITEM = OrderLines(
+class OrderItemSpec(OrderLines):
+    """OrderItem: add, update and load through the item's order (order_items.py)."""
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        self._check_write("add")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        return await order_items.add(ctx, values, self.body)
+
+    async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
+        self._check_write("update")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        return await order_items.update(ctx, record_id, values, self.body)
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        """The item's order found as an update finds it, then read whole."""
+        legacy.check_fields(self.table, self.fields, names)
+        if record_id < 1:
+            raise NotFound()
+        order = await order_items.order_of_item(ctx, record_id, None)
+        answer = await ctx.client.get(f"/orders/{order}")
+        for row in self.lines(answer if isinstance(answer, dict) else {}):
+            if row.get("Id") == record_id:
+                return project(row, names)
+        raise NotFound()
+
+
+ORDER_ITEM = OrderItemSpec(
     "OrderItem",
     "/orders",
     "orders",
     {
         "Id": ro("int", "id"),
-        "OrderId": ro("int", "order_id"),
-        "ProductId": ro("int", "product.id"),
-        "SubscriptionPlanId": ro("int", "subscription_plan.id"),
-        "ItemName": ro("str", "name"),
-        "Qty": ro("int", "quantity"),
-        "CPU": ro("float", "cost_per_unit", convert=MONEY),
-        "PPU": ro("float", "price_per_unit", convert=MONEY, note="read in cents: rounded"),
-        "ItemDescription": ro("str", "description"),
-        "ItemType": ro("int", "item_type", convert=ITEM_TYPE, note="5 and 8 read as 4 and 3"),
-        "Notes": ro("str", "notes"),
+        "OrderId": Column("int", "order_id", note="required on add; an item cannot move"),
+        "ProductId": Column("int", "product.id", write="product_id", text_id=True),
+        "SubscriptionPlanId": Column("int", "subscription_plan.id",
+                                     write="subscription_plan_id", text_id=True),
+        "ItemName": Column("str", "name"),
+        "Qty": Column("int", "quantity", note="at least 1"),
+        "CPU": Column("float", "cost_per_unit", convert=ITEM_MONEY,
+                      note="read in cents: rounded"),
+        "PPU": Column("float", "price_per_unit", convert=ITEM_MONEY,
+                      note="read in cents: rounded"),
+        "ItemDescription": Column("str", "description"),
+        "ItemType": Column("int", "item_type", convert=ITEM_TYPE,
+                           note="5 and 8 read as 4 and 3; set on add only (default 4)"),
+        "Notes": Column("str", "notes"),
     },
-    item="/orders/{OrderId}",
-    writes=frozenset(),
-    notes="items of /orders (an exact OrderId reads one order); written through "
-    "InvoiceService.addOrderItem",
+    item="/orders/{OrderId}/items/{id}",
+    writes=frozenset({"add", "update"}),
+    notes="items of /orders (an exact OrderId reads one order; load finds the item's order as "
+    "update does); add is POST "
+    "/orders/{OrderId}/items with legacy's item checks (a known ItemType, Qty at least 1, a "
+    "product on a product line; a subscription line needs its SubscriptionPlanId), blank texts "
+    "left out; update is PATCH /orders/{order}/items/{id}: the order is the one keyshim last "
+    "saw the item on, else the OrderId given, else found among the most recently modified "
+    f"orders (at most {SCAN_LIMIT}; more: [NoRestTranslation] asking for OrderId); ItemType "
+    "and moves to another order are refused, a blank text clears it, and REST refuses a Qty "
+    "below 1 ([InvalidParameter]) that legacy stored",
     fidelity="approximate",
-)
+)  # fmt: skip
 INVOICE_ITEM = OrderLines(
     "InvoiceItem",
     "/orders",

@@ -122,6 +122,28 @@ def remember(ctx: Ctx, invoice_id: int, rest_order_id: str) -> None:
         del cache[next(iter(cache))]
 
 
+def remember_items(ctx: Ctx, order: dict[str, Any]) -> None:
+    """Cache item -> order for every item of a REST order (an ``OrderV2``)."""
+    order_id = order.get("id")
+    if order_id is None:
+        return
+    for item in order.get("order_items") or []:
+        if isinstance(item, dict):
+            remember_item(ctx, item.get("id"), str(order_id))
+
+
+def remember_item(ctx: Ctx, item_id: Any, order_id: str) -> None:
+    """Cache order item -> order (order_items.py: REST writes an item through its order; an
+    item never moves and its id is never reused); the oldest go past CACHE_SIZE."""
+    found = number(item_id)
+    if found is None:
+        return
+    cache = ctx.state.order_items
+    cache[(ctx.account, found)] = order_id
+    while len(cache) > CACHE_SIZE:
+        del cache[next(iter(cache))]
+
+
 async def load_order(ctx: Ctx, invoice_id: int) -> dict[str, Any]:
     """The whole order of an invoice: one request when the order id is cached."""
     cached = ctx.state.orders.get((ctx.account, invoice_id))
@@ -232,7 +254,9 @@ async def add_order_item(
         body["description"] = description
     if notes.strip():
         body["notes"] = notes
-    await ctx.client.json("POST", f"/orders/{rest_order}/items", json_body=body)
+    item = await ctx.client.json("POST", f"/orders/{rest_order}/items", json_body=body)
+    if isinstance(item, dict):
+        remember_item(ctx, item.get("id"), rest_order)
     return True
 
 

@@ -250,6 +250,7 @@ class Commerce:
         notes: str | None,
         now: datetime.datetime,
         plan_id: int | None = None,
+        cost: float | None = None,
     ) -> int:
         """One line on the invoice's order; ``price`` None takes the product's price."""
         invoice = self.invoice(invoice_id)
@@ -276,7 +277,7 @@ class Commerce:
             SubscriptionPlanId=plan_id,
             ItemName=name or product_name or description or None,
             Qty=quantity,
-            CPU=0.0,
+            CPU=0.0 if cost is None else float(cost),
             PPU=float(price),
             ItemDescription=description or None,
             ItemType=item_type,
@@ -294,6 +295,59 @@ class Commerce:
         )
         self.recompute(invoice_id, now)
         return item_id
+
+    def add_line(self, values: Row, now: datetime.datetime) -> int:
+        """``DataService.add('OrderItem', values)`` (values checked and coerced): a line on the
+        order ``OrderId`` with the checks of ``add_item``, the item's own first (a known type,
+        defaulting to 4 as REST's to PRODUCT; a quantity; a product on a product line), then
+        the order. A type 9 line may lack its plan (legacy kept no such rule; REST does)."""
+        item_type = _int(values.get("ItemType")) or 4
+        quantity = _int(values.get("Qty"))
+        product_id = _opt(values.get("ProductId"))
+        if item_type not in ITEM_TYPES:
+            raise invalid(f"Invalid order item type: {item_type}")
+        if quantity < 1:
+            raise invalid("Quantity must be at least 1")
+        if product_id is None and ITEM_TYPES[item_type] in ("PRODUCT", "SUBSCRIPTION"):
+            raise invalid("A product item needs a product")
+        invoice = self.invoice_of_job(_int(values.get("OrderId")))
+        return self.add_item(
+            _id(invoice),
+            product_id,
+            item_type,
+            _price(values.get("PPU")),
+            quantity,
+            _text(values.get("ItemName")),
+            _text(values.get("ItemDescription")),
+            _text(values.get("Notes")),
+            now,
+            plan_id=_opt(values.get("SubscriptionPlanId")),
+            cost=_price(values.get("CPU")),
+        )
+
+    def update_line(self, item_id: int, values: Row, now: datetime.datetime) -> None:
+        """An order item's columns changed (``DataService.update`` and REST's PATCH): its
+        invoice line follows, and the totals of its invoice (both, if it moved) are redone."""
+        item = self.tables["OrderItem"].get(item_id)
+        if item is None:
+            raise not_found()
+        before = _int(item.get("OrderId"))
+        if "OrderId" in values:
+            self.invoice_of_job(_int(values["OrderId"]))  # the order it moves to must exist
+        item.update(values)
+        line = next(
+            (r for r in self.tables["InvoiceItem"].values() if r.get("OrderItemId") == item_id),
+            None,
+        )
+        if line is not None:
+            invoice = self.invoice_of_job(_int(item.get("OrderId")))
+            line["InvoiceId"] = invoice["Id"]
+            line["InvoiceAmt"] = round(_money(item.get("PPU")) * _int(item.get("Qty")), 2)
+            line["Description"] = item.get("ItemDescription") or item.get("ItemName")
+        for job_id in {before, _int(item.get("OrderId"))}:
+            for invoice in self.tables["Invoice"].values():
+                if invoice.get("JobId") == job_id:
+                    self.recompute(_id(invoice), now)
 
     def recompute(self, invoice_id: int, now: datetime.datetime) -> None:
         invoice = self.invoice(invoice_id)
@@ -505,6 +559,14 @@ def _int(value: Value) -> int:
 
 def _opt(value: Value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value else None
+
+
+def _price(value: Value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value: Value) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _money(value: Value) -> float:

@@ -152,6 +152,8 @@ class Database:
 
     def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
         values = {**commerce.DEFAULTS.get(table, {}), **self._writable(table, data)}
+        if table == "OrderItem":  # a line on its order: invoice lines and totals follow
+            return self.commerce.add_line(values, to_datetime(now))
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
@@ -166,6 +168,9 @@ class Database:
         row = self.tables[table].get(record_id)
         if row is None:
             raise not_found()
+        if table == "OrderItem":
+            self.commerce.update_line(record_id, values, to_datetime(now))
+            return record_id
         row.update(values)
         if table == "Contact":
             row["LastUpdated"] = to_datetime(now)

@@ -185,6 +185,80 @@ async def test_add_subscription_plan(pair: Pair) -> None:
     assert await pair.same("DataService.add", "SubscriptionPlan", yearly) == plan_id + 1
 
 
+async def test_order_item_writes(pair: Pair) -> None:
+    """DataService add/update/load on OrderItem: lines on an order whose invoice follows;
+    an item keyshim never saw (placed by placeOrder) is found among the orders."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Items", WHEN, 0, 0)
+    order = await pair.same("InvoiceService.getOrderId", invoice)
+    line = {"OrderId": order, "ProductId": NOTEBOOK, "ItemType": 4, "Qty": 2, "PPU": 12.5,
+            "ItemDescription": "Blue", "Notes": "gift"}  # fmt: skip
+    item = await pair.same("DataService.add", "OrderItem", line)
+    post = {"OrderId": order, "ItemType": 1, "Qty": 1, "PPU": 4.95, "ItemName": "Post",
+            "CPU": 1.5, "Notes": " "}  # fmt: skip
+    assert await pair.same("DataService.add", "OrderItem", post) == item + 1
+    course = await pair.same(
+        "DataService.add", "OrderItem", {"OrderId": order, "ProductId": COURSE, "Qty": 1}
+    )
+    items = await pair.same(
+        "DataService.query", "OrderItem", 10, 0, {"OrderId": order}, ITEM_FIELDS
+    )
+    assert [(i["ItemType"], i["PPU"]) for i in items] == [(4, 12.5), (1, 4.95), (4, 99.0)]
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 128.95
+    change = {"Qty": 3, "PPU": 11.0, "ItemDescription": "Red", "Notes": ""}
+    assert await pair.same("DataService.update", "OrderItem", item, change) == item
+    loaded = await pair.same("DataService.load", "OrderItem", item, ITEM_FIELDS)
+    assert (loaded["Qty"], loaded["PPU"], "Notes" in loaded) == (3, 11.0, False)
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 136.95
+    same_order = {"OrderId": order, "ItemName": "NB", "ProductId": COURSE}
+    assert await pair.same("DataService.update", "OrderItem", item, same_order) == item
+    await pair.same(
+        "DataService.query", "InvoiceItem", 10, 0, {"InvoiceId": invoice}, INVOICE_ITEM_FIELDS
+    )
+    placed = await pair.same("OrderService.placeOrder", contact, 0, 0, [NOTEBOOK], [], False, [])
+    unseen = course + 1  # the placed order's one line
+    before = pair.sims["rest"].rest_endpoint.routes["GET /orders"]
+    assert await pair.same("DataService.update", "OrderItem", unseen, {"Qty": 2}) == unseen
+    assert pair.sims["rest"].rest_endpoint.routes["GET /orders"] == before + 1  # found by a scan
+    assert await pair.same("InvoiceService.calculateAmountOwed", int(placed["InvoiceId"])) == 25.0
+    await pair.same("DataService.load", "OrderItem", unseen, ITEM_FIELDS)
+    moved = await pair.call("rest", "DataService.update", "OrderItem", item, {"OrderId": 2})
+    assert moved[0] == "fault" and moved[1] == 112 and "move" in moved[2], moved
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "tag"),
+    [
+        ("DataService.update", ("OrderItem", 999, {"Qty": 1}), 5, "RecordNotFound"),
+        ("DataService.update", ("OrderItem", 0, {"Qty": 1}), 5, "RecordNotFound"),
+        ("DataService.load", ("OrderItem", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("OrderItem", 1, ["Nope"]), 10, "NoFieldFound"),
+        ("DataService.add", ("OrderItem", {"OrderId": 999, "ProductId": 21, "Qty": 1}), 5,
+         "RecordNotFound"),
+        ("DataService.add", ("OrderItem", {"ProductId": 21, "Qty": 1}), 5, "RecordNotFound"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "ProductId": 999, "Qty": 1}), 5,
+         "RecordNotFound"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "ItemType": 99, "Qty": 1}), 12,
+         "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "ProductId": 21}), 12,
+         "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "Qty": 1}), 12, "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"Qty": 0}), 12, "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "Nope": 1}), 10, "NoFieldFound"),
+        ("DataService.add", ("OrderItem", {"Id": 3}), 8, "NoFieldAccess"),
+        ("DataService.update", ("OrderItem", 1, {"Nope": 1}), 10, "NoFieldFound"),
+        ("DataService.update", ("OrderItem", 1, {"Qty": "x"}), 12, "InvalidParameter"),
+    ],
+)  # fmt: skip
+async def test_order_item_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
+) -> None:
+    contact = await _customer(pair)
+    await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    await pair.same("InvoiceService.addOrderItem", 501, NOTEBOOK, 4, 12.5, 1, "", "")
+    await pair.same(method, *params, expect=Fault(code, tag))
+
+
 RECURRING_FIELDS = ["Id", "ContactId", "SubscriptionPlanId", "Qty", "BillingAmt", "Status"]
 RECURRING_FIELDS += ["NextBillDate", "EndDate", "BillingCycle", "Frequency", "AutoCharge"]
 RECURRING_FIELDS += ["MaxRetry", "NumDaysBetweenRetry", "PromoCode", "ReasonStopped"]
@@ -429,6 +503,12 @@ async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
         ("DataService.query", ("InvoicePayment", 10, 0, {}, ["Id"]), "exact InvoiceId"),
         ("DataService.add", ("RecurringOrder", {"ContactId": contact}), "RecurringOrder"),
         ("DataService.update", ("RecurringOrder", 1, {"StartDate": WHEN}), "StartDate"),
+        ("DataService.update", ("OrderItem", 1, {"ItemType": 3}), "ItemType"),
+        (
+            "DataService.add",
+            ("OrderItem", {"OrderId": 1, "ProductId": COURSE, "ItemType": 9, "Qty": 1}),
+            "SubscriptionPlanId",
+        ),
         ("DataService.update", ("RecurringOrder", 1, {"Status": "Paused"}), "Status"),
         ("DataService.update", ("RecurringOrder", 1, {"BillingCycle": "4"}), "BillingCycle"),
     ]:

@@ -36,6 +36,7 @@ from shim.simulator.rest import (
     emails,
     files,
     goals,
+    order_items,
     orders,
     products,
     settings,
@@ -117,6 +118,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
         {"GET": orders.get_order, "PATCH": orders.update_order, "DELETE": orders.delete_order},
     ),
     ("/orders/{order_id}/items", {"POST": orders.create_item}),
+    (
+        "/orders/{order_id}/items/{order_item_id}",
+        {"GET": order_items.get_item, "PATCH": order_items.update_item},
+    ),
     (
         "/orders/{order_id}/payments",
         {"GET": orders.list_order_payments, "POST": orders.create_payment},

@@ -414,6 +414,7 @@ def _add_item(call: Call, invoice_id: int, data: Mapping[str, Any]) -> int:
     if product_id is not None and product_id not in call.db.tables["Product"]:
         raise missing("product", product_id)
     price = None if data.get("price_per_unit") is None else _amount(data, "price_per_unit")
+    cost = None if data.get("cost_per_unit") is None else _amount(data, "cost_per_unit")
     texts: dict[str, str | None] = {}
     for key in ("name", "description", "notes"):
         text = data.get(key)
@@ -431,6 +432,7 @@ def _add_item(call: Call, invoice_id: int, data: Mapping[str, Any]) -> int:
         texts["notes"],
         to_datetime(call.now),
         plan_id=plan_id,
+        cost=cost,
     )
 
 
