@@ -165,6 +165,8 @@ class LoadByFilter(TableSpec):
 class NoLoad(TableSpec):
     """A spec REST lists but cannot read one record of (no item path, no id filter)."""
 
+    loads = False
+
     async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
         raise NoTranslation(f"DataService.load on table {self.table}: REST v2 has no read of one")
 

@@ -338,7 +338,8 @@ def _support(name: str, table: object) -> TableSupport:
     if not parts:  # a hand-made table that says nothing: judged by method alone
         return TableSupport(name, TABLE_METHODS, "approximate", "", "")
     writes = {w for p in parts if not p.legacy_read_only for w in p.writes}
-    methods = READS + tuple(w for w in WRITES if w in writes)
+    reads = tuple(r for r in READS if r != "load" or all(p.loads for p in parts))
+    methods = reads + tuple(w for w in WRITES if w in writes)
     exact = all(p.fidelity == "exact" for p in parts)
     notes = parts[0].notes if len(parts) == 1 else str(getattr(table, "notes", ""))
     return TableSupport(

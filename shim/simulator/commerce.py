@@ -75,6 +75,12 @@ def stock(product: Row) -> int:
 
 #: An invoice row's payment plan (addPaymentPlan, an order's ``payment_plan``).
 PAY_PLAN = "PaymentPlan"
+#: The simulated app's one merchant account (a Keap Payments one); charges go through it
+#: unless a legacy call names another.
+MERCHANT_ID = 1
+#: When a CCharge row was charged: not a legacy column (legacy kept no time on a charge);
+#: REST's ``transaction_time`` reads it.
+CHARGED_AT = "ChargeTime"
 
 #: Seeded rows: (table, id, values).
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
@@ -409,7 +415,13 @@ class Commerce:
         return payment_id
 
     def charge(
-        self, invoice_id: int, note: str | None, card_id: int, skip: bool, now: datetime.datetime
+        self,
+        invoice_id: int,
+        note: str | None,
+        card_id: int,
+        skip: bool,
+        now: datetime.datetime,
+        merchant_id: int = MERCHANT_ID,
     ) -> tuple[str, float, int | None]:
         """Charge the balance to a card: ("APPROVED", amount, payment id), ("DECLINED", ...) or
         ("SKIPPED", 0, None) when nothing is owed. Unknown invoice or card: RecordNotFound."""
@@ -420,12 +432,47 @@ class Commerce:
         balance = self.owed(invoice_id)
         if balance <= 0:
             return "SKIPPED", 0.0, None
-        if card.get("Last4") == DECLINED_LAST4:
-            return "DECLINED", balance, None
-        payment_id = self.add_payment(
-            invoice_id, balance, now, "Credit Card", note, skip, now, "APPROVED", card_id
+        code, payment_id = self.charge_amount(
+            invoice_id, balance, card_id, note, skip, now, merchant_id
         )
-        return "APPROVED", balance, payment_id
+        return code, balance, payment_id
+
+    def charge_amount(
+        self,
+        invoice_id: int,
+        amount: float,
+        card_id: int,
+        note: str | None,
+        skip: bool,
+        now: datetime.datetime,
+        merchant_id: int = MERCHANT_ID,
+    ) -> tuple[str, int | None]:
+        """One charge attempt of ``amount`` (checked by the caller): a CCharge row either way;
+        approved, a payment too (its ChargeId names the charge). ("APPROVED", payment id) or
+        ("DECLINED", None)."""
+        card = self.card(card_id)
+        job_id = self.invoice(invoice_id)["JobId"]
+        declined = card.get("Last4") == DECLINED_LAST4
+        payment_id = None
+        if not declined:
+            payment_id = self.add_payment(
+                invoice_id, amount, now, "Credit Card", note, skip, now, "APPROVED"
+            )
+        charge_id = self._new(
+            "CCharge",
+            CCId=card_id,
+            PaymentId=payment_id,
+            MerchantId=merchant_id,
+            OrderNum=str(job_id),
+            RefNum=None if payment_id is None else f"T{payment_id}",
+            ApprCode=None if payment_id is None else f"AP{payment_id:04d}",
+            Amt=float(amount),
+            **{CHARGED_AT: now},
+        )
+        if payment_id is None:
+            return "DECLINED", None
+        self.tables["Payment"][payment_id]["ChargeId"] = charge_id
+        return "APPROVED", payment_id
 
     def delete_invoice(self, invoice_id: int) -> None:
         invoice = self.invoice(invoice_id)

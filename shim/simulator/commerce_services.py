@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from shim.simulator.commerce import DECLINE_MESSAGE, stock
+from shim.simulator.commerce import DECLINE_MESSAGE, MERCHANT_ID, stock
 from shim.simulator.data import to_datetime
 from shim.simulator.faults import not_found
 from shim.simulator.query import project
@@ -74,14 +74,15 @@ def add_manual_payment(
 def charge_invoice(
     ctx: Context, invoice_id: int, notes: str, card_id: int, merchant_id: int, skip: bool
 ) -> Value:
-    return _charge(ctx, invoice_id, notes, card_id, skip)
+    return _charge(ctx, invoice_id, notes, card_id, skip, merchant_id)
 
 
 def _charge(
-    ctx: Context, invoice_id: int, notes: str, card_id: int, skip: bool
+    ctx: Context, invoice_id: int, notes: str, card_id: int, skip: bool, merchant_id: int = 0
 ) -> dict[str, Value]:
+    """``merchant_id`` 0: the app's merchant account (legacy let a call name another)."""
     code, _, payment_id = ctx.db.commerce.charge(
-        invoice_id, notes, card_id, skip, to_datetime(ctx.now)
+        invoice_id, notes, card_id, skip, to_datetime(ctx.now), merchant_id or MERCHANT_ID
     )
     if code == "APPROVED":
         return {"Successful": True, "Code": code, "RefNum": f"T{payment_id}", "Message": "Approved"}

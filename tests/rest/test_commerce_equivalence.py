@@ -259,6 +259,48 @@ async def test_order_item_faults(
     await pair.same(method, *params, expect=Fault(code, tag))
 
 
+#: CCharge.Id is left out: REST transactions have none (never returned through REST).
+CHARGE_FIELDS = ["CCId", "PaymentId", "MerchantId", "OrderNum", "RefNum", "ApprCode", "Amt"]
+
+
+async def test_credit_card_charges(pair: Pair) -> None:
+    """CCharge: one row per charge attempt (declined ones too), read from REST's
+    transactions; REST filters what it can, keyshim the rest."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Cards", WHEN, 0, 0)
+    await pair.same("InvoiceService.addOrderItem", invoice, NOTEBOOK, 4, 12.5, 2, "", "")
+    await pair.same("InvoiceService.chargeInvoice", invoice, "", DECLINING, 0, False)
+    approved = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, False)
+    await pair.same("OrderService.placeOrder", contact, CARD, 0, [COURSE], [], False, [])
+    query = "DataService.query"
+    rows = await pair.same(query, "CCharge", 10, 0, {}, CHARGE_FIELDS)
+    assert [(r["CCId"], r["Amt"]) for r in rows] == [(DECLINING, 25.0), (CARD, 25.0), (CARD, 99.0)]
+    assert "PaymentId" not in rows[0] and rows[1]["RefNum"] == approved["RefNum"]
+    assert isinstance(rows[1]["PaymentId"], int) and isinstance(rows[1]["OrderNum"], str)
+    order = await pair.same("InvoiceService.getOrderId", invoice)
+    assert len(await pair.same(query, "CCharge", 10, 0, {"OrderNum": str(order)}, ["Amt"])) == 2
+    await pair.same("DataService.findByField", "CCharge", 10, 0, "MerchantId", 1, CHARGE_FIELDS)
+    assert await pair.same(query, "CCharge", 10, 0, {"Amt": "~>~50"}, ["Amt"]) == [{"Amt": 99.0}]
+    await pair.same(query, "CCharge", 10, 0, {"Amt": 25.0, "MerchantId": 1}, ["Amt", "CCId"])
+    await pair.same(query, "CCharge", 10, 0, {"Amt": "~<>~25"}, ["Amt"])
+    await pair.same(query, "CCharge", 10, 0, {"CCId": DECLINING}, CHARGE_FIELDS)
+    await pair.same(query, "CCharge", 10, 0, {"RefNum": "T%"}, ["RefNum"])
+    await pair.same(query, "CCharge", 1, 1, {}, ["Amt", "CCId"])
+    await pair.same(query, "CCharge", 10, 0, {}, ["Amt", "CCId"], "Amt", False)
+    assert await pair.same("DataService.count", "CCharge", {"MerchantId": 1}) == 3
+    assert await pair.same("DataService.count", "CCharge", {"ApprCode": "~null~"}) == 1
+    await pair.same(query, "CCharge", 10, 0, {"Nope": 1}, ["Amt"], expect=Fault(10, "NoFieldFound"))
+    await pair.same(query, "CCharge", 10, 0, {}, ["Nope"], expect=Fault(10, "NoFieldFound"))
+    await pair.same(query, "CCharge", 10, 0, {"Amt": "x"}, ["Amt"], expect=INVALID)
+    await pair.same("DataService.add", "CCharge", {"Amt": 1.0}, expect=Fault(7, "NoTableAccess"))
+    for method, params, why in [
+        ("DataService.load", ("CCharge", 1, ["Amt"]), "no id"),
+        (query, ("CCharge", 10, 0, {"Id": 1}, ["Amt"]), "CCharge.Id"),
+    ]:
+        answer = await pair.call("rest", method, *params)
+        assert answer[0] == "fault" and answer[1] == 112 and why in answer[2], answer
+
+
 RECURRING_FIELDS = ["Id", "ContactId", "SubscriptionPlanId", "Qty", "BillingAmt", "Status"]
 RECURRING_FIELDS += ["NextBillDate", "EndDate", "BillingCycle", "Frequency", "AutoCharge"]
 RECURRING_FIELDS += ["MaxRetry", "NumDaysBetweenRetry", "PromoCode", "ReasonStopped"]

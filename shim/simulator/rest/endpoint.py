@@ -42,6 +42,7 @@ from shim.simulator.rest import (
     settings,
     subscription_update,
     tags,
+    transactions,
     webforms,
 )
 from shim.simulator.rest import resources as res
@@ -127,6 +128,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
         {"GET": orders.list_order_payments, "POST": orders.create_payment},
     ),
     ("/sales/payments", {"GET": orders.list_sales_payments}),
+    ("/sales/transactions", {"GET": transactions.list_transactions}),
     ("/paymentMethods", {"GET": orders.list_payment_methods}),
     ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
     (

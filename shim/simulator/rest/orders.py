@@ -19,7 +19,6 @@ from typing import Any
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.commerce import (
     DECLINE_MESSAGE,
-    DECLINED_LAST4,
     ITEM_TYPES,
     LEGACY_ITEM_TYPES,
     MANUAL_TYPES,
@@ -487,13 +486,12 @@ def create_payment(call: Call) -> Answer:
             raise bad(f"Payment method {method_id} not found", "payment_method_id")
         if amount <= 0:
             raise bad("payment_amount must be greater than 0 when charging")
-        if card.get("Last4") == DECLINED_LAST4:
+        card_id = int(card["Id"])  # type: ignore[arg-type]
+        code, charged = commerce.charge_amount(invoice_id, amount, card_id, notes, not apply, now)
+        if charged is None:  # the attempt is a (failed) transaction all the same
             raise bad(DECLINE_MESSAGE, "payment", str(method_id))
-        payment_id = commerce.add_payment(
-            invoice_id, amount, now, "Credit Card", notes, not apply, now, "APPROVED",
-            int(card["Id"]),  # type: ignore[arg-type]
-        )  # fmt: skip
-        status = "Approved"
+        payment_id = charged
+        status = code.capitalize()
     else:
         pay_type = data.get("payment_method_type")
         if pay_type not in MANUAL_TYPES:
