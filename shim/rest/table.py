@@ -24,6 +24,7 @@ from shim.rest import (
     contact_map,
     custom_fields,
     dataservice,
+    discounts,
     email,
     files,
     goals,
@@ -254,6 +255,12 @@ TRANSLATIONS: list[Translation] = [
                 "the order time is keyshim's clock; result values are strings (unverified); "
                 "an unknown product fails the whole order (legacy left an empty order)",
                 covers=o.place_covered, why_not=o.place_why_not),
+    # -- discounts (rest-commerce3) --
+    Translation("DiscountService.getProductTotalDiscount", discounts.get_product_total_discount,
+                ("i",), "approximate", True, False, "GET /discounts/products/{id}",
+                "legacy keys and types unverified (after getFreeTrial's documented answer): "
+                "name, description, applyDiscountToCommission (0/1), productId, percentOrAmt "
+                "(1 percent, 0 amount), amt; REST's criteria are not part of it"),
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
 

@@ -16,7 +16,7 @@ Invoice totals are recomputed after every change of items or payments.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shim.simulator.faults import invalid, not_found
@@ -125,6 +125,21 @@ _SEED: list[tuple[str, int, dict[str, Any]]] = [
         | {"ExpirationMonth": "01", "ExpirationYear": "2031", "Status": 3},
     ),
 ]
+#: Product total discounts (``DiscountService.*ProductTotalDiscount``, REST
+#: ``/discounts/products``): no DataService table holds them, so they live apart from
+#: ``tables``. ``PercentOrAmt`` 1 is a percentage, 0 an amount (addProductTotalDiscount).
+_DISCOUNTS: dict[int, dict[str, Any]] = {
+    7: {"Name": "Notebook 10% off", "Description": "Back to school", "ApplyToCommission": 1}
+    | {"ProductId": 21, "PercentOrAmt": 1, "Amt": 10.0},
+    8: {"Name": "Course $20 off", "Description": None, "ApplyToCommission": 0}
+    | {"ProductId": 22, "PercentOrAmt": 0, "Amt": 20.0},
+}
+
+
+def _seeded_discounts() -> dict[int, Row]:
+    return {record_id: {"Id": record_id, **values} for record_id, values in _DISCOUNTS.items()}
+
+
 #: Legacy SubscriptionPlan.Cycle -> REST billing cycle (1 year, 2 month, 3 week, 6 day).
 CYCLES = {1: "YEARLY", 2: "MONTHLY", 3: "WEEKLY", 6: "DAILY"}
 
@@ -158,6 +173,7 @@ class Commerce:
 
     tables: dict[str, dict[int, Row]]
     next_id: dict[str, int]
+    product_discounts: dict[int, Row] = field(default_factory=_seeded_discounts)
 
     def _new(self, table: str, **values: Value) -> int:
         record_id = self.next_id.get(table, 1)
@@ -177,6 +193,12 @@ class Commerce:
             if row.get("JobId") == job_id:
                 return row
         raise not_found()
+
+    def product_discount(self, discount_id: int) -> Row:
+        row = self.product_discounts.get(discount_id)
+        if row is None:
+            raise not_found()
+        return row
 
     def card(self, card_id: int) -> Row:
         row = self.tables["CreditCard"].get(card_id)

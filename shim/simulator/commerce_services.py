@@ -190,6 +190,22 @@ def add_payment_plan(
     return True
 
 
+@method("DiscountService.getProductTotalDiscount", "i")
+def get_product_total_discount(ctx: Context, discount_id: int) -> Value:
+    """Keyed by addProductTotalDiscount's parameters (unverified; Keap documents only the
+    sibling getFreeTrial's answer, keyed so), empty values left out."""
+    row = ctx.db.commerce.product_discount(discount_id)
+    out: dict[str, Value] = {
+        "name": row.get("Name"),
+        "description": row.get("Description"),
+        "applyDiscountToCommission": row.get("ApplyToCommission"),
+        "productId": row.get("ProductId"),
+        "percentOrAmt": row.get("PercentOrAmt"),
+        "amt": row.get("Amt"),
+    }
+    return {k: v for k, v in out.items() if v is not None and v != ""}
+
+
 @method("ProductService.deactivateCreditCard", "i")
 def deactivate_credit_card(ctx: Context, card_id: int) -> bool:
     ctx.db.commerce.deactivate_card(card_id)

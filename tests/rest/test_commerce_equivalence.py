@@ -259,6 +259,19 @@ async def test_order_item_faults(
     await pair.same(method, *params, expect=Fault(code, tag))
 
 
+async def test_product_total_discount(pair: Pair) -> None:
+    """Seeded in the simulator: discount 7 (10% off product 21), 8 ($20 off product 22)."""
+    percent = await pair.same("DiscountService.getProductTotalDiscount", 7)
+    assert percent == {"name": "Notebook 10% off", "description": "Back to school",
+                       "applyDiscountToCommission": 1, "productId": NOTEBOOK, "percentOrAmt": 1,
+                       "amt": 10.0}  # fmt: skip
+    amount = await pair.same("DiscountService.getProductTotalDiscount", 8)
+    assert (amount["percentOrAmt"], amount["amt"], "description" in amount) == (0, 20.0, False)
+    for wrong in (999, 0):
+        await pair.same("DiscountService.getProductTotalDiscount", wrong, expect=NOT_FOUND)
+    await pair.same("DiscountService.getProductTotalDiscount", "7", expect=INVALID)
+
+
 #: CCharge.Id is left out: REST transactions have none (never returned through REST).
 CHARGE_FIELDS = ["CCId", "PaymentId", "MerchantId", "OrderNum", "RefNum", "ApprCode", "Amt"]
 

@@ -32,6 +32,7 @@ from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
 from shim.simulator.rest import (
     contacts,
+    discounts,
     email_status,
     emails,
     files,
@@ -159,6 +160,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/affiliates", {"GET": products.list_affiliates}),
     ("/affiliates/{id}", {"GET": products.get_affiliate}),
     ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
+    ("/discounts/products/{discount_id}", {"GET": discounts.get_product_discount}),
 ]
 
 
