@@ -266,6 +266,29 @@ class Commerce:
             LastUpdated=now,
         )
 
+    def invoice_for_job(self, job_id: int, now: datetime.datetime) -> int:
+        """The invoice of an order added as a bare ``Job`` row (``DataService.add('Job')``):
+        every order has one, as every order REST makes does, so REST can serve it."""
+        job = self.tables["Job"][job_id]
+        title = job.get("JobTitle")
+        return self._new(
+            "Invoice",
+            ContactId=job.get("ContactId"),
+            JobId=job_id,
+            DateCreated=job.get("StartDate") or now,
+            InvoiceTotal=0.0,
+            TotalPaid=0.0,
+            TotalDue=0.0,
+            PayStatus=0,
+            CreditStatus=0,
+            RefundStatus=0,
+            PayPlanStatus=0,
+            Description=title if isinstance(title, str) and title else None,
+            InvoiceType=job.get("OrderType") or "Offline",
+            Synced=0,
+            LastUpdated=now,
+        )
+
     def add_item(
         self,
         invoice_id: int,

@@ -161,6 +161,8 @@ class Database:
             values["DateCreated"] = to_datetime(now)
             values.setdefault("ObjectType", "Note")
         self._put(table, record_id, **values)
+        if table == "Job":
+            self.commerce.invoice_for_job(record_id, to_datetime(now))
         return record_id
 
     def update(self, table: str, record_id: int, data: Mapping[str, Value], now: float) -> int:
