@@ -34,6 +34,7 @@ from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
 from shim.rest.orders import (
     ITEM_TYPES,
+    LEGACY_ITEM_TYPES,
     number,
     order_id,
     payment_method,
@@ -113,11 +114,6 @@ DAY = Convert(
 )
 AFFILIATE_STATUS = Convert(lambda raw: 1 if raw == "ACTIVE" else 0, lambda value: None)
 CARD_BRAND = Convert(lambda raw: str(raw).title(), lambda value: value)
-#: REST item types -> the legacy number (SERVICE, UPSELL, PROGRAM are read-only REST types).
-LEGACY_ITEM_TYPES: dict[str, int] = {
-    **{name: n for n, name in sorted(ITEM_TYPES.items(), reverse=True)},
-    **{"PRODUCT": 4, "OTHER": 3, "SERVICE": 3, "UPSELL": 5, "PROGRAM": 8, "FEE": 3, "TIP": 3},
-}
 ITEM_TYPE = Convert(
     lambda raw: LEGACY_ITEM_TYPES.get(str(raw)),
     lambda value: ITEM_TYPES.get(value) if isinstance(value, int) else None,
@@ -285,7 +281,9 @@ CREDIT_CARD = LoadByFilter(
 
 class SubscriptionSpec(TableSpec):
     """RecurringOrder: an update is ``PATCH /subscriptions/{id}``; ``CC1`` (a legacy card) is
-    sent as that card's payment method, looked up first."""
+    sent as that card's payment method, looked up first. A field the PATCH cannot set passes
+    when it repeats the value the subscription has (a script writing back a whole record), and
+    is refused naming it otherwise."""
 
     async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
         self._check_write("update")
@@ -293,6 +291,12 @@ class SubscriptionSpec(TableSpec):
         if record_id < 1:
             raise NotFound()
         cards = {"CC1": values.pop("CC1")} if "CC1" in values else {}
+        fixed = [n for n in values if not (self.columns[n].prop and self.columns[n].rest_writable)]
+        if fixed:
+            current = self.row(await ctx.client.get(self.item_path(record_id)))
+            for name in fixed:
+                if values[name] == current.get(name):
+                    del values[name]
         body = self.body(values)
         for card in cards.values():  # 0 or none: the subscription keeps no payment method
             body["payment_method_id"] = (
@@ -353,12 +357,12 @@ RECURRING_ORDER = SubscriptionSpec(
     item="/subscriptions/{id}",
     orders={"Id": "id"},
     writes=frozenset({"update"}),
-    notes="add goes through InvoiceService.addRecurringOrder; update is PATCH "
-    "/subscriptions/{id} with the UpdateSubscriptionRequest properties (a field it lacks is "
-    "refused naming it); REST refuses what legacy stored blindly: a quantity, frequency or "
-    "retry below 1, a negative amount, a past date, an unknown contact, plan, affiliate or "
-    "card ([InvalidParameter], or [RecordNotFound] for the card); an id of 0 clears it and "
-    "reads back empty (legacy: 0)",
+    notes="add goes through InvoiceService.addRecurringOrder; update is PATCH /subscriptions/{id} "
+    "with the UpdateSubscriptionRequest properties (a field it lacks is refused naming it, "
+    "unless it repeats the value the subscription has); REST refuses what legacy stored "
+    "blindly: a quantity, frequency or retry below 1, a negative amount, a past date, an "
+    "unknown contact, plan, affiliate or card ([InvalidParameter], or [RecordNotFound] for "
+    "the card); an id of 0 clears it and reads back empty (legacy: 0)",
     fidelity="approximate",
 )  # fmt: skip
 
@@ -598,7 +602,8 @@ ORDER_ITEM = OrderItemSpec(
                       note="read in cents: rounded"),
         "ItemDescription": Column("str", "description"),
         "ItemType": Column("int", "item_type", convert=ITEM_TYPE,
-                           note="5 and 8 read as 4 and 3; set on add only (default 4)"),
+                           note="5 and 8 read as 4 and 3; set on add (default 4), "
+                           "an update may only repeat it"),
         "Notes": Column("str", "notes"),
     },
     item="/orders/{OrderId}/items/{id}",
@@ -609,9 +614,9 @@ ORDER_ITEM = OrderItemSpec(
     "product on a product line; a subscription line needs its SubscriptionPlanId), blank texts "
     "left out; update is PATCH /orders/{order}/items/{id}: the order is the one keyshim last "
     "saw the item on, else the OrderId given, else found among the most recently modified "
-    f"orders (at most {SCAN_LIMIT}; more: [NoRestTranslation] asking for OrderId); ItemType "
-    "and moves to another order are refused, a blank text clears it, and REST refuses a Qty "
-    "below 1 ([InvalidParameter]) that legacy stored",
+    f"orders (at most {SCAN_LIMIT}; more: [NoRestTranslation] asking for OrderId); a changed "
+    "ItemType and moves to another order are refused, a blank text clears it, and REST "
+    "refuses a Qty below 1 ([InvalidParameter]) that legacy stored",
     fidelity="approximate",
 )  # fmt: skip
 INVOICE_ITEM = OrderLines(

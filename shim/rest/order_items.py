@@ -15,9 +15,10 @@ item, so keyshim finds its order, cheapest first:
    order: ``[RecordNotFound]``, as legacy. More orders than that: ``[NoRestTranslation]`` asking
    for the ``OrderId`` (or a query of the item first), rather than an unbounded scan.
 
-What REST cannot write is refused before any request: an item's type (UpdateOrderItemRequest
-has no ``item_type``), a move to another order, and a subscription line (type 9) without
-the ``SubscriptionPlanId`` REST requires. Legacy's own item checks (a known type, a quantity
+What REST cannot write is refused: a change of an item's type (UpdateOrderItemRequest has no
+``item_type``; repeating the type it has is fine, at the cost of reading its order), a move to
+another order, and a subscription line (type 9) without the ``SubscriptionPlanId`` REST
+requires. Legacy's own item checks (a known type, a quantity
 of at least 1, a product on a product line) are ``orders.check_item``'s, with its wording.
 """
 
@@ -29,7 +30,7 @@ from typing import Any
 from shim.errors import NotFound, NoTranslation
 from shim.rest import listing
 from shim.rest.context import Ctx
-from shim.rest.orders import check_item, number, remember_item, remember_items
+from shim.rest.orders import LEGACY_ITEM_TYPES, check_item, number, remember_item, remember_items
 from shim.xmlrpc import Value
 
 #: Legacy text fields REST refuses when blank ("must not be whitespace").
@@ -121,22 +122,34 @@ async def add(ctx: Ctx, values: dict[str, Value], body_of: BodyOf) -> int:
     return item_id
 
 
+async def _type_of(ctx: Ctx, order: str, item_id: int) -> int | None:
+    """The legacy type an item reads as now (an update may repeat it unchanged)."""
+    found = await ctx.client.get(f"/orders/{order}")
+    items = found.get("order_items") if isinstance(found, dict) else None
+    for item in items or []:
+        if isinstance(item, dict) and number(item.get("id")) == item_id:
+            return LEGACY_ITEM_TYPES.get(str(item.get("item_type")))
+    raise NotFound()
+
+
 async def update(ctx: Ctx, item_id: int, values: dict[str, Value], body_of: BodyOf) -> int:
     """``PATCH /orders/{order}/items/{item_id}`` with ``update_mask``; see the module
     docstring for how the order is found."""
     if item_id < 1:
         raise NotFound()
-    if "ItemType" in values:
-        raise NoTranslation(
-            "OrderItem.ItemType cannot be changed through REST v2 (an item keeps its type)"
-        )
     hint = values.pop("OrderId", None)
+    types = [values.pop("ItemType")] if "ItemType" in values else []
     body = _texts(body_of(values), None)
     order = await order_of_item(ctx, item_id, hint if isinstance(hint, int) else None)
     if isinstance(hint, int) and str(hint) != order:
         raise NoTranslation(
             f"OrderItem {item_id} is on order {order}: REST v2 cannot move an item to another order"
         )
+    for wanted in types:
+        if wanted != await _type_of(ctx, order, item_id):
+            raise NoTranslation(
+                "OrderItem.ItemType cannot be changed through REST v2 (an item keeps its type)"
+            )
     if not body:
         return item_id
     params = [("update_mask", prop) for prop in body]

@@ -43,6 +43,11 @@ ITEM_TYPES: dict[int, str] = {
     13: "DISCOUNT_PRODUCT_CATEGORY",
     14: "DISCOUNT_SHIPPING",
 }
+#: REST item types -> the legacy number (SERVICE, UPSELL, PROGRAM are read-only REST types).
+LEGACY_ITEM_TYPES: dict[str, int] = {
+    **{name: n for n, name in sorted(ITEM_TYPES.items(), reverse=True)},
+    **{"PRODUCT": 4, "OTHER": 3, "SERVICE": 3, "UPSELL": 5, "PROGRAM": 8, "FEE": 3, "TIP": 3},
+}
 #: The title ``placeOrder`` gives its orders (legacy named them so; unverified).
 PLACED_TITLE = "Order"
 #: ``Code`` of chargeInvoice/placeOrder results.
