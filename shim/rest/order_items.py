@@ -18,8 +18,8 @@ item, so keyshim finds its order, cheapest first:
 What REST cannot write is refused: a change of an item's type (UpdateOrderItemRequest has no
 ``item_type``; repeating the type it has is fine, at the cost of reading its order), a move to
 another order, and a subscription line (type 9) without the ``SubscriptionPlanId`` REST
-requires. Legacy's own item checks (a known type, a quantity
-of at least 1, a product on a product line) are ``orders.check_item``'s, with its wording.
+requires. Legacy's own item checks (a known type, a quantity of at least 1, a product on a
+product line) are ``orders.check_item``'s, with its wording, made before any request.
 """
 
 from __future__ import annotations
@@ -82,11 +82,11 @@ async def order_of_item(ctx: Ctx, item_id: int, hint: int | None) -> str:
             )
 
 
-def _texts(body: dict[str, Any], blank: Any) -> dict[str, Any]:
-    """Blank texts (REST refuses whitespace) become ``blank``: left out of an add, cleared
-    (null) by an update."""
+def _texts(body: dict[str, Any]) -> dict[str, Any]:
+    """Blank texts (REST refuses whitespace) become null: left out of an add, cleared by an
+    update."""
     return {
-        k: (blank if k in TEXTS and isinstance(v, str) and not v.strip() else v)
+        k: (None if k in TEXTS and isinstance(v, str) and not v.strip() else v)
         for k, v in body.items()
     }
 
@@ -113,7 +113,7 @@ async def add(ctx: Ctx, values: dict[str, Value], body_of: BodyOf) -> int:
     if not isinstance(order, int) or order < 1:
         raise NotFound()
     values["ItemType"] = item_type
-    body = {k: v for k, v in _texts(body_of(values), None).items() if v is not None}
+    body = {k: v for k, v in _texts(body_of(values)).items() if v is not None}
     item = await ctx.client.json("POST", f"/orders/{order}/items", json_body=body)
     item_id = number(item.get("id")) if isinstance(item, dict) else None
     if item_id is None:
@@ -139,7 +139,7 @@ async def update(ctx: Ctx, item_id: int, values: dict[str, Value], body_of: Body
         raise NotFound()
     hint = values.pop("OrderId", None)
     types = [values.pop("ItemType")] if "ItemType" in values else []
-    body = _texts(body_of(values), None)
+    body = _texts(body_of(values))
     order = await order_of_item(ctx, item_id, hint if isinstance(hint, int) else None)
     if isinstance(hint, int) and str(hint) != order:
         raise NoTranslation(

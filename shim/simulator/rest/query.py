@@ -17,6 +17,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ class Rule:
 TEXT = Rule()
 WILD = Rule(wildcard=True)
 NUMBER = Rule("number")
-#: A money amount (``amount`` of payments and transactions): ``== != < <= > >=`` on a number.
+#: A money amount (a transaction's ``amount``): ``== != < <= > >=``, compared in cents.
 AMOUNT = Rule("decimal", frozenset({"==", "!=", ">", "<", ">=", "<="}))
 IDS = Rule("ids")
 SINCE = Rule("since")
@@ -104,9 +105,12 @@ def _clause(name: str, op: str, value: str, rule: Rule) -> Clause:
         return Clause(name, op, rule, int(value))
     if rule.kind == "decimal":
         try:
-            return Clause(name, op, rule, float(value))
+            amount = float(value)
         except ValueError:
-            raise bad(f"{name} must be a number", "filter", name) from None
+            amount = math.nan
+        if not math.isfinite(amount):
+            raise bad(f"{name} must be a number", "filter", name)
+        return Clause(name, op, rule, amount)
     if rule.kind == "ids":
         items = [v.strip() for v in value.split(",") if v.strip()]
         if not items or not all(v.isdigit() for v in items) or len(items) > 1000:
