@@ -28,10 +28,20 @@ from typing import Any
 
 from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
-from shim.rest import legacy
+from shim.rest import legacy, order_items
+from shim.rest.contact_map import parse_rest_time
 from shim.rest.context import Ctx
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project
-from shim.rest.orders import ITEM_TYPES, number, order_id, remember, rest_time
+from shim.rest.orders import (
+    ITEM_TYPES,
+    LEGACY_ITEM_TYPES,
+    number,
+    order_id,
+    payment_method,
+    remember,
+    remember_items,
+    rest_time,
+)
 from shim.rest.spec import Column, Convert, TableSpec, missing, rest_only
 from shim.xmlrpc import Value
 
@@ -69,16 +79,50 @@ FLOAT = Convert(_float_read, lambda value: value)
 FLAG = Convert(lambda raw: 1 if raw is True else 0, _flag_write)
 ORDER_TYPE = _words({"ONLINE": "Online", "OFFLINE": "Offline"})
 PAY_STATUS = Convert(lambda raw: 1 if raw == "PAID" else 0, lambda value: None)
-CYCLE = _words({"YEARLY": "1", "MONTHLY": "2", "WEEKLY": "3", "DAILY": "6"})
-ACTIVE = Convert(lambda raw: "Active" if raw is True else "Inactive", lambda value: None)
+#: A subscription's ``billing_cycle`` is YEAR, MONTH, WEEK or DAY (SDK ``Subscription``; a
+#: plan's ``cycle_type`` says YEARLY...): written so, read in either spelling.
+_CYCLE_NUMBERS = {"YEAR": "1", "MONTH": "2", "WEEK": "3", "DAY": "6"}
+_CYCLE_NUMBERS |= {"YEARLY": "1", "MONTHLY": "2", "WEEKLY": "3", "DAILY": "6"}
+
+
+def _cycle_write(value: Value) -> str:
+    word = {"1": "YEAR", "2": "MONTH", "3": "WEEK", "6": "DAY"}.get(str(value))
+    if word is None:
+        raise NoTranslation(
+            f"RecurringOrder.BillingCycle {value!r}: REST v2 bills yearly (1), monthly (2), "
+            "weekly (3) or daily (6) only"
+        )
+    return word
+
+
+CYCLE = Convert(lambda raw: _CYCLE_NUMBERS.get(str(raw), raw), _cycle_write)
+
+
+def _active_write(value: Value) -> bool:
+    if value not in ("Active", "Inactive"):
+        raise NoTranslation(
+            f"RecurringOrder.Status {value!r}: REST v2 has only active (Active) or not (Inactive)"
+        )
+    return value == "Active"
+
+
+ACTIVE = Convert(lambda raw: "Active" if raw is True else "Inactive", _active_write)
+#: A REST date (``YYYY-MM-DD``): a legacy dateTime's day is written, its time of day dropped.
+DAY = Convert(
+    lambda raw: parse_rest_time(str(raw)),
+    lambda value: value.strftime("%Y-%m-%d") if isinstance(value, datetime.datetime) else None,
+)
 AFFILIATE_STATUS = Convert(lambda raw: 1 if raw == "ACTIVE" else 0, lambda value: None)
 CARD_BRAND = Convert(lambda raw: str(raw).title(), lambda value: value)
-#: REST item types -> the legacy number (SERVICE, UPSELL, PROGRAM are read-only REST types).
-LEGACY_ITEM_TYPES: dict[str, int] = {
-    **{name: n for n, name in sorted(ITEM_TYPES.items(), reverse=True)},
-    **{"PRODUCT": 4, "OTHER": 3, "SERVICE": 3, "UPSELL": 5, "PROGRAM": 8, "FEE": 3, "TIP": 3},
-}
-ITEM_TYPE = Convert(lambda raw: LEGACY_ITEM_TYPES.get(str(raw)), lambda value: None)
+ITEM_TYPE = Convert(
+    lambda raw: LEGACY_ITEM_TYPES.get(str(raw)),
+    lambda value: ITEM_TYPES.get(value) if isinstance(value, int) else None,
+)
+#: An order item's money: read as a ``CurrencyValue``, written as a float of dollars
+#: (CreateOrderItemRequest / UpdateOrderItemRequest ``price_per_unit``, ``cost_per_unit``).
+ITEM_MONEY = Convert(
+    _cents_read, lambda value: float(value) if isinstance(value, (int, float)) else None
+)
 
 
 def flag(prop: str, **kw: Any) -> Column:
@@ -116,6 +160,8 @@ class LoadByFilter(TableSpec):
 
 class NoLoad(TableSpec):
     """A spec REST lists but cannot read one record of (no item path, no id filter)."""
+
+    loads = False
 
     async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
         raise NoTranslation(f"DataService.load on table {self.table}: REST v2 has no read of one")
@@ -231,7 +277,41 @@ CREDIT_CARD = LoadByFilter(
     notes="read-only: REST stores cards only through its payment forms; never the number",
     fidelity="approximate",
 )
-RECURRING_ORDER = TableSpec(
+
+
+class SubscriptionSpec(TableSpec):
+    """RecurringOrder: an update is ``PATCH /subscriptions/{id}``; ``CC1`` (a legacy card) is
+    sent as that card's payment method, looked up first. A field the PATCH cannot set passes
+    when it repeats the value the subscription has (a script writing back a whole record), and
+    is refused naming it otherwise."""
+
+    async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
+        self._check_write("update")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        if record_id < 1:
+            raise NotFound()
+        cards = {"CC1": values.pop("CC1")} if "CC1" in values else {}
+        fixed = [n for n in values if not (self.columns[n].prop and self.columns[n].rest_writable)]
+        if fixed:
+            current = self.row(await ctx.client.get(self.item_path(record_id)))
+            for name in fixed:
+                if values[name] == current.get(name):
+                    del values[name]
+        body = self.body(values)
+        for card in cards.values():  # 0 or none: the subscription keeps no payment method
+            body["payment_method_id"] = (
+                await payment_method(ctx, card, None)
+                if isinstance(card, int) and card > 0
+                else None
+            )
+        params = [("update_mask", prop) for prop in body]
+        path = self.item_path(record_id)
+        await ctx.client.json("PATCH", path, params=params, json_body=body)
+        return record_id
+
+
+_NO_PATCH = "UpdateSubscriptionRequest has no such property"
+RECURRING_ORDER = SubscriptionSpec(
     "RecurringOrder",
     "/subscriptions",
     "subscriptions",
@@ -239,27 +319,36 @@ RECURRING_ORDER = TableSpec(
         "Id": ro("int", "id", filter="id", compare=True),
         "ContactId": Column("int", "contact_id", filter="contact_id", text_id=True),
         "OriginatingOrderId": none("int"),
-        "ProgramId": Column("int", "subscription_plan_id", text_id=True),
+        "ProgramId": Column("int", "subscription_plan_id", text_id=True,
+                            note="the plan, as SubscriptionPlanId"),
         "SubscriptionPlanId": Column(
             "int", "subscription_plan_id", filter="subscription_plan_id", text_id=True
         ),
-        "ProductId": Column("int", "product_id", text_id=True),
-        "StartDate": Column("date", "start_date"),
-        "EndDate": Column("date", "end_date"),
-        "LastBillDate": Column("date", "last_bill_date"),
-        "NextBillDate": Column("date", "next_bill_date"),
+        "ProductId": Column("int", "product_id", text_id=True, rest_writable=False,
+                            note=_NO_PATCH),
+        "StartDate": Column("date", "start_date", rest_writable=False, note=_NO_PATCH),
+        "EndDate": Column("date", "end_date", convert=DAY,
+                          note="a date; REST refuses one in the past"),
+        "LastBillDate": Column("date", "last_bill_date", rest_writable=False, note=_NO_PATCH),
+        "NextBillDate": Column("date", "next_bill_date", convert=DAY,
+                               note="a date; REST refuses one in the past"),
         "PaidThruDate": none("date"),
-        "BillingCycle": Column("str", "billing_cycle", convert=CYCLE),
+        "BillingCycle": Column("str", "billing_cycle", convert=CYCLE,
+                               note="1 YEAR, 2 MONTH, 3 WEEK, 6 DAY; others refused"),
         "Frequency": Column("int", "billing_frequency"),
         "BillingAmt": Column("float", "billing_amount", convert=FLOAT),
-        "Status": Column("str", "active", convert=ACTIVE),
+        "Status": Column("str", "active", convert=ACTIVE,
+                         note="Active or Inactive (REST's active flag); others refused"),
         "ReasonStopped": Column("str", "reason_stopped"),
         "AutoCharge": flag("auto_charge"),
-        "CC1": none("int", "REST names a payment method, not a card"),
+        "CC1": none("int", "written as the card's payment method (GET /paymentMethods?filter="
+                    "credit_card_id==); never read back: REST names a payment method, not a "
+                    "card"),
         "CC2": none("int"),
         "NumDaysBetweenRetry": Column("int", "days_between_retries"),
         "MaxRetry": Column("int", "max_charge_attempts"),
-        "MerchantAccountId": Column("int", "merchant_account_id", text_id=True),
+        "MerchantAccountId": Column("int", "merchant_account_id", text_id=True,
+                                    rest_writable=False, note=_NO_PATCH),
         "AffiliateId": Column("int", "sale_affiliate_id", text_id=True),
         "PromoCode": Column("str", "promo_code"),
         "Qty": Column("int", "quantity"),
@@ -267,10 +356,15 @@ RECURRING_ORDER = TableSpec(
     },
     item="/subscriptions/{id}",
     orders={"Id": "id"},
-    writes=frozenset(),
-    notes="read-only through REST here (writes go through InvoiceService.addRecurringOrder)",
+    writes=frozenset({"update"}),
+    notes="add goes through InvoiceService.addRecurringOrder; update is PATCH /subscriptions/{id} "
+    "with the UpdateSubscriptionRequest properties (a field it lacks is refused naming it, "
+    "unless it repeats the value the subscription has); REST refuses what legacy stored "
+    "blindly: a quantity, frequency or retry below 1, a negative amount, a past date, an "
+    "unknown contact, plan, affiliate or card ([InvalidParameter], or [RecordNotFound] for "
+    "the card); an id of 0 clears it and reads back empty (legacy: 0)",
     fidelity="approximate",
-)
+)  # fmt: skip
 
 
 class JobSpec(TableSpec):
@@ -409,7 +503,9 @@ class OrderLines(TableSpec):
                 order = await ctx.client.get(f"/orders/{exact}")
             except NotFound:
                 return []
-            return self.lines(order if isinstance(order, dict) else {})
+            order = order if isinstance(order, dict) else {}
+            remember_items(ctx, order)
+            return self.lines(order)
         params: list[tuple[str, str]] = []
         if exact is not None:
             params.append(("filter", f"invoice_id=={exact}"))
@@ -421,6 +517,7 @@ class OrderLines(TableSpec):
             orders = answer.get("orders") if isinstance(answer, dict) else None
             for order in orders or []:
                 if isinstance(order, dict):
+                    remember_items(ctx, order)
                     rows.extend(self.lines(order))
             seen += len(orders or [])
             if seen > SCAN_LIMIT:
@@ -461,29 +558,67 @@ class OrderLines(TableSpec):
         )
 
 
-ORDER_ITEM = OrderLines(
+class OrderItemSpec(OrderLines):
+    """OrderItem: add, update and load through the item's order (order_items.py)."""
+
+    async def add(self, ctx: Ctx, data: Mapping[str, Value]) -> int:
+        self._check_write("add")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        return await order_items.add(ctx, values, self.body)
+
+    async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
+        self._check_write("update")
+        values = legacy.writable(self.table, self.fields, dict(data))
+        return await order_items.update(ctx, record_id, values, self.body)
+
+    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
+        """The item's order found as an update finds it, then read whole."""
+        legacy.check_fields(self.table, self.fields, names)
+        if record_id < 1:
+            raise NotFound()
+        order = await order_items.order_of_item(ctx, record_id, None)
+        answer = await ctx.client.get(f"/orders/{order}")
+        for row in self.lines(answer if isinstance(answer, dict) else {}):
+            if row.get("Id") == record_id:
+                return project(row, names)
+        raise NotFound()
+
+
+ORDER_ITEM = OrderItemSpec(
     "OrderItem",
     "/orders",
     "orders",
     {
         "Id": ro("int", "id"),
-        "OrderId": ro("int", "order_id"),
-        "ProductId": ro("int", "product.id"),
-        "SubscriptionPlanId": ro("int", "subscription_plan.id"),
-        "ItemName": ro("str", "name"),
-        "Qty": ro("int", "quantity"),
-        "CPU": ro("float", "cost_per_unit", convert=MONEY),
-        "PPU": ro("float", "price_per_unit", convert=MONEY, note="read in cents: rounded"),
-        "ItemDescription": ro("str", "description"),
-        "ItemType": ro("int", "item_type", convert=ITEM_TYPE, note="5 and 8 read as 4 and 3"),
-        "Notes": ro("str", "notes"),
+        "OrderId": Column("int", "order_id", note="required on add; an item cannot move"),
+        "ProductId": Column("int", "product.id", write="product_id", text_id=True),
+        "SubscriptionPlanId": Column("int", "subscription_plan.id",
+                                     write="subscription_plan_id", text_id=True),
+        "ItemName": Column("str", "name"),
+        "Qty": Column("int", "quantity", note="at least 1"),
+        "CPU": Column("float", "cost_per_unit", convert=ITEM_MONEY,
+                      note="read in cents: rounded"),
+        "PPU": Column("float", "price_per_unit", convert=ITEM_MONEY,
+                      note="read in cents: rounded"),
+        "ItemDescription": Column("str", "description"),
+        "ItemType": Column("int", "item_type", convert=ITEM_TYPE,
+                           note="5 and 8 read as 4 and 3; set on add (default 4), "
+                           "an update may only repeat it"),
+        "Notes": Column("str", "notes"),
     },
-    item="/orders/{OrderId}",
-    writes=frozenset(),
-    notes="items of /orders (an exact OrderId reads one order); written through "
-    "InvoiceService.addOrderItem",
+    item="/orders/{OrderId}/items/{id}",
+    writes=frozenset({"add", "update"}),
+    notes="items of /orders (an exact OrderId reads one order; load finds the item's order as "
+    "update does); add is POST "
+    "/orders/{OrderId}/items with legacy's item checks (a known ItemType, Qty at least 1, a "
+    "product on a product line; a subscription line needs its SubscriptionPlanId), blank texts "
+    "left out; update is PATCH /orders/{order}/items/{id}: the order is the one keyshim last "
+    "saw the item on, else the OrderId given, else found among the most recently modified "
+    f"orders (at most {SCAN_LIMIT}; more: [NoRestTranslation] asking for OrderId); a changed "
+    "ItemType and moves to another order are refused, a blank text clears it, and REST "
+    "refuses a Qty below 1 ([InvalidParameter]) that legacy stored",
     fidelity="approximate",
-)
+)  # fmt: skip
 INVOICE_ITEM = OrderLines(
     "InvoiceItem",
     "/orders",

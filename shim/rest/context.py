@@ -39,6 +39,9 @@ class RestState:
     down_until: dict[str, float] = field(default_factory=dict)
     #: (account, legacy invoice id) -> REST order id (commerce.py; order id != invoice id).
     orders: dict[tuple[str, int], str] = field(default_factory=dict)
+    #: (account, order item id) -> REST order id (order_items.py: REST writes an item through
+    #: its order, legacy names the item alone).
+    order_items: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 @dataclass

@@ -43,6 +43,11 @@ ITEM_TYPES: dict[int, str] = {
     13: "DISCOUNT_PRODUCT_CATEGORY",
     14: "DISCOUNT_SHIPPING",
 }
+#: REST item types -> the legacy number (SERVICE, UPSELL, PROGRAM are read-only REST types).
+LEGACY_ITEM_TYPES: dict[str, int] = {
+    **{name: n for n, name in sorted(ITEM_TYPES.items(), reverse=True)},
+    **{"PRODUCT": 4, "OTHER": 3, "SERVICE": 3, "UPSELL": 5, "PROGRAM": 8, "FEE": 3, "TIP": 3},
+}
 #: The title ``placeOrder`` gives its orders (legacy named them so; unverified).
 PLACED_TITLE = "Order"
 #: ``Code`` of chargeInvoice/placeOrder results.
@@ -118,6 +123,28 @@ def remember(ctx: Ctx, invoice_id: int, rest_order_id: str) -> None:
     """Cache invoice -> order (ids never change in Keap); the oldest go past CACHE_SIZE."""
     cache = ctx.state.orders
     cache[(ctx.account, invoice_id)] = rest_order_id
+    while len(cache) > CACHE_SIZE:
+        del cache[next(iter(cache))]
+
+
+def remember_items(ctx: Ctx, order: dict[str, Any]) -> None:
+    """Cache item -> order for every item of a REST order (an ``OrderV2``)."""
+    order_id = order.get("id")
+    if order_id is None:
+        return
+    for item in order.get("order_items") or []:
+        if isinstance(item, dict):
+            remember_item(ctx, item.get("id"), str(order_id))
+
+
+def remember_item(ctx: Ctx, item_id: Any, order_id: str) -> None:
+    """Cache order item -> order (order_items.py: REST writes an item through its order; an
+    item never moves and its id is never reused); the oldest go past CACHE_SIZE."""
+    found = number(item_id)
+    if found is None:
+        return
+    cache = ctx.state.order_items
+    cache[(ctx.account, found)] = order_id
     while len(cache) > CACHE_SIZE:
         del cache[next(iter(cache))]
 
@@ -232,7 +259,9 @@ async def add_order_item(
         body["description"] = description
     if notes.strip():
         body["notes"] = notes
-    await ctx.client.json("POST", f"/orders/{rest_order}/items", json_body=body)
+    item = await ctx.client.json("POST", f"/orders/{rest_order}/items", json_body=body)
+    if isinstance(item, dict):
+        remember_item(ctx, item.get("id"), rest_order)
     return True
 
 

@@ -19,7 +19,7 @@ import datetime
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, Protocol, TypeGuard
+from typing import Any, ClassVar, Literal, Protocol, TypeGuard
 
 from shim.errors import NoTableAccess, NotFound, NoTranslation
 from shim.rest import criteria as crit
@@ -156,6 +156,8 @@ class TableSpec:
     title: str = ""
     #: REST has no GET of one record: ``load`` finds it in the list.
     load_by_list: bool = False
+    #: ``load`` translates (a table whose records REST cannot name one by one says False).
+    loads: ClassVar[bool] = True
 
     # -- the legacy table ----------------------------------------------------------------
     @cached_property

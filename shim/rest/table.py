@@ -24,6 +24,7 @@ from shim.rest import (
     contact_map,
     custom_fields,
     dataservice,
+    discounts,
     email,
     files,
     goals,
@@ -254,6 +255,12 @@ TRANSLATIONS: list[Translation] = [
                 "the order time is keyshim's clock; result values are strings (unverified); "
                 "an unknown product fails the whole order (legacy left an empty order)",
                 covers=o.place_covered, why_not=o.place_why_not),
+    # -- discounts (rest-commerce3) --
+    Translation("DiscountService.getProductTotalDiscount", discounts.get_product_total_discount,
+                ("i",), "approximate", True, False, "GET /discounts/products/{id}",
+                "legacy keys and types unverified (after getFreeTrial's documented answer): "
+                "name, description, applyDiscountToCommission (0/1), productId, percentOrAmt "
+                "(1 percent, 0 amount), amt; REST's criteria are not part of it"),
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
 
@@ -338,7 +345,8 @@ def _support(name: str, table: object) -> TableSupport:
     if not parts:  # a hand-made table that says nothing: judged by method alone
         return TableSupport(name, TABLE_METHODS, "approximate", "", "")
     writes = {w for p in parts if not p.legacy_read_only for w in p.writes}
-    methods = READS + tuple(w for w in WRITES if w in writes)
+    reads = tuple(r for r in READS if r != "load" or all(p.loads for p in parts))
+    methods = reads + tuple(w for w in WRITES if w in writes)
     exact = all(p.fidelity == "exact" for p in parts)
     notes = parts[0].notes if len(parts) == 1 else str(getattr(table, "notes", ""))
     return TableSupport(

@@ -7,7 +7,7 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 from __future__ import annotations
 
 from shim.rest import commerce_tables as shop
-from shim.rest import contacts, forms, notes, opportunities, people, tags
+from shim.rest import contacts, forms, notes, opportunities, people, tags, transactions
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -38,6 +38,8 @@ TABLES: dict[str, Table] = {
     "DataFormField": forms.DATA_FORM_FIELD,
     "DataFormGroup": forms.DATA_FORM_GROUP,
     "DataFormTab": forms.DATA_FORM_TAB,
+    # -- charges (rest-commerce3) --
+    "CCharge": transactions.CCHARGE,
 }
 
 

@@ -16,7 +16,7 @@ Invoice totals are recomputed after every change of items or payments.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from shim.simulator.faults import invalid, not_found
@@ -75,6 +75,12 @@ def stock(product: Row) -> int:
 
 #: An invoice row's payment plan (addPaymentPlan, an order's ``payment_plan``).
 PAY_PLAN = "PaymentPlan"
+#: The simulated app's one merchant account (a Keap Payments one); charges go through it
+#: unless a legacy call names another.
+MERCHANT_ID = 1
+#: When a CCharge row was charged: not a legacy column (legacy kept no time on a charge);
+#: REST's ``transaction_time`` reads it.
+CHARGED_AT = "ChargeTime"
 
 #: Seeded rows: (table, id, values).
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
@@ -119,6 +125,21 @@ _SEED: list[tuple[str, int, dict[str, Any]]] = [
         | {"ExpirationMonth": "01", "ExpirationYear": "2031", "Status": 3},
     ),
 ]
+#: Product total discounts (``DiscountService.*ProductTotalDiscount``, REST
+#: ``/discounts/products``): no DataService table holds them, so they live apart from
+#: ``tables``. ``PercentOrAmt`` 1 is a percentage, 0 an amount (addProductTotalDiscount).
+_DISCOUNTS: dict[int, dict[str, Any]] = {
+    7: {"Name": "Notebook 10% off", "Description": "Back to school", "ApplyToCommission": 1}
+    | {"ProductId": 21, "PercentOrAmt": 1, "Amt": 10.0},
+    8: {"Name": "Course $20 off", "Description": None, "ApplyToCommission": 0}
+    | {"ProductId": 22, "PercentOrAmt": 0, "Amt": 20.0},
+}
+
+
+def _seeded_discounts() -> dict[int, Row]:
+    return {record_id: {"Id": record_id, **values} for record_id, values in _DISCOUNTS.items()}
+
+
 #: Legacy SubscriptionPlan.Cycle -> REST billing cycle (1 year, 2 month, 3 week, 6 day).
 CYCLES = {1: "YEARLY", 2: "MONTHLY", 3: "WEEKLY", 6: "DAILY"}
 
@@ -152,6 +173,7 @@ class Commerce:
 
     tables: dict[str, dict[int, Row]]
     next_id: dict[str, int]
+    product_discounts: dict[int, Row] = field(default_factory=_seeded_discounts)
 
     def _new(self, table: str, **values: Value) -> int:
         record_id = self.next_id.get(table, 1)
@@ -171,6 +193,12 @@ class Commerce:
             if row.get("JobId") == job_id:
                 return row
         raise not_found()
+
+    def product_discount(self, discount_id: int) -> Row:
+        row = self.product_discounts.get(discount_id)
+        if row is None:
+            raise not_found()
+        return row
 
     def card(self, card_id: int) -> Row:
         row = self.tables["CreditCard"].get(card_id)
@@ -238,6 +266,29 @@ class Commerce:
             LastUpdated=now,
         )
 
+    def invoice_for_job(self, job_id: int, now: datetime.datetime) -> int:
+        """The invoice of an order added as a bare ``Job`` row (``DataService.add('Job')``):
+        every order has one, as every order REST makes does, so REST can serve it."""
+        job = self.tables["Job"][job_id]
+        title = job.get("JobTitle")
+        return self._new(
+            "Invoice",
+            ContactId=job.get("ContactId"),
+            JobId=job_id,
+            DateCreated=job.get("StartDate") or now,
+            InvoiceTotal=0.0,
+            TotalPaid=0.0,
+            TotalDue=0.0,
+            PayStatus=0,
+            CreditStatus=0,
+            RefundStatus=0,
+            PayPlanStatus=0,
+            Description=title if isinstance(title, str) and title else None,
+            InvoiceType=job.get("OrderType") or "Offline",
+            Synced=0,
+            LastUpdated=now,
+        )
+
     def add_item(
         self,
         invoice_id: int,
@@ -250,6 +301,7 @@ class Commerce:
         notes: str | None,
         now: datetime.datetime,
         plan_id: int | None = None,
+        cost: float | None = None,
     ) -> int:
         """One line on the invoice's order; ``price`` None takes the product's price."""
         invoice = self.invoice(invoice_id)
@@ -276,7 +328,7 @@ class Commerce:
             SubscriptionPlanId=plan_id,
             ItemName=name or product_name or description or None,
             Qty=quantity,
-            CPU=0.0,
+            CPU=0.0 if cost is None else float(cost),
             PPU=float(price),
             ItemDescription=description or None,
             ItemType=item_type,
@@ -294,6 +346,59 @@ class Commerce:
         )
         self.recompute(invoice_id, now)
         return item_id
+
+    def add_line(self, values: Row, now: datetime.datetime) -> int:
+        """``DataService.add('OrderItem', values)`` (values checked and coerced): a line on the
+        order ``OrderId`` with the checks of ``add_item``, the item's own first (a known type,
+        defaulting to 4 as REST's to PRODUCT; a quantity; a product on a product line), then
+        the order. A type 9 line may lack its plan (legacy kept no such rule; REST does)."""
+        item_type = _int(values.get("ItemType")) or 4
+        quantity = _int(values.get("Qty"))
+        product_id = _opt(values.get("ProductId"))
+        if item_type not in ITEM_TYPES:
+            raise invalid(f"Invalid order item type: {item_type}")
+        if quantity < 1:
+            raise invalid("Quantity must be at least 1")
+        if product_id is None and ITEM_TYPES[item_type] in ("PRODUCT", "SUBSCRIPTION"):
+            raise invalid("A product item needs a product")
+        invoice = self.invoice_of_job(_int(values.get("OrderId")))
+        return self.add_item(
+            _id(invoice),
+            product_id,
+            item_type,
+            _price(values.get("PPU")),
+            quantity,
+            _text(values.get("ItemName")),
+            _text(values.get("ItemDescription")),
+            _text(values.get("Notes")),
+            now,
+            plan_id=_opt(values.get("SubscriptionPlanId")),
+            cost=_price(values.get("CPU")),
+        )
+
+    def update_line(self, item_id: int, values: Row, now: datetime.datetime) -> None:
+        """An order item's columns changed (``DataService.update`` and REST's PATCH): its
+        invoice line follows, and the totals of its invoice (both, if it moved) are redone."""
+        item = self.tables["OrderItem"].get(item_id)
+        if item is None:
+            raise not_found()
+        before = _int(item.get("OrderId"))
+        if "OrderId" in values:
+            self.invoice_of_job(_int(values["OrderId"]))  # the order it moves to must exist
+        item.update(values)
+        line = next(
+            (r for r in self.tables["InvoiceItem"].values() if r.get("OrderItemId") == item_id),
+            None,
+        )
+        if line is not None:
+            invoice = self.invoice_of_job(_int(item.get("OrderId")))
+            line["InvoiceId"] = invoice["Id"]
+            line["InvoiceAmt"] = round(_money(item.get("PPU")) * _int(item.get("Qty")), 2)
+            line["Description"] = item.get("ItemDescription") or item.get("ItemName")
+        for job_id in {before, _int(item.get("OrderId"))}:
+            for invoice in self.tables["Invoice"].values():
+                if invoice.get("JobId") == job_id:
+                    self.recompute(_id(invoice), now)
 
     def recompute(self, invoice_id: int, now: datetime.datetime) -> None:
         invoice = self.invoice(invoice_id)
@@ -355,7 +460,13 @@ class Commerce:
         return payment_id
 
     def charge(
-        self, invoice_id: int, note: str | None, card_id: int, skip: bool, now: datetime.datetime
+        self,
+        invoice_id: int,
+        note: str | None,
+        card_id: int,
+        skip: bool,
+        now: datetime.datetime,
+        merchant_id: int = MERCHANT_ID,
     ) -> tuple[str, float, int | None]:
         """Charge the balance to a card: ("APPROVED", amount, payment id), ("DECLINED", ...) or
         ("SKIPPED", 0, None) when nothing is owed. Unknown invoice or card: RecordNotFound."""
@@ -366,12 +477,47 @@ class Commerce:
         balance = self.owed(invoice_id)
         if balance <= 0:
             return "SKIPPED", 0.0, None
-        if card.get("Last4") == DECLINED_LAST4:
-            return "DECLINED", balance, None
-        payment_id = self.add_payment(
-            invoice_id, balance, now, "Credit Card", note, skip, now, "APPROVED", card_id
+        code, payment_id = self.charge_amount(
+            invoice_id, balance, card_id, note, skip, now, merchant_id
         )
-        return "APPROVED", balance, payment_id
+        return code, balance, payment_id
+
+    def charge_amount(
+        self,
+        invoice_id: int,
+        amount: float,
+        card_id: int,
+        note: str | None,
+        skip: bool,
+        now: datetime.datetime,
+        merchant_id: int = MERCHANT_ID,
+    ) -> tuple[str, int | None]:
+        """One charge attempt of ``amount`` (checked by the caller): a CCharge row either way;
+        approved, a payment too (its ChargeId names the charge). ("APPROVED", payment id) or
+        ("DECLINED", None)."""
+        card = self.card(card_id)
+        job_id = self.invoice(invoice_id)["JobId"]
+        declined = card.get("Last4") == DECLINED_LAST4
+        payment_id = None
+        if not declined:
+            payment_id = self.add_payment(
+                invoice_id, amount, now, "Credit Card", note, skip, now, "APPROVED"
+            )
+        charge_id = self._new(
+            "CCharge",
+            CCId=card_id,
+            PaymentId=payment_id,
+            MerchantId=merchant_id,
+            OrderNum=str(job_id),
+            RefNum=None if payment_id is None else f"T{payment_id}",
+            ApprCode=None if payment_id is None else f"AP{payment_id:04d}",
+            Amt=float(amount),
+            **{CHARGED_AT: now},
+        )
+        if payment_id is None:
+            return "DECLINED", None
+        self.tables["Payment"][payment_id]["ChargeId"] = charge_id
+        return "APPROVED", payment_id
 
     def delete_invoice(self, invoice_id: int) -> None:
         invoice = self.invoice(invoice_id)
@@ -505,6 +651,14 @@ def _int(value: Value) -> int:
 
 def _opt(value: Value) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value else None
+
+
+def _price(value: Value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value: Value) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
 
 
 def _money(value: Value) -> float:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from shim.simulator.commerce import DECLINE_MESSAGE, stock
+from shim.simulator.commerce import DECLINE_MESSAGE, MERCHANT_ID, stock
 from shim.simulator.data import to_datetime
 from shim.simulator.faults import not_found
 from shim.simulator.query import project
@@ -74,14 +74,15 @@ def add_manual_payment(
 def charge_invoice(
     ctx: Context, invoice_id: int, notes: str, card_id: int, merchant_id: int, skip: bool
 ) -> Value:
-    return _charge(ctx, invoice_id, notes, card_id, skip)
+    return _charge(ctx, invoice_id, notes, card_id, skip, merchant_id)
 
 
 def _charge(
-    ctx: Context, invoice_id: int, notes: str, card_id: int, skip: bool
+    ctx: Context, invoice_id: int, notes: str, card_id: int, skip: bool, merchant_id: int = 0
 ) -> dict[str, Value]:
+    """``merchant_id`` 0: the app's merchant account (legacy let a call name another)."""
     code, _, payment_id = ctx.db.commerce.charge(
-        invoice_id, notes, card_id, skip, to_datetime(ctx.now)
+        invoice_id, notes, card_id, skip, to_datetime(ctx.now), merchant_id or MERCHANT_ID
     )
     if code == "APPROVED":
         return {"Successful": True, "Code": code, "RefNum": f"T{payment_id}", "Message": "Approved"}
@@ -187,6 +188,22 @@ def add_payment_plan(
     }
     ctx.db.commerce.set_pay_plan(invoice_id, card_id, plan)
     return True
+
+
+@method("DiscountService.getProductTotalDiscount", "i")
+def get_product_total_discount(ctx: Context, discount_id: int) -> Value:
+    """Keyed by addProductTotalDiscount's parameters (unverified; Keap documents only the
+    sibling getFreeTrial's answer, keyed so), empty values left out."""
+    row = ctx.db.commerce.product_discount(discount_id)
+    out: dict[str, Value] = {
+        "name": row.get("Name"),
+        "description": row.get("Description"),
+        "applyDiscountToCommission": row.get("ApplyToCommission"),
+        "productId": row.get("ProductId"),
+        "percentOrAmt": row.get("PercentOrAmt"),
+        "amt": row.get("Amt"),
+    }
+    return {k: v for k, v in out.items() if v is not None and v != ""}
 
 
 @method("ProductService.deactivateCreditCard", "i")

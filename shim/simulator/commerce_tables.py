@@ -62,6 +62,10 @@ TABLE_SPECS: dict[str, str] = {
         "CC1:i CC2:i NumDaysBetweenRetry:i MaxRetry:i MerchantAccountId:i AffiliateId:i "
         "PromoCode:s Qty:i LastUpdated:d-"
     ),
+    # One row per card charge attempt, approved or declined (what REST lists as transactions).
+    "CCharge": (
+        "Id:i- CCId:i- PaymentId:i- MerchantId:i- OrderNum:s- RefNum:s- ApprCode:s- Amt:f-"
+    ),
     # What legacy let scripts read of a card: never the number or the CVV.
     "CreditCard": (
         "Id:i- ContactId:i NameOnCard:s FirstName:s LastName:s Email:s Last4:s "
@@ -70,4 +74,4 @@ TABLE_SPECS: dict[str, str] = {
     ),
 }
 #: Tables scripts read but the legacy API wrote only through InvoiceService/OrderService.
-READ_ONLY = frozenset({"Invoice", "InvoiceItem", "Payment", "InvoicePayment"})
+READ_ONLY = frozenset({"Invoice", "InvoiceItem", "Payment", "InvoicePayment", "CCharge"})

@@ -152,6 +152,8 @@ class Database:
 
     def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
         values = {**commerce.DEFAULTS.get(table, {}), **self._writable(table, data)}
+        if table == "OrderItem":  # a line on its order: invoice lines and totals follow
+            return self.commerce.add_line(values, to_datetime(now))
         record_id = self.next_id.get(table, 1)
         if table == "Contact":
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
@@ -159,6 +161,8 @@ class Database:
             values["DateCreated"] = to_datetime(now)
             values.setdefault("ObjectType", "Note")
         self._put(table, record_id, **values)
+        if table == "Job":
+            self.commerce.invoice_for_job(record_id, to_datetime(now))
         return record_id
 
     def update(self, table: str, record_id: int, data: Mapping[str, Value], now: float) -> int:
@@ -166,6 +170,9 @@ class Database:
         row = self.tables[table].get(record_id)
         if row is None:
             raise not_found()
+        if table == "OrderItem":
+            self.commerce.update_line(record_id, values, to_datetime(now))
+            return record_id
         row.update(values)
         if table == "Contact":
             row["LastUpdated"] = to_datetime(now)

@@ -209,7 +209,7 @@ async def test_rest_route_sends_nothing_for_untranslated_calls(rest: Auto) -> No
     fault, x, r = await rest.counted(*UNTRANSLATED)
     assert isinstance(fault, xmlrpc.Fault) and fault.code == 112 and (x, r) == (0, 0)
     assert "has no REST v2 translation" in fault.string
-    fault, x, r = await rest.counted("DataService.query", "CCharge", 10, 0, {}, ["Id"])
+    fault, x, r = await rest.counted("DataService.query", "CProgram", 10, 0, {}, ["Id"])
     assert isinstance(fault, xmlrpc.Fault) and fault.code == 112 and (x, r) == (0, 0)
     fault, x, r = await rest.counted("FileService.getDownloadUrl", 1)  # no REST equivalent
     assert isinstance(fault, xmlrpc.Fault) and fault.code == 112 and (x, r) == (0, 0)

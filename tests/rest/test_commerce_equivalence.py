@@ -185,6 +185,182 @@ async def test_add_subscription_plan(pair: Pair) -> None:
     assert await pair.same("DataService.add", "SubscriptionPlan", yearly) == plan_id + 1
 
 
+async def test_order_item_writes(pair: Pair) -> None:
+    """DataService add/update/load on OrderItem: lines on an order whose invoice follows;
+    an item keyshim never saw (placed by placeOrder) is found among the orders."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Items", WHEN, 0, 0)
+    order = await pair.same("InvoiceService.getOrderId", invoice)
+    line = {"OrderId": order, "ProductId": NOTEBOOK, "ItemType": 4, "Qty": 2, "PPU": 12.5,
+            "ItemDescription": "Blue", "Notes": "gift"}  # fmt: skip
+    item = await pair.same("DataService.add", "OrderItem", line)
+    post = {"OrderId": order, "ItemType": 1, "Qty": 1, "PPU": 4.95, "ItemName": "Post",
+            "CPU": 1.5, "Notes": " "}  # fmt: skip
+    assert await pair.same("DataService.add", "OrderItem", post) == item + 1
+    course = await pair.same(
+        "DataService.add", "OrderItem", {"OrderId": order, "ProductId": COURSE, "Qty": 1}
+    )
+    items = await pair.same(
+        "DataService.query", "OrderItem", 10, 0, {"OrderId": order}, ITEM_FIELDS
+    )
+    assert [(i["ItemType"], i["PPU"]) for i in items] == [(4, 12.5), (1, 4.95), (4, 99.0)]
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 128.95
+    change = {"Qty": 3, "PPU": 11.0, "ItemDescription": "Red", "Notes": ""}
+    assert await pair.same("DataService.update", "OrderItem", item, change) == item
+    loaded = await pair.same("DataService.load", "OrderItem", item, ITEM_FIELDS)
+    assert (loaded["Qty"], loaded["PPU"], "Notes" in loaded) == (3, 11.0, False)
+    assert await pair.same("InvoiceService.calculateAmountOwed", invoice) == 136.95
+    same_order = {"OrderId": order, "ItemName": "NB", "ProductId": COURSE}
+    assert await pair.same("DataService.update", "OrderItem", item, same_order) == item
+    await pair.same(
+        "DataService.query", "InvoiceItem", 10, 0, {"InvoiceId": invoice}, INVOICE_ITEM_FIELDS
+    )
+    placed = await pair.same("OrderService.placeOrder", contact, 0, 0, [NOTEBOOK], [], False, [])
+    unseen = course + 1  # the placed order's one line
+    before = pair.sims["rest"].rest_endpoint.routes["GET /orders"]
+    assert await pair.same("DataService.update", "OrderItem", unseen, {"Qty": 2}) == unseen
+    assert pair.sims["rest"].rest_endpoint.routes["GET /orders"] == before + 1  # found by a scan
+    assert await pair.same("InvoiceService.calculateAmountOwed", int(placed["InvoiceId"])) == 25.0
+    await pair.same("DataService.load", "OrderItem", unseen, ITEM_FIELDS)
+    repeated = {"ItemType": 4, "Qty": 1}  # the type it has: fine
+    assert await pair.same("DataService.update", "OrderItem", item, repeated) == item
+    for change, why in [({"OrderId": 2}, "move"), ({"ItemType": 3}, "ItemType")]:
+        refused = await pair.call("rest", "DataService.update", "OrderItem", item, change)
+        assert refused[0] == "fault" and refused[1] == 112 and why in refused[2], refused
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "tag"),
+    [
+        ("DataService.update", ("OrderItem", 999, {"Qty": 1}), 5, "RecordNotFound"),
+        ("DataService.update", ("OrderItem", 0, {"Qty": 1}), 5, "RecordNotFound"),
+        ("DataService.load", ("OrderItem", 999, ["Id"]), 5, "RecordNotFound"),
+        ("DataService.load", ("OrderItem", 1, ["Nope"]), 10, "NoFieldFound"),
+        ("DataService.add", ("OrderItem", {"OrderId": 999, "ProductId": 21, "Qty": 1}), 5,
+         "RecordNotFound"),
+        ("DataService.add", ("OrderItem", {"ProductId": 21, "Qty": 1}), 5, "RecordNotFound"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "ProductId": 999, "Qty": 1}), 5,
+         "RecordNotFound"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "ItemType": 99, "Qty": 1}), 12,
+         "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "ProductId": 21}), 12,
+         "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "Qty": 1}), 12, "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"Qty": 0}), 12, "InvalidParameter"),
+        ("DataService.add", ("OrderItem", {"OrderId": 1, "Nope": 1}), 10, "NoFieldFound"),
+        ("DataService.add", ("OrderItem", {"Id": 3}), 8, "NoFieldAccess"),
+        ("DataService.update", ("OrderItem", 1, {"Nope": 1}), 10, "NoFieldFound"),
+        ("DataService.update", ("OrderItem", 1, {"Qty": "x"}), 12, "InvalidParameter"),
+    ],
+)  # fmt: skip
+async def test_order_item_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], code: int, tag: str
+) -> None:
+    contact = await _customer(pair)
+    await pair.same("InvoiceService.createBlankOrder", contact, "Order", WHEN, 0, 0)
+    await pair.same("InvoiceService.addOrderItem", 501, NOTEBOOK, 4, 12.5, 1, "", "")
+    await pair.same(method, *params, expect=Fault(code, tag))
+
+
+async def test_product_total_discount(pair: Pair) -> None:
+    """Seeded in the simulator: discount 7 (10% off product 21), 8 ($20 off product 22)."""
+    percent = await pair.same("DiscountService.getProductTotalDiscount", 7)
+    assert percent == {"name": "Notebook 10% off", "description": "Back to school",
+                       "applyDiscountToCommission": 1, "productId": NOTEBOOK, "percentOrAmt": 1,
+                       "amt": 10.0}  # fmt: skip
+    amount = await pair.same("DiscountService.getProductTotalDiscount", 8)
+    assert (amount["percentOrAmt"], amount["amt"], "description" in amount) == (0, 20.0, False)
+    for wrong in (999, 0):
+        await pair.same("DiscountService.getProductTotalDiscount", wrong, expect=NOT_FOUND)
+    await pair.same("DiscountService.getProductTotalDiscount", "7", expect=INVALID)
+
+
+#: CCharge.Id is left out: REST transactions have none (never returned through REST).
+CHARGE_FIELDS = ["CCId", "PaymentId", "MerchantId", "OrderNum", "RefNum", "ApprCode", "Amt"]
+
+
+async def test_credit_card_charges(pair: Pair) -> None:
+    """CCharge: one row per charge attempt (declined ones too), read from REST's
+    transactions; REST filters what it can, keyshim the rest."""
+    contact = await _customer(pair)
+    invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Cards", WHEN, 0, 0)
+    await pair.same("InvoiceService.addOrderItem", invoice, NOTEBOOK, 4, 12.5, 2, "", "")
+    await pair.same("InvoiceService.chargeInvoice", invoice, "", DECLINING, 0, False)
+    approved = await pair.same("InvoiceService.chargeInvoice", invoice, "", CARD, 0, False)
+    await pair.same("OrderService.placeOrder", contact, CARD, 0, [COURSE], [], False, [])
+    query = "DataService.query"
+    rows = await pair.same(query, "CCharge", 10, 0, {}, CHARGE_FIELDS)
+    assert [(r["CCId"], r["Amt"]) for r in rows] == [(DECLINING, 25.0), (CARD, 25.0), (CARD, 99.0)]
+    assert "PaymentId" not in rows[0] and rows[1]["RefNum"] == approved["RefNum"]
+    assert isinstance(rows[1]["PaymentId"], int) and isinstance(rows[1]["OrderNum"], str)
+    order = await pair.same("InvoiceService.getOrderId", invoice)
+    assert len(await pair.same(query, "CCharge", 10, 0, {"OrderNum": str(order)}, ["Amt"])) == 2
+    await pair.same("DataService.findByField", "CCharge", 10, 0, "MerchantId", 1, CHARGE_FIELDS)
+    assert await pair.same(query, "CCharge", 10, 0, {"Amt": "~>~50"}, ["Amt"]) == [{"Amt": 99.0}]
+    await pair.same(query, "CCharge", 10, 0, {"Amt": 25.0, "MerchantId": 1}, ["Amt", "CCId"])
+    await pair.same(query, "CCharge", 10, 0, {"Amt": "~<>~25"}, ["Amt"])
+    await pair.same(query, "CCharge", 10, 0, {"CCId": DECLINING}, CHARGE_FIELDS)
+    await pair.same(query, "CCharge", 10, 0, {"RefNum": "T%"}, ["RefNum"])
+    await pair.same(query, "CCharge", 1, 1, {}, ["Amt", "CCId"])
+    await pair.same(query, "CCharge", 10, 0, {}, ["Amt", "CCId"], "Amt", False)
+    assert await pair.same("DataService.count", "CCharge", {"MerchantId": 1}) == 3
+    assert await pair.same("DataService.count", "CCharge", {"ApprCode": "~null~"}) == 1
+    await pair.same(query, "CCharge", 10, 0, {"Nope": 1}, ["Amt"], expect=Fault(10, "NoFieldFound"))
+    await pair.same(query, "CCharge", 10, 0, {}, ["Nope"], expect=Fault(10, "NoFieldFound"))
+    await pair.same(query, "CCharge", 10, 0, {"Amt": "x"}, ["Amt"], expect=INVALID)
+    await pair.same("DataService.add", "CCharge", {"Amt": 1.0}, expect=Fault(7, "NoTableAccess"))
+    for method, params, why in [
+        ("DataService.load", ("CCharge", 1, ["Amt"]), "no id"),
+        (query, ("CCharge", 10, 0, {"Id": 1}, ["Amt"]), "CCharge.Id"),
+    ]:
+        answer = await pair.call("rest", method, *params)
+        assert answer[0] == "fault" and answer[1] == 112 and why in answer[2], answer
+
+
+RECURRING_FIELDS = ["Id", "ContactId", "SubscriptionPlanId", "Qty", "BillingAmt", "Status"]
+RECURRING_FIELDS += ["NextBillDate", "EndDate", "BillingCycle", "Frequency", "AutoCharge"]
+RECURRING_FIELDS += ["MaxRetry", "NumDaysBetweenRetry", "PromoCode", "ReasonStopped"]
+RECURRING_FIELDS += ["AffiliateId"]
+
+
+async def test_update_recurring_order(pair: Pair) -> None:
+    contact = await _customer(pair)
+    recurring = await pair.same(
+        "InvoiceService.addRecurringOrder", contact, False, PLAN, 0, CARD, 0, 0
+    )
+    change = {"Qty": 2, "BillingAmt": 25.5, "NextBillDate": datetime.datetime(2036, 7, 15),
+              "EndDate": datetime.datetime(2037, 1, 1), "BillingCycle": "3", "Frequency": 2,
+              "AutoCharge": 0, "MaxRetry": 4, "NumDaysBetweenRetry": 2, "PromoCode": "SPRING",
+              "AffiliateId": AFFILIATE, "CC1": DECLINING}  # fmt: skip
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, change) == recurring
+    row = await pair.same("DataService.load", "RecurringOrder", recurring, RECURRING_FIELDS)
+    assert (row["Qty"], row["BillingAmt"], row["BillingCycle"]) == (2, 25.5, "3")
+    stop = {"Status": "Inactive", "ReasonStopped": "moved away"}
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, stop) == recurring
+    rows = await pair.same(
+        "DataService.query", "RecurringOrder", 10, 0, {"ContactId": contact}, RECURRING_FIELDS
+    )
+    assert rows[0]["Status"] == "Inactive" and rows[0]["AffiliateId"] == AFFILIATE
+    again = {"Status": "Active", "SubscriptionPlanId": PLAN, "ContactId": contact, "CC1": 0}
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, again) == recurring
+    fixed = ["StartDate", "ProductId", "LastBillDate", "MerchantAccountId"]
+    whole = await pair.same("DataService.load", "RecurringOrder", recurring, fixed)
+    whole = {"Qty": 1, "StartDate": whole["StartDate"], "ProductId": whole["ProductId"]}
+    assert await pair.same("DataService.update", "RecurringOrder", recurring, whole) == recurring
+    later = {"StartDate": datetime.datetime(2036, 1, 1)}
+    refused = await pair.call("rest", "DataService.update", "RecurringOrder", recurring, later)
+    assert refused[0] == "fault" and refused[1] == 112 and "StartDate" in refused[2], refused
+    update = "DataService.update"
+    await pair.same(update, "RecurringOrder", 999, {"Qty": 1}, expect=NOT_FOUND)
+    await pair.same(
+        update, "RecurringOrder", recurring, {"Nope": 1}, expect=Fault(10, "NoFieldFound")
+    )
+    await pair.same(
+        update, "RecurringOrder", recurring, {"Id": 5}, expect=Fault(8, "NoFieldAccess")
+    )
+    await pair.same(update, "RecurringOrder", recurring, {"Qty": "x"}, expect=INVALID)
+
+
 async def test_add_payment_plan(pair: Pair) -> None:
     contact = await _customer(pair)
     invoice = await pair.same("InvoiceService.createBlankOrder", contact, "Plan", WHEN, 0, 0)
@@ -389,6 +565,14 @@ async def test_rest_refuses_what_it_cannot_do(pair: Pair) -> None:
         ("OrderService.placeOrder", (contact, 0, 0, [], [PLAN], False, []), "subscription plans"),
         ("DataService.add", ("CreditCard", {"ContactId": contact}), "CreditCard"),
         ("DataService.query", ("InvoicePayment", 10, 0, {}, ["Id"]), "exact InvoiceId"),
+        ("DataService.add", ("RecurringOrder", {"ContactId": contact}), "RecurringOrder"),
+        (
+            "DataService.add",
+            ("OrderItem", {"OrderId": 1, "ProductId": COURSE, "ItemType": 9, "Qty": 1}),
+            "SubscriptionPlanId",
+        ),
+        ("DataService.update", ("RecurringOrder", 1, {"Status": "Paused"}), "Status"),
+        ("DataService.update", ("RecurringOrder", 1, {"BillingCycle": "4"}), "BillingCycle"),
     ]:
         answer = await pair.call("rest", method, *params)
         assert answer[0] == "fault" and answer[1] == 112, answer

@@ -41,7 +41,7 @@ def test_table_is_consistent() -> None:
         assert t.fidelity == "exact" or t.notes, f"{t.method}: say what is approximate"
         assert not (t.read_only and not t.repeatable)
         assert f"`{t.method}`" in document()
-    assert lookup("DataService.query", ["k", "CCharge", 1, 0, {}, ["Id"]]) is None
+    assert lookup("DataService.query", ["k", "CProgram", 1, 0, {}, ["Id"]]) is None
     assert lookup("DataService.query", ["k", "Contact", 1, 0, {}, ["Id"]]) is not None
     assert lookup("DataService.query", ["k", "NoSuchTable", 1, 0, {}, ["Id"]]) is not None
     assert lookup("FileService.uploadFile", ["k", "a.txt", "x"]) is not None

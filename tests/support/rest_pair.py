@@ -132,6 +132,7 @@ Expect = type | tuple[type, ...] | Fault | None
 # The XML-RPC type of each method's successful answer (Keap's documentation, and the simulator).
 # A translation added for a method not listed here should add it.
 RETURNS: dict[str, type] = {
+    "DiscountService.getProductTotalDiscount": dict,
     "InvoiceService.addPaymentPlan": bool,
     "ProductService.deactivateCreditCard": bool,
     "ProductService.getInventory": int,

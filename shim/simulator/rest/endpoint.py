@@ -32,14 +32,18 @@ from shim.simulator.faults import CODES, KeapFault
 from shim.simulator.quota import limits_for
 from shim.simulator.rest import (
     contacts,
+    discounts,
     email_status,
     emails,
     files,
     goals,
+    order_items,
     orders,
     products,
     settings,
+    subscription_update,
     tags,
+    transactions,
     webforms,
 )
 from shim.simulator.rest import resources as res
@@ -117,10 +121,15 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ),
     ("/orders/{order_id}/items", {"POST": orders.create_item}),
     (
+        "/orders/{order_id}/items/{order_item_id}",
+        {"GET": order_items.get_item, "PATCH": order_items.update_item},
+    ),
+    (
         "/orders/{order_id}/payments",
         {"GET": orders.list_order_payments, "POST": orders.create_payment},
     ),
     ("/sales/payments", {"GET": orders.list_sales_payments}),
+    ("/sales/transactions", {"GET": transactions.list_transactions}),
     ("/paymentMethods", {"GET": orders.list_payment_methods}),
     ("/contacts/{contact_id}/paymentMethods", {"GET": orders.contact_payment_methods}),
     (
@@ -130,7 +139,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/subscriptions", {"GET": orders.list_subscriptions, "POST": orders.create_subscription}),
     (
         "/subscriptions/{subscription_id}",
-        {"GET": orders.get_subscription, "PATCH": orders.update_subscription},
+        {"GET": orders.get_subscription, "PATCH": subscription_update.update_subscription},
     ),
     ("/subscriptions/{subscription_id}:invoice", {"POST": orders.invoice_subscription}),
     ("/products", {"GET": products.list_products, "POST": products.create_product}),
@@ -151,6 +160,7 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/affiliates", {"GET": products.list_affiliates}),
     ("/affiliates/{id}", {"GET": products.get_affiliate}),
     ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
+    ("/discounts/products/{discount_id}", {"GET": discounts.get_product_discount}),
 ]
 
 

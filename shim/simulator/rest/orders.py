@@ -19,7 +19,6 @@ from typing import Any
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.commerce import (
     DECLINE_MESSAGE,
-    DECLINED_LAST4,
     ITEM_TYPES,
     LEGACY_ITEM_TYPES,
     MANUAL_TYPES,
@@ -414,6 +413,7 @@ def _add_item(call: Call, invoice_id: int, data: Mapping[str, Any]) -> int:
     if product_id is not None and product_id not in call.db.tables["Product"]:
         raise missing("product", product_id)
     price = None if data.get("price_per_unit") is None else _amount(data, "price_per_unit")
+    cost = None if data.get("cost_per_unit") is None else _amount(data, "cost_per_unit")
     texts: dict[str, str | None] = {}
     for key in ("name", "description", "notes"):
         text = data.get(key)
@@ -431,6 +431,7 @@ def _add_item(call: Call, invoice_id: int, data: Mapping[str, Any]) -> int:
         texts["notes"],
         to_datetime(call.now),
         plan_id=plan_id,
+        cost=cost,
     )
 
 
@@ -485,13 +486,12 @@ def create_payment(call: Call) -> Answer:
             raise bad(f"Payment method {method_id} not found", "payment_method_id")
         if amount <= 0:
             raise bad("payment_amount must be greater than 0 when charging")
-        if card.get("Last4") == DECLINED_LAST4:
+        card_id = int(card["Id"])  # type: ignore[arg-type]
+        code, charged = commerce.charge_amount(invoice_id, amount, card_id, notes, not apply, now)
+        if charged is None:  # the attempt is a (failed) transaction all the same
             raise bad(DECLINE_MESSAGE, "payment", str(method_id))
-        payment_id = commerce.add_payment(
-            invoice_id, amount, now, "Credit Card", notes, not apply, now, "APPROVED",
-            int(card["Id"]),  # type: ignore[arg-type]
-        )  # fmt: skip
-        status = "Approved"
+        payment_id = charged
+        status = code.capitalize()
     else:
         pay_type = data.get("payment_method_type")
         if pay_type not in MANUAL_TYPES:
@@ -640,6 +640,9 @@ def deactivate_payment_method(call: Call) -> Answer:
 # --- subscriptions (legacy RecurringOrder) and plans ---
 
 CYCLE_NAMES = {"1": "YEARLY", "2": "MONTHLY", "3": "WEEKLY", "6": "DAILY"}
+#: A subscription's ``billing_cycle`` (``Subscription``, ``UpdateSubscriptionRequest``) is named
+#: differently from a plan's ``cycle_type``: YEAR, MONTH, WEEK, DAY.
+SUBSCRIPTION_CYCLES = {"1": "YEAR", "2": "MONTH", "3": "WEEK", "6": "DAY"}
 
 
 def plan_json(plan: Row) -> dict[str, Any]:
@@ -668,8 +671,10 @@ def subscription_record(call: Call, row: Row) -> Record:
         "subscription_plan_id": row.get("SubscriptionPlanId"),
         "billing_amount": row.get("BillingAmt"),
         "auto_charge": row.get("AutoCharge") == 1,
+        "max_charge_attempts": row.get("MaxRetry"),
+        "days_between_retries": row.get("NumDaysBetweenRetry"),
         "billing_frequency": row.get("Frequency"),
-        "billing_cycle": CYCLE_NAMES.get(str(row.get("BillingCycle"))),
+        "billing_cycle": SUBSCRIPTION_CYCLES.get(str(row.get("BillingCycle"))),
         "start_date": _date(row.get("StartDate")),
         "last_bill_date": _date(row.get("LastBillDate")),
         "next_bill_date": _date(row.get("NextBillDate")),
@@ -710,40 +715,6 @@ def get_subscription(call: Call) -> Answer:
         raise missing("subscription", record_id)
     record = subscription_record(call, row)
     return json_answer(200, strip({k: v for k, v in record.items() if k != "status"}))
-
-
-#: UpdateSubscriptionRequest's properties; the simulator applies ``next_bill_date``.
-UPDATE_SUBSCRIPTION_KEYS = frozenset(
-    {"quantity", "active", "contact_id", "subscription_plan_id", "billing_amount"}
-    | {"auto_charge", "max_charge_attempts", "days_between_retries", "billing_frequency"}
-    | {"billing_cycle", "next_bill_date", "end_date", "payment_method_id", "allow_tax"}
-    | {"lead_affiliate_id", "sale_affiliate_id", "shipping_address", "promo_code"}
-    | {"shipping_option_id", "reason_stopped", "custom_fields"}
-)
-
-
-def update_subscription(call: Call) -> Answer:
-    """PATCH /subscriptions/{id} (UpdateSubscriptionRequest): only ``next_bill_date`` is
-    simulated; the date must not be in the past."""
-    record_id = call.path_id("subscription_id", "subscription")
-    data = call.body()
-    check_keys(data, UPDATE_SUBSCRIPTION_KEYS, "subscription")
-    others = sorted(set(data) - {"next_bill_date"})
-    if others:
-        raise bad(f"The simulator does not update {', '.join(others)}", "subscription")
-    if record_id not in call.db.tables["RecurringOrder"]:
-        raise missing("subscription", record_id)
-    now = to_datetime(call.now)
-    text = data.get("next_bill_date")
-    if text is not None:
-        try:
-            when = datetime.datetime.strptime(str(text), "%Y-%m-%d")
-        except ValueError:
-            raise bad("next_bill_date must be YYYY-MM-DD", "next_bill_date") from None
-        if when.date() < now.date():
-            raise bad("next_bill_date must not be in the past", "next_bill_date")
-        call.db.commerce.set_next_bill_date(record_id, when, now)
-    return get_subscription(call)
 
 
 SUBSCRIPTION_KEYS = {"quantity", "active", "contact_id", "subscription_plan_id"}

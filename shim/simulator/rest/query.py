@@ -17,6 +17,7 @@ import binascii
 import datetime
 import hashlib
 import json
+import math
 import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any, Literal, TypeVar
 
 from shim.simulator.rest.http import Call, bad, parse_time
 
-Kind = Literal["text", "number", "ids", "since", "until", "choice"]
+Kind = Literal["text", "number", "decimal", "ids", "since", "until", "choice"]
 COMPARISONS = frozenset({"==", ">", "<", ">=", "<="})
 _CLAUSE = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|>=|<=|>|<)(.*)$", re.DOTALL)
 T = TypeVar("T")
@@ -48,6 +49,8 @@ class Rule:
 TEXT = Rule()
 WILD = Rule(wildcard=True)
 NUMBER = Rule("number")
+#: A money amount (a transaction's ``amount``): ``== != < <= > >=``, compared in cents.
+AMOUNT = Rule("decimal", frozenset({"==", "!=", ">", "<", ">=", "<="}))
 IDS = Rule("ids")
 SINCE = Rule("since")
 UNTIL = Rule("until")
@@ -100,6 +103,14 @@ def _clause(name: str, op: str, value: str, rule: Rule) -> Clause:
         if not value.lstrip("-").isdigit():
             raise bad(f"{name} must be a number", "filter", name)
         return Clause(name, op, rule, int(value))
+    if rule.kind == "decimal":
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = math.nan
+        if not math.isfinite(amount):
+            raise bad(f"{name} must be a number", "filter", name)
+        return Clause(name, op, rule, amount)
     if rule.kind == "ids":
         items = [v.strip() for v in value.split(",") if v.strip()]
         if not items or not all(v.isdigit() for v in items) or len(items) > 1000:
@@ -129,12 +140,19 @@ def matches(clause: Clause, values: list[Any]) -> bool:
         return any(isinstance(v, datetime.datetime) and v >= operand for v in present)
     if kind == "until":
         return any(isinstance(v, datetime.datetime) and v <= operand for v in present)
+    if kind == "decimal":
+        return any(
+            isinstance(v, (int, float))
+            and _compare(clause.op, round(v * 100), round(operand * 100))
+            for v in present
+        )
     return any(isinstance(v, int) and _compare(clause.op, v, operand) for v in present)
 
 
 def _compare(op: str, left: int, right: int) -> bool:
     return {
         "==": left == right,
+        "!=": left != right,
         ">": left > right,
         "<": left < right,
         ">=": left >= right,
