@@ -80,6 +80,7 @@ PAY_PLAN = "PaymentPlan"
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
     ("ProductCategory", 3, {"CategoryDisplayName": "Books", "CategoryOrder": 1}),
     ("ProductCategory", 5, {"CategoryDisplayName": "Courses", "CategoryOrder": 2}),
+    ("ProductCategoryAssign", 1, {"ProductCategoryId": 3, "ProductId": 21}),
     (
         "Product",
         21,

@@ -66,6 +66,16 @@ _SETTINGS = {
 }
 
 
+#: Tables whose rows carry DateCreated and LastUpdated stamped by the app.
+_STAMPED = frozenset({"Contact", "SocialAccount"})
+#: Rows deleted with the record they belong to: table -> (child table, column naming it).
+_OWNED: dict[str, tuple[tuple[str, str], ...]] = {
+    "Contact": (("SocialAccount", "ContactId"),),
+    "Product": (("ProductCategoryAssign", "ProductId"),),
+    "ProductCategory": (("ProductCategoryAssign", "ProductCategoryId"),),
+}
+
+
 def to_datetime(now: float) -> datetime.datetime:
     """Keap's dateTime values are naive and whole seconds."""
     return datetime.datetime.fromtimestamp(int(now), tz=datetime.timezone.utc).replace(tzinfo=None)
@@ -153,7 +163,7 @@ class Database:
     def add(self, table: str, data: Mapping[str, Value], now: float) -> int:
         values = {**commerce.DEFAULTS.get(table, {}), **self._writable(table, data)}
         record_id = self.next_id.get(table, 1)
-        if table == "Contact":
+        if table in _STAMPED:
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
         elif table == "ContactAction":
             values["DateCreated"] = to_datetime(now)
@@ -167,7 +177,7 @@ class Database:
         if row is None:
             raise not_found()
         row.update(values)
-        if table == "Contact":
+        if table in _STAMPED:
             row["LastUpdated"] = to_datetime(now)
         return record_id
 
@@ -201,9 +211,9 @@ class Database:
         tags = self.assignments.setdefault(keep, {})
         for tag_id, when in self.assignments.get(dup, {}).items():
             tags[tag_id] = min(when, tags.get(tag_id, when))
-        for file_row in self.tables["FileBox"].values():
-            if file_row.get("ContactId") == dup:
-                file_row["ContactId"] = keep
+        for owned in (*self.tables["FileBox"].values(), *self.tables["SocialAccount"].values()):
+            if owned.get("ContactId") == dup:
+                owned["ContactId"] = keep
         self.delete("Contact", dup)
         primary["LastUpdated"] = to_datetime(now)
 
@@ -211,6 +221,10 @@ class Database:
         self._check_writable_table(table)
         if self.tables[table].pop(record_id, None) is None:
             raise not_found()
+        for child, column in _OWNED.get(table, ()):
+            rows = self.tables[child]
+            for child_id in [k for k, row in rows.items() if row.get(column) == record_id]:
+                del rows[child_id]
         if table == "Contact":
             self.assignments.pop(record_id, None)
         elif table == "ContactGroup":
