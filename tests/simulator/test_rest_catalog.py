@@ -1,5 +1,5 @@
-"""The simulator's product-category assignments and contact social accounts: REST v2 (shaped
-like the SDK models) and the legacy calls over the same rows."""
+"""The simulator's product-category assignments, contact social accounts and reports: REST v2
+(shaped like the SDK models) and the legacy calls over the same rows."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from shim.simulator import SimConfig
+from shim.xmlrpc import Fault
 from tests.simulator.test_rest_side import ADA, Keap, running
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +117,48 @@ async def test_social_accounts_are_the_contacts_rows(keap: Keap) -> None:
                      json={"social_accounts": [{"type": "MYSPACE"}]})  # fmt: skip
     await keap.ok("DELETE", f"/contacts/{cid}", 204)
     assert await keap.rpc("DataService.count", "SocialAccount", {}) == 0
+
+
+async def test_reports_both_ways(keap: Keap) -> None:
+    for name in ("Ada", "Bea"):
+        await keap.add({**ADA, "given_name": name})
+    await keap.ok("POST", "/tags/104/contacts:applyTags", json={"contact_ids": ["2"]})
+    listed = await keap.ok("GET", "/reporting/reports", params={"filter": "name==customers"})
+    assert listed["reports"] == [{
+        "id": "33", "name": "Customers", "created_time": "2025-06-01T09:00:00.000Z",
+        "updated_time": "2025-06-01T09:00:00.000Z", "user_ids": ["1"],
+    }]  # fmt: skip
+    everyone = await keap.ok("GET", "/reporting/reports/31")
+    assert everyone["user_ids"] == ["ALL_USERS"]
+    model = await keap.ok("GET", "/reporting/reports/33/model")
+    assert model["fields"][-1] == {"name": "Groups", "label": "Tags"}
+    run = await keap.ok("POST", "/reporting/reports/31:run", json={"page_size": 1})
+    assert run["results"] == [{"columns": [
+        {"field_name": "Id", "value": "1"}, {"field_name": "FirstName", "value": "Ada"},
+        {"field_name": "LastName", "value": "Lovelace"},
+        {"field_name": "Email", "value": "ada@example.com"}, {"field_name": "City"},
+    ]}]  # fmt: skip
+    following = {"page_size": 1, "page_token": run["page_token"], "fields": "Email,FirstName"}
+    second = await keap.ok("POST", "/reporting/reports/31:run", json=following)
+    assert second == {"results": [{"columns": [
+        {"field_name": "FirstName", "value": "Bea"},
+        {"field_name": "Email", "value": "ada@example.com"},
+    ]}], "page_token": ""}  # fmt: skip
+    await keap.error("POST", "/reporting/reports/31:run", 400, json={"fields": "Shoe"})
+    await keap.error("POST", "/reporting/reports/99:run", 404, json={})
+    # the legacy side: rows keyed by column, the asked order, pages of 1000 from 0
+    legacy = await keap.rpc("SearchService.getSavedSearchResultsAllFields", 33, 1, 0)
+    assert legacy == [{"Id": "2", "FirstName": "Bea", "LastName": "Lovelace",
+                       "Email": "ada@example.com", "Groups": "104"}]  # fmt: skip
+    assert await keap.rpc("SearchService.getSavedSearchResultsAllFields", 33, 1, 1) == []
+    picked = await keap.rpc("SearchService.getSavedSearchResults", 31, 2, 0, ["Email", "Id"])
+    assert picked == [
+        {"Email": "ada@example.com", "Id": "1"},
+        {"Email": "ada@example.com", "Id": "2"},
+    ]
+    columns = await keap.rpc("SearchService.getAllReportColumns", 31, 1)
+    assert columns["FirstName"] == "First Name"
+    for call in (("getSavedSearchResultsAllFields", 33, 2, 0), ("getAllReportColumns", 99, 1)):
+        with pytest.raises(Fault) as fault:
+            await keap.rpc(f"SearchService.{call[0]}", *call[1:])
+        assert fault.value.code == 5

@@ -38,6 +38,7 @@ from shim.simulator.rest import (
     goals,
     orders,
     products,
+    reports,
     settings,
     tags,
     webforms,
@@ -153,6 +154,10 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
     ("/affiliates", {"GET": products.list_affiliates}),
     ("/affiliates/{id}", {"GET": products.get_affiliate}),
     ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
+    ("/reporting/reports", {"GET": reports.list_reports}),
+    ("/reporting/reports/{report_id}", {"GET": reports.get_report}),
+    ("/reporting/reports/{report_id}/model", {"GET": reports.report_model}),
+    ("/reporting/reports/{report_id}:run", {"POST": reports.run_report}),
 ]
 
 
