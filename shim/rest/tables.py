@@ -6,8 +6,8 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 
 from __future__ import annotations
 
+from shim.rest import category_assign, contacts, forms, notes, opportunities, people, social, tags
 from shim.rest import commerce_tables as shop
-from shim.rest import contacts, forms, notes, opportunities, people, tags
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -38,6 +38,9 @@ TABLES: dict[str, Table] = {
     "DataFormField": forms.DATA_FORM_FIELD,
     "DataFormGroup": forms.DATA_FORM_GROUP,
     "DataFormTab": forms.DATA_FORM_TAB,
+    # -- joins and arrays REST keeps inside another resource --
+    "ProductCategoryAssign": category_assign.PRODUCT_CATEGORY_ASSIGN,
+    "SocialAccount": social.SOCIAL_ACCOUNT,
 }
 
 
