@@ -1,5 +1,5 @@
 """Equivalence (route ``xmlrpc`` vs route ``rest``) of the tables REST keeps inside another
-resource: ProductCategoryAssign and SocialAccount.
+resource, ProductCategoryAssign and SocialAccount, and of SearchService's saved searches.
 
 Where the translation is documented to differ (the stand-in Ids of both tables, the spelling
 of AccountType, what REST refuses), each route's answer is checked on its own; everything
@@ -13,7 +13,9 @@ from typing import Any
 
 import pytest
 
+from shim.rest import saved_searches
 from shim.settings import Settings
+from shim.simulator import reports
 from shim.store.sqlite import SqliteStore
 from tests.support.rest_pair import Fault, Pair, open_pair
 
@@ -22,9 +24,10 @@ pytestmark = pytest.mark.anyio
 NOT_FOUND = Fault(5, "RecordNotFound")
 NO_FIELD_ACCESS = Fault(8, "NoFieldAccess")
 NO_FIELD = Fault(10, "NoFieldFound")
+NO_FIELDS = Fault(11, "NoFields")
 INVALID = Fault(12, "InvalidParameter")
 #: Seeded: categories 3 (Books) and 5 (Courses); products 21, 22, 23; product 21 in category 3
-#: (legacy row 1).
+#: (legacy row 1). Saved searches 31 (every user) and 33 (user 1; contacts tagged 104).
 BOOKS, COURSES, NOTEBOOK, COURSE, POSTER = 3, 5, 21, 22, 23
 ASSIGN = ["ProductCategoryId", "ProductId"]
 SOCIAL = ["ContactId", "AccountName", "AccountType"]
@@ -255,3 +258,71 @@ async def test_social_account_differences(pair: Pair) -> None:
     stray = {"ContactId": 99, "AccountType": "Facebook"}
     legacy, modern = await both(pair, "DataService.add", "SocialAccount", stray)
     assert legacy == ("ok", 2) and modern[:2] == ("fault", 5)
+
+
+# --- SearchService saved searches -------------------------------------------------------------
+
+
+async def _people(pair: Pair, n: int) -> None:
+    for i in range(n):
+        data = {"FirstName": f"P{i}", "LastName": "Doe", "Email": f"p{i}@ex.com"}
+        await pair.same("ContactService.add", data)
+    await pair.same("ContactService.addToGroup", 2, 104)  # the seeded Customer tag
+
+
+async def test_saved_search_results(pair: Pair) -> None:
+    await _people(pair, 3)
+    rows = await pair.same("SearchService.getSavedSearchResultsAllFields", 31, 1, 0)
+    assert rows[0] == {"Id": "1", "FirstName": "P0", "LastName": "Doe", "Email": "p0@ex.com"}
+    assert len(rows) == 3
+    customers = await pair.same("SearchService.getSavedSearchResultsAllFields", 33, 1, 0)
+    assert [r["Groups"] for r in customers] == ["104"]
+    assert await pair.same("SearchService.getSavedSearchResultsAllFields", 31, 7, 1) == []
+    picked = await pair.same("SearchService.getSavedSearchResults", 31, 2, 0, ["Email", "Id"])
+    assert list(picked[0]) == ["Email", "Id"]
+    await pair.same("SearchService.getSavedSearchResults", 33, 1, 0, ["Groups", "Email", "Groups"])
+    columns = await pair.same("SearchService.getAllReportColumns", 33, 1)
+    assert columns == {"Id": "Contact Id", "FirstName": "First Name", "LastName": "Last Name",
+                       "Email": "Email", "Groups": "Tags"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "fault"),
+    [
+        ("SearchService.getSavedSearchResultsAllFields", (33, 2, 0), NOT_FOUND),  # not user 2's
+        ("SearchService.getSavedSearchResultsAllFields", (99, 1, 0), NOT_FOUND),
+        ("SearchService.getSavedSearchResultsAllFields", (0, 1, 0), NOT_FOUND),
+        ("SearchService.getSavedSearchResultsAllFields", (31, 1, -1), INVALID),
+        ("SearchService.getSavedSearchResultsAllFields", (31, "1", 0), INVALID),  # no overload
+        ("SearchService.getSavedSearchResults", (31, 1, 0, ["Shoe"]), INVALID),
+        ("SearchService.getSavedSearchResults", (31, 1, 0, []), NO_FIELDS),
+        ("SearchService.getSavedSearchResults", (33, 3, 0, ["Id"]), NOT_FOUND),
+        ("SearchService.getAllReportColumns", (33, 2), NOT_FOUND),
+        ("SearchService.getAllReportColumns", (98, 1), NOT_FOUND),
+    ],
+)
+async def test_saved_search_faults(
+    pair: Pair, method: str, params: tuple[Any, ...], fault: Fault
+) -> None:
+    await _people(pair, 2)
+    await pair.same(method, *params, expect=fault)
+
+
+async def test_saved_search_pages_map_onto_tokens(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Legacy pages (1000 rows; 2 here) from page 0; REST's tokens are cached, so pages in
+    order cost one run each after a cold jump's N+1."""
+    monkeypatch.setattr(saved_searches, "LEGACY_PAGE", 2)
+    monkeypatch.setattr(reports, "LEGACY_PAGE", 2)
+    await _people(pair, 5)
+    before = pair.rest_requests()
+    third = await pair.same("SearchService.getSavedSearchResultsAllFields", 31, 1, 2)
+    assert [r["FirstName"] for r in third] == ["P4"]
+    assert pair.rest_requests() - before == 1 + 3  # the report, then runs for pages 0, 1, 2
+    for page, names in ((0, ["P0", "P1"]), (1, ["P2", "P3"]), (3, [])):
+        rows = await pair.same("SearchService.getSavedSearchResultsAllFields", 31, 1, page)
+        assert [r["FirstName"] for r in rows] == names
+    before = pair.rest_requests()
+    await pair.same("SearchService.getSavedSearchResultsAllFields", 31, 1, 1)
+    assert pair.rest_requests() - before == 2  # the report, one run from the cached token

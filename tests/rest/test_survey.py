@@ -26,14 +26,14 @@ def test_todays_share() -> None:
     figures = {k: v for k, v in data.items() if k != "untranslated"}
     assert figures == {
         "apps": 74,
-        "covered_low": 0.7703,
+        "covered_low": 0.7838,
         "covered_high": 0.973,
-        "covered_independent": 0.7928,
-        "call_sites_translated": 0.9856,
+        "covered_independent": 0.8036,
+        "call_sites_translated": 0.9863,
         "call_sites_judged": 1388,
     }
     names = [i["name"] for i in data["untranslated"]]  # type: ignore[attr-defined]
-    assert len(names) == 12
+    assert len(names) == 11
     assert names[:3] == [
         "DataService.authenticateUser",
         "DataService.add on CreditCard",
@@ -42,6 +42,7 @@ def test_todays_share() -> None:
     assert "DataService.* on Contact" not in names and "ContactService.add" not in names
     for translated in ("ProductCategoryAssign", "SocialAccount"):
         assert f"DataService.* on {translated}" not in names
+    assert "SearchService.getSavedSearchResultsAllFields" not in names
 
 
 def test_bounds_from_counts() -> None:
