@@ -288,6 +288,9 @@ RUBY_EXCEPTIONS = {
     "invoice_update_recurring_next_bill_date": "InvoiceService.updateJobRecurringNextBillDate",
     "order_place_order": "OrderService.placeOrder",
     "web_form_get_html": "WebFormService.getHTML",
+    # the gem's search names (lib/infusionsoft/client/search.rb)
+    "search_get_saved_search_results": "SearchService.getSavedSearchResultsAllFields",
+    "search_get_default_search_type": "SearchService.getDefaultQuickSearch",
 }
 
 _QUOTED = r"""(?:'(?P<s1>[^'\\\n]*)'|"(?P<s2>[^"\\\n]*)")"""

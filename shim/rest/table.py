@@ -30,6 +30,7 @@ from shim.rest import (
     goals,
     listing,
     people,
+    saved_searches,
     settings,
     tables,
     webforms,
@@ -76,6 +77,15 @@ _CONTACT_WRITE = (
     "REST refuses a contact without an email, phone or address (legacy accepted a name "
     "alone), and a State without a Country; Country/State go as given (REST wants ISO codes); "
     "Birthday/Anniversary keep the date only"
+)
+
+_SEARCH = (
+    "rows keyed by column name, every value a string as REST gives it (legacy's value types "
+    "unverified), empty ones left out; legacy pages of 1000 from page 0 map onto REST's page "
+    "tokens (cached: pages in order cost one run each, a cold jump to page N costs N+1); the "
+    "report is read first for its user_ids: a user not listed (nor ALL_USERS) gets "
+    "[RecordNotFound] (legacy's fault unverified); Keap marks the reporting endpoints "
+    "deprecated"
 )
 
 TRANSLATIONS: list[Translation] = [
@@ -261,6 +271,19 @@ TRANSLATIONS: list[Translation] = [
                 "legacy keys and types unverified (after getFreeTrial's documented answer): "
                 "name, description, applyDiscountToCommission (0/1), productId, percentOrAmt "
                 "(1 percent, 0 amount), amt; REST's criteria are not part of it"),
+    # -- SearchService: saved searches are REST reports --
+    Translation("SearchService.getSavedSearchResultsAllFields", saved_searches.all_fields,
+                ("iii",), "approximate", True, False,
+                "GET /reporting/reports/{id}, POST /reporting/reports/{id}:run", _SEARCH),
+    Translation("SearchService.getSavedSearchResults", saved_searches.some_fields, ("iiiL",),
+                "approximate", True, False,
+                "GET /reporting/reports/{id}, POST /reporting/reports/{id}:run (fields)",
+                _SEARCH + "; the columns asked for, in the order asked"),
+    Translation("SearchService.getAllReportColumns", saved_searches.report_columns, ("ii",),
+                "approximate", True, False,
+                "GET /reporting/reports/{id}, GET /reporting/reports/{id}/model",
+                "{column name: label} from the report model (legacy's answer shape "
+                "unverified); the user check as getSavedSearchResultsAllFields"),
 ]  # fmt: skip
 TABLE: dict[str, Translation] = {t.method: t for t in TRANSLATIONS}
 
@@ -282,6 +305,11 @@ NO_EQUIVALENT: dict[str, str] = {
     "the bytes with FileService.getFile)",
     "WebTrackingService.getWebTrackingScriptTag": "REST v2 does not serve the tracking script",
     "WebTrackingService.getWebTrackingServiceDomain": "REST v2 does not serve tracking domains",
+    # -- SearchService quick searches (saved searches translate: see above) --
+    "SearchService.quickSearch": "REST v2 has no quick search (list the resource with a "
+    "filter instead: DataService.query)",
+    "SearchService.getAvailableQuickSearches": "REST v2 has no quick searches",
+    "SearchService.getDefaultQuickSearch": "REST v2 has no quick searches",
 }
 
 

@@ -6,8 +6,18 @@ other translations; Contact and ContactGroupAssign implement ``spec.Table`` by h
 
 from __future__ import annotations
 
+from shim.rest import (
+    category_assign,
+    contacts,
+    forms,
+    notes,
+    opportunities,
+    people,
+    social,
+    tags,
+    transactions,
+)
 from shim.rest import commerce_tables as shop
-from shim.rest import contacts, forms, notes, opportunities, people, tags, transactions
 from shim.rest.spec import Table, TableSpec
 
 TABLES: dict[str, Table] = {
@@ -40,6 +50,9 @@ TABLES: dict[str, Table] = {
     "DataFormTab": forms.DATA_FORM_TAB,
     # -- charges (rest-commerce3) --
     "CCharge": transactions.CCHARGE,
+    # -- joins and arrays REST keeps inside another resource --
+    "ProductCategoryAssign": category_assign.PRODUCT_CATEGORY_ASSIGN,
+    "SocialAccount": social.SOCIAL_ACCOUNT,
 }
 
 

@@ -86,6 +86,7 @@ CHARGED_AT = "ChargeTime"
 _SEED: list[tuple[str, int, dict[str, Any]]] = [
     ("ProductCategory", 3, {"CategoryDisplayName": "Books", "CategoryOrder": 1}),
     ("ProductCategory", 5, {"CategoryDisplayName": "Courses", "CategoryOrder": 2}),
+    ("ProductCategoryAssign", 1, {"ProductCategoryId": 3, "ProductId": 21}),
     (
         "Product",
         21,

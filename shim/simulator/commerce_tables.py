@@ -16,6 +16,8 @@ TABLE_SPECS: dict[str, str] = {
         "BottomHTML:s"
     ),
     "ProductCategory": ("Id:i- CategoryDisplayName:s CategoryOrder:i ParentId:i"),
+    # Which product is in which category (REST: /productCategories/assignedProducts).
+    "ProductCategoryAssign": "Id:i- ProductCategoryId:i ProductId:i",
     "Job": (
         "Id:i- JobTitle:s ContactId:i StartDate:d DueDate:d JobNotes:s ProductId:i "
         "JobStatus:s DateCreated:d OrderType:s OrderStatus:i JobRecurringId:i "

@@ -66,6 +66,16 @@ _SETTINGS = {
 }
 
 
+#: Tables whose rows carry DateCreated and LastUpdated stamped by the app.
+_STAMPED = frozenset({"Contact", "SocialAccount"})
+#: Rows deleted with the record they belong to: table -> (child table, column naming it).
+_OWNED: dict[str, tuple[tuple[str, str], ...]] = {
+    "Contact": (("SocialAccount", "ContactId"),),
+    "Product": (("ProductCategoryAssign", "ProductId"),),
+    "ProductCategory": (("ProductCategoryAssign", "ProductCategoryId"),),
+}
+
+
 def to_datetime(now: float) -> datetime.datetime:
     """Keap's dateTime values are naive and whole seconds."""
     return datetime.datetime.fromtimestamp(int(now), tz=datetime.timezone.utc).replace(tzinfo=None)
@@ -155,7 +165,7 @@ class Database:
         if table == "OrderItem":  # a line on its order: invoice lines and totals follow
             return self.commerce.add_line(values, to_datetime(now))
         record_id = self.next_id.get(table, 1)
-        if table == "Contact":
+        if table in _STAMPED:
             values["DateCreated"] = values["LastUpdated"] = to_datetime(now)
         elif table == "ContactAction":
             values["DateCreated"] = to_datetime(now)
@@ -174,7 +184,7 @@ class Database:
             self.commerce.update_line(record_id, values, to_datetime(now))
             return record_id
         row.update(values)
-        if table == "Contact":
+        if table in _STAMPED:
             row["LastUpdated"] = to_datetime(now)
         return record_id
 
@@ -208,9 +218,9 @@ class Database:
         tags = self.assignments.setdefault(keep, {})
         for tag_id, when in self.assignments.get(dup, {}).items():
             tags[tag_id] = min(when, tags.get(tag_id, when))
-        for file_row in self.tables["FileBox"].values():
-            if file_row.get("ContactId") == dup:
-                file_row["ContactId"] = keep
+        for owned in (*self.tables["FileBox"].values(), *self.tables["SocialAccount"].values()):
+            if owned.get("ContactId") == dup:
+                owned["ContactId"] = keep
         self.delete("Contact", dup)
         primary["LastUpdated"] = to_datetime(now)
 
@@ -218,6 +228,10 @@ class Database:
         self._check_writable_table(table)
         if self.tables[table].pop(record_id, None) is None:
             raise not_found()
+        for child, column in _OWNED.get(table, ()):
+            rows = self.tables[child]
+            for child_id in [k for k, row in rows.items() if row.get(column) == record_id]:
+                del rows[child_id]
         if table == "Contact":
             self.assignments.pop(record_id, None)
         elif table == "ContactGroup":

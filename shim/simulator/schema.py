@@ -3,7 +3,8 @@
 Only the tables keyshim's tests and demo touch are modelled: Contact, ContactGroup (tags),
 ContactGroupCategory, ContactGroupAssign (read-only join of contacts and tags), FileBox
 (read-only; written through FileService), LeadSource, LeadSourceCategory, Company, User
-(read-only), Stage and Lead (opportunities). Field names are the legacy ones scripts send.
+(read-only), Stage and Lead (opportunities), SocialAccount (a contact's social
+accounts). Field names are the legacy ones scripts send.
 """
 
 from __future__ import annotations
@@ -159,6 +160,14 @@ TABLES: dict[str, dict[str, FieldSpec]] = {
         "Id": FieldSpec("int"),
         "TabName": FieldSpec("str"),
         "FormId": FieldSpec("int"),
+    },
+    # A contact's social accounts; REST v2 shows them as the contact's social_accounts.
+    "SocialAccount": {
+        "Id": FieldSpec("int", writable=False),
+        "ContactId": FieldSpec("int"),
+        **_strings("AccountName", "AccountType"),
+        "DateCreated": FieldSpec("date", writable=False),
+        "LastUpdated": FieldSpec("date", writable=False),
     },
     "FileBox": {
         "Id": FieldSpec("int"),

@@ -495,4 +495,7 @@ def data_get_user_info(ctx: Context) -> Value:
     }
 
 
-from shim.simulator import commerce_services  # noqa: E402,F401  (registers InvoiceService/OrderService)
+from shim.simulator import (  # noqa: E402  (modules registering their services' methods)
+    commerce_services,  # noqa: F401  (InvoiceService, OrderService)
+    search_services,  # noqa: F401  (SearchService)
+)

@@ -33,7 +33,10 @@ def test_judge_by_method_and_table() -> None:
     assert judge("DataService.add", "ContactGroupAssign") == "no"  # read-only
     assert judge("DataService.query") == "approximate"  # table unknown: the method decides
     assert judge("ContactService.merge") == "exact"
-    assert judge("SearchService.getSavedSearchResultsAllFields") == "no"
+    assert judge("SearchService.getSavedSearchResultsAllFields") == "approximate"
+    assert judge("SearchService.quickSearch") == "no"  # REST v2 has no quick search
+    assert judge("DataService.update", "ProductCategoryAssign") == "no"  # delete, then add
+    assert judge("DataService.update", "SocialAccount") == "approximate"
     assert judge("DataService.getAppSetting", args=["Contact", "phonetypes"]) == "approximate"
     assert judge("DataService.getAppSetting", args=["Nope", "nope"]) == "no"
 

@@ -100,6 +100,32 @@ def test_ruby_gem() -> None:
     ]
 
 
+def test_catalog_calls_judge_as_translated() -> None:
+    """ProductCategoryAssign, SocialAccount and saved searches translate (approximately);
+    an in-place assignment update and quick searches do not."""
+    php = (
+        "<?php\n$app->dsAdd('ProductCategoryAssign', ['ProductCategoryId' => 3]);\n"
+        "$app->dsUpdate('ProductCategoryAssign', 7, $d);\n"
+        "$app->dsQuery('SocialAccount', 10, 0, ['ContactId' => $c], ['Id']);\n"
+        '$app->dsAdd("SocialAccount", $data);\n'
+        "$rows = $app->savedSearchAllFields(31, 1, $page);\n"
+        "$app->getAvailableFields(31, 1);\n$app->quickSearch('Person', 1, 'x', 0, 10);\n"
+    )
+    assert [(f.method, f.table, f.translation) for f in scan.scan_text(php, "a.php")] == [
+        ("DataService.add", "ProductCategoryAssign", "approximate"),
+        ("DataService.update", "ProductCategoryAssign", "no"),
+        ("DataService.query", "SocialAccount", "approximate"),
+        ("DataService.add", "SocialAccount", "approximate"),
+        ("SearchService.getSavedSearchResultsAllFields", None, "approximate"),
+        ("SearchService.getAllReportColumns", None, "approximate"),
+        ("SearchService.quickSearch", None, "no"),
+    ]
+    ruby = "Infusionsoft.search_get_saved_search_results(31, 1, 0)\n"
+    assert [(f.method, f.translation) for f in scan.scan_text(ruby, "r.rb")] == [
+        ("SearchService.getSavedSearchResultsAllFields", "approximate")
+    ]
+
+
 def test_edge_cases() -> None:
     # a table named after the key literal, a non-legacy dotted name, one line many calls
     text = 'x = s.DataService.query("KEY", "Product", 1, 0, {}, []); s.Other.query("Contact")\n'

@@ -182,6 +182,10 @@ RETURNS: dict[str, type] = {
     "OrderService.placeOrder": dict,
     "WebFormService.getHTML": str,
     "WebFormService.getMap": dict,
+    # saved searches (rest-catalog3)
+    "SearchService.getAllReportColumns": dict,
+    "SearchService.getSavedSearchResults": list,
+    "SearchService.getSavedSearchResultsAllFields": list,
 }
 
 

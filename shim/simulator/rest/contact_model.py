@@ -19,6 +19,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shim.simulator import social
 from shim.simulator.data import Database, Row
 from shim.simulator.rest.http import (
     bad,
@@ -109,7 +110,9 @@ _REQUIRED = {"email_addresses": "email", "phone_numbers": "number", "fax_numbers
 #: Read-model attributes a client may echo back from a GET (ignored on write).
 _ECHOED = frozenset({"is_opt_in", "email_opt_status", "number_e164", "region", "country"})
 _ECHOED |= {"zip_code", "opt_in_reason"}
-SOCIAL = "SocialAccounts"  # no legacy column; a REST-only list kept in the row
+#: The key of a REST write's social accounts in ``Changes.values``: not a Contact column, the
+#: contact's SocialAccount rows (shim/simulator/social.py).
+SOCIAL = "SocialAccounts"
 
 REQUEST_FIELDS = frozenset(SCALARS) | frozenset(ARRAYS)
 REQUEST_FIELDS |= {"company", "custom_fields", "social_accounts", "origin", "utm_parameters"}
@@ -184,7 +187,7 @@ def _read(db: Database, row: Row, name: str) -> Any:
     if name == "custom_fields":
         return [{"id": str(cid), "content": row.get(legacy)} for cid, legacy in custom_fields(db)]
     if name == "social_accounts":
-        return row.get(SOCIAL) or []
+        return social.accounts(db, _int(row["Id"]))
     return None  # links, origin, score_value, utm_parameters: nothing legacy to show
 
 

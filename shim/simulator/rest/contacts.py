@@ -9,12 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import Any
 
+from shim.simulator import social
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.data import DUPLICATE_KEYS, Row, to_datetime
 from shim.simulator.faults import KeapFault
 from shim.simulator.rest.contact_model import (
     ARRAYS,
     OPTIONAL_FIELDS,
+    SOCIAL,
     Changes,
     fields_param,
     from_rest,
@@ -291,6 +293,9 @@ def save(call: Call, contact_id: int | None, changes: Changes) -> int:
         raise bad(fault.fault_string, "contact") from None
     row = call.db.tables["Contact"][contact_id]
     for name, value in changes.values.items():
+        if name == SOCIAL:
+            social.replace(call.db, contact_id, value or [], call.now)  # type: ignore[arg-type]
+            continue
         if name in known:
             continue
         if value is None:

@@ -40,6 +40,7 @@ from shim.simulator.rest import (
     order_items,
     orders,
     products,
+    reports,
     settings,
     subscription_update,
     tags,
@@ -156,11 +157,17 @@ _TABLE: list[tuple[str, dict[str, Handler]]] = [
         {"GET": products.product_plans, "POST": products.create_plan},
     ),
     ("/productCategories", {"GET": products.list_categories, "POST": products.create_category}),
+    ("/productCategories/assignedProducts", {"GET": products.list_assigned_products}),
     ("/productCategories/{category_id}", {"GET": products.get_category}),
+    ("/productCategories/{category_id}:assignProducts", {"POST": products.assign_products}),
     ("/affiliates", {"GET": products.list_affiliates}),
     ("/affiliates/{id}", {"GET": products.get_affiliate}),
     ("/referrals", {"GET": products.list_referrals, "POST": products.create_referral}),
     ("/discounts/products/{discount_id}", {"GET": discounts.get_product_discount}),
+    ("/reporting/reports", {"GET": reports.list_reports}),
+    ("/reporting/reports/{report_id}", {"GET": reports.get_report}),
+    ("/reporting/reports/{report_id}/model", {"GET": reports.report_model}),
+    ("/reporting/reports/{report_id}:run", {"POST": reports.run_report}),
 ]
 
 

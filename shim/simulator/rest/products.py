@@ -1,6 +1,7 @@
 """Products, product categories, subscription plans, affiliates and referrals as REST v2
 serves them (SDK models ``RestV2Product``, ``ProductCategory``, ``SubscriptionPlan``,
-``RestAffiliate``, ``Referral``), over the legacy tables of commerce.py.
+``RestAffiliate``, ``Referral``), over the legacy tables of commerce.py; which products are in
+which category (``AssignedProducts``) are the legacy ``ProductCategoryAssign`` rows.
 
 Product prices: ``price`` is an int of minor units in requests (1250 = $12.50) and a
 ``CurrencyValue`` in answers; legacy ``ProductPrice`` is a double of dollars. Legacy 0/1 flags
@@ -14,7 +15,7 @@ from typing import Any
 from shim.simulator.asgi import Answer, json_answer
 from shim.simulator.commerce import dollars, stock
 from shim.simulator.data import Row
-from shim.simulator.rest.http import Call, bad, check_keys, missing, no_content
+from shim.simulator.rest.http import Call, bad, check_keys, missing, no_content, parse_id
 from shim.simulator.rest.orders import CYCLE_NAMES, ID_OPS, money, paged, plan_json, strip
 from shim.simulator.rest.query import IDS, NUMBER, TEXT, WILD, Rule, listing
 
@@ -273,6 +274,72 @@ def create_category(call: Call) -> Answer:
     out = category_json(call.db.tables["ProductCategory"][record_id])
     out.pop("product_category_id", None)
     return json_answer(201, out)
+
+
+# --- products in categories (legacy ProductCategoryAssign rows) ---
+
+ASSIGNED_RULES: dict[str, Rule] = {"product_ids": IDS, "product_category_ids": IDS}
+ASSIGN = "ProductCategoryAssign"
+
+
+def _assigned(call: Call) -> dict[int, list[int]]:
+    """Category id -> its product ids (assignment row order), for categories with any."""
+    by_category: dict[int, list[int]] = {}
+    for row in call.db.rows(ASSIGN):
+        category, product = row.get("ProductCategoryId"), row.get("ProductId")
+        if isinstance(category, int) and isinstance(product, int):
+            products = by_category.setdefault(category, [])
+            if product not in products:
+                products.append(product)
+    return by_category
+
+
+def list_assigned_products(call: Call) -> Answer:
+    """GET /productCategories/assignedProducts (``ListAssignedProductsResponse``): one
+    ``AssignedProducts`` per category with products; ``product_ids`` selects the categories
+    holding any of them (each still listed with all its products)."""
+    records = [
+        {"id": category, "product_category_id": category, "product_ids": products}
+        for category, products in _assigned(call).items()
+    ]
+
+    def values(record: dict[str, Any], name: str) -> list[Any]:
+        if name == "product_ids":
+            return list(record["product_ids"])
+        return [record["id"]]
+
+    page, token = paged(call, records, ASSIGNED_RULES, ("product_category_id",), values)
+    items = [
+        {"product_category_id": str(r["id"]), "product_ids": [str(p) for p in r["product_ids"]]}
+        for r in page
+    ]
+    return json_answer(200, listing(call, "assigned_product_categories", items, token))
+
+
+def assign_products(call: Call) -> Answer:
+    """POST /productCategories/{id}:assignProducts (``AssignProductsRequest``) -> 204: the
+    category's products become exactly ``product_ids`` (the rows of products kept stay)."""
+    category = call.path_id("category_id", "product category")
+    if category not in call.db.tables["ProductCategory"]:
+        raise missing("product category", category)
+    data = call.body()
+    check_keys(data, {"product_ids"}, "assign products")
+    raw = data.get("product_ids")
+    if not isinstance(raw, list):
+        raise bad("product_ids is required and must be a list of ids", "product_ids")
+    wanted = list(dict.fromkeys(parse_id(p, "product") for p in raw))
+    for product in wanted:
+        if product not in call.db.tables["Product"]:
+            raise bad(f"Product {product} does not exist", "product_ids", str(product))
+    rows = call.db.tables[ASSIGN]
+    have = {r["ProductId"]: k for k, r in rows.items() if r.get("ProductCategoryId") == category}
+    for held, row_id in have.items():
+        if held not in wanted:
+            del rows[row_id]
+    for product in wanted:
+        if product not in have:
+            call.db.add(ASSIGN, {"ProductCategoryId": category, "ProductId": product}, call.now)
+    return no_content()
 
 
 # --- affiliates and referrals ---

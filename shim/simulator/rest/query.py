@@ -19,7 +19,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -199,16 +199,24 @@ def page_size(call: Call) -> int:
 
 
 def paginate(
-    call: Call, items: list[T], key: Callable[[T], list[Any]], descending: bool
+    call: Call,
+    items: list[T],
+    key: Callable[[T], list[Any]],
+    descending: bool,
+    body: Mapping[str, Any] | None = None,
 ) -> tuple[list[T], str]:
     """One page of ``items`` after ``page_token``, and the token for the next ("" at the end).
 
-    ``key`` must end with the item's id so that it is unique.
+    ``key`` must end with the item's id so that it is unique. ``body``: the paging is in the
+    JSON body (``page_size``, ``page_token``, ``order_by``), not the query (a report run).
     """
-    size = page_size(call)
-    scope = _scope(call)
+    if body is None:
+        size, scope, token = page_size(call), _scope(call), call.arg("page_token")
+    else:
+        size = _body_size(call, body.get("page_size"))
+        scope = _scope(call, str(body.get("order_by") or ""))
+        token = body.get("page_token") if isinstance(body.get("page_token"), str) else None
     ordered = sorted(items, key=key, reverse=descending)
-    token = call.arg("page_token")
     if token:
         after = _read_token(token, scope)
         ordered = [i for i in ordered if (key(i) < after if descending else key(i) > after)]
@@ -227,10 +235,20 @@ def listing(call: Call, name: str, items: list[Any], token: str) -> dict[str, An
     return answer
 
 
-def _scope(call: Call) -> str:
+def _scope(call: Call, order_by: str | None = None) -> str:
     """What a token is bound to: the path, the filter and the order."""
-    text = "\n".join([call.request.path, call.arg("filter") or "", call.arg("order_by") or ""])
+    order = call.arg("order_by") if order_by is None else order_by
+    text = "\n".join([call.request.path, call.arg("filter") or "", order or ""])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _body_size(call: Call, value: Any) -> int:
+    """A JSON ``page_size`` in 0..1000; absent or 0 means the configured default."""
+    if value is None:
+        return call.config.rest_default_page_size
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 1000:
+        raise bad("page_size must be an integer from 0 to 1000", "page_size", str(value))
+    return value or call.config.rest_default_page_size
 
 
 def _read_token(token: str, scope: str) -> list[Any]:
