@@ -1092,6 +1092,20 @@ class PostgresStore:
 
         return self._run(work)
 
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "INSERT INTO rate_windows AS r (key_id, slot, count) VALUES (%s, %s, %s) "
+                "ON CONFLICT (key_id, slot) DO UPDATE SET count = r.count + excluded.count",
+                (key_id, slot, count),
+            )
+            conn.execute(
+                "DELETE FROM rate_windows WHERE key_id = %s AND slot < %s",
+                (key_id, slot - window),
+            )
+
+        self._run(work)
+
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
         rows = [(k, m, owner, n) for (k, m), n in counts.items()]
 

@@ -219,6 +219,12 @@ class Store(Protocol):
         (prev, cur)."""
         ...
 
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        """Add ``count`` calls of ``key_id`` to the window starting at ``slot`` without a
+        check: the calls a process admitted on its own while the store did not answer
+        (``shim.access.rate_enforcer``), so the shared window learns of them afterwards."""
+        ...
+
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
         """Replace ``owner``'s per-(subject, minute) counts; drop minutes before ``oldest``.
 

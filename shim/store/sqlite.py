@@ -290,6 +290,12 @@ class SqliteStore:
         #: a revoked key is still refused on the next call.
         self._reads: dict[tuple[str, str], Any] = {}
         self._reads_version = -1
+        #: Rate admissions have a connection and a lock of their own as well. Each one takes
+        #: the write lock, and while another process holds it an admission waits up to the
+        #: busy timeout (in a worker thread: ``shim.access.rate_enforcer``); on the per-call
+        #: connection the key checks would queue behind it.
+        self._rates: sqlite3.Connection | None = None
+        self._rates_lock = threading.Lock()
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -304,6 +310,10 @@ class SqliteStore:
             if self._hot is not None:
                 self._hot.close()
                 self._hot = None
+        with self._rates_lock:
+            if self._rates is not None:
+                self._rates.close()
+                self._rates = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -340,8 +350,26 @@ class SqliteStore:
         """The per-call connection, opened on first use (call with ``_hot_lock`` held)."""
         if self._hot is None:
             self._hot = _connect(self.path, self._timeout)
-            self._hot.execute("PRAGMA synchronous = NORMAL")  # only rate counts are written here
         return self._hot
+
+    @contextlib.contextmanager
+    def _rate_write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the rates' connection (see ``__init__``), which does not
+        fsync its commits: a rate count lost in a power cut is harmless, and so an admission
+        never waits behind the audit trail's fsync for long."""
+        with self._rates_lock:
+            if self._rates is None:
+                self._rates = _connect(self.path, self._timeout)
+                self._rates.execute("PRAGMA synchronous = NORMAL")
+            conn = self._rates
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -858,19 +886,12 @@ class SqliteStore:
     def admit_call(
         self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
     ) -> tuple[int, int] | None:
-        """On the per-call connection, which does not fsync its commits (a rate count lost in
-        a power cut is harmless) and so never waits behind the audit trail's fsync for long."""
-        with self._hot_lock:
-            hot = self._hot_conn()
-            hot.execute("BEGIN IMMEDIATE")
-            try:
-                refused = sqlite_audit.admit_call(hot, key_id, slot, window, limit, prev_weight)
-                hot.execute("COMMIT")
-            except BaseException:
-                if hot.in_transaction:
-                    hot.execute("ROLLBACK")
-                raise
-            return refused
+        with self._rate_write() as conn:
+            return sqlite_audit.admit_call(conn, key_id, slot, window, limit, prev_weight)
+
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        with self._rate_write() as conn:
+            sqlite_audit.add_calls(conn, key_id, slot, window, count)
 
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
         with self._write() as conn:

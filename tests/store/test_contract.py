@@ -482,6 +482,20 @@ def test_admit_call_limits_the_combined_count(store: Store, other: Store) -> Non
     assert other.admit_call("s", 1000, 1, 2, 1.0) == (0, 2)
 
 
+def test_added_calls_count_against_the_shared_window(store: Store, other: Store) -> None:
+    """Calls a process admitted on its own (the store did not answer) join the window."""
+    assert store.admit_call("k", 600, 60, 5, 1.0) is None
+    other.add_calls("k", 600, 60, 3)
+    store.add_calls("new", 600, 60, 2)
+    assert store.admit_call("k", 600, 60, 5, 1.0) is None
+    assert other.admit_call("k", 600, 60, 5, 1.0) == (0, 5)
+    assert store.admit_call("new", 600, 60, 3, 1.0) is None
+    assert store.admit_call("new", 600, 60, 3, 1.0) == (0, 3)
+    # Windows before the previous one are forgotten: 600's 5 no longer weigh on 660.
+    other.add_calls("k", 720, 60, 1)
+    assert store.admit_call("k", 660, 60, 1, 1.0) is None
+
+
 def test_admit_call_is_exact_under_concurrency(db: str, store: Store) -> None:
     stores = [store, *(open_db(db, owner=f"h{i}") for i in range(3))]
     admitted = []
