@@ -29,7 +29,7 @@ from shim.errors import (
 )
 from shim.keap import answers
 from shim.keap.client import UpstreamResponse
-from shim.models import Account, CallRecord
+from shim.models import Account, CallRecord, KeyRecord
 from shim.serve import asgi
 from shim.serve.asgi import Receive, Scope, Send
 from shim.serve.audit import table_of
@@ -114,8 +114,7 @@ class Calls:
                 raise
             t.key_id = record.id
             keys.check_method(record, call.method)
-            services.rates.check(record, t.at)
-            account = await self._account(services, record.account)
+            account = await self.admitted_account(services, record, t.at)
             t.account = account.name
             if account.route == "xmlrpc":
                 forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
@@ -212,6 +211,20 @@ class Calls:
             await router.answer(account, call, translation, t, send)
             return None
         return response
+
+    async def admitted_account(self, services: Services, key: KeyRecord, at: float) -> Account:
+        """The key's account, once its rate admits the call (``[RateLimited]`` if not). For a
+        key with a rate, the account is looked up while the store admits the call: each may
+        wait a short deadline on a busy store, and a call should wait one, not both."""
+        if key.rate_per_min is None:
+            return await self._account(services, key.account)
+        lookup = asyncio.ensure_future(self._account(services, key.account))
+        try:
+            await services.rates.check(key, at)
+        except BaseException:
+            lookup.cancel()  # the read itself goes on, and lands in the cache
+            raise
+        return await lookup
 
     async def _account(self, services: Services, name: str) -> Account:
         """The key's account: from memory for ``ACCOUNT_CACHE_SECONDS`` (no store call, no

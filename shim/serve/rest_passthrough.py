@@ -181,8 +181,7 @@ class RestPassthrough:
                 raise
             t.key_id = record.id
             keys.check_request(record, verb, path)
-            services.rates.check(record, t.at)
-            account = await self._calls._account(services, record.account)
+            account = await self._calls.admitted_account(services, record, t.at)
             t.account = account.name
             headers = _forwarded_headers(scope)
             body = await asgi.read_raw(

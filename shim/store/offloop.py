@@ -62,3 +62,24 @@ async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
         if not future.cancelled():
             future.exception()  # seen: its failure is the caller's to ignore now
         raise
+
+
+class Lane:
+    """Threads of their own for one kind of store work that runs on every call (rate
+    admissions), so that work waiting on a locked store never takes the threads the
+    background work needs, and the background work never delays it.
+
+    ``start`` hands back a future the caller may stop waiting for: unlike ``off_loop``, the
+    work goes on, and its result is the future's whenever it lands."""
+
+    def __init__(self, name: str, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    def start(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return loop.run_in_executor(self._pool, functools.partial(context.run, fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """No new work; work under way finishes on its own (bounded by the store's timeouts)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
