@@ -27,8 +27,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from shim.store.protocol import UNREAD, Unread
+
 P = ParamSpec("P")
 T = TypeVar("T")
+A = TypeVar("A")
 
 #: Threads for store work: a refresh, the scheduler and a write-back may wait at once.
 WORKERS = 4
@@ -62,6 +65,15 @@ async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
         if not future.cancelled():
             future.exception()  # seen: its failure is the caller's to ignore now
         raise
+
+
+async def peek_or_read(peek: Callable[[A], T | Unread], read: Callable[[A], T], arg: A) -> T:
+    """``peek(arg)`` when the store can answer it without waiting (a key or a generation the
+    per-call cache holds: no thread hop), else ``read(arg)`` off the loop."""
+    found = peek(arg)
+    if found is UNREAD:
+        return await off_loop(read, arg)
+    return found
 
 
 class Lane:

@@ -65,7 +65,7 @@ from shim.store.columns import (
     check_generation,
     seal_context,
 )
-from shim.store.protocol import StoreConflict
+from shim.store.protocol import UNREAD, StoreConflict, Unread
 from shim.store.secrets import SecretBox, rewrap
 
 if TYPE_CHECKING:
@@ -486,6 +486,13 @@ class PostgresStore:
                 self._reads[key] = value
         return value
 
+    def _peek(self, kind: str, name: str) -> Any:
+        """What ``_cached`` would answer from memory, else ``UNREAD`` (never a round trip)."""
+        with self._reads_lock:
+            if time.monotonic() < self._trusted_until:
+                return self._reads.get((kind, name), UNREAD)
+        return UNREAD
+
     def _listen(self) -> None:
         """Drop the caches on every change notification; poll the version row as the fallback
         for a missed one; vouch for the caches only while both work."""
@@ -676,6 +683,10 @@ class PostgresStore:
         generation: int | None = self._cached("generation", account, query, lambda r: int(r[0]))
         return generation
 
+    def peek_generation(self, account: str) -> int | Unread | None:
+        generation: int | Unread | None = self._peek("generation", account)
+        return generation
+
     def put_tokens(
         self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
     ) -> Chain:
@@ -834,6 +845,10 @@ class PostgresStore:
         key: KeyRecord | None = self._cached(
             "key", key_id, f"{SELECT_KEY} WHERE id = %s", self._key
         )
+        return key
+
+    def peek_key(self, key_id: str) -> KeyRecord | Unread | None:
+        key: KeyRecord | Unread | None = self._peek("key", key_id)
         return key
 
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:

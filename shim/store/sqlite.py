@@ -65,7 +65,7 @@ from shim.store.columns import (
     check_generation,
     seal_context,
 )
-from shim.store.protocol import COPY_TABLES, StoreConflict
+from shim.store.protocol import COPY_TABLES, UNREAD, StoreConflict, Unread
 from shim.store.secrets import DecryptError, OtherKey, SecretBox, key_id_of, rewrap
 
 if TYPE_CHECKING:
@@ -150,6 +150,7 @@ MIGRATIONS: list[Migration] = [
 
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
+_SELECT_GENERATION = "SELECT generation FROM chains WHERE account = ?"
 _SELECT_KEY_BY_ID = f"{SELECT_KEY} WHERE id = ?"
 _SELECT_CHAIN = """
 SELECT c.*, j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner,
@@ -330,10 +331,21 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _cached(self, kind: str, name: str, sql: str, convert: Callable[[sqlite3.Row], Any]) -> Any:
+    def _cached(
+        self,
+        kind: str,
+        name: str,
+        sql: str,
+        convert: Callable[[sqlite3.Row], Any],
+        *,
+        wait: bool = True,
+    ) -> Any:
         """``convert`` of the first row ``sql`` finds for ``name`` (None if none), read on the
-        hot connection and remembered until the database changes (see ``__init__``)."""
-        with self._hot_lock:
+        hot connection and remembered until the database changes (see ``__init__``). Without
+        ``wait``: ``UNREAD`` while another thread uses the hot connection."""
+        if not self._hot_lock.acquire(blocking=wait):
+            return UNREAD
+        try:
             hot = self._hot_conn()
             version = hot.execute("PRAGMA data_version").fetchone()[0]
             if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
@@ -345,6 +357,8 @@ class SqliteStore:
             row = hot.execute(sql, (name,)).fetchone()
             value = self._reads[key] = None if row is None else convert(row)
             return value
+        finally:
+            self._hot_lock.release()
 
     def _hot_conn(self) -> sqlite3.Connection:
         """The per-call connection, opened on first use (call with ``_hot_lock`` held)."""
@@ -596,8 +610,15 @@ class SqliteStore:
             return None if r is None else self._chain(r)
 
     def chain_generation(self, account: str) -> int | None:
-        sql = "SELECT generation FROM chains WHERE account = ?"
-        generation: int | None = self._cached("generation", account, sql, lambda r: int(r[0]))
+        generation: int | None = self._cached(
+            "generation", account, _SELECT_GENERATION, lambda r: int(r[0])
+        )
+        return generation
+
+    def peek_generation(self, account: str) -> int | Unread | None:
+        generation: int | Unread | None = self._cached(
+            "generation", account, _SELECT_GENERATION, lambda r: int(r[0]), wait=False
+        )
         return generation
 
     def put_tokens(
@@ -728,6 +749,12 @@ class SqliteStore:
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         key: KeyRecord | None = self._cached("key", key_id, _SELECT_KEY_BY_ID, self._key)
+        return key
+
+    def peek_key(self, key_id: str) -> KeyRecord | Unread | None:
+        key: KeyRecord | Unread | None = self._cached(
+            "key", key_id, _SELECT_KEY_BY_ID, self._key, wait=False
+        )
         return key
 
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
