@@ -35,7 +35,7 @@ from shim.serve.asgi import Receive, Scope, Send
 from shim.serve.audit import table_of
 from shim.serve.services import Services
 from shim.settings import Settings
-from shim.store.offloop import off_loop
+from shim.store.offloop import off_loop, peek_or_read
 
 #: Named for the app, as before the split: operators filter their logs by this name.
 log = logging.getLogger("shim.serve.app")
@@ -105,7 +105,8 @@ class Calls:
             key_id = keys.key_id_of(key_text) if key_text is not None else None
             if key_id is None:
                 raise InvalidKey("Invalid Key (the first parameter must be your keyshim key)")
-            found = services.store.get_key(key_id)
+            store = services.store
+            found = await peek_or_read(store.peek_key, store.get_key, key_id)
             try:
                 record = keys.verify(found, services.hmac_key, key_text or "", t.at)
             except InvalidKey:

@@ -243,4 +243,4 @@ async def test_a_cached_call_takes_no_thread_hop_and_reads_only_store_caches(
     for n in range(20):
         assert await stack.call("DataService.echo", str(n)) == str(n)
     assert hops == []
-    assert set(called) <= {"get_key", "chain_generation"}, called
+    assert set(called) <= {"peek_key", "peek_generation"}, called
