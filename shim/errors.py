@@ -9,7 +9,7 @@ with a code Keap sends::
     ├── MasterKeyChanged              3   [Unexpected]           (rotated; restart this process)
     ├── ParseError                    0   Failed to parse XML-RPC request: ...
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
-    ├── RequestTooLarge             107   [RequestTooLarge]
+    ├── RequestTooLarge             107   [RequestTooLarge]      (HTTP 413)
     ├── RequestTimeout              110   [RequestTimeout]       (HTTP 408: slow sender)
     │   └── ClientStalled           110   (the script stopped reading its answer: cut, no fault)
     ├── UnsupportedContentType      111   [UnsupportedContentType] (HTTP 415)
@@ -117,9 +117,14 @@ class InvalidParameter(ShimError):
 
 
 class RequestTooLarge(ShimError):
+    """A body over ``SHIM_MAX_BODY`` (as declared, as sent, or once decompressed): refused
+    before it is read on, and the connection closed. HTTP 413 says so to proxies and HTTP
+    clients; the fault in its body says so to scripts that read faults whatever the status."""
+
     fault_code = 107
     tag = "RequestTooLarge"
     default_message = "Request body is larger than this keyshim accepts"
+    http_status = 413
 
 
 class InvalidKey(ShimError):
