@@ -38,7 +38,8 @@ with a code Keap sends::
         ├── UpstreamUnavailable     101   [UpstreamUnavailable]  (refused, DNS, reset)
         ├── UpstreamTimeout         102   [UpstreamTimeout]
         ├── UpstreamThrottled       103   [Throttled]            (Keap answered 429)
-        └── UpstreamAuthError       104   [UpstreamAuth]         (Keap answered 401 after a retry)
+        └── UpstreamAuthError       104   [UpstreamAuth]         (Keap answered 401: a service key)
+            └── AccountTokenRefused   2   [InvalidKey]           (401 to a token fresh from refresh)
 
 ``CliError`` is separate: it is a user mistake at the command line, shown as one line.
 """
@@ -324,6 +325,25 @@ class UpstreamAuthError(UpstreamError):
     fault_code = 104
     tag = "UpstreamAuth"
     default_message = "Keap rejected keyshim's credentials"
+
+
+class AccountTokenRefused(UpstreamAuthError):
+    """Keap answered 401 to an access token that a refresh had just produced: it refuses the
+    account's credential itself, and refreshing again would not help (issue 11). Keap's
+    legacy answer to a refused credential is ``[InvalidKey]``, so scripts get that; the
+    message names the keyshim account and says the script's own key is fine."""
+
+    fault_code = 2
+    tag = "InvalidKey"
+    default_message = "Keap refused the keyshim account's access token"
+
+    def __init__(self, account: str, when: str) -> None:
+        super().__init__(
+            f"Keap refused the access token of keyshim account {account} (HTTP 401) {when}; "
+            f"this is the account's authorization with Keap, not your keyshim key. Ask your "
+            f"keyshim admin to authorize the account again: shim account authorize {account}",
+            status=401,
+        )
 
 
 class CliError(Exception):
