@@ -9,7 +9,7 @@ with a code Keap sends::
     ├── MasterKeyChanged              3   [Unexpected]           (rotated; restart this process)
     ├── ParseError                    0   Failed to parse XML-RPC request: ...
     ├── InvalidParameter             12   [InvalidParameter]     (bad method name, missing key)
-    ├── RequestTooLarge             107   [RequestTooLarge]
+    ├── RequestTooLarge             107   [RequestTooLarge]      (HTTP 413)
     ├── RequestTimeout              110   [RequestTimeout]       (HTTP 408: slow sender)
     │   └── ClientStalled           110   (the script stopped reading its answer: cut, no fault)
     ├── UnsupportedContentType      111   [UnsupportedContentType] (HTTP 415)
@@ -38,7 +38,8 @@ with a code Keap sends::
         ├── UpstreamUnavailable     101   [UpstreamUnavailable]  (refused, DNS, reset)
         ├── UpstreamTimeout         102   [UpstreamTimeout]
         ├── UpstreamThrottled       103   [Throttled]            (Keap answered 429)
-        └── UpstreamAuthError       104   [UpstreamAuth]         (Keap answered 401 after a retry)
+        └── UpstreamAuthError       104   [UpstreamAuth]         (Keap answered 401: a service key)
+            └── AccountTokenRefused   2   [InvalidKey]           (401 to a token fresh from refresh)
 
 ``CliError`` is separate: it is a user mistake at the command line, shown as one line.
 """
@@ -117,9 +118,14 @@ class InvalidParameter(ShimError):
 
 
 class RequestTooLarge(ShimError):
+    """A body over ``SHIM_MAX_BODY`` (as declared, as sent, or once decompressed): refused
+    before it is read on, and the connection closed. HTTP 413 says so to proxies and HTTP
+    clients; the fault in its body says so to scripts that read faults whatever the status."""
+
     fault_code = 107
     tag = "RequestTooLarge"
     default_message = "Request body is larger than this keyshim accepts"
+    http_status = 413
 
 
 class InvalidKey(ShimError):
@@ -319,6 +325,25 @@ class UpstreamAuthError(UpstreamError):
     fault_code = 104
     tag = "UpstreamAuth"
     default_message = "Keap rejected keyshim's credentials"
+
+
+class AccountTokenRefused(UpstreamAuthError):
+    """Keap answered 401 to an access token that a refresh had just produced: it refuses the
+    account's credential itself, and refreshing again would not help (issue 11). Keap's
+    legacy answer to a refused credential is ``[InvalidKey]``, so scripts get that; the
+    message names the keyshim account and says the script's own key is fine."""
+
+    fault_code = 2
+    tag = "InvalidKey"
+    default_message = "Keap refused the keyshim account's access token"
+
+    def __init__(self, account: str, when: str) -> None:
+        super().__init__(
+            f"Keap refused the access token of keyshim account {account} (HTTP 401) {when}; "
+            f"this is the account's authorization with Keap, not your keyshim key. Ask your "
+            f"keyshim admin to authorize the account again: shim account authorize {account}",
+            status=401,
+        )
 
 
 class CliError(Exception):

@@ -67,6 +67,45 @@ def prev_weight(now: float, window: float = WINDOW) -> float:
     return 1.0 - (now % window) / window
 
 
+@dataclass
+class LocalWindow:
+    """One key's calls as one process sees them, in the two fixed windows the estimate needs.
+
+    What a process decides with while the store does not answer (``KeyRates``): it counts the
+    calls it admitted, and learns the combined counts whenever the store refuses a call, so
+    the rate still holds on this process, and on the sum for the keys the store had filled.
+    """
+
+    slot: int = 0
+    prev: int = 0
+    cur: int = 0
+
+    def _roll(self, now: float, window: float) -> None:
+        slot = slot_of(now, window)
+        if slot != self.slot:
+            self.prev = self.cur if slot - self.slot == int(window) else 0
+            self.cur, self.slot = 0, slot
+
+    def count(self, now: float, window: float) -> None:
+        """One call admitted (by the store or here)."""
+        self._roll(now, window)
+        self.cur += 1
+
+    def learn(self, prev: int, cur: int, now: float, window: float) -> None:
+        """The combined counts the store answered with when it refused a call at ``now``."""
+        self._roll(now, window)
+        self.prev, self.cur = max(self.prev, prev), max(self.cur, cur)
+
+    def admit(self, rate: Rate, now: float) -> tuple[int, int] | None:
+        """Count the call if the estimate stays within the rate (the store's rule, see
+        ``Store.admit_call``); None when admitted, else the (prev, cur) that refused it."""
+        self._roll(now, rate.window)
+        if self.prev * prev_weight(now, rate.window) + self.cur + 1 > rate.count:
+            return self.prev, self.cur
+        self.cur += 1
+        return None
+
+
 def parse_rate(text: str) -> Rate:
     """``60/min``, ``60/m``, ``60`` (per minute), ``2/s``, ``10/h``, ``500/day``."""
     value, _, unit = text.strip().partition("/")

@@ -9,7 +9,8 @@ For each request, in this order:
 3. a 401 means Keap did not run the request: one single-flight refresh and one retry;
    nothing else is ever retried. A token such a refresh produced is never refreshed again
    for a 401 (Keap refusing fresh tokens would otherwise cost a refresh every call): its 401s
-   are ``[UpstreamAuth]`` faults naming the account;
+   are ``[InvalidKey]`` faults (Keap's legacy word for a refused credential) that name the
+   account and say to authorize it again;
 4. Keap's quota headers are kept for publishing, and a 429 pauses the credential for its
    ``Retry-After``.
 """
@@ -20,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Protocol
 
-from shim.errors import UpstreamAuthError
+from shim.errors import AccountTokenRefused
 from shim.keap.budget import Budget, quota_figures
 from shim.keap.client import Upstream, UpstreamResponse
 from shim.models import Account
@@ -111,24 +112,19 @@ class Gateway:
             return response
         await response.aclose()
         if self._refreshed_for_401.get(account.name) == token:
-            raise self._refused(account, "again")
+            raise self._refused(account, "though keyshim refreshed it for an earlier 401")
         await self.chains.refresh(account, seen_generation=generation, reason="401")
         response, _, token = await self._send_once(account, headers, send)
         if token is not None:
             self._refreshed_for_401[account.name] = token
         if response.status == 401:
             await response.aclose()
-            raise self._refused(account, "even after refreshing it")
+            raise self._refused(account, "even after keyshim refreshed it")
         return response
 
     @staticmethod
-    def _refused(account: Account, when: str) -> UpstreamAuthError:
-        return UpstreamAuthError(
-            f"Keap rejected account {account.name}'s access token (HTTP 401) {when}; keyshim "
-            "will not refresh it again for a 401. If this persists, reauthorize the account "
-            f"(shim account authorize {account.name})",
-            status=401,
-        )
+    def _refused(account: Account, when: str) -> AccountTokenRefused:
+        return AccountTokenRefused(account.name, when)
 
     async def _send_once(
         self, account: Account, headers: dict[str, str], send: _Send

@@ -62,7 +62,7 @@ from shim.oauth.token_policy import (
     refresh_lock,
 )
 from shim.settings import Settings
-from shim.store.offloop import off_loop
+from shim.store.offloop import off_loop, peek_or_read
 from shim.store.protocol import HeldLock, Store
 from shim.store.recovery import RecoveredPair, RecoveryFiles
 
@@ -148,12 +148,14 @@ class Chains:
 
     async def _current(self, name: str) -> Chain:
         """The chain, decrypted only when its generation changed. A call with the chain cached
-        costs one generation check, which the stores answer from memory (no thread hop); only
-        a changed chain is read, off the loop."""
+        costs one generation check, which the stores answer from memory (no thread hop); a
+        generation they cannot answer at once, and a changed chain, are read off the loop."""
         unsaved = self._unsaved.get(name)
         if unsaved is not None:  # newer than the store's: its refresh token is spent
             return unsaved
-        generation = self.store.chain_generation(name)
+        generation = await peek_or_read(
+            self.store.peek_generation, self.store.chain_generation, name
+        )
         if generation is None:
             raise NoTokens()
         chain = self._cache.get(name)

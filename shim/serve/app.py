@@ -88,6 +88,7 @@ class KeyshimApp:
         await self.services.chains.drain(max(0.0, deadline - loop.time()))
         await self.services.alerter.drain()
         self.services.audit.flush_now()
+        self.services.rates.close()
         await self.services.upstream.aclose()
         if self._serving is not None:
             self._serving.release()

@@ -29,13 +29,13 @@ from shim.errors import (
 )
 from shim.keap import answers
 from shim.keap.client import UpstreamResponse
-from shim.models import Account, CallRecord
+from shim.models import Account, CallRecord, KeyRecord
 from shim.serve import asgi
 from shim.serve.asgi import Receive, Scope, Send
 from shim.serve.audit import table_of
 from shim.serve.services import Services
 from shim.settings import Settings
-from shim.store.offloop import off_loop
+from shim.store.offloop import off_loop, peek_or_read
 
 #: Named for the app, as before the split: operators filter their logs by this name.
 log = logging.getLogger("shim.serve.app")
@@ -105,7 +105,8 @@ class Calls:
             key_id = keys.key_id_of(key_text) if key_text is not None else None
             if key_id is None:
                 raise InvalidKey("Invalid Key (the first parameter must be your keyshim key)")
-            found = services.store.get_key(key_id)
+            store = services.store
+            found = await peek_or_read(store.peek_key, store.get_key, key_id)
             try:
                 record = keys.verify(found, services.hmac_key, key_text or "", t.at)
             except InvalidKey:
@@ -114,8 +115,7 @@ class Calls:
                 raise
             t.key_id = record.id
             keys.check_method(record, call.method)
-            services.rates.check(record, t.at)
-            account = await self._account(services, record.account)
+            account = await self.admitted_account(services, record, t.at)
             t.account = account.name
             if account.route == "xmlrpc":
                 forwarded = xmlrpc.replace_first_param(body, call, self.settings.placeholder)
@@ -212,6 +212,20 @@ class Calls:
             await router.answer(account, call, translation, t, send)
             return None
         return response
+
+    async def admitted_account(self, services: Services, key: KeyRecord, at: float) -> Account:
+        """The key's account, once its rate admits the call (``[RateLimited]`` if not). For a
+        key with a rate, the account is looked up while the store admits the call: each may
+        wait a short deadline on a busy store, and a call should wait one, not both."""
+        if key.rate_per_min is None:
+            return await self._account(services, key.account)
+        lookup = asyncio.ensure_future(self._account(services, key.account))
+        try:
+            await services.rates.check(key, at)
+        except BaseException:
+            lookup.cancel()  # the read itself goes on, and lands in the cache
+            raise
+        return await lookup
 
     async def _account(self, services: Services, name: str) -> Account:
         """The key's account: from memory for ``ACCOUNT_CACHE_SECONDS`` (no store call, no

@@ -84,6 +84,12 @@ class Metrics:
             "Audit records dropped because the buffer was full (the store was unreachable)",
             registry=reg,
         )
+        self.rate_local = Counter(
+            "keyshim_rate_local_decisions",
+            "Calls of keys with a rate decided by this process alone because the store did "
+            "not answer in time (the limit then holds per process)",
+            registry=reg,
+        )
         self._methods: set[str] = set()
 
     def call(self, record: CallRecord) -> None:
@@ -107,6 +113,9 @@ class Metrics:
 
     def dropped_audit(self) -> None:
         self.audit_dropped.inc()
+
+    def rate_decided_locally(self) -> None:
+        self.rate_local.inc()
 
     def refresh(self, account: str, outcome: str) -> None:
         self.refreshes.labels(account, outcome).inc()

@@ -60,6 +60,7 @@ from shim.serve.asgi import Receive, Scope, Send
 from shim.serve.call import Calls, Trace, _finish
 from shim.serve.services import Services
 from shim.settings import Settings
+from shim.store.offloop import peek_or_read
 
 log = logging.getLogger("shim.serve.rest")
 
@@ -163,7 +164,7 @@ class RestPassthrough:
             try:
                 _check_query(scope)
             except KeyInUrl as exc:
-                _attribute(services, t, exc.key_text)
+                await _attribute(services, t, exc.key_text)
                 raise
             key_text = _presented_key(scope)
             key_id = keys.key_id_of(key_text) if key_text is not None else None
@@ -172,7 +173,8 @@ class RestPassthrough:
                     "No keyshim key: send it as 'Authorization: Bearer shk_...' or "
                     "'X-Keap-API-Key: shk_...'"
                 )
-            found = services.store.get_key(key_id)
+            store = services.store
+            found = await peek_or_read(store.peek_key, store.get_key, key_id)
             try:
                 record = keys.verify(found, services.hmac_key, key_text or "", t.at)
             except InvalidKey:
@@ -181,8 +183,7 @@ class RestPassthrough:
                 raise
             t.key_id = record.id
             keys.check_request(record, verb, path)
-            services.rates.check(record, t.at)
-            account = await self._calls._account(services, record.account)
+            account = await self._calls.admitted_account(services, record, t.at)
             t.account = account.name
             headers = _forwarded_headers(scope)
             body = await asgi.read_raw(
@@ -281,14 +282,17 @@ def _check_query(scope: Scope) -> None:
             )
 
 
-def _attribute(services: Services, t: Trace, text: str | None) -> None:
+async def _attribute(services: Services, t: Trace, text: str | None) -> None:
     """A real key refused for being in the URL is named in the audit, so the operator learns
     which key leaked into some log; text that is not one of our keys names nothing."""
     if text is None:
         return
     with contextlib.suppress(InvalidKey):
         key_id = keys.key_id_of(text)
-        found = services.store.get_key(key_id) if key_id is not None else None
+        if key_id is None:
+            return
+        store = services.store
+        found = await peek_or_read(store.peek_key, store.get_key, key_id)
         if found is not None and keys.matches(found, services.hmac_key, text):
             t.key_id = found.id
 

@@ -39,7 +39,7 @@ class Services:
         self.chains = chains
         self.alerter = alerter
         self.audit = audit
-        self.rates = KeyRates(store)
+        self.rates = KeyRates(store, on_local=metrics.rate_decided_locally)
         self.budget = budget
         self.metrics = metrics
         chains.observer = metrics.refresh

@@ -27,8 +27,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
+from shim.store.protocol import UNREAD, Unread
+
 P = ParamSpec("P")
 T = TypeVar("T")
+A = TypeVar("A")
 
 #: Threads for store work: a refresh, the scheduler and a write-back may wait at once.
 WORKERS = 4
@@ -62,3 +65,33 @@ async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> 
         if not future.cancelled():
             future.exception()  # seen: its failure is the caller's to ignore now
         raise
+
+
+async def peek_or_read(peek: Callable[[A], T | Unread], read: Callable[[A], T], arg: A) -> T:
+    """``peek(arg)`` when the store can answer it without waiting (a key or a generation the
+    per-call cache holds: no thread hop), else ``read(arg)`` off the loop."""
+    found = peek(arg)
+    if found is UNREAD:
+        return await off_loop(read, arg)
+    return found
+
+
+class Lane:
+    """Threads of their own for one kind of store work that runs on every call (rate
+    admissions), so that work waiting on a locked store never takes the threads the
+    background work needs, and the background work never delays it.
+
+    ``start`` hands back a future the caller may stop waiting for: unlike ``off_loop``, the
+    work goes on, and its result is the future's whenever it lands."""
+
+    def __init__(self, name: str, workers: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+
+    def start(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return loop.run_in_executor(self._pool, functools.partial(context.run, fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """No new work; work under way finishes on its own (bounded by the store's timeouts)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -65,7 +65,7 @@ from shim.store.columns import (
     check_generation,
     seal_context,
 )
-from shim.store.protocol import StoreConflict
+from shim.store.protocol import UNREAD, StoreConflict, Unread
 from shim.store.secrets import SecretBox, rewrap
 
 if TYPE_CHECKING:
@@ -493,6 +493,13 @@ class PostgresStore:
                 self._reads[key] = value
         return value
 
+    def _peek(self, kind: str, name: str) -> Any:
+        """What ``_cached`` would answer from memory, else ``UNREAD`` (never a round trip)."""
+        with self._reads_lock:
+            if time.monotonic() < self._trusted_until:
+                return self._reads.get((kind, name), UNREAD)
+        return UNREAD
+
     def _listen(self) -> None:
         """Drop the caches on every change notification; poll the version row as the fallback
         for a missed one; vouch for the caches only while both work."""
@@ -683,6 +690,10 @@ class PostgresStore:
         generation: int | None = self._cached("generation", account, query, lambda r: int(r[0]))
         return generation
 
+    def peek_generation(self, account: str) -> int | Unread | None:
+        generation: int | Unread | None = self._peek("generation", account)
+        return generation
+
     def put_tokens(
         self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
     ) -> Chain:
@@ -842,6 +853,10 @@ class PostgresStore:
         key: KeyRecord | None = self._cached(
             "key", key_id, f"{SELECT_KEY} WHERE id = %s", self._key
         )
+        return key
+
+    def peek_key(self, key_id: str) -> KeyRecord | Unread | None:
+        key: KeyRecord | Unread | None = self._peek("key", key_id)
         return key
 
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
@@ -1099,6 +1114,20 @@ class PostgresStore:
             return int(counts.get(slot - window, 0)), int(counts.get(slot, 0))
 
         return self._run(work)
+
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        def work(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(
+                "INSERT INTO rate_windows AS r (key_id, slot, count) VALUES (%s, %s, %s) "
+                "ON CONFLICT (key_id, slot) DO UPDATE SET count = r.count + excluded.count",
+                (key_id, slot, count),
+            )
+            conn.execute(
+                "DELETE FROM rate_windows WHERE key_id = %s AND slot < %s",
+                (key_id, slot - window),
+            )
+
+        self._run(work)
 
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
         rows = [(k, m, owner, n) for (k, m), n in counts.items()]

@@ -24,6 +24,7 @@ Rules every implementation keeps:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -35,6 +36,16 @@ from shim.store.secrets import SecretBox
 COPY_TABLES = (
     "accounts", "chains", "refresh_journal", "keys", "server_secrets", "quota_figures", "calls",
 )  # fmt: skip
+
+
+class Unread(enum.Enum):
+    """What ``peek_key`` and ``peek_generation`` answer when only a wait could tell."""
+
+    UNREAD = "unread"
+
+
+#: The caller reads it off the event loop instead (``shim.store.offloop.peek_or_read``).
+UNREAD = Unread.UNREAD
 
 
 class StoreConflict(Exception):
@@ -94,6 +105,11 @@ class Store(Protocol):
         """Cheap read of the chain's generation (bumped by every put_tokens), for caches."""
         ...
 
+    def peek_generation(self, account: str) -> int | Unread | None:
+        """``chain_generation``'s answer if it can be had without waiting on the database (see
+        ``peek_key``), else ``UNREAD``."""
+        ...
+
     def put_tokens(
         self, account: str, pair: TokenPair, now: float, *, generation: int | None = None
     ) -> Chain:
@@ -149,6 +165,13 @@ class Store(Protocol):
     def add_key(self, key: KeyRecord) -> None: ...
 
     def get_key(self, key_id: str) -> KeyRecord | None: ...
+
+    def peek_key(self, key_id: str) -> KeyRecord | Unread | None:
+        """``get_key``'s answer if it can be had without waiting on the database, else
+        ``UNREAD``. Every call asks, on the event loop, so this never waits: PostgreSQL
+        answers from memory only; SQLite also reads on its per-call connection, which in WAL
+        mode never waits for a writer (but not while another thread is using it)."""
+        ...
 
     def list_keys(self, account: str | None = None) -> list[KeyRecord]: ...
 
@@ -217,6 +240,12 @@ class Store(Protocol):
         (``prev * prev_weight + cur + 1 <= limit``, where prev is the window before, counts of
         every process and host); atomic, one round trip. None when admitted, else the combined
         (prev, cur)."""
+        ...
+
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        """Add ``count`` calls of ``key_id`` to the window starting at ``slot`` without a
+        check: the calls a process admitted on its own while the store did not answer
+        (``shim.access.rate_enforcer``), so the shared window learns of them afterwards."""
         ...
 
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:

@@ -65,7 +65,7 @@ from shim.store.columns import (
     check_generation,
     seal_context,
 )
-from shim.store.protocol import COPY_TABLES, StoreConflict
+from shim.store.protocol import COPY_TABLES, UNREAD, StoreConflict, Unread
 from shim.store.secrets import DecryptError, OtherKey, SecretBox, key_id_of, rewrap
 
 if TYPE_CHECKING:
@@ -156,6 +156,7 @@ MIGRATIONS: list[Migration] = [
 
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
+_SELECT_GENERATION = "SELECT generation FROM chains WHERE account = ?"
 _SELECT_KEY_BY_ID = f"{SELECT_KEY} WHERE id = ?"
 _SELECT_CHAIN = f"""
 SELECT c.*, j.refresh_fingerprint AS j_fingerprint, j.owner AS j_owner,
@@ -296,6 +297,12 @@ class SqliteStore:
         #: a revoked key is still refused on the next call.
         self._reads: dict[tuple[str, str], Any] = {}
         self._reads_version = -1
+        #: Rate admissions have a connection and a lock of their own as well. Each one takes
+        #: the write lock, and while another process holds it an admission waits up to the
+        #: busy timeout (in a worker thread: ``shim.access.rate_enforcer``); on the per-call
+        #: connection the key checks would queue behind it.
+        self._rates: sqlite3.Connection | None = None
+        self._rates_lock = threading.Lock()
 
     def __enter__(self) -> SqliteStore:
         return self
@@ -310,6 +317,10 @@ class SqliteStore:
             if self._hot is not None:
                 self._hot.close()
                 self._hot = None
+        with self._rates_lock:
+            if self._rates is not None:
+                self._rates.close()
+                self._rates = None
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -326,10 +337,21 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                 raise
 
-    def _cached(self, kind: str, name: str, sql: str, convert: Callable[[sqlite3.Row], Any]) -> Any:
+    def _cached(
+        self,
+        kind: str,
+        name: str,
+        sql: str,
+        convert: Callable[[sqlite3.Row], Any],
+        *,
+        wait: bool = True,
+    ) -> Any:
         """``convert`` of the first row ``sql`` finds for ``name`` (None if none), read on the
-        hot connection and remembered until the database changes (see ``__init__``)."""
-        with self._hot_lock:
+        hot connection and remembered until the database changes (see ``__init__``). Without
+        ``wait``: ``UNREAD`` while another thread uses the hot connection."""
+        if not self._hot_lock.acquire(blocking=wait):
+            return UNREAD
+        try:
             hot = self._hot_conn()
             version = hot.execute("PRAGMA data_version").fetchone()[0]
             if version != self._reads_version or len(self._reads) >= _READ_CACHE_SIZE:
@@ -341,13 +363,33 @@ class SqliteStore:
             row = hot.execute(sql, (name,)).fetchone()
             value = self._reads[key] = None if row is None else convert(row)
             return value
+        finally:
+            self._hot_lock.release()
 
     def _hot_conn(self) -> sqlite3.Connection:
         """The per-call connection, opened on first use (call with ``_hot_lock`` held)."""
         if self._hot is None:
             self._hot = _connect(self.path, self._timeout)
-            self._hot.execute("PRAGMA synchronous = NORMAL")  # only rate counts are written here
         return self._hot
+
+    @contextlib.contextmanager
+    def _rate_write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction on the rates' connection (see ``__init__``), which does not
+        fsync its commits: a rate count lost in a power cut is harmless, and so an admission
+        never waits behind the audit trail's fsync for long."""
+        with self._rates_lock:
+            if self._rates is None:
+                self._rates = _connect(self.path, self._timeout)
+                self._rates.execute("PRAGMA synchronous = NORMAL")
+            conn = self._rates
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -574,8 +616,15 @@ class SqliteStore:
             return None if r is None else self._chain(r)
 
     def chain_generation(self, account: str) -> int | None:
-        sql = "SELECT generation FROM chains WHERE account = ?"
-        generation: int | None = self._cached("generation", account, sql, lambda r: int(r[0]))
+        generation: int | None = self._cached(
+            "generation", account, _SELECT_GENERATION, lambda r: int(r[0])
+        )
+        return generation
+
+    def peek_generation(self, account: str) -> int | Unread | None:
+        generation: int | Unread | None = self._cached(
+            "generation", account, _SELECT_GENERATION, lambda r: int(r[0]), wait=False
+        )
         return generation
 
     def put_tokens(
@@ -708,6 +757,12 @@ class SqliteStore:
 
     def get_key(self, key_id: str) -> KeyRecord | None:
         key: KeyRecord | None = self._cached("key", key_id, _SELECT_KEY_BY_ID, self._key)
+        return key
+
+    def peek_key(self, key_id: str) -> KeyRecord | Unread | None:
+        key: KeyRecord | Unread | None = self._cached(
+            "key", key_id, _SELECT_KEY_BY_ID, self._key, wait=False
+        )
         return key
 
     def list_keys(self, account: str | None = None) -> list[KeyRecord]:
@@ -866,19 +921,12 @@ class SqliteStore:
     def admit_call(
         self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
     ) -> tuple[int, int] | None:
-        """On the per-call connection, which does not fsync its commits (a rate count lost in
-        a power cut is harmless) and so never waits behind the audit trail's fsync for long."""
-        with self._hot_lock:
-            hot = self._hot_conn()
-            hot.execute("BEGIN IMMEDIATE")
-            try:
-                refused = sqlite_audit.admit_call(hot, key_id, slot, window, limit, prev_weight)
-                hot.execute("COMMIT")
-            except BaseException:
-                if hot.in_transaction:
-                    hot.execute("ROLLBACK")
-                raise
-            return refused
+        with self._rate_write() as conn:
+            return sqlite_audit.admit_call(conn, key_id, slot, window, limit, prev_weight)
+
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        with self._rate_write() as conn:
+            sqlite_audit.add_calls(conn, key_id, slot, window, count)
 
     def publish_rates(self, owner: str, counts: dict[tuple[str, int], int], oldest: int) -> None:
         with self._write() as conn:

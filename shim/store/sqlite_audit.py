@@ -172,6 +172,15 @@ def admit_call(
     return None
 
 
+def add_calls(conn: sqlite3.Connection, key_id: str, slot: int, window: int, count: int) -> None:
+    conn.execute(
+        "INSERT INTO rate_windows (key_id, slot, count) VALUES (?, ?, ?) "
+        "ON CONFLICT (key_id, slot) DO UPDATE SET count = count + excluded.count",
+        (key_id, slot, count),
+    )
+    conn.execute("DELETE FROM rate_windows WHERE key_id = ? AND slot < ?", (key_id, slot - window))
+
+
 QUOTA_SCHEMA = """
 CREATE TABLE quota_figures (
     account TEXT PRIMARY KEY NOT NULL,

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -39,7 +44,7 @@ def test_sliding_estimate_and_retry_after() -> None:
     assert ratelimit.retry_after(3, 0, 3, t0 + 60) >= 1.0
 
 
-def _admit(rates: KeyRates, key_id: str, rate: str, now: float) -> float | None:
+async def _admit(rates: KeyRates, key_id: str, rate: str, now: float) -> float | None:
     """None if KeyRates admits the call, else the seconds it says to wait."""
     parsed = ratelimit.parse_rate(rate)
     key = KeyRecord(
@@ -47,24 +52,25 @@ def _admit(rates: KeyRates, key_id: str, rate: str, now: float) -> float | None:
         rate_per_min=parsed.count, rate_window=parsed.window,
     )  # fmt: skip
     try:
-        rates.check(key, now)
+        await rates.check(key, now)
     except RateLimited as exc:
         return float(exc.message.rsplit("retry in ", 1)[1].rstrip("s"))
     return None
 
 
-def test_hourly_rate_is_exact_in_hours(store: SqliteStore) -> None:
+async def test_hourly_rate_is_exact_in_hours(store: SqliteStore) -> None:
     """--rate 10/h once became 1/min; 60/h let one call a minute through."""
     rates = KeyRates(store)
     hour = 3600.0 * 500
-    admitted = [_admit(rates, "k", "10/h", hour + i) for i in range(11)]
+    admitted = [await _admit(rates, "k", "10/h", hour + i) for i in range(11)]
     assert admitted[:10] == [None] * 10  # ten calls within one minute pass
     wait = admitted[10]
     assert wait is not None and wait > 60  # the eleventh waits for the hour
-    assert all(_admit(rates, "j", "60/h", hour + i) is None for i in range(60))
-    assert _admit(rates, "s", "2/s", hour) is None
-    assert _admit(rates, "s", "2/s", hour + 0.1) is None
-    assert _admit(rates, "s", "2/s", hour + 0.2) is not None  # not 120 in one second
+    assert [await _admit(rates, "j", "60/h", hour + i) for i in range(60)] == [None] * 60
+    assert await _admit(rates, "s", "2/s", hour) is None
+    assert await _admit(rates, "s", "2/s", hour + 0.1) is None
+    assert await _admit(rates, "s", "2/s", hour + 0.2) is not None  # not 120 in one second
+    rates.close()
 
 
 async def test_rate_fault_and_sharing_across_processes(stack: Stack) -> None:
@@ -99,3 +105,100 @@ async def test_rate_fault_and_sharing_across_processes(stack: Stack) -> None:
     # keys without a rate are never limited
     for _ in range(10):
         await stack.call("DataService.echo", "y")
+
+
+def test_local_window_keeps_the_stores_rule() -> None:
+    """What a process decides with while the store does not answer: the same estimate."""
+    rate = ratelimit.Rate(3, 60)
+    window = ratelimit.LocalWindow()
+    t0 = 600.0
+    assert [window.admit(rate, t0 + i) for i in range(3)] == [None] * 3
+    assert window.admit(rate, t0 + 3) == (0, 3)
+    # Half-way into the next minute, 1.5 of the previous 3 still count: one more passes.
+    assert window.admit(rate, t0 + 90) is None
+    assert window.admit(rate, t0 + 90) == (3, 1)
+    # A window with no calls in between starts empty.
+    assert window.admit(rate, t0 + 600) is None
+    # The combined counts the store refused with are learnt.
+    window.learn(0, 3, t0 + 601, 60)
+    assert window.admit(rate, t0 + 602) == (0, 3)
+
+
+class _SlowStore:
+    """A store whose admissions wait until ``answer`` is set (another process holds the
+    write lock); it counts what it admits, and what is added to it afterwards."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.answer = threading.Event()
+        self.fail = fail
+        self.counted: dict[str, int] = {}
+        self.added: list[tuple[str, int, int, int]] = []
+
+    def admit_call(
+        self, key_id: str, slot: int, window: int, limit: int, prev_weight: float
+    ) -> tuple[int, int] | None:
+        self.answer.wait(10)
+        if self.fail:
+            raise sqlite3.OperationalError("database is locked")
+        cur = self.counted.get(key_id, 0)
+        if cur + 1 > limit:
+            return 0, cur
+        self.counted[key_id] = cur + 1
+        return None
+
+    def add_calls(self, key_id: str, slot: int, window: int, count: int) -> None:
+        self.added.append((key_id, slot, window, count))
+        self.counted[key_id] = self.counted.get(key_id, 0) + count
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 5
+    while not check():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+
+
+async def test_a_store_that_does_not_answer_leaves_the_rate_to_this_process(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Calls wait one short deadline at most; the rate holds on this process meanwhile; the
+    episode is logged once and each local decision counted; what was admitted here reaches
+    the shared window when the store answers again."""
+    store = _SlowStore()
+    local: list[int] = []
+    rates = KeyRates(store, deadline=0.05, on_local=lambda: local.append(1))  # type: ignore[arg-type]
+    now = 3600.0 * 500
+    try:
+        took = []
+        waits = []
+        for i in range(8):
+            started = time.monotonic()
+            waits.append(await _admit(rates, "k", "5/h", now + i))
+            took.append(time.monotonic() - started)
+        assert waits[:5] == [None] * 5 and all(w is not None for w in waits[5:])
+        assert max(took) < 0.5 and sum(took) < 0.5  # one deadline, then no waiting at all
+        assert len(local) == 8
+        starts = [r for r in caplog.records if "deciding rates on this process" in r.message]
+        assert len(starts) == 1
+        store.answer.set()  # the lock is gone: the first call's admission lands (admitted)
+        await _until(lambda: store.counted.get("k") == 5)
+        assert store.added == [("k", 3600 * 500, 3600, 4)]  # the 4 the store never saw
+        assert any("answers again" in r.message for r in caplog.records)
+        assert await _admit(rates, "k", "5/h", now + 9) is not None  # the store says full
+    finally:
+        rates.close()
+
+
+async def test_a_failing_store_leaves_the_rate_to_this_process() -> None:
+    store = _SlowStore(fail=True)
+    store.answer.set()
+    rates = KeyRates(store, deadline=0.5)  # type: ignore[arg-type]
+    now = 3600.0 * 500
+    try:
+        waits = [await _admit(rates, "k", "2/h", now + i) for i in range(3)]
+        assert waits[:2] == [None, None] and waits[2] is not None
+        store.fail = False
+        assert await _admit(rates, "other", "2/h", now + 4) is None  # the store is back
+        await _until(lambda: store.counted.get("k") == 2)
+    finally:
+        rates.close()

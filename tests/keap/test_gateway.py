@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shim.errors import UpstreamAuthError
+from shim.errors import AccountTokenRefused
 from shim.keap.budget import Budget
 from shim.keap.client import UpstreamResponse
 from shim.keap.gateway import Gateway
@@ -88,17 +88,24 @@ async def test_401_means_one_refresh_and_one_retry() -> None:
 
 
 async def test_a_second_401_is_a_fault_not_retried_again() -> None:
+    """Keap's 401 to the token a refresh just produced is the legacy ``[InvalidKey]`` (code 2),
+    in words that say whose credential it is: the account's, not the script's key."""
     fakes = Fakes(401, 401, 200)
-    with pytest.raises(UpstreamAuthError, match="account a's access token"):
+    with pytest.raises(AccountTokenRefused) as info:
         await gateway(fakes).send(OAUTH, "http://keap/xmlrpc", b"x", {})
     assert fakes.refreshes == 1 and len(fakes.sent) == 2
+    refused = info.value
+    assert refused.fault_code == 2 and refused.fault_string.startswith("[InvalidKey]")
+    assert "keyshim account a" in refused.message
+    assert "not your keyshim key" in refused.message
+    assert "shim account authorize a" in refused.message
 
 
 async def test_a_token_refreshed_for_a_401_is_not_refreshed_for_another() -> None:
     fakes = Fakes(401, 200, 401, 200)
     gw = gateway(fakes)
     assert (await gw.send(OAUTH, "http://keap/xmlrpc", b"x", {})).status == 200
-    with pytest.raises(UpstreamAuthError, match="again"):
+    with pytest.raises(AccountTokenRefused, match="keyshim account a"):
         await gw.send(OAUTH, "http://keap/xmlrpc", b"x", {})
     assert fakes.refreshes == 1 and len(fakes.sent) == 3
 
@@ -175,8 +182,8 @@ async def test_burst_through_keyshim_never_sees_a_429(stack: Stack) -> None:
 
 async def test_keap_refusing_every_token_gets_one_refresh_then_faults(stack: Stack) -> None:
     """Keap answers 401 whatever the token (issue 11): the first 401 refreshes the chain; the
-    token that refresh produced is never refreshed again because of a 401: its calls fault,
-    naming the account, without another refresh each."""
+    token that refresh produced is never refreshed again because of a 401: its calls get
+    ``[InvalidKey]`` naming the account, without another refresh each."""
     before = stack.sim.stats()["refreshes_served"]
     stack.sim.fail_xmlrpc_requests(*["401"] * 8)
     faults = [await stack.fault("DataService.echo", "hello") for _ in range(4)]
@@ -184,5 +191,6 @@ async def test_keap_refusing_every_token_gets_one_refresh_then_faults(stack: Sta
     # one call with a refresh and its retry, then one request a call
     assert stack.sim.stats()["xmlrpc_failures_pending"] == 8 - 2 - 3
     for fault in faults:
-        assert fault.string.startswith("[UpstreamAuth]"), fault.string
-        assert "account prod" in fault.string, fault.string
+        assert fault.code == 2 and fault.string.startswith("[InvalidKey]"), fault.string
+        assert "keyshim account prod" in fault.string, fault.string
+        assert "shim account authorize prod" in fault.string, fault.string

@@ -130,6 +130,7 @@ async def test_gzip_request_and_size_limit(stack: Stack) -> None:
     assert xmlrpc.parse_response(response.content) == "zipped"
     bomb = gzip.compress(b"<" * (stack.settings.max_body + 10))
     response = await stack.post(bomb, headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 413 and response.headers["connection"] == "close"
     with pytest.raises(xmlrpc.Fault) as info:
         xmlrpc.parse_response(response.content)
     assert info.value.string.startswith("[RequestTooLarge]")

@@ -559,16 +559,16 @@ def test_400_after_an_early_answer_is_not_a_second_answer(rig: Rig) -> None:
 
 @pytest.mark.parametrize("how", ["declared", "chunked"])
 def test_413_body_over_the_limit_is_never_forwarded(rig: Rig, how: str) -> None:
-    """keyshim's body limit. It answers as Keap answers everything, with a fault over HTTP 200
-    (``[RequestTooLarge]``, code 107; legacy clients read faults, not statuses), and closes:
-    the answer that stands for a 413. A length over the limit is refused from the head alone;
-    a chunked body once it passes the limit."""
+    """keyshim's body limit: HTTP 413 carrying a well-formed fault (``[RequestTooLarge]``, code
+    107, for a script that reads the body whatever the status), and the connection closed. A
+    length over the limit is refused from the head alone; a chunked body once it passes the
+    limit."""
     if how == "declared":
         raw = request(b"").replace(b"Content-Length: 0", b"Content-Length: %d" % (MAX_BODY + 1))
     else:
         raw = request(echo_body(rig.key, MAX_BODY + 1)[0], chunked=256 * 1024)
     done = exchange(rig, raw, plan=[len(raw)], settle=0.2)
-    assert [a.status for a in done.answers] == [200]
+    assert [a.status for a in done.answers] == [413]
     assert done.answers[0].headers.get("connection") == "close"
     with pytest.raises(xmlrpc.Fault) as fault:
         done.answers[0].value()
@@ -579,16 +579,16 @@ def test_413_body_over_the_limit_is_never_forwarded(rig: Rig, how: str) -> None:
 
 
 def test_chunk_declared_over_the_limit_is_refused_at_its_size_line(rig: Rig) -> None:
-    """A chunk whose size line alone takes the body over the limit is refused as soon as that
-    line is read (the same ``[RequestTooLarge]`` answer as above), not after the body timeout
-    while its data trickles in or never comes."""
+    """A chunk whose size line alone takes the body over the limit is refused with 413 as soon
+    as that line is read (the same answer as above), not after the body timeout while its data
+    trickles in or never comes."""
     server = start_shim(replace(rig.settings, body_timeout=5.0), rig.servers)
     head = request(b"", chunked=1).split(b"\r\n\r\n")[0] + b"\r\n\r\n"
     raw = head + b"%x\r\n" % (MAX_BODY + 1) + b"<" * 1000  # the rest of the chunk never comes
     started = time.monotonic()
     done = exchange(rig, raw, plan=[len(raw)], port=server.port, settle=0.2)
     took = time.monotonic() - started
-    assert [a.status for a in done.answers] == [200]
+    assert [a.status for a in done.answers] == [413]
     assert took < 2.0, f"answered after {took:.1f}s"
     assert done.answers[0].headers.get("connection") == "close"
     with pytest.raises(xmlrpc.Fault) as fault:

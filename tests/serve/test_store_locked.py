@@ -2,7 +2,9 @@
 SQLite write lock for seconds, the background work (the scheduler refreshing a due chain, the
 audit flush, rate and quota publishing) waits in worker threads, and calls that need nothing
 from the store answer in normal time: a keyless ``DataService.echo`` and a call whose key,
-account and fresh token are cached."""
+account and fresh token are cached. So do calls of a key with a rate (admitted by this
+process alone while the store does not answer, the limit still held) and of a key used for
+the first time."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import asyncio
 import sqlite3
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import pytest
@@ -19,7 +22,7 @@ from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
 from tests.support.sim_server import serve_simulator
-from tests.support.stack import Stack
+from tests.support.stack import Stack, add_key_account, issue_key
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -93,6 +96,110 @@ async def test_calls_answer_while_another_connection_holds_the_write_lock(
             await stack.app.shutdown()
 
 
+RATED = 10  # the rated key's calls an hour (an hour: the test never spans two windows' worth)
+FAST = 0.5  # each call during the lock answers within this
+
+
+@pytest.mark.slow
+async def test_rated_and_new_keys_answer_while_another_connection_holds_the_write_lock(
+    settings: Settings, store: SqliteStore
+) -> None:
+    """A key with a rate costs a store round trip per call (the shared window): with the
+    store locked, its calls are decided by this process's own window, in normal time and
+    still within the rate, and the calls it let through reach the shared window afterwards.
+    A key used for the first time, of an account already known or of a new one, is read
+    without holding up anyone."""
+    # Keap's quota budget off: five scripts on two credentials would otherwise wait for it.
+    fast = replace(settings, scheduler_interval=0.2, audit_flush=0.2, keap_limits="off")
+    sim = Simulator(SimConfig())
+    async with serve_simulator(sim) as base:
+        stack = Stack(fast, store, sim, base)
+        rated = issue_key(store, fast, "prod", rate_per_min=RATED, rate_window=3600.0)
+        fresh = issue_key(store, fast, "prod", label="first used during the lock")
+        add_key_account(store, sim, base, "sak")
+        other = issue_key(store, fast, "sak", label="a new account's key")
+        await stack.app.startup()
+        try:
+            for n in range(3):  # counted in the shared window before the lock
+                assert await stack.call("DataService.echo", f"r{n}", key=rated) == f"r{n}"
+            assert await stack.call("DataService.echo", "warm") == "warm"
+            taken = threading.Event()
+            holder = threading.Thread(
+                target=_hold_write_lock, args=(store.path, HOLD, taken), daemon=True
+            )
+            holder.start()
+            assert await asyncio.to_thread(taken.wait, 5)
+            # Five scripts, each sending a call every 0.1 s; a call's time runs from when it
+            # was due to be sent, so a loop stalled between calls counts against the next.
+            stop = time.monotonic() + HOLD - 1.5
+            slowest: dict[str, float] = {}
+            answers: dict[str, list[object]] = {}
+
+            async def script(name: str, call: Callable[[int], Awaitable[object]]) -> None:
+                started, n = time.monotonic(), 0
+                while (due := started + 0.1 * n) < stop:
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
+                    answers.setdefault(name, []).append(await call(n))
+                    slowest[name] = max(slowest.get(name, 0.0), time.monotonic() - due)
+                    n += 1
+
+            await asyncio.gather(
+                script("keyless", lambda n: _keyless(stack, f"{n}")),
+                script("cached", lambda n: stack.call("DataService.echo", f"{n}")),
+                script("rated", lambda n: _answer(stack, rated, f"{n}")),
+                script("new key", lambda n: stack.call("DataService.echo", f"{n}", key=fresh)),
+                script("new account", lambda n: stack.call("DataService.echo", f"{n}", key=other)),
+            )
+            for name in ("keyless", "cached", "new key", "new account"):
+                assert answers[name] == [str(n) for n in range(len(answers[name]))], name
+            admitted = sum(1 for n, got in enumerate(answers["rated"]) if got == str(n))
+            refused = [got for got in answers["rated"] if isinstance(got, xmlrpc.Fault)]
+            print(
+                f"calls during the lock: {len(answers['rated'])} of each kind; slowest: "
+                + ", ".join(f"{name} {took:.3f}s" for name, took in slowest.items())
+                + f"; rated key: {admitted} admitted, {len(refused)} refused"
+            )
+            assert all(took < FAST for took in slowest.values()), slowest
+            assert admitted == RATED - 3
+            assert len(refused) == len(answers["rated"]) - admitted
+            assert all(fault.string.startswith("[RateLimited]") for fault in refused), refused
+            await asyncio.to_thread(holder.join, HOLD + 5)
+            # The calls this process let through alone reach the shared window: another
+            # process (or this one, once the store answers) sees the key as spent.
+            deadline = time.monotonic() + 10
+            while _counted(store, rated) < RATED:
+                assert time.monotonic() < deadline, f"shared window: {_counted(store, rated)}"
+                await asyncio.sleep(0.1)
+            assert _counted(store, rated) == RATED
+            fault = await _answer(stack, rated, "after")
+            assert isinstance(fault, xmlrpc.Fault) and fault.string.startswith("[RateLimited]")
+        finally:
+            await stack.client.aclose()
+            await stack.app.shutdown()
+
+
+async def _answer(stack: Stack, key: str, text: str) -> object:
+    """The call's answer, or its fault."""
+    response = await stack.post(xmlrpc.dumps_call("DataService.echo", [key, text]))
+    assert response.status_code == 200, response.text
+    try:
+        return xmlrpc.parse_response(response.content)
+    except xmlrpc.Fault as fault:
+        return fault
+
+
+def _counted(store: SqliteStore, key: str) -> int:
+    """The rated key's calls in the shared window (every slot it still has)."""
+    from shim.access import keys
+
+    key_id = keys.key_id_of(key)
+    with sqlite3.connect(store.path) as conn:
+        row = conn.execute(
+            "SELECT COALESCE(SUM(count), 0) FROM rate_windows WHERE key_id = ?", (key_id,)
+        ).fetchone()
+    return int(row[0])
+
+
 def _generation(store: SqliteStore) -> int:
     chain = store.get_chain("prod")
     assert chain is not None
@@ -136,4 +243,4 @@ async def test_a_cached_call_takes_no_thread_hop_and_reads_only_store_caches(
     for n in range(20):
         assert await stack.call("DataService.echo", str(n)) == str(n)
     assert hops == []
-    assert set(called) <= {"get_key", "chain_generation"}, called
+    assert set(called) <= {"peek_key", "peek_generation"}, called

@@ -22,7 +22,7 @@ import pytest
 
 from shim.errors import StaleTokenWrite
 from shim.models import CallRecord, RefreshJournal
-from shim.store.protocol import Store, StoreConflict
+from shim.store.protocol import UNREAD, Store, StoreConflict
 from shim.store.secrets import DecryptError, SecretBox, generate_master_key
 from shim.store.sqlite import MIGRATIONS, SqliteStore
 from tests.support.records import SECRETS
@@ -466,6 +466,34 @@ def test_per_call_reads_see_every_commit_within_a_second(store: Store, other: St
     eventually(lambda: (other.get_key("k2") or _key()).revoked_at == 7.0)
 
 
+def test_peeks_answer_as_the_reads_do_or_not_at_all(store: Store, other: Store) -> None:
+    """The per-call peeks (asked on the event loop, so they never wait) give the read's own
+    answer, or UNREAD; once read, a key or generation is answered without a round trip."""
+    store.add_key(_key("k1"))
+    store.put_tokens("prod", _pair(1), now=1.0)
+    _peeked_once_read(store.peek_key, store.get_key, "k1")
+    _peeked_once_read(store.peek_key, store.get_key, "missing")
+    _peeked_once_read(store.peek_generation, store.chain_generation, "prod")
+    _peeked_once_read(store.peek_generation, store.chain_generation, "nobody")
+    other.revoke_key("k1", at=5.0)  # a change made elsewhere is never peeked stale for long
+    eventually(lambda: (store.get_key("k1") or _key()).revoked_at == 5.0)
+    peeked = store.peek_key("k1")
+    assert peeked is UNREAD or (peeked is not None and peeked.revoked_at == 5.0)
+
+
+def _peeked_once_read(
+    peek: Callable[[str], object], read: Callable[[str], object], arg: str
+) -> None:
+    assert peek(arg) in (UNREAD, read(arg))
+
+    def answered() -> bool:
+        read(arg)  # PostgreSQL keeps what it reads once its change listener vouches
+        return peek(arg) is not UNREAD
+
+    eventually(answered)
+    assert peek(arg) == read(arg)
+
+
 # -- rates, budget, quota, audit -------------------------------------------------------------
 
 
@@ -483,6 +511,20 @@ def test_admit_call_limits_the_combined_count(store: Store, other: Store) -> Non
     assert store.admit_call("s", 1000, 1, 2, 1.0) is None
     assert store.admit_call("s", 1000, 1, 2, 1.0) is None
     assert other.admit_call("s", 1000, 1, 2, 1.0) == (0, 2)
+
+
+def test_added_calls_count_against_the_shared_window(store: Store, other: Store) -> None:
+    """Calls a process admitted on its own (the store did not answer) join the window."""
+    assert store.admit_call("k", 600, 60, 5, 1.0) is None
+    other.add_calls("k", 600, 60, 3)
+    store.add_calls("new", 600, 60, 2)
+    assert store.admit_call("k", 600, 60, 5, 1.0) is None
+    assert other.admit_call("k", 600, 60, 5, 1.0) == (0, 5)
+    assert store.admit_call("new", 600, 60, 3, 1.0) is None
+    assert store.admit_call("new", 600, 60, 3, 1.0) == (0, 3)
+    # Windows before the previous one are forgotten: 600's 5 no longer weigh on 660.
+    other.add_calls("k", 720, 60, 1)
+    assert store.admit_call("k", 660, 60, 1, 1.0) is None
 
 
 def test_admit_call_is_exact_under_concurrency(db: str, store: Store) -> None:
