@@ -7,7 +7,7 @@ calls take, so it gets:
   wait, or its service key as ``X-Keap-API-Key`` (Keap documents that header for PATs and
   SAKs on REST too);
 * the same 401 rule: a 401 means Keap did not run the request, so one single-flight refresh
-  and one retry; a second 401 is ``[UpstreamAuth]``, as for XML-RPC;
+  and one retry; a second 401 is ``[InvalidKey]`` naming the account, as for XML-RPC;
 * the same quota budget: a call that fans out into three REST requests waits for three turns.
 
 And:
