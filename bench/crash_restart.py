@@ -120,7 +120,7 @@ def measure(h: Harness, step: Step) -> Row:
         token = "unspent"
     elif h.chain().generation > before.generation:
         token = "rotated, stored"
-    elif step.how == "refuse":
+    elif step.how == "refuse" or step.name == failpoints.AFTER_WRITE_AHEAD:
         token = "rotated, sealed file"
     else:
         token = "rotated, answer lost"

@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import signal
 
-#: The steps of a refresh, in order (see chains.Chains._refresh_locked).
-POINTS = ("before_journal", "after_journal", "after_answer", "after_store")
+#: Keap's new pair is sealed in its recovery file (written ahead of the store write).
+AFTER_WRITE_AHEAD = "after_write_ahead"
+#: The steps of a refresh, in order (see chains.Chains._refresh_locked and _keep).
+POINTS = ("before_journal", "after_journal", "after_answer", AFTER_WRITE_AHEAD, "after_store")
 #: Only when the store refuses the new pair (chains.Chains._keep_aside): the pair is sealed in
 #: its recovery file, and not stored.
 AFTER_RECOVERY_FILE = "after_recovery_file"

@@ -11,8 +11,9 @@ after a crash) goes through ``Chains.refresh``:
    chain's generation. The lock dies with its holder (no TTL), so a killed host blocks nobody;
 3. after taking the lock the chain is read again: somebody may have refreshed meanwhile;
 4. a journal row ("refresh in flight": which token, by whom, when) is written durably before the
-   token endpoint is called, and the new pair is stored durably the moment it arrives, before
-   anything uses it;
+   token endpoint is called; the new pair is sealed into its recovery file the moment it
+   arrives (so a death before the store write leaves it for the next start) and stored
+   durably before anything uses it;
 5. every chain write is fenced on the generation the refresh started from, so a writer that
    lost its lock cannot overwrite a newer pair or kill a chain someone else rotated: the store
    refuses (``StaleTokenWrite``) and this process uses the stored chain. A "spent" answer
@@ -128,6 +129,9 @@ class Chains:
         self._grants: set[asyncio.Task[Any]] = set()
         #: Pairs Keap issued that the store has not taken yet, served from here meanwhile.
         self._unsaved: dict[str, Chain] = {}
+        #: For each of them, the stored generation it follows (a pair kept aside on top of
+        #: another one still follows the stored chain: the one between is spent).
+        self._bases: dict[str, int] = {}
         self._writebacks: dict[str, asyncio.Task[None]] = {}
 
     # -- the hot path -------------------------------------------------------------------
@@ -203,7 +207,7 @@ class Chains:
         the store yet) follows the stored one, and fenced writes name the stored one."""
         unsaved = self._unsaved.get(chain.account)
         if unsaved is not None and unsaved.generation == chain.generation:
-            return chain.generation - 1
+            return self._bases[chain.account]
         return chain.generation
 
     async def _foreign_refresh_alive(self, chain: Chain) -> bool:
@@ -367,33 +371,65 @@ class Chains:
         return fresh
 
     async def _keep(self, chain: Chain, pair: TokenPair) -> Chain:
-        """Store a pair Keap issued; if the store refuses, keep it aside (never drop it)."""
+        """Store a pair Keap issued; if the store refuses, keep it aside (never drop it).
+
+        The pair is sealed into its recovery file first (one small fsynced write per refresh,
+        about once a day per account), so a process killed before the store commits, which
+        under a busy store can be seconds, leaves the pair for the next start to apply
+        (``adopt_recovered``): only the instant between Keap's answer and that write is
+        left where a death loses the chain."""
         name, now = chain.account, self.clock()
+        base = self._stored_generation(chain)
+        ahead = await self._write_ahead(RecoveredPair(name, pair, base, now))
+        failpoints.hit(failpoints.AFTER_WRITE_AHEAD)
         try:
-            fresh = await off_loop(
-                self.store.put_tokens, name, pair, now, generation=self._stored_generation(chain)
-            )
+            fresh = await off_loop(self.store.put_tokens, name, pair, now, generation=base)
         except StaleTokenWrite as exc:
             # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
             # imported a pair). Our pair is never written over the newer one.
             self._observe(name, "fenced")
             log.error("account %s: %s; using the stored chain", name, exc.message)
+            await self._discard_kept(name, ahead)
             latest = await off_loop(self.store.get_chain, name)
             if latest is None:
                 raise NoTokens() from None
             self._cache[name] = latest
             return latest
         except Exception as exc:
-            return await self._keep_aside(chain, pair, now, exc)
+            return await self._keep_aside(chain, pair, now, exc, written=ahead)
         failpoints.hit("after_store")
         self._cache[name] = fresh
-        if self._unsaved.pop(name, None) is not None and self.recovery is not None:
-            self.recovery.remove(name)  # this pair follows the one kept aside: that is spent
+        # Stored: the file (this pair's, or an older one kept aside, which is spent) goes.
+        await self._discard_kept(name, ahead)
         return fresh
 
-    async def _keep_aside(self, chain: Chain, pair: TokenPair, now: float, exc: Exception) -> Chain:
-        """The store refused a new pair: recovery file, memory, alert, write back later."""
-        name = chain.account
+    async def _write_ahead(self, kept: RecoveredPair) -> bool:
+        """Seal a new pair into its recovery file before the store write; False (and a
+        warning: the store write is still tried) when there is no file or it fails."""
+        if self.recovery is None:
+            return False
+        try:
+            await off_loop(self.recovery.write, kept)
+        except Exception as exc:
+            log.warning("account %s: recovery file not written ahead (%s)", kept.account, exc)
+            return False
+        return True
+
+    async def _discard_kept(self, name: str, written: bool) -> None:
+        """The store has this pair or a newer one: forget what was kept aside, in memory and
+        on disk."""
+        if (self._forget_unsaved(name) or written) and self.recovery is not None:
+            try:
+                await off_loop(self.recovery.remove, name)
+            except Exception:  # a stale file is judged stale at the next start
+                log.exception("account %s: the recovery file could not be removed", name)
+
+    async def _keep_aside(
+        self, chain: Chain, pair: TokenPair, now: float, exc: Exception, *, written: bool
+    ) -> Chain:
+        """The store refused a new pair: recovery file (unless already ``written`` ahead),
+        memory, alert, write back later."""
+        name, base = chain.account, self._stored_generation(chain)
         unsaved = Chain(
             name,
             pair.access_token,
@@ -404,10 +440,13 @@ class Chains:
             last_refresh_at=now,
         )
         self._unsaved[name] = self._cache[name] = unsaved
+        self._bases[name] = base
         where = "memory only"
-        if self.recovery is not None:
+        if self.recovery is not None and written:
+            where = str(self.recovery.path(name))
+        elif self.recovery is not None:
             try:
-                where = str(self.recovery.write(RecoveredPair(name, pair, chain.generation, now)))
+                where = str(self.recovery.write(RecoveredPair(name, pair, base, now)))
             except Exception:
                 log.exception("account %s: the recovery file could not be written", name)
         failpoints.hit(failpoints.AFTER_RECOVERY_FILE)
@@ -446,10 +485,15 @@ class Chains:
         """One try to store the unsaved pair; True when the store took it now."""
         unsaved = self._unsaved[name]
         pair = TokenPair(unsaved.access_token, unsaved.refresh_token, unsaved.expires_at)
-        kept = RecoveredPair(name, pair, unsaved.generation - 1, unsaved.refresh_issued_at)
+        kept = RecoveredPair(name, pair, self._bases[name], unsaved.refresh_issued_at)
         self._apply(kept, self.store.get_chain(name))
-        self._unsaved.pop(name, None)
+        self._forget_unsaved(name)
         return True
+
+    def _forget_unsaved(self, name: str) -> bool:
+        """The store has the pair kept aside, or a newer one: stop serving it from memory."""
+        self._bases.pop(name, None)
+        return self._unsaved.pop(name, None) is not None
 
     def _adopt(self, chain: Chain) -> Chain:
         """Apply a recovery file for ``chain`` left by another (maybe dead) process."""
@@ -503,8 +547,8 @@ class Chains:
         applied = []
         for name in self.recovery.accounts():
             chain = self.store.get_chain(name)
-            if chain is None:
-                continue
+            if chain is None or self.store.lock_holder(refresh_lock(name)) is not None:
+                continue  # a live refresh's file, written ahead of its store write: its own
             try:
                 if self._adopt(chain) is not chain:
                     applied.append(name)

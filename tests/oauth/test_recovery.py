@@ -206,3 +206,36 @@ async def test_a_later_refresh_replaces_the_pair_kept_aside(rig: Rig) -> None:
     assert await rig.chains.access_token(rig.account) == (NEW_AT + "-2", fresh.generation)
     assert rig.chains.refreshes == 2 and rig.stored().refresh_token == NEW_RT + "-2"
     assert not rig.recovery.path("prod").exists()
+
+
+async def test_a_second_refused_pair_follows_the_stored_chain_not_the_one_kept_aside(
+    rig: Rig,
+) -> None:
+    """The store takes the journal but refuses the new pair twice running (it flaps): the
+    second pair, kept aside on top of the first, must still apply to the stored chain, by
+    the write-back and after a restart alike. (It used to name the unsaved generation as the
+    one it follows, so the store, still at the older one, judged it stale and dropped it.)"""
+    never = asyncio.Event()
+
+    async def no_write_back(seconds: float) -> None:
+        await never.wait()
+
+    before = rig.store.get_chain("prod")
+    assert before is not None
+    rig.chains.sleep = no_write_back
+    rig.lock_on_answer = True
+    _, generation = await rig.chains.access_token(rig.account)
+    rig.unlock()  # the journal of the next refresh gets in; its pair does not
+    second = await rig.chains.refresh(rig.account, seen_generation=generation, reason="forced")
+    assert second.refresh_token == NEW_RT + "-2" and rig.stored().refresh_token == OLD_RT
+    kept = rig.recovery.read("prod")
+    assert kept is not None and kept.pair.refresh_token == NEW_RT + "-2"
+    assert kept.base_generation == before.generation  # the stored one
+    rig.unlock()
+
+    # The process dies here; the next one applies the file before any refresh.
+    upstream = Upstream(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    restarted = Chains(rig.store, upstream, rig.settings, recovery=rig.recovery)
+    assert restarted.adopt_recovered() == ["prod"]
+    assert rig.stored().refresh_token == NEW_RT + "-2"
+    await upstream.aclose()

@@ -614,7 +614,9 @@ class CrashCase:
     journal: bool  # a refresh-in-flight journal row survives the crash
     rotated: bool  # Keap consumed the stored refresh token (and issued a new pair)
     stored: bool  # keyshim stored the new pair before it died
-    outcome: str  # after a restart: "refresh on next call", "recovered", "dead", "nothing to do"
+    #: after a restart: "refresh on next call", "recovered", "adopted" (from its recovery
+    #: file), "dead", "nothing to do"
+    outcome: str
 
 
 CRASHES = {
@@ -625,6 +627,7 @@ CRASHES = {
     "hold-before": CrashCase("hold", "before", True, False, False, "recovered"),
     "hold-after": CrashCase("hold", "after", True, True, False, "dead"),
     "after_answer": CrashCase("failpoint", "after_answer", True, True, False, "dead"),
+    "after_write_ahead": CrashCase("failpoint", "after_write_ahead", True, True, False, "adopted"),
     "after_store": CrashCase("failpoint", "after_store", False, True, True, "nothing to do"),
 }
 
@@ -697,12 +700,12 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     with ThreadPoolExecutor(len(first)) as pool:
         list(pool.map(lambda c: crash_by_failpoint(h, c), first))
     stats = sim.stats()
-    assert stats["refresh_requests"] == stats["refreshes_served"] == 1  # after_answer's
+    assert stats["refresh_requests"] == stats["refreshes_served"] == 2  # after_answer's, ...
     crash_while_held(h, crashes["hold-before"])
     crash_while_held(h, crashes["hold-after"])
     crash_by_failpoint(h, crashes["after_store"])
     stats = sim.stats()
-    assert stats["refresh_requests"] == 4 and stats["refreshes_served"] == 3
+    assert stats["refresh_requests"] == 5 and stats["refreshes_served"] == 4
 
     found: dict[str, str] = {}
     for name, c in crashes.items():
@@ -763,12 +766,19 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
     log = restarted.log()
     for name, c in crashes.items():
         chain = h.chain(name)  # never deleted, whatever happened
-        assert (f"account {name}: found an unfinished refresh" in log) == c.case.journal, name
+        unfinished = c.case.journal and c.case.outcome != "adopted"
+        assert (f"account {name}: found an unfinished refresh" in log) == unfinished, name
         if c.case.outcome == "recovered":  # before any call: recovery's own doing
             assert chain.state == "ok" and chain.failures == 0
             assert chain.generation == c.before.generation + 1
             assert h.rotations(name) == 1
             outcome[name].append("recovered at startup")
+        elif c.case.outcome == "adopted":  # the sealed pair, stored before any refresh
+            assert chain.state == "ok" and chain.failures == 0 and chain.in_flight is None
+            assert chain.generation == c.before.generation + 1
+            assert h.rotations(name) == 1  # the pair Keap issued to the dead process, kept
+            assert f"account {name}: stored the pair kept in the recovery file" in log
+            outcome[name].append("its recovery file applied at startup")
         elif c.case.outcome == "dead":
             assert chain.state == "needs_reauth" and chain.generation == c.before.generation
             assert chain.last_error and "Invalid Refresh Token" in chain.last_error
@@ -779,10 +789,10 @@ def test_crash_at_each_step_of_a_refresh(h: Harness) -> None:
             assert h.rotations(name) == 0
 
     stats0 = sim.stats()
-    # Recovery tried each journaled account once (two refreshes, two "spent" answers), and
-    # after_store refreshed once more after the restart.
-    assert stats0["refresh_requests"] == 4 + len(journaled) + 1
-    assert stats0["refreshes_served"] == 3 + 2 + 1
+    # Recovery tried each journaled account but the adopted one once (two refreshes, two
+    # "spent" answers), and after_store refreshed once more after the restart.
+    assert stats0["refresh_requests"] == 5 + len(journaled) - 1 + 1
+    assert stats0["refreshes_served"] == 4 + 2 + 1
     for name, c in crashes.items():
         if name == "after_store":
             continue
