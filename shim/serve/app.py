@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from shim import __version__
-from shim.oauth.health import account_healths
+from shim.oauth.health import Health, account_healths
 from shim.oauth.scheduler import Scheduler
 from shim.serve.admin.app import AdminApp
 from shim.serve.asgi import Receive, Scope, Send, plain
@@ -26,6 +26,7 @@ from shim.serve.rest_passthrough import RestPassthrough, is_rest_path
 from shim.serve.services import Services, ServicesFactory
 from shim.settings import Settings
 from shim.store.copy import SERVING
+from shim.store.offloop import Lane
 from shim.store.protocol import HeldLock
 
 __all__ = ["XMLRPC_PATHS", "KeyshimApp", "Services", "ServicesFactory"]
@@ -35,6 +36,9 @@ XMLRPC_PATHS = frozenset({"/api/xmlrpc", "/api/xmlrpc/", "/api/xmlrpc/v1"})
 log = logging.getLogger("shim.serve.app")
 Handler = Callable[[Services, Scope, Receive, Send], Coroutine[Any, Any, None]]
 
+
+#: How long /healthz and /metrics wait for the store before answering without it.
+HEALTH_DEADLINE = 2.0
 
 class KeyshimApp:
     """ASGI callable. ``factory`` builds Services (tests inject transports and stores)."""
@@ -50,6 +54,12 @@ class KeyshimApp:
         self._rest = RestPassthrough(settings, clock, self._calls)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._serving: HeldLock | None = None
+        # Health reads for /healthz and /metrics: one thread of their own, one read at a time
+        # shared by concurrent probes, so a monitor polling a stuck store neither stalls the
+        # loop nor takes the threads refreshes need.
+        self._health_lane = Lane("shim-health", 1)
+        self._health_read: asyncio.Future[list[Health]] | None = None
+        self._last_healths: list[Health] = []
         on_this_port = settings.admin and not settings.admin_port
         self.admin = AdminApp(settings, self.startup, clock) if on_this_port else None
 
@@ -89,6 +99,7 @@ class KeyshimApp:
         await self.services.alerter.drain()
         self.services.audit.flush_now()
         self.services.rates.close()
+        self._health_lane.close()
         await self.services.upstream.aclose()
         if self._serving is not None:
             self._serving.release()
@@ -132,7 +143,8 @@ class KeyshimApp:
             await self._healthz(send)
         elif path == "/metrics" and scope["method"] == "GET":
             services = await self.startup()
-            body = services.metrics.render(account_healths(services.store, self.clock()))
+            healths = await self._healths(services)  # a late store: the last figures read
+            body = services.metrics.render(self._last_healths if healths is None else healths)
             await plain(send, 200, body, [(b"content-type", METRICS_TYPE.encode())])
         else:
             # A script pointed at the wrong path (Keap's /crm/xmlrpc/v1, /xmlrpc, /) must learn
@@ -153,13 +165,33 @@ class KeyshimApp:
         finally:
             services.metrics.in_flight.dec()
 
+    async def _healths(self, services: Services) -> list[Health] | None:
+        """Every account's health, read off the loop; None when the store does not answer
+        within ``HEALTH_DEADLINE`` (or fails): the read goes on, and the next probe shares it."""
+        if self._health_read is None or self._health_read.done():
+            self._health_read = self._health_lane.start(
+                account_healths, services.store, self.clock()
+            )
+        try:
+            healths = await asyncio.wait_for(asyncio.shield(self._health_read), HEALTH_DEADLINE)
+        except TimeoutError:
+            return None
+        except Exception as exc:
+            log.warning("health read failed: %s", exc)
+            return None
+        self._last_healths = healths
+        return healths
+
     async def _healthz(self, send: Send) -> None:
         services = await self.startup()
-        healths = account_healths(services.store, self.clock())
-        usable = all(h.usable for h in healths)
+        healths = await self._healths(services)
+        usable = healths is not None and all(h.usable for h in healths)
+        status = "ok" if usable else "unhealthy"
+        if healths is None:
+            status, healths = "store not answering", self._last_healths
         body = json.dumps(
             {
-                "status": "ok" if usable else "unhealthy",
+                "status": status,
                 "version": __version__,
                 "accounts": {
                     h.account: {"kind": h.kind, "state": h.state, **h.facts} for h in healths

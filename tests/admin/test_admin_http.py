@@ -3,6 +3,9 @@ default."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -10,6 +13,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from shim import xmlrpc
 from shim.cli import cli
 from shim.models import Account
 from shim.serve.admin import passwords, sessions
@@ -19,6 +23,7 @@ from shim.serve.runtime import build_services, create_admin_app
 from shim.settings import Settings
 from shim.store.sqlite import SqliteStore
 from tests.admin.support import PASSWORD, csrf_of, log_in, set_password
+from tests.support.locks import hold_write_lock
 from tests.support.servers import BackgroundServer
 
 pytestmark = pytest.mark.anyio
@@ -222,3 +227,35 @@ def test_set_password_command(settings: Settings, store: SqliteStore) -> None:
     assert stored is not None and stored.startswith("scrypt$") and PASSWORD not in stored
     assert passwords.verify_password(PASSWORD, stored)
     assert not passwords.verify_password("wrong password", stored)
+
+
+async def test_the_admin_page_waits_on_a_locked_store_without_stalling_calls(
+    client: httpx.AsyncClient, store: SqliteStore
+) -> None:
+    """Issue 11 §2: an admin action whose store write waits on another connection's write
+    lock waits in a worker thread; calls on the same server answer meanwhile."""
+    store.add_account(Account("prod", "service_key", 1.0, service_key="KeapAK-x"))
+    assert (await log_in(client)).status_code == 303
+    csrf = csrf_of((await client.get("/admin/keys")).text)
+    taken, hold = threading.Event(), 3.0
+    holder = threading.Thread(target=hold_write_lock, args=(store.path, hold, taken))
+    holder.start()
+    assert await asyncio.to_thread(taken.wait, 5)
+    started = time.monotonic()
+    issuing = asyncio.create_task(
+        client.post("/admin/keys", data={"csrf": csrf, "account": "prod", "label": "late"})
+    )
+    await asyncio.sleep(0.2)  # the issue is waiting on the lock by now
+    echoes = []
+    for n in range(5):
+        sent = time.monotonic()
+        body = xmlrpc.dumps_call("DataService.echo", [f"e{n}"])
+        answer = await client.post("/api/xmlrpc", content=body)
+        assert xmlrpc.parse_response(answer.content) == f"e{n}"
+        echoes.append(time.monotonic() - sent)
+    assert not issuing.done()  # still waiting on the store
+    page = await issuing
+    await asyncio.to_thread(holder.join, 10)
+    assert page.status_code == 200 and "late" in page.text
+    assert time.monotonic() - started >= hold - 0.5
+    assert max(echoes) < 0.5, echoes

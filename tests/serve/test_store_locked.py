@@ -18,9 +18,11 @@ from dataclasses import replace
 import pytest
 
 from shim import xmlrpc
+from shim.serve.app import HEALTH_DEADLINE
 from shim.settings import Settings
 from shim.simulator import SimConfig, Simulator
 from shim.store.sqlite import SqliteStore
+from tests.support.locks import hold_write_lock
 from tests.support.sim_server import serve_simulator
 from tests.support.stack import Stack, add_key_account, issue_key
 
@@ -30,17 +32,17 @@ HOLD = 6.0  # how long the other connection keeps the write lock
 LIMIT = 1.0  # no call may take this long while it does
 
 
-def _hold_write_lock(path: str, seconds: float, taken: threading.Event) -> None:
-    """Another process's writer: ``BEGIN IMMEDIATE`` and sit on the lock."""
-    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE keys SET label = label")
-        taken.set()
-        time.sleep(seconds)
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
+async def _monitor(stack: Stack, took: list[float]) -> None:
+    """A monitor polling /healthz and /metrics, both of which read the store."""
+    n = 0
+    while True:
+        started = time.monotonic()
+        path = "/healthz" if n % 2 else "/metrics"
+        probe = await stack.client.get(path)
+        assert probe.status_code in (200, 503), (path, probe.status_code)
+        took.append(time.monotonic() - started)
+        n += 1
+        await asyncio.sleep(0.2)
 
 
 @pytest.mark.slow
@@ -61,7 +63,7 @@ async def test_calls_answer_while_another_connection_holds_the_write_lock(
             generation = _generation(store)
             taken = threading.Event()
             holder = threading.Thread(
-                target=_hold_write_lock, args=(store.path, HOLD, taken), daemon=True
+                target=hold_write_lock, args=(store.path, HOLD, taken), daemon=True
             )
             holder.start()
             assert await asyncio.to_thread(taken.wait, 5)
@@ -70,6 +72,8 @@ async def test_calls_answer_while_another_connection_holds_the_write_lock(
             started = time.monotonic()
             keyless: list[float] = []
             cached: list[float] = []
+            probes: list[float] = []
+            monitoring = asyncio.create_task(_monitor(stack, probes))
             n = 0
             while (due := started + 0.1 * n) < started + HOLD - 1.5:
                 await asyncio.sleep(max(0.0, due - time.monotonic()))
@@ -79,13 +83,17 @@ async def test_calls_answer_while_another_connection_holds_the_write_lock(
                 assert await stack.call("DataService.echo", f"c{n}") == f"c{n}"
                 cached.append(time.monotonic() - due)
                 n += 1
+            monitoring.cancel()
             await asyncio.to_thread(holder.join, HOLD + 5)
             print(
                 f"calls during the lock: {n}; slowest keyless {max(keyless):.3f}s, "
-                f"slowest cached {max(cached):.3f}s"
+                f"slowest cached {max(cached):.3f}s, slowest probe {max(probes):.3f}s"
             )
             assert max(keyless) < LIMIT, f"keyless echo took {max(keyless):.2f}s"
             assert max(cached) < LIMIT, f"cached call took {max(cached):.2f}s"
+            # The monitor's probes read the store off the loop: they wait (bounded), and
+            # the calls above show they stalled nobody.
+            assert len(probes) >= 2 and max(probes) < HEALTH_DEADLINE + LIMIT, probes
             # The background work waited, then went through once the lock was gone.
             deadline = time.monotonic() + 15
             while _generation(store) <= generation:
@@ -125,7 +133,7 @@ async def test_rated_and_new_keys_answer_while_another_connection_holds_the_writ
             assert await stack.call("DataService.echo", "warm") == "warm"
             taken = threading.Event()
             holder = threading.Thread(
-                target=_hold_write_lock, args=(store.path, HOLD, taken), daemon=True
+                target=hold_write_lock, args=(store.path, HOLD, taken), daemon=True
             )
             holder.start()
             assert await asyncio.to_thread(taken.wait, 5)

@@ -12,6 +12,7 @@ Raw ASGI, like the rest of ``shim.serve``: a dozen routes do not need a framewor
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import secrets
@@ -33,6 +34,7 @@ from shim.serve.admin import passwords, render, sessions
 from shim.serve.asgi import Receive, Scope, Send, header, plain
 from shim.serve.services import Services
 from shim.settings import Settings, parse_duration
+from shim.store.offloop import off_loop
 
 log = logging.getLogger("shim.serve.admin")
 
@@ -222,16 +224,18 @@ class AdminApp:
         if path == "/login":
             if method == "POST":
                 return await self._login(services, request)
-            return self._login_page(services, request)
-        session = self._session(services, request)
+            return await off_loop(self._login_page, services, request)
+        session = await off_loop(self._session, services, request)
         if session is None:
             raise Answer(303, location=f"{PREFIX}/login")
-        secret = self._secret(services)
+        secret = await off_loop(self._secret, services)
         csrf = sessions.csrf_token(secret, session.sid)
         actor = f"admin session {session.sid[:6]}"
         if method == "POST":
             if not sessions.csrf_ok(secret, session.sid, request.form.get("csrf")):
-                self._audit(services, actor, request, "post " + path, None, "refused: no CSRF")
+                await off_loop(
+                    self._audit, services, actor, request, "post " + path, None, "refused: no CSRF"
+                )
                 page = render.page(
                     "error.html", title="Refused", csrf=csrf, here="", notice=None,
                     error="This form has expired or did not come from this page. Reload it.",
@@ -249,7 +253,7 @@ class AdminApp:
         }
         if path not in pages:
             raise Answer(404, b"not found\n")
-        return 200, pages[path](services, csrf), []
+        return 200, await off_loop(pages[path], services, csrf), []
 
     async def _action(
         self, services: Services, request: Request, path: str, csrf: str, actor: str
@@ -257,11 +261,11 @@ class AdminApp:
         parts = path.strip("/").split("/")
         form = request.form
         if parts == ["logout"]:
-            self._audit(services, actor, request, "logout", None, "ok")
+            await off_loop(self._audit, services, actor, request, "logout", None, "ok")
             cookie = sessions.cookie_header(sessions.COOKIE, "", max_age=0, secure=self._secure)
             return 303, b"", [(b"location", f"{PREFIX}/login".encode()), (b"set-cookie", cookie)]
         if parts == ["keys"]:
-            return 200, self._issue(services, request, csrf, actor), []
+            return 200, await off_loop(self._issue, services, request, csrf, actor), []
         if len(parts) != 3 or parts[0] not in ("accounts", "keys"):
             raise Answer(404, b"not found\n")
         kind, target, verb = parts
@@ -298,40 +302,51 @@ class AdminApp:
         try:
             if verb == "refresh":
                 notice = await self._refresh(services, target)
-            elif verb == "route":
-                route = form.get("route", "")
-                if route not in ROUTES:
-                    raise CliError(f"route must be one of {', '.join(ROUTES)}")
-                if services.store.get_account(target) is None:
-                    raise CliError(f"no account named {target!r}")
-                services.store.update_account(target, route=route)
-                notice = f"{target} now routes its calls through {route}."
-            elif verb == "revoke":
-                if not services.store.revoke_key(keys.id_given(target), self.clock()):
-                    raise CliError(f"no key with id {target!r}")
-                notice = f"Key {target} is revoked; the next call with it is refused."
             else:
-                overlap = parse_duration(form.get("overlap") or "0")
-                now = self.clock()
-                new, record = issuing.rotate(services.store, target, now=now, overlap=overlap)
-                issued = {"id": record.id, "account": record.account, "text": new.text,
-                          "replaces": target, "old_ends": now + overlap}  # fmt: skip
+                notice, issued = await off_loop(self._change, services, verb, target, form)
         except (CliError, ValueError) as exc:
             error = str(exc)
         except ShimError as exc:
             error = exc.message
         outcome = "ok" if error is None else f"failed: {error}"
         what = f"{verb} {form['route']}" if verb == "route" else verb
-        self._audit(services, actor, request, f"{kind[:-1]} {what}", target, outcome)
+        await off_loop(
+            self._audit, services, actor, request, f"{kind[:-1]} {what}", target, outcome
+        )
         if kind == "accounts":
-            return 200, self._accounts_page(services, csrf, notice=notice, error=error), []
-        return 200, self._keys_page(services, csrf, notice=notice, error=error, issued=issued), []
+            page = functools.partial(self._accounts_page, notice=notice, error=error)
+        else:
+            page = functools.partial(self._keys_page, notice=notice, error=error, issued=issued)
+        return 200, await off_loop(page, services, csrf), []
+
+    def _change(
+        self, services: Services, verb: str, target: str, form: dict[str, str]
+    ) -> tuple[str | None, dict[str, Any] | None]:
+        """A route change, a revocation or a rotation: store writes, run off the loop."""
+        if verb == "route":
+            route = form.get("route", "")
+            if route not in ROUTES:
+                raise CliError(f"route must be one of {', '.join(ROUTES)}")
+            if services.store.get_account(target) is None:
+                raise CliError(f"no account named {target!r}")
+            services.store.update_account(target, route=route)
+            return f"{target} now routes its calls through {route}.", None
+        if verb == "revoke":
+            if not services.store.revoke_key(keys.id_given(target), self.clock()):
+                raise CliError(f"no key with id {target!r}")
+            return f"Key {target} is revoked; the next call with it is refused.", None
+        overlap = parse_duration(form.get("overlap") or "0")
+        now = self.clock()
+        new, record = issuing.rotate(services.store, target, now=now, overlap=overlap)
+        issued = {"id": record.id, "account": record.account, "text": new.text,
+                  "replaces": target, "old_ends": now + overlap}  # fmt: skip
+        return None, issued
 
     async def _refresh(self, services: Services, name: str) -> str:
-        account = services.store.get_account(name)
+        account = await off_loop(services.store.get_account, name)
         if account is None or account.kind != "oauth":
             raise CliError(f"no OAuth account named {name!r}")
-        before = services.store.chain_generation(name)
+        before = await off_loop(services.store.chain_generation, name)
         chain = await services.chains.refresh(account, seen_generation=None, reason="forced")
         what = "refreshed" if chain.generation != before else "already fresh"
         return f"{name}: {what}; the access token expires {render.iso(chain.expires_at)}."
@@ -378,22 +393,26 @@ class AdminApp:
         self, services: Services, request: Request
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         now = self.clock()
-        secret = self._secret(services)
+        secret = await off_loop(self._secret, services)
         nonce = request.cookies.get(sessions.PRE_COOKIE)
         if not sessions.csrf_ok(secret, f"login|{nonce}" if nonce else None,
                                 request.form.get("csrf")):  # fmt: skip
-            self._audit(services, "anonymous", request, "login", None, "refused: no CSRF")
-            return self._login_page(
-                services, request, status=403,
+            await off_loop(
+                self._audit, services, "anonymous", request, "login", None, "refused: no CSRF"
+            )
+            return await off_loop(functools.partial(
+                self._login_page, services, request, status=403,
                 error="This form has expired or did not come from this page. Try again.",
-            )  # fmt: skip
+            ))  # fmt: skip
         if not self.limiter.allowed(request.source, now):
-            self._audit(services, "anonymous", request, "login", None, "refused: rate limit")
-            return self._login_page(
-                services, request, status=429,
+            await off_loop(
+                self._audit, services, "anonymous", request, "login", None, "refused: rate limit"
+            )
+            return await off_loop(functools.partial(
+                self._login_page, services, request, status=429,
                 error="Too many failed logins; wait a few minutes and try again.",
-            )  # fmt: skip
-        stored = services.store.admin_password()
+            ))  # fmt: skip
+        stored = await off_loop(services.store.admin_password)
         given = request.form.get("password", "")
         # The hash runs in a thread: scrypt takes ~0.1 s, which must not stall XML-RPC calls.
         ok = stored is not None and await asyncio.to_thread(
@@ -401,13 +420,25 @@ class AdminApp:
         )
         if not ok or stored is None:
             self.limiter.failed(request.source, now)
-            self._audit(services, "anonymous", request, "login", None, "refused: wrong password")
-            return self._login_page(services, request, status=401, error="Wrong password.")
+            await off_loop(
+                self._audit,
+                services,
+                "anonymous",
+                request,
+                "login",
+                None,
+                "refused: wrong password",
+            )
+            return await off_loop(functools.partial(
+                self._login_page, services, request, status=401, error="Wrong password."
+            ))  # fmt: skip
         self.limiter.succeeded(request.source)
         value = sessions.open_session(
             secret, passwords.fingerprint(stored), now, self.settings.admin_session
         )
-        self._audit(services, f"admin session {value[:6]}", request, "login", None, "ok")
+        await off_loop(
+            self._audit, services, f"admin session {value[:6]}", request, "login", None, "ok"
+        )
         cookie = sessions.cookie_header(
             sessions.COOKIE, value, max_age=int(self.settings.admin_session), secure=self._secure
         )
