@@ -253,6 +253,8 @@ def account_remove(ctx: click.Context, name: str, yes: bool, as_json: bool) -> N
                 f"Remove account {name!r}, its tokens and all its keys?", abort=True, err=True
             )
         removed_keys = store.remove_account(name)
+    # A pair kept aside for it would otherwise wait for an account of the same name.
+    runtime.open_recovery(options.settings(ctx)).remove(name)
     if as_json:
         options.echo_json({"name": name, "removed": True, "keys_removed": removed_keys})
         return

@@ -383,25 +383,45 @@ class Chains:
         ahead = await self._write_ahead(RecoveredPair(name, pair, base, now))
         failpoints.hit(failpoints.AFTER_WRITE_AHEAD)
         try:
-            fresh = await off_loop(self.store.put_tokens, name, pair, now, generation=base)
+            fresh = await self._put_following(chain, pair, now, base)
         except StaleTokenWrite as exc:
             # Fenced: the chain moved on while we refreshed (we lost the lock, or a human
             # imported a pair). Our pair is never written over the newer one.
             self._observe(name, "fenced")
             log.error("account %s: %s; using the stored chain", name, exc.message)
-            await self._discard_kept(name, ahead)
+            await self._discard_kept(name, pair, ahead)
             latest = await off_loop(self.store.get_chain, name)
             if latest is None:
                 raise NoTokens() from None
             self._cache[name] = latest
             return latest
         except Exception as exc:
-            return await self._keep_aside(chain, pair, now, exc, written=ahead)
+            return await self._keep_aside(chain, pair, base, now, exc, written=ahead)
         failpoints.hit("after_store")
         self._cache[name] = fresh
         # Stored: the file (this pair's, or an older one kept aside, which is spent) goes.
-        await self._discard_kept(name, ahead)
+        await self._discard_kept(name, pair, ahead)
         return fresh
+
+    async def _put_following(self, chain: Chain, pair: TokenPair, now: float, base: int) -> Chain:
+        """``put_tokens`` fenced on ``base``. Fenced because the store has since taken the
+        very pair this refresh spent (another process stored a copy of it that was kept
+        aside), the new pair is that one's only successor: it follows it instead of being
+        dropped, which would leave a spent refresh token in the store."""
+        name = chain.account
+        try:
+            return await off_loop(self.store.put_tokens, name, pair, now, generation=base)
+        except StaleTokenWrite:
+            latest = await off_loop(self.store.get_chain, name)
+            if latest is None or latest.refresh_token != chain.refresh_token:
+                raise
+        log.warning(
+            "account %s: the store took the pair this refresh spent (generation %d) meanwhile; "
+            "storing its successor after it",
+            name,
+            latest.generation,
+        )
+        return await off_loop(self.store.put_tokens, name, pair, now, generation=latest.generation)
 
     async def _write_ahead(self, kept: RecoveredPair) -> bool:
         """Seal a new pair into its recovery file before the store write; False (and a
@@ -415,21 +435,33 @@ class Chains:
             return False
         return True
 
-    async def _discard_kept(self, name: str, written: bool) -> None:
-        """The store has this pair or a newer one: forget what was kept aside, in memory and
-        on disk."""
+    async def _discard_kept(self, name: str, pair: TokenPair, written: bool) -> None:
+        """The store has ``pair`` or a newer one: forget what was kept aside, in memory and
+        on disk (the file only if it still holds one of those pairs: another process may
+        have written a newer one since)."""
+        pairs = [pair]
+        unsaved = self._unsaved.get(name)
+        if unsaved is not None:
+            pairs.append(TokenPair(unsaved.access_token, unsaved.refresh_token, unsaved.expires_at))
         if (self._forget_unsaved(name) or written) and self.recovery is not None:
             try:
-                await off_loop(self.recovery.remove, name)
+                await off_loop(self.recovery.discard, name, *pairs)
             except Exception:  # a stale file is judged stale at the next start
                 log.exception("account %s: the recovery file could not be removed", name)
 
     async def _keep_aside(
-        self, chain: Chain, pair: TokenPair, now: float, exc: Exception, *, written: bool
+        self,
+        chain: Chain,
+        pair: TokenPair,
+        base: int,
+        now: float,
+        exc: Exception,
+        *,
+        written: bool,
     ) -> Chain:
         """The store refused a new pair: recovery file (unless already ``written`` ahead),
         memory, alert, write back later."""
-        name, base = chain.account, self._stored_generation(chain)
+        name = chain.account
         unsaved = Chain(
             name,
             pair.access_token,
@@ -467,22 +499,28 @@ class Chains:
             self._writebacks[name] = asyncio.ensure_future(self._write_back(name))
 
     async def _write_back(self, name: str) -> None:
-        """Retry the store write with backoff until the store takes the unsaved pair."""
+        """Retry the store write with backoff until the store takes the unsaved pair.
+
+        Under the account's lock: a refresh from the unsaved pair spends its refresh token,
+        and storing that pair behind the refresh's back would put a spent token in the store
+        and fence out the newer pair."""
         attempt = 0
         while name in self._unsaved:
             wait = backoff(attempt, base=self.settings.retry_base, cap=self.settings.retry_cap)
             await self.sleep(wait)
             attempt += 1
-            try:
-                stored = await off_loop(self._store_unsaved, name)
-            except Exception as exc:
-                log.warning("account %s: store write %d failed again: %s", name, attempt, exc)
-                continue
-            if stored:
-                await self._emit(ChainEvent(name, "recovered", None, self.clock()))
+            async with self._locks.setdefault(name, asyncio.Lock()):
+                if name not in self._unsaved:
+                    return  # a refresh stored a newer pair meanwhile
+                try:
+                    await off_loop(self._store_unsaved, name)
+                except Exception as exc:
+                    log.warning("account %s: store write %d failed again: %s", name, attempt, exc)
+                    continue
+            await self._emit(ChainEvent(name, "recovered", None, self.clock()))
 
     def _store_unsaved(self, name: str) -> bool:
-        """One try to store the unsaved pair; True when the store took it now."""
+        """One try to store the unsaved pair (raises what the store raises)."""
         unsaved = self._unsaved[name]
         pair = TokenPair(unsaved.access_token, unsaved.refresh_token, unsaved.expires_at)
         kept = RecoveredPair(name, pair, self._bases[name], unsaved.refresh_issued_at)
@@ -537,7 +575,7 @@ class Chains:
             )
         self._cache[name] = fresh
         if self.recovery is not None:
-            self.recovery.remove(name)
+            self.recovery.discard(name, kept.pair)
         return fresh
 
     def adopt_recovered(self) -> list[str]:

@@ -89,6 +89,19 @@ class RecoveryFiles:
     def remove(self, account: str) -> None:
         remove_private(self.path(account))
 
+    def discard(self, account: str, *pairs: TokenPair) -> bool:
+        """Remove the file only while it holds one of ``pairs`` (the ones now stored or
+        superseded): a process sharing the directory may have written a newer pair there
+        since, ahead of its own store write. A file that does not open stays."""
+        try:
+            kept = self.read(account)
+        except Exception:
+            return False
+        if kept is None or kept.pair.refresh_token not in {p.refresh_token for p in pairs}:
+            return False
+        self.remove(account)
+        return True
+
     def accounts(self) -> list[str]:
         """Accounts with a recovery file."""
         start = self.prefix + _SUFFIX

@@ -13,6 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from shim.cli import cli
+from shim.models import TokenPair
+from shim.serve.runtime import open_recovery
+from shim.settings import Settings
+from shim.store.recovery import RecoveredPair
 
 
 @pytest.fixture
@@ -411,12 +415,16 @@ def test_account_set_changes_credentials_and_urls(run) -> None:  # type: ignore[
         assert result.exit_code == 1 and message in result.output, (args, result.output)
 
 
-def test_account_remove(run) -> None:  # type: ignore[no-untyped-def]
+def test_account_remove(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     run("account", "add", "prod", "--service-key", "KeapAK-0123456789ab")
     run("key", "issue", "prod", "--label", "x")
     assert run("account", "remove", "prod", ok=False).exit_code == 1  # asks; no answer aborts
+    # A pair kept aside for it goes too: it must never apply to a new account of that name.
+    recovery = open_recovery(Settings.from_env({"SHIM_DB": str(tmp_path / "k.db")}))
+    recovery.write(RecoveredPair("prod", TokenPair("AT-x", "RT-x", 1.0), 1, 1.0))
     gone = json.loads(run("account", "remove", "prod", "--yes", "--json").output)
     assert gone == {"name": "prod", "removed": True, "keys_removed": 1}
+    assert recovery.accounts() == []
     assert json.loads(run("account", "list", "--json").output) == []
     assert json.loads(run("key", "list", "--json").output) == []
     assert "no account" in run("account", "remove", "prod", "--yes", ok=False).output

@@ -239,3 +239,79 @@ async def test_a_second_refused_pair_follows_the_stored_chain_not_the_one_kept_a
     assert restarted.adopt_recovered() == ["prod"]
     assert rig.stored().refresh_token == NEW_RT + "-2"
     await upstream.aclose()
+
+
+async def test_the_write_back_never_stores_a_pair_a_refresh_is_spending(rig: Rig) -> None:
+    """A pair kept aside (P1) is being refreshed (Keap has spent P1's refresh token and
+    issued P2) when the write-back's turn comes: storing P1 then would put a spent token in
+    the store and fence P2 out. The write-back waits for the refresh, which stores P2."""
+    never = asyncio.Event()
+
+    async def no_write_back(seconds: float) -> None:
+        await never.wait()
+
+    rig.chains.sleep = no_write_back
+    rig.lock_on_answer = True
+    _, generation = await rig.chains.access_token(rig.account)  # P1, kept aside
+    rig.lock_on_answer = False
+    rig.unlock()
+    write_ahead = rig.chains._write_ahead
+    raced: list[asyncio.Task[None]] = []
+
+    async def racing_write_ahead(kept: RecoveredPair) -> bool:
+        written = await write_ahead(kept)
+        rig.chains.sleep = lambda seconds: asyncio.sleep(0)  # the write-back's turn, now
+        raced.append(asyncio.ensure_future(rig.chains._write_back("prod")))
+        await asyncio.sleep(0.3)  # room for it to store P1, if nothing stops it
+        return written
+
+    rig.chains._write_ahead = racing_write_ahead  # type: ignore[method-assign]
+    fresh = await rig.chains.refresh(rig.account, seen_generation=generation, reason="forced")
+    await asyncio.wait_for(raced[0], 5)
+    assert fresh.refresh_token == NEW_RT + "-2"
+    assert rig.stored().refresh_token == NEW_RT + "-2"  # P2, never the spent P1
+    assert not rig.recovery.path("prod").exists()
+    assert await rig.chains.access_token(rig.account) == (NEW_AT + "-2", fresh.generation)
+
+
+async def test_a_recovery_file_another_process_rewrote_is_left_alone(rig: Rig) -> None:
+    """Removing a recovery file after storing its pair checks it still holds that pair: a
+    process sharing the directory may have written a newer one ahead of its store write."""
+    now = time.time()
+    mine = TokenPair("AT-mine", "RT-mine", now + 60)
+    theirs = TokenPair("AT-theirs", "RT-theirs", now + 60)
+    rig.recovery.write(RecoveredPair("prod", theirs, 7, now))
+    assert not rig.recovery.discard("prod", mine)
+    kept = rig.recovery.read("prod")
+    assert kept is not None and kept.pair.refresh_token == "RT-theirs"
+    assert rig.recovery.discard("prod", mine, theirs) and not rig.recovery.path("prod").exists()
+
+
+async def test_a_pair_stored_by_another_process_meanwhile_is_followed_not_kept(rig: Rig) -> None:
+    """Another process stored the pair kept aside here (P1, from its recovery file) while
+    this one refreshed from it: this refresh's P2 is fenced out of P1's old generation, but
+    P1's refresh token is spent, so P2 goes in after P1 rather than being dropped."""
+    never = asyncio.Event()
+
+    async def no_write_back(seconds: float) -> None:
+        await never.wait()
+
+    before = rig.store.get_chain("prod")
+    assert before is not None
+    rig.chains.sleep = no_write_back
+    rig.lock_on_answer = True
+    _, generation = await rig.chains.access_token(rig.account)  # P1, kept aside
+    rig.lock_on_answer = False
+    rig.unlock()
+    write_ahead = rig.chains._write_ahead
+
+    async def another_process_stores_p1(kept: RecoveredPair) -> bool:
+        now = time.time()
+        p1 = TokenPair(NEW_AT, NEW_RT, now + 86400)
+        rig.store.put_tokens("prod", p1, now, generation=before.generation)
+        return await write_ahead(kept)
+
+    rig.chains._write_ahead = another_process_stores_p1  # type: ignore[method-assign]
+    fresh = await rig.chains.refresh(rig.account, seen_generation=generation, reason="forced")
+    assert fresh.refresh_token == NEW_RT + "-2" == rig.stored().refresh_token
+    assert fresh.generation == before.generation + 2
