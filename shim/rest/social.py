@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from shim.errors import DatabaseError, NotFound, NoTranslation
+from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
 from shim.rest import legacy
 from shim.rest.commerce_tables import exact_id
@@ -56,8 +56,8 @@ _FOLDED = {word.casefold(): rest for word, rest in TYPES.items()}
 #: REST type -> the digit it gives the stand-in Id.
 CODES: dict[str, int] = {UNSPECIFIED: 0, **{rest: n for n, rest in enumerate(TYPES.values(), 1)}}
 _TYPE_OF_CODE = {code: rest for rest, code in CODES.items()}
-#: Read-change-write attempts of one write before keyshim gives up with [DatabaseError].
-ATTEMPTS = 3
+#: Accounts of one type a contact can hold here: the stand-in Id has one digit for the rank.
+PER_TYPE = 10
 Item = dict[str, str]
 
 
@@ -217,7 +217,11 @@ class SocialTable(TableSpec):
                 f"{TABLE}: REST v2 keeps social accounts on a contact; give a ContactId"
             )
         item = _item(_rest_type(values.get("AccountType")), values.get("AccountName"))
-        written = await self._change(ctx, contact_id, lambda items: [*items, item])
+
+        def added(items: list[Item]) -> list[Item]:
+            return _room_for(contact_id, [*items, item], len(items))
+
+        written = await self._change(ctx, contact_id, added)
         return legacy_id(contact_id, _kind(item), _rank(written, len(written) - 1))
 
     async def update(self, ctx: Ctx, record_id: int, data: Mapping[str, Value]) -> int:
@@ -238,7 +242,9 @@ class SocialTable(TableSpec):
             was = items[index]
             kind = _rest_type(values["AccountType"]) if "AccountType" in values else was["type"]
             name = values["AccountName"] if "AccountName" in values else was.get("name")
-            return [*items[:index], _item(kind, name), *items[index + 1 :]]
+            return _room_for(
+                contact_id, [*items[:index], _item(kind, name), *items[index + 1 :]], index
+            )
 
         await self._change(ctx, contact_id, changed)
         return record_id
@@ -260,28 +266,37 @@ class SocialTable(TableSpec):
         self, ctx: Ctx, contact_id: int, change: Callable[[list[Item]], list[Item]]
     ) -> list[Item]:
         """Read the contact's accounts, ``change`` them, write the array whole; returns what
-        was written."""
+        was written.
+
+        Written once, never retried: a change applied again on top of another client's
+        (an add, a delete by rank) would not be the same change. keyshim's own writers are
+        excluded by the lock; another client's change inside the round trip can be lost
+        (REST has no ETag), which the re-read logs."""
         path = f"/contacts/{contact_id}"
         params = [("update_mask", "social_accounts"), ("fields", "id,social_accounts")]
         async with ctx.lock(f"rest-contact:{ctx.account}:{contact_id}"):
-            for attempt in range(1, ATTEMPTS + 1):
-                new = change(await self._read(ctx, contact_id))
-                stored = await ctx.client.json(
-                    "PATCH", path, params=params, json_body={"social_accounts": new}
-                )
-                if await self._read(ctx, contact_id) == _items(stored):
-                    return _items(stored)
+            new = change(await self._read(ctx, contact_id))
+            await ctx.client.json("PATCH", path, params=params, json_body={"social_accounts": new})
+            if await self._read(ctx, contact_id) != new:
                 log.warning(
-                    "social accounts of contact %s of %s changed while keyshim wrote them "
-                    "(attempt %d); retrying",
+                    "social accounts of contact %s of %s changed while keyshim wrote them: "
+                    "another client wrote them in the same moment",
                     contact_id,
                     ctx.account,
-                    attempt,
                 )
-        raise DatabaseError(
-            f"Contact {contact_id}'s social accounts kept changing while keyshim wrote them "
-            f"through REST v2 ({ATTEMPTS} attempts); the last write may have been overwritten"
+        return new
+
+
+def _room_for(contact_id: int, items: list[Item], index: int) -> list[Item]:
+    """``items`` if item ``index`` gets a stand-in Id of its own, else refused before
+    anything is written (an 11th account of a type would take another type's Id)."""
+    if _rank(items, index) >= PER_TYPE:
+        raise NoTranslation(
+            f"{TABLE}: contact {contact_id} already has {PER_TYPE} "
+            f"{_WORDS.get(_kind(items[index]), 'untyped')} "
+            "accounts, as many as keyshim's stand-in Ids can name"
         )
+    return items
 
 
 def _item(rest_type: str, name: Value) -> Item:

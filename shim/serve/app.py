@@ -40,6 +40,7 @@ Handler = Callable[[Services, Scope, Receive, Send], Coroutine[Any, Any, None]]
 #: How long /healthz and /metrics wait for the store before answering without it.
 HEALTH_DEADLINE = 2.0
 
+
 class KeyshimApp:
     """ASGI callable. ``factory`` builds Services (tests inject transports and stores)."""
 

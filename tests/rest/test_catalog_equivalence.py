@@ -326,3 +326,23 @@ async def test_saved_search_pages_map_onto_tokens(
     before = pair.rest_requests()
     await pair.same("SearchService.getSavedSearchResultsAllFields", 31, 1, 1)
     assert pair.rest_requests() - before == 2  # the report, one run from the cached token
+
+
+async def test_social_accounts_of_one_type_stop_where_their_ids_would_collide(
+    pair: Pair,
+) -> None:
+    """The stand-in Id has one digit for the rank: an 11th Facebook account of a contact
+    would take its first LinkedIn account's Id, so it is refused before anything is written."""
+    contact = await _contact(pair)
+    for n in range(10):
+        data = {"ContactId": contact, "AccountType": "Facebook", "AccountName": f"fb{n}"}
+        answer = await pair.call("rest", "DataService.add", "SocialAccount", data)
+        assert answer == ("ok", contact * 100 + 10 + n), answer
+    eleventh = {"ContactId": contact, "AccountType": "Facebook", "AccountName": "fb10"}
+    assert "already has 10 Facebook accounts" in await refused(
+        pair, "DataService.add", "SocialAccount", eleventh
+    )
+    listed = await pair.call(
+        "rest", "DataService.query", "SocialAccount", 100, 0, {"ContactId": contact}, ["Id"]
+    )
+    assert listed[0] == "ok" and len(listed[1]) == 10

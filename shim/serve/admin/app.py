@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, ParamSpec, TypeVar, get_args
 from urllib.parse import parse_qs, quote
 
 from shim.access import issuing, keys, legacy_methods
@@ -34,9 +34,11 @@ from shim.serve.admin import passwords, render, sessions
 from shim.serve.asgi import Receive, Scope, Send, header, plain
 from shim.serve.services import Services
 from shim.settings import Settings, parse_duration
-from shim.store.offloop import off_loop
+from shim.store.offloop import Lane
 
 log = logging.getLogger("shim.serve.admin")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 PREFIX = "/admin"
 ROUTES = get_args(Route)
@@ -120,7 +122,14 @@ class AdminApp:
         self._on_shutdown = on_shutdown
         self.clock = clock
         self.limiter = sessions.LoginLimiter()
+        # The page's store work: threads of its own, so page loads waiting on a locked store
+        # neither stall the loop nor hold up the refreshes in the shared store pool.
+        self._lane = Lane("shim-admin", 2)
         self.open_to_all = not is_loopback(settings.admin_host)
+
+    async def _off(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn`` (store work) in the page's own threads; the loop serves calls meanwhile."""
+        return await self._lane.start(fn, *args, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # served on its own port
@@ -224,16 +233,16 @@ class AdminApp:
         if path == "/login":
             if method == "POST":
                 return await self._login(services, request)
-            return await off_loop(self._login_page, services, request)
-        session = await off_loop(self._session, services, request)
+            return await self._off(self._login_page, services, request)
+        session = await self._off(self._session, services, request)
         if session is None:
             raise Answer(303, location=f"{PREFIX}/login")
-        secret = await off_loop(self._secret, services)
+        secret = await self._off(self._secret, services)
         csrf = sessions.csrf_token(secret, session.sid)
         actor = f"admin session {session.sid[:6]}"
         if method == "POST":
             if not sessions.csrf_ok(secret, session.sid, request.form.get("csrf")):
-                await off_loop(
+                await self._off(
                     self._audit, services, actor, request, "post " + path, None, "refused: no CSRF"
                 )
                 page = render.page(
@@ -253,7 +262,7 @@ class AdminApp:
         }
         if path not in pages:
             raise Answer(404, b"not found\n")
-        return 200, await off_loop(pages[path], services, csrf), []
+        return 200, await self._off(pages[path], services, csrf), []
 
     async def _action(
         self, services: Services, request: Request, path: str, csrf: str, actor: str
@@ -261,11 +270,11 @@ class AdminApp:
         parts = path.strip("/").split("/")
         form = request.form
         if parts == ["logout"]:
-            await off_loop(self._audit, services, actor, request, "logout", None, "ok")
+            await self._off(self._audit, services, actor, request, "logout", None, "ok")
             cookie = sessions.cookie_header(sessions.COOKIE, "", max_age=0, secure=self._secure)
             return 303, b"", [(b"location", f"{PREFIX}/login".encode()), (b"set-cookie", cookie)]
         if parts == ["keys"]:
-            return 200, await off_loop(self._issue, services, request, csrf, actor), []
+            return 200, await self._off(self._issue, services, request, csrf, actor), []
         if len(parts) != 3 or parts[0] not in ("accounts", "keys"):
             raise Answer(404, b"not found\n")
         kind, target, verb = parts
@@ -303,21 +312,21 @@ class AdminApp:
             if verb == "refresh":
                 notice = await self._refresh(services, target)
             else:
-                notice, issued = await off_loop(self._change, services, verb, target, form)
+                notice, issued = await self._off(self._change, services, verb, target, form)
         except (CliError, ValueError) as exc:
             error = str(exc)
         except ShimError as exc:
             error = exc.message
         outcome = "ok" if error is None else f"failed: {error}"
         what = f"{verb} {form['route']}" if verb == "route" else verb
-        await off_loop(
+        await self._off(
             self._audit, services, actor, request, f"{kind[:-1]} {what}", target, outcome
         )
         if kind == "accounts":
             page = functools.partial(self._accounts_page, notice=notice, error=error)
         else:
             page = functools.partial(self._keys_page, notice=notice, error=error, issued=issued)
-        return 200, await off_loop(page, services, csrf), []
+        return 200, await self._off(page, services, csrf), []
 
     def _change(
         self, services: Services, verb: str, target: str, form: dict[str, str]
@@ -343,10 +352,10 @@ class AdminApp:
         return None, issued
 
     async def _refresh(self, services: Services, name: str) -> str:
-        account = await off_loop(services.store.get_account, name)
+        account = await self._off(services.store.get_account, name)
         if account is None or account.kind != "oauth":
             raise CliError(f"no OAuth account named {name!r}")
-        before = await off_loop(services.store.chain_generation, name)
+        before = await self._off(services.store.chain_generation, name)
         chain = await services.chains.refresh(account, seen_generation=None, reason="forced")
         what = "refreshed" if chain.generation != before else "already fresh"
         return f"{name}: {what}; the access token expires {render.iso(chain.expires_at)}."
@@ -393,26 +402,26 @@ class AdminApp:
         self, services: Services, request: Request
     ) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         now = self.clock()
-        secret = await off_loop(self._secret, services)
+        secret = await self._off(self._secret, services)
         nonce = request.cookies.get(sessions.PRE_COOKIE)
         if not sessions.csrf_ok(secret, f"login|{nonce}" if nonce else None,
                                 request.form.get("csrf")):  # fmt: skip
-            await off_loop(
+            await self._off(
                 self._audit, services, "anonymous", request, "login", None, "refused: no CSRF"
             )
-            return await off_loop(functools.partial(
+            return await self._off(functools.partial(
                 self._login_page, services, request, status=403,
                 error="This form has expired or did not come from this page. Try again.",
             ))  # fmt: skip
         if not self.limiter.allowed(request.source, now):
-            await off_loop(
+            await self._off(
                 self._audit, services, "anonymous", request, "login", None, "refused: rate limit"
             )
-            return await off_loop(functools.partial(
+            return await self._off(functools.partial(
                 self._login_page, services, request, status=429,
                 error="Too many failed logins; wait a few minutes and try again.",
             ))  # fmt: skip
-        stored = await off_loop(services.store.admin_password)
+        stored = await self._off(services.store.admin_password)
         given = request.form.get("password", "")
         # The hash runs in a thread: scrypt takes ~0.1 s, which must not stall XML-RPC calls.
         ok = stored is not None and await asyncio.to_thread(
@@ -420,7 +429,7 @@ class AdminApp:
         )
         if not ok or stored is None:
             self.limiter.failed(request.source, now)
-            await off_loop(
+            await self._off(
                 self._audit,
                 services,
                 "anonymous",
@@ -429,14 +438,14 @@ class AdminApp:
                 None,
                 "refused: wrong password",
             )
-            return await off_loop(functools.partial(
+            return await self._off(functools.partial(
                 self._login_page, services, request, status=401, error="Wrong password."
             ))  # fmt: skip
         self.limiter.succeeded(request.source)
         value = sessions.open_session(
             secret, passwords.fingerprint(stored), now, self.settings.admin_session
         )
-        await off_loop(
+        await self._off(
             self._audit, services, f"admin session {value[:6]}", request, "login", None, "ok"
         )
         cookie = sessions.cookie_header(
