@@ -171,9 +171,15 @@ class CategoryAssign(TableSpec):
             raise NotFound()
         category, product = named
 
-        def without(ids: list[int]) -> list[int]:
+        tries = 0
+
+        def without(ids: list[int]) -> list[int] | None:
+            nonlocal tries
+            tries += 1
             if product not in ids:
-                raise NotFound()
+                if tries == 1:
+                    raise NotFound()
+                return None  # a retry: our first write took it out already
             return [i for i in ids if i != product]
 
         await self._change(ctx, category, without)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from shim.rest.client import RestClient
 from shim.rest.contact_map import CustomField, custom_fields
 from shim.rest.listing import PageTokens
+from shim.store.offloop import off_loop
 from shim.store.protocol import Store
 
 #: A custom-field name missing from the cached model triggers a re-read of the model, at most
@@ -82,12 +83,12 @@ class Ctx:
         owner = f"{self.owner}:{secrets.token_hex(4)}"
         stripe = f"{name.rsplit(':', 1)[0]}:{zlib.crc32(name.encode()) % RMW_STRIPES}"
         deadline = time.monotonic() + RMW_WAIT
-        held = self.store.try_lock(stripe, owner)
+        held = await off_loop(self.store.try_lock, stripe, owner)
         while held is None and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-            held = self.store.try_lock(stripe, owner)
+            held = await off_loop(self.store.try_lock, stripe, owner)
         try:
             yield
         finally:
             if held is not None:
-                held.release()
+                await off_loop(held.release)
