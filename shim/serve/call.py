@@ -224,6 +224,8 @@ class Calls:
             await services.rates.check(key, at)
         except BaseException:
             lookup.cancel()  # the read itself goes on, and lands in the cache
+            # Seen, whatever it ended with: the call's own fault is what the script gets.
+            lookup.add_done_callback(lambda f: f.cancelled() or f.exception())
             raise
         return await lookup
 
