@@ -2,14 +2,15 @@
 
 Keap spends the old refresh token the moment it answers a refresh, so the new pair must
 outlive a store that refuses writes (a lock held past the busy timeout, a full disk, a
-read-only remount) and a process that dies before the store comes back. While ``put_tokens``
-fails, the pair goes to one small file per account in a local directory, sealed under the
-master key (``SecretBox``, context ``recovery:<account>``: no token is ever in plaintext on
-disk), written atomically and fsynced with its directory (:func:`shim.files.write_private`).
-Once the store has the pair, the file is deleted.
+read-only remount) and a process that dies before the store write commits. So every new pair
+goes first to one small file per account in a local directory (written ahead of
+``put_tokens``, and kept while ``put_tokens`` fails), sealed under the master key
+(``SecretBox``, context ``recovery:<account>``: no token is ever in plaintext on disk), written
+atomically and fsynced with its directory (:func:`shim.files.write_private`). Once the store
+has the pair, the file is deleted, but only while it still holds that pair (``discard``).
 
-The directory is a store concern: beside the SQLite database by default, or
-``SHIM_RECOVERY_DIR`` (a store with no local file, like PostgreSQL, needs that one).
+The directory is a store concern: beside the SQLite database by default, ``SHIM_RECOVERY_DIR``,
+or for PostgreSQL this host's keyshim directory.
 
 A file names the generation it follows (``base_generation``: the stored chain's generation
 when Keap rotated it). It is applied only while the stored chain is still at that generation;
