@@ -58,7 +58,7 @@ class KeyshimApp:
         # Health reads for /healthz and /metrics: one thread of their own, one read at a time
         # shared by concurrent probes, so a monitor polling a stuck store neither stalls the
         # loop nor takes the threads refreshes need.
-        self._health_lane = Lane("shim-health", 1)
+        self._health_lane: Lane | None = None
         self._health_read: asyncio.Future[list[Health]] | None = None
         self._last_healths: list[Health] = []
         on_this_port = settings.admin and not settings.admin_port
@@ -100,7 +100,11 @@ class KeyshimApp:
         await self.services.alerter.drain()
         self.services.audit.flush_now()
         self.services.rates.close()
-        self._health_lane.close()
+        if self._health_lane is not None:
+            self._health_lane.close()
+            self._health_lane = None
+        if self.admin is not None:
+            self.admin.close()
         await self.services.upstream.aclose()
         if self._serving is not None:
             self._serving.release()
@@ -169,6 +173,8 @@ class KeyshimApp:
     async def _healths(self, services: Services) -> list[Health] | None:
         """Every account's health, read off the loop; None when the store does not answer
         within ``HEALTH_DEADLINE`` (or fails): the read goes on, and the next probe shares it."""
+        if self._health_lane is None:
+            self._health_lane = Lane("shim-health", 1)
         if self._health_read is None or self._health_read.done():
             self._health_read = self._health_lane.start(
                 account_healths, services.store, self.clock()

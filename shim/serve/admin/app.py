@@ -124,11 +124,19 @@ class AdminApp:
         self.limiter = sessions.LoginLimiter()
         # The page's store work: threads of its own, so page loads waiting on a locked store
         # neither stall the loop nor hold up the refreshes in the shared store pool.
-        self._lane = Lane("shim-admin", 2)
+        self._lane: Lane | None = None
         self.open_to_all = not is_loopback(settings.admin_host)
+
+    def close(self) -> None:
+        """No new store work (until the next request); work under way finishes on its own."""
+        if self._lane is not None:
+            self._lane.close()
+            self._lane = None
 
     async def _off(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn`` (store work) in the page's own threads; the loop serves calls meanwhile."""
+        if self._lane is None:
+            self._lane = Lane("shim-admin", 2)
         return await self._lane.start(fn, *args, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,6 +179,7 @@ class AdminApp:
             elif message["type"] == "lifespan.shutdown":
                 if self._on_shutdown is not None:
                     await self._on_shutdown()
+                self.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
