@@ -124,10 +124,8 @@ class CategoryAssign(TableSpec):
     ) -> Value:
         compiled, limit = prepare(self.table, self.fields, limit, page, criteria, names, order_by)
         rows = await self._matching(ctx, compiled)
-        if order_by is not None:
-            spec = self.fields[order_by]
-            rows.sort(key=lambda r: crit.sort_key(r.get(order_by), spec), reverse=not ascending)
-        return [project(row, names) for row in rows[page * limit : (page + 1) * limit]]
+        shown = crit.legacy_page(rows, self.fields, order_by, ascending, limit, page)
+        return [project(row, names) for row in shown]
 
     async def count(self, ctx: Ctx, criteria: Mapping[str, Value]) -> int:
         return len(await self._matching(ctx, crit.compile_query(self.table, self.fields, criteria)))

@@ -150,6 +150,22 @@ def sort_key(value: Value, spec: FieldSpec) -> tuple[bool, Any]:
     return (not is_empty(value), key(value, spec) if not is_empty(value) else 0)
 
 
+def legacy_page(
+    rows: list[dict[str, Value]],
+    fields: Mapping[str, FieldSpec],
+    order_by: str | None,
+    ascending: bool,
+    limit: int,
+    page: int,
+) -> list[dict[str, Value]]:
+    """Rows already in their base order, ordered by ``order_by`` (stable, legacy's empty-first
+    ordering) and cut to legacy page ``page`` of ``limit``."""
+    if order_by is not None:
+        spec = fields[order_by]
+        rows = sorted(rows, key=lambda r: sort_key(r.get(order_by), spec), reverse=not ascending)
+    return rows[page * limit : (page + 1) * limit]
+
+
 def check_page(limit: int, page: int) -> int:
     """The legacy paging checks; returns the effective limit (capped at ``MAX_LIMIT``)."""
     if limit < 1 or page < 0:

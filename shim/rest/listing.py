@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from shim.errors import NoTranslation
 from shim.rest import legacy
 from shim.rest.client import RestClient
-from shim.rest.criteria import Criterion, check_page, compile_query, matches, sort_key
+from shim.rest.criteria import Criterion, check_page, compile_query, legacy_page, matches
 from shim.rest.legacy import FieldSpec
 from shim.xmlrpc import Value
 
@@ -198,10 +198,7 @@ async def select(
     rows = await scan(client, source, params, SCAN_LIMIT, _why(residual, order_by))
     rows = [row for row in rows if matches(residual, row)]
     rows.sort(key=source.base_key)
-    if order_by is not None:
-        spec = source.fields[order_by]
-        rows.sort(key=lambda row: sort_key(row.get(order_by), spec), reverse=not ascending)
-    return rows[page * limit : (page + 1) * limit]
+    return legacy_page(rows, source.fields, order_by, ascending, limit, page)
 
 
 async def count(client: RestClient, source: Source, criteria: list[Criterion]) -> int:

@@ -22,7 +22,7 @@ from typing import Any
 from shim.errors import InvalidParameter, NotFound
 from shim.rest import legacy
 from shim.rest.context import Ctx
-from shim.rest.criteria import Criterion, compile_query, matches, sort_key
+from shim.rest.criteria import Criterion, compile_query, legacy_page, matches
 from shim.rest.legacy import FieldSpec
 from shim.rest.listing import SCAN_LIMIT, Row, prepare, project, run_query, scan, server_params
 from shim.rest.spec import Column, TableSpec, int_id, missing, rest_only
@@ -131,10 +131,8 @@ class ContactActionTable:
             return [_with_kind(row, kinds[0], names) for row in listed]
         rows = await self._both(ctx, compiled, kinds)
         rows.sort(key=_id)
-        if order_by is not None:
-            spec = FIELDS[order_by]
-            rows.sort(key=lambda r: sort_key(r.get(order_by), spec), reverse=not ascending)
-        return [project(row, names) for row in rows[page * limit : (page + 1) * limit]]
+        shown = legacy_page(rows, FIELDS, order_by, ascending, limit, page)
+        return [project(row, names) for row in shown]
 
     async def _both(self, ctx: Ctx, compiled: list[Criterion], kinds: list[str]) -> list[Row]:
         found: list[Row] = []

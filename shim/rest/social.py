@@ -186,10 +186,8 @@ class SocialTable(TableSpec):
         if order_by is not None and self.columns[order_by].prop is None and order_by != "Id":
             raise NoTranslation(f"{TABLE}.{order_by}: REST v2 has no such value to order by")
         found = await self._matching(ctx, compiled)  # the array's order (legacy: by Id)
-        if order_by is not None:
-            spec = self.fields[order_by]
-            found.sort(key=lambda r: crit.sort_key(r.get(order_by), spec), reverse=not ascending)
-        return [project(row, names) for row in found[page * limit : (page + 1) * limit]]
+        shown = crit.legacy_page(found, self.fields, order_by, ascending, limit, page)
+        return [project(row, names) for row in shown]
 
     async def count(self, ctx: Ctx, criteria: Mapping[str, Value]) -> int:
         compiled = crit.compile_query(self.table, self.fields, criteria)

@@ -130,10 +130,8 @@ async def assign_query(
     wanted = [*names, *criteria, *([order_by] if order_by else [])]
     rows = await _assign_rows(ctx, compiled, wanted)
     rows.sort(key=lambda r: (r.get("ContactId") or 0, r.get("GroupId") or 0))
-    if order_by is not None:
-        spec = ASSIGN_FIELDS[order_by]
-        rows.sort(key=lambda r: crit.sort_key(r.get(order_by), spec), reverse=not ascending)
-    return [project(row, names) for row in rows[page * limit : (page + 1) * limit]]
+    shown = crit.legacy_page(rows, ASSIGN_FIELDS, order_by, ascending, limit, page)
+    return [project(row, names) for row in shown]
 
 
 async def assign_count(ctx: Ctx, criteria: Mapping[str, Value]) -> int:
