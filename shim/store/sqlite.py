@@ -154,6 +154,21 @@ MIGRATIONS: list[Migration] = [
     (11, "journal stamped by the store's clock", _STAMPED_JOURNAL),
 ]
 
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (the write lock from the start) ... ``COMMIT``; rolled back on any
+    error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 #: Cached per-call reads kept at most (random unknown key ids must not grow it for ever).
 _READ_CACHE_SIZE = 4096
 _SELECT_GENERATION = "SELECT generation FROM chains WHERE account = ?"
@@ -326,16 +341,8 @@ class SqliteStore:
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction, holding the database write lock from the start."""
-        with self._lock:
-            conn = self._db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._lock, _immediate(self._db.conn) as conn:
+            yield conn
 
     def _cached(
         self,
@@ -381,15 +388,8 @@ class SqliteStore:
             if self._rates is None:
                 self._rates = _connect(self.path, self._timeout)
                 self._rates.execute("PRAGMA synchronous = NORMAL")
-            conn = self._rates
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(self._rates) as conn:
                 yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
