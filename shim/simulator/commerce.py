@@ -247,29 +247,18 @@ class Commerce:
             OrderStatus=0,
             LastUpdated=now,
         )
-        return self._new(
-            "Invoice",
-            ContactId=contact_id,
-            JobId=job_id,
-            DateCreated=when,
-            InvoiceTotal=0.0,
-            TotalPaid=0.0,
-            TotalDue=0.0,
-            PayStatus=0,
-            CreditStatus=0,
-            RefundStatus=0,
-            PayPlanStatus=0,
-            LeadAffiliateId=lead_affiliate or None,
-            AffiliateId=sale_affiliate or None,
-            Description=title or None,
-            InvoiceType=order_type,
-            Synced=0,
-            LastUpdated=now,
-        )
+        return self.invoice_for_job(job_id, now, lead_affiliate, sale_affiliate)
 
-    def invoice_for_job(self, job_id: int, now: datetime.datetime) -> int:
-        """The invoice of an order added as a bare ``Job`` row (``DataService.add('Job')``):
-        every order has one, as every order REST makes does, so REST can serve it."""
+    def invoice_for_job(
+        self,
+        job_id: int,
+        now: datetime.datetime,
+        lead_affiliate: int | None = None,
+        sale_affiliate: int | None = None,
+    ) -> int:
+        """The invoice of an order's ``Job`` row: a blank order's, or one added bare
+        (``DataService.add('Job')``): every order has one, as every order REST makes does, so
+        REST can serve it."""
         job = self.tables["Job"][job_id]
         title = job.get("JobTitle")
         return self._new(
@@ -284,6 +273,8 @@ class Commerce:
             CreditStatus=0,
             RefundStatus=0,
             PayPlanStatus=0,
+            LeadAffiliateId=lead_affiliate or None,
+            AffiliateId=sale_affiliate or None,
             Description=title if isinstance(title, str) and title else None,
             InvoiceType=job.get("OrderType") or "Offline",
             Synced=0,
