@@ -107,6 +107,17 @@ async def eventually(check: object, what: str, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.02)
 
 
+def hold_write_backs(rig: Rig) -> None:
+    """The write-back never gets its turn (its backoff waits for ever): a test drives what
+    happens to a pair kept aside itself."""
+    never = asyncio.Event()
+
+    async def no_write_back(seconds: float) -> None:
+        await never.wait()
+
+    rig.chains.sleep = no_write_back
+
+
 async def test_a_refused_pair_is_served_kept_sealed_and_written_back(rig: Rig) -> None:
     before = rig.store.get_chain("prod")
     assert before is not None
@@ -190,12 +201,7 @@ async def test_the_recovery_directory_is_a_setting(settings: Settings, tmp_path:
 async def test_a_later_refresh_replaces_the_pair_kept_aside(rig: Rig) -> None:
     """The store is back and the next refresh stores a newer pair before the write-back ran:
     the newer pair wins, in memory and on disk."""
-    never = asyncio.Event()
-
-    async def no_write_back(seconds: float) -> None:
-        await never.wait()
-
-    rig.chains.sleep = no_write_back
+    hold_write_backs(rig)
     rig.lock_on_answer = True
     kept, generation = await rig.chains.access_token(rig.account)
     assert kept == NEW_AT and rig.recovery.path("prod").exists()
@@ -215,14 +221,9 @@ async def test_a_second_refused_pair_follows_the_stored_chain_not_the_one_kept_a
     second pair, kept aside on top of the first, must still apply to the stored chain, by
     the write-back and after a restart alike. (It used to name the unsaved generation as the
     one it follows, so the store, still at the older one, judged it stale and dropped it.)"""
-    never = asyncio.Event()
-
-    async def no_write_back(seconds: float) -> None:
-        await never.wait()
-
     before = rig.store.get_chain("prod")
     assert before is not None
-    rig.chains.sleep = no_write_back
+    hold_write_backs(rig)
     rig.lock_on_answer = True
     _, generation = await rig.chains.access_token(rig.account)
     rig.unlock()  # the journal of the next refresh gets in; its pair does not
@@ -245,12 +246,7 @@ async def test_the_write_back_never_stores_a_pair_a_refresh_is_spending(rig: Rig
     """A pair kept aside (P1) is being refreshed (Keap has spent P1's refresh token and
     issued P2) when the write-back's turn comes: storing P1 then would put a spent token in
     the store and fence P2 out. The write-back waits for the refresh, which stores P2."""
-    never = asyncio.Event()
-
-    async def no_write_back(seconds: float) -> None:
-        await never.wait()
-
-    rig.chains.sleep = no_write_back
+    hold_write_backs(rig)
     rig.lock_on_answer = True
     _, generation = await rig.chains.access_token(rig.account)  # P1, kept aside
     rig.lock_on_answer = False
@@ -291,14 +287,9 @@ async def test_a_pair_stored_by_another_process_meanwhile_is_followed_not_kept(r
     """Another process stored the pair kept aside here (P1, from its recovery file) while
     this one refreshed from it: this refresh's P2 is fenced out of P1's old generation, but
     P1's refresh token is spent, so P2 goes in after P1 rather than being dropped."""
-    never = asyncio.Event()
-
-    async def no_write_back(seconds: float) -> None:
-        await never.wait()
-
     before = rig.store.get_chain("prod")
     assert before is not None
-    rig.chains.sleep = no_write_back
+    hold_write_backs(rig)
     rig.lock_on_answer = True
     _, generation = await rig.chains.access_token(rig.account)  # P1, kept aside
     rig.lock_on_answer = False
