@@ -753,15 +753,7 @@ async def test_a_live_owners_journal_is_waited_for_then_taken_over(
     """Another process that is still connected left a journal (it lost its lock when the
     database restarted): this one waits for it rather than spend a token it may have spent,
     and takes the refresh over once the journal is older than any refresh can take."""
-    generation = h.put(3600)
-    h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "other:1:x", T0))
-    monkeypatch.setattr(h.store, "owner_alive", lambda owner: owner == "other:1:x")
-
-    async def sleep(seconds: float) -> None:  # waiting moves the fake clock on
-        h.t[0] += seconds
-        await asyncio.sleep(0)
-
-    h.chains.sleep = sleep
+    generation = live_foreign_journal(h, monkeypatch, started_at=T0)
     with pytest.raises(RefreshInProgress):
         await h.chains.refresh(h.account, seen_generation=generation, reason="401")
     assert h.keap.requests == []
@@ -769,6 +761,21 @@ async def test_a_live_owners_journal_is_waited_for_then_taken_over(
     chain = await h.chains.refresh(h.account, seen_generation=generation, reason="401")
     assert chain.generation == generation + 1 and chain.in_flight is None
     assert h.keap.requests == [{"grant_type": "refresh_token", "refresh_token": OLD_RT}]
+
+
+def live_foreign_journal(h: Harness, monkeypatch: pytest.MonkeyPatch, *, started_at: float) -> int:
+    """A journal another process, still connected, wrote at ``started_at`` (its clock) on
+    top of a fresh chain; waiting moves the fake clock on. Returns the chain's generation."""
+    generation = h.put(3600)
+    h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "other:1:x", started_at))
+    monkeypatch.setattr(h.store, "owner_alive", lambda owner: owner == "other:1:x")
+
+    async def sleep(seconds: float) -> None:
+        h.t[0] += seconds
+        await asyncio.sleep(0)
+
+    h.chains.sleep = sleep
+    return generation
 
 
 def age_journal(store: SqliteStore, account: str, seconds: float) -> None:
@@ -787,15 +794,7 @@ async def test_a_live_owners_journal_is_judged_by_the_stores_clock(
     """Another host wrote the journal a moment ago; this host's clock is minutes (or a day)
     off. Its own clock must not make the journal look abandoned: the refresh token may be
     spent already, and spending it again kills the chain."""
-    generation = h.put(3600)
-    h.store.begin_refresh(RefreshJournal("prod", fingerprint(OLD_RT), "other:1:x", T0 - skew))
-    monkeypatch.setattr(h.store, "owner_alive", lambda owner: owner == "other:1:x")
-
-    async def sleep(seconds: float) -> None:
-        h.t[0] += seconds
-        await asyncio.sleep(0)
-
-    h.chains.sleep = sleep
+    generation = live_foreign_journal(h, monkeypatch, started_at=T0 - skew)
     with pytest.raises(RefreshInProgress):
         await h.chains.refresh(h.account, seen_generation=generation, reason="401")
     assert h.keap.requests == []
