@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 
 from shim.access.rate_policy import (
@@ -66,7 +67,7 @@ class KeyRates:
         #: decided here without asking the store again.
         self._overdue: asyncio.Future[Refusal] | None = None
         #: Calls admitted here that the store never counted, per (key, slot, window).
-        self._unshared: dict[tuple[str, int, int], int] = {}
+        self._unshared: Counter[tuple[str, int, int]] = Counter()
         #: When the current episode began (None: the store answers), and its local decisions.
         self._episode: float | None = None
         self._decided = 0
@@ -134,7 +135,7 @@ class KeyRates:
             raise _limited(key, rate, refused, now)
         unshared = (key.id, slot_of(now, rate.window), int(rate.window))
         if admission is None:
-            self._unshared[unshared] = self._unshared.get(unshared, 0) + 1
+            self._unshared[unshared] += 1
         else:
             admission.add_done_callback(lambda done: self._count_unless_stored(done, unshared))
 
@@ -143,7 +144,7 @@ class KeyRates:
     ) -> None:
         stored = not admission.cancelled() and admission.exception() is None
         if not (stored and admission.result() is None):
-            self._unshared[unshared] = self._unshared.get(unshared, 0) + 1
+            self._unshared[unshared] += 1
         if stored:
             self._share()
 
@@ -180,9 +181,7 @@ class KeyRates:
             try:
                 await self._lane.start(self.store.add_calls, key_id, slot, window, count)
             except Exception as exc:
-                self._unshared[key_id, slot, window] = (
-                    self._unshared.get((key_id, slot, window), 0) + count
-                )
+                self._unshared[key_id, slot, window] += count
                 log.warning("key rates: could not share %d calls: %s", count, _describe(exc))
                 return
 
