@@ -48,11 +48,18 @@ def _executor() -> ThreadPoolExecutor:
         return _pool
 
 
+def _submit(
+    pool: ThreadPoolExecutor, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+) -> asyncio.Future[T]:
+    """``fn(*args, **kwargs)`` in ``pool``, with the caller's context, as a loop future."""
+    context = contextvars.copy_context()
+    call = functools.partial(context.run, fn, *args, **kwargs)
+    return asyncio.get_running_loop().run_in_executor(pool, call)
+
+
 async def off_loop(fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
     """``fn(*args, **kwargs)`` in a store worker thread; the loop serves on meanwhile."""
-    loop = asyncio.get_running_loop()
-    context = contextvars.copy_context()
-    future = loop.run_in_executor(_executor(), functools.partial(context.run, fn, *args, **kwargs))
+    future = _submit(_executor(), fn, *args, **kwargs)
     try:
         return await asyncio.shield(future)
     except asyncio.CancelledError:
@@ -77,9 +84,9 @@ async def peek_or_read(peek: Callable[[A], T | Unread], read: Callable[[A], T], 
 
 
 class Lane:
-    """Threads of their own for one kind of store work that runs on every call (rate
-    admissions), so that work waiting on a locked store never takes the threads the
-    background work needs, and the background work never delays it.
+    """Threads of their own for one kind of store work (rate admissions, health probes, the
+    admin page), so that work waiting on a locked store never takes the threads the
+    background work (refreshes) needs, and the background work never delays it.
 
     ``start`` hands back a future the caller may stop waiting for: unlike ``off_loop``, the
     work goes on, and its result is the future's whenever it lands."""
@@ -88,9 +95,7 @@ class Lane:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
 
     def start(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> asyncio.Future[T]:
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        return loop.run_in_executor(self._pool, functools.partial(context.run, fn, *args, **kwargs))
+        return _submit(self._pool, fn, *args, **kwargs)
 
     def close(self) -> None:
         """No new work; work under way finishes on its own (bounded by the store's timeouts)."""
