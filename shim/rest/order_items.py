@@ -39,9 +39,11 @@ TEXTS = ("name", "description", "notes")
 BodyOf = Callable[[Mapping[str, Value]], dict[str, Any]]
 
 
-def _holds(order: Any, item_id: int) -> bool:
+def _item_in(order: Any, item_id: int) -> dict[str, Any] | None:
+    """Item ``item_id`` of a REST order, or None."""
     items = order.get("order_items") if isinstance(order, dict) else None
-    return any(isinstance(i, dict) and number(i.get("id")) == item_id for i in items or [])
+    found = (i for i in items or [] if isinstance(i, dict) and number(i.get("id")) == item_id)
+    return next(found, None)
 
 
 async def order_of_item(ctx: Ctx, item_id: int, hint: int | None) -> str:
@@ -57,7 +59,7 @@ async def order_of_item(ctx: Ctx, item_id: int, hint: int | None) -> str:
             order = None
         if isinstance(order, dict):
             remember_items(ctx, order)
-            if _holds(order, item_id):
+            if _item_in(order, item_id) is not None:
                 return str(hint)
     token, seen = "", 0
     while True:
@@ -69,7 +71,7 @@ async def order_of_item(ctx: Ctx, item_id: int, hint: int | None) -> str:
         for order in orders or []:
             if isinstance(order, dict):
                 remember_items(ctx, order)
-                if _holds(order, item_id):
+                if _item_in(order, item_id) is not None:
                     return str(order.get("id"))
         seen += len(orders or [])
         token = str(answer.get("next_page_token") or "") if isinstance(answer, dict) else ""
@@ -124,12 +126,10 @@ async def add(ctx: Ctx, values: dict[str, Value], body_of: BodyOf) -> int:
 
 async def _type_of(ctx: Ctx, order: str, item_id: int) -> int | None:
     """The legacy type an item reads as now (an update may repeat it unchanged)."""
-    found = await ctx.client.get(f"/orders/{order}")
-    items = found.get("order_items") if isinstance(found, dict) else None
-    for item in items or []:
-        if isinstance(item, dict) and number(item.get("id")) == item_id:
-            return LEGACY_ITEM_TYPES.get(str(item.get("item_type")))
-    raise NotFound()
+    item = _item_in(await ctx.client.get(f"/orders/{order}"), item_id)
+    if item is None:
+        raise NotFound()
+    return LEGACY_ITEM_TYPES.get(str(item.get("item_type")))
 
 
 async def update(ctx: Ctx, item_id: int, values: dict[str, Value], body_of: BodyOf) -> int:
