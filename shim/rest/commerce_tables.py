@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from shim.errors import NotFound, NoTranslation
 from shim.rest import criteria as crit
@@ -162,9 +162,11 @@ class NoLoad(TableSpec):
     """A spec REST lists but cannot read one record of (no item path, no id filter)."""
 
     loads = False
+    #: What the load fault says after the table's name.
+    why_no_load: ClassVar[str] = "REST v2 has no read of one"
 
     async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
-        raise NoTranslation(f"DataService.load on table {self.table}: REST v2 has no read of one")
+        raise NoTranslation(f"DataService.load on table {self.table}: {self.why_no_load}")
 
 
 PRODUCT = TableSpec(

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from shim.errors import NoTranslation
 from shim.rest import criteria as crit
-from shim.rest.commerce_tables import FLOAT, ro
-from shim.rest.context import Ctx
+from shim.rest.commerce_tables import FLOAT, NoLoad, ro
 from shim.rest.listing import Filter
-from shim.rest.spec import Convert, TableSpec, missing
+from shim.rest.spec import Convert, missing
 from shim.xmlrpc import Value
 
 #: Legacy comparison -> REST ``amount`` operator (``amount`` also takes ``!=``).
@@ -35,10 +33,13 @@ def _first_order(raw: Any) -> Value:
     return str(raw[0]) if isinstance(raw, list) and raw else None
 
 
-class Transactions(TableSpec):
+class Transactions(NoLoad):
     """CCharge: filters that need more than a column says, and no ``load``."""
 
-    loads = False
+    why_no_load = (
+        "REST v2 transactions have no id to read one by; query by OrderNum, MerchantId or Amt "
+        "instead"
+    )
 
     @property
     def rest(self) -> str:
@@ -61,12 +62,6 @@ class Transactions(TableSpec):
         if name == "Id":
             return f"transaction_time {'asc' if ascending else 'desc'}"
         return super().order(name, ascending)
-
-    async def load(self, ctx: Ctx, record_id: int, names: list[str]) -> Value:
-        raise NoTranslation(
-            "DataService.load on table CCharge: REST v2 transactions have no id to read one by; "
-            "query by OrderNum, MerchantId or Amt instead"
-        )
 
 
 CCHARGE = Transactions(
